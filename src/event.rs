@@ -1,0 +1,321 @@
+//! Events and their decoding from JSON.
+//!
+//! An [`Event`] is a compact row: the values of only those fields some pattern reads, in
+//! slots fixed at compile time by a [`Schema`], plus the original JSON text, which matches
+//! echo unchanged. Decoding walks the JSON once and skips every field no pattern needs.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::value::Value;
+
+/// One input event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    /// Event time in milliseconds since the epoch (or the arrival index without a time field).
+    pub time: i64,
+    /// The values of the schema's fields, by slot.
+    pub fields: Box<[Value]>,
+    /// The event as it arrived (one JSON object), echoed in matches.
+    pub raw: Arc<str>,
+}
+
+impl Event {
+    /// The value in `slot`, `null` if the slot is out of range.
+    #[inline]
+    pub fn slot(&self, slot: usize) -> &Value {
+        self.fields.get(slot).unwrap_or(&Value::Null)
+    }
+
+    /// Reads any field by dotted path from the original JSON (slower than a slot: it parses
+    /// the event text). Meant for Rust closures, which may read fields the schema lacks.
+    pub fn field(&self, path: &str) -> Value {
+        let Ok(root) = serde_json::from_str::<serde_json::Value>(&self.raw) else {
+            return Value::Null;
+        };
+        let mut cur = &root;
+        for part in path.split('.') {
+            match cur.get(part) {
+                Some(v) => cur = v,
+                None => return Value::Null,
+            }
+        }
+        Value::from_json(cur)
+    }
+}
+
+/// The fields patterns read, each with a slot number, plus the time and key fields.
+#[derive(Debug, Clone, Default)]
+pub struct Schema {
+    paths: Vec<Vec<String>>,
+    index: HashMap<Vec<String>, usize>,
+    root: TrieNode,
+}
+
+#[derive(Debug, Clone, Default)]
+struct TrieNode {
+    slot: Option<usize>,
+    children: HashMap<String, TrieNode>,
+}
+
+impl Schema {
+    /// An empty schema.
+    pub fn new() -> Schema {
+        Schema::default()
+    }
+
+    /// The slot of `path`, adding it if new.
+    pub fn slot_of(&mut self, path: &[String]) -> usize {
+        if let Some(&s) = self.index.get(path) {
+            return s;
+        }
+        let slot = self.paths.len();
+        self.paths.push(path.to_vec());
+        self.index.insert(path.to_vec(), slot);
+        let mut node = &mut self.root;
+        for part in path {
+            node = node.children.entry(part.clone()).or_default();
+        }
+        node.slot = Some(slot);
+        slot
+    }
+
+    /// The slot of `path` if the schema has it.
+    pub fn get(&self, path: &[String]) -> Option<usize> {
+        self.index.get(path).copied()
+    }
+
+    /// Number of slots.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Whether the schema has no fields.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// The dotted paths by slot.
+    pub fn paths(&self) -> &[Vec<String>] {
+        &self.paths
+    }
+
+    /// Decodes one JSON object into a row of slot values.
+    pub fn decode_row(&self, json: &str) -> Result<Box<[Value]>, DecodeError> {
+        let mut row = vec![Value::Null; self.paths.len()];
+        let mut de = serde_json::Deserializer::from_str(json);
+        RowSeed {
+            node: &self.root,
+            row: &mut row,
+        }
+        .deserialize(&mut de)
+        .map_err(|e| DecodeError::Json(e.to_string()))?;
+        de.end().map_err(|e| DecodeError::Json(e.to_string()))?;
+        Ok(row.into_boxed_slice())
+    }
+}
+
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not a JSON object, or malformed JSON.
+    #[error("malformed JSON: {0}")]
+    Json(String),
+    /// The time field is absent or null.
+    #[error("missing time field `{0}`")]
+    MissingTime(String),
+    /// The time field is neither epoch milliseconds nor an RFC 3339 string.
+    #[error("time field `{field}` is {found}, expected integer epoch milliseconds or an RFC 3339 string")]
+    BadTime {
+        /// The time field's path.
+        field: String,
+        /// What was found.
+        found: String,
+    },
+}
+
+/// Reads event time from a decoded value: an integer of epoch milliseconds, a float with no
+/// fraction, or an RFC 3339 string.
+pub fn time_from_value(v: &Value, field: &str) -> Result<i64, DecodeError> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(*f as i64),
+        Value::Str(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|d| d.timestamp_millis())
+            .map_err(|e| DecodeError::BadTime {
+                field: field.to_string(),
+                found: format!("the string {:?} ({e})", &**s),
+            }),
+        Value::Null => Err(DecodeError::MissingTime(field.to_string())),
+        other => Err(DecodeError::BadTime {
+            field: field.to_string(),
+            found: describe(other),
+        }),
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Int(i) => format!("the integer {i}"),
+        Value::Float(f) => format!("the number {f}"),
+        Value::Str(s) => format!("the string {:?}", &**s),
+    }
+}
+
+struct RowSeed<'a> {
+    node: &'a TrieNode,
+    row: &'a mut Vec<Value>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match self.node.children.get(key.as_ref()) {
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Some(child) => {
+                    map.next_value_seed(FieldSeed {
+                        node: child,
+                        row: &mut *self.row,
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decodes one field's value: a scalar into its slot, an object into its children.
+struct FieldSeed<'a> {
+    node: &'a TrieNode,
+    row: &'a mut Vec<Value>,
+}
+
+impl FieldSeed<'_> {
+    fn put(self, v: Value) {
+        if let Some(s) = self.node.slot {
+            self.row[s] = v;
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.put(Value::Bool(v));
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.put(Value::Int(v));
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.put(match i64::try_from(v) {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::Float(v as f64),
+        });
+        Ok(())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.put(Value::Float(v));
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.put(Value::Str(Arc::from(v)));
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.put(Value::Null);
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.put(Value::Null);
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        RowSeed {
+            node: self.node,
+            row: self.row,
+        }
+        .visit_map(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &str) -> Vec<String> {
+        s.split('.').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn decodes_only_schema_fields_including_nested() {
+        let mut schema = Schema::new();
+        let a = schema.slot_of(&path("amount"));
+        let u = schema.slot_of(&path("user.id"));
+        let row = schema
+            .decode_row(r#"{"x":[1,{"y":2}],"amount":12.5,"user":{"id":"u1","n":3}}"#)
+            .unwrap();
+        assert_eq!(row[a], Value::Float(12.5));
+        assert_eq!(row[u], Value::from("u1"));
+    }
+
+    #[test]
+    fn malformed_json_is_an_error() {
+        let schema = Schema::new();
+        assert!(schema.decode_row("{\"a\":").is_err());
+        assert!(schema.decode_row("[1,2]").is_err());
+        assert!(schema.decode_row("{} trailing").is_err());
+    }
+
+    #[test]
+    fn time_accepts_millis_and_rfc3339() {
+        assert_eq!(time_from_value(&Value::Int(5), "ts"), Ok(5));
+        assert_eq!(
+            time_from_value(&Value::from("1970-01-01T00:00:01Z"), "ts"),
+            Ok(1000)
+        );
+        assert!(matches!(
+            time_from_value(&Value::Bool(true), "ts"),
+            Err(DecodeError::BadTime { .. })
+        ));
+        assert_eq!(
+            time_from_value(&Value::Null, "ts"),
+            Err(DecodeError::MissingTime("ts".into()))
+        );
+    }
+}

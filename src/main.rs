@@ -1,0 +1,5 @@
+//! The `motif` command-line tool.
+
+fn main() {
+    std::process::exit(motif::cli::main());
+}

@@ -1,0 +1,119 @@
+//! Human-readable renderings of a compiled NFA: plain text and Graphviz DOT.
+
+use std::fmt::Write;
+
+use crate::nfa::{Action, Guard, Nfa, StateKind};
+
+fn guard_text(nfa: &Nfa, g: &Guard) -> String {
+    match g {
+        Guard::True => "true".into(),
+        Guard::Cond(i) => nfa
+            .conditions
+            .get(*i)
+            .map(|c| c.text.clone())
+            .unwrap_or_else(|| format!("cond#{i}")),
+        Guard::Not(x) => format!("not ({})", guard_text(nfa, x)),
+        Guard::And(a, b) => format!("{} and {}", guard_text(nfa, a), guard_text(nfa, b)),
+    }
+}
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Take => "TAKE",
+        Action::Ignore => "IGNORE",
+        Action::Proceed => "PROCEED",
+    }
+}
+
+fn kind_name(k: StateKind) -> &'static str {
+    match k {
+        StateKind::Normal => "normal",
+        StateKind::Final => "final",
+        StateKind::Stop => "stop",
+        StateKind::Pending => "pending",
+    }
+}
+
+/// The NFA as indented text: one block per state, one line per edge.
+pub fn to_text(nfa: &Nfa) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "pattern {}: {} states, variables [{}]",
+        nfa.name,
+        nfa.states.len(),
+        nfa.variables.join(", ")
+    );
+    if nfa.window > 0 {
+        let _ = writeln!(s, "  within {}ms (first to last event)", nfa.window);
+    }
+    let _ = writeln!(s, "  skip: {:?}", nfa.skip);
+    // Start first, then in creation order.
+    let mut order: Vec<usize> = (0..nfa.states.len()).collect();
+    order.sort_by_key(|&i| (i != nfa.start, std::cmp::Reverse(i)));
+    for i in order {
+        let st = &nfa.states[i];
+        let mut tags = vec![kind_name(st.kind).to_string()];
+        if st.is_start {
+            tags.insert(0, "start".into());
+        }
+        if let Some(w) = nfa.state_windows[i] {
+            tags.push(format!("within {w}ms of previous event"));
+        }
+        let _ = writeln!(s, "state {} ({})", st.name, tags.join(", "));
+        for e in &st.edges {
+            let _ = writeln!(
+                s,
+                "  {:<7} -> {:<14} if {}",
+                action_name(e.action),
+                nfa.states[e.target].name,
+                guard_text(nfa, &e.guard)
+            );
+        }
+    }
+    s
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The NFA as a Graphviz digraph.
+pub fn to_dot(nfa: &Nfa) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "digraph \"{}\" {{", dot_escape(&nfa.name));
+    let _ = writeln!(s, "  rankdir=LR;");
+    let _ = writeln!(s, "  node [fontname=\"Helvetica\"];");
+    for (i, st) in nfa.states.iter().enumerate() {
+        let shape = match st.kind {
+            StateKind::Final => "doublecircle",
+            StateKind::Stop => "octagon",
+            StateKind::Pending => "box",
+            StateKind::Normal => "circle",
+        };
+        let style = if st.is_start { ", style=bold" } else { "" };
+        let _ = writeln!(
+            s,
+            "  s{i} [label=\"{}\", shape={shape}{style}];",
+            dot_escape(&st.name)
+        );
+    }
+    for (i, st) in nfa.states.iter().enumerate() {
+        for e in &st.edges {
+            let style = match e.action {
+                Action::Take => "solid",
+                Action::Ignore => "dashed",
+                Action::Proceed => "dotted",
+            };
+            let _ = writeln!(
+                s,
+                "  s{i} -> s{} [label=\"{}: {}\", style={style}];",
+                e.target,
+                action_name(e.action),
+                dot_escape(&guard_text(nfa, &e.guard))
+            );
+        }
+    }
+    s.push_str("}\n");
+    s
+}

@@ -1,0 +1,611 @@
+//! Runs an [`Nfa`] over one partition's events, as Flink's `NFA.process` / `advanceTime`.
+//!
+//! A [`Run`] is one partial match (Flink's ComputationState): the NFA state it is in, the
+//! last node of its path in the [`SharedBuffer`], when and with which event it started, and
+//! the running aggregates its conditions read. Each event is offered to every run; the edges
+//! whose guards hold decide the runs that follow (TAKE extends the path, IGNORE keeps it,
+//! PROCEED moves without consuming). Runs reaching the Final state are matches; runs reaching
+//! a Stop state kill every run born from the same parent in that step.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use crate::event::Event;
+use crate::expr::compile::AggAcc;
+use crate::nfa::buffer::{PathStep, SharedBuffer, NIL};
+use crate::nfa::{Action, Guard, Nfa, Skip, StateId, StateKind};
+use crate::pattern::PartialMatch;
+
+/// `start_seq` of a run that has taken nothing yet (sorts after every real event).
+const NO_START: u64 = u64::MAX;
+
+/// Upper bound on PROCEED expansions per run and event: a guard against pathological
+/// patterns, far above what any valid pattern needs.
+const MAX_PROCEED_EXPANSIONS: usize = 4096;
+
+/// One partial match.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    state: StateId,
+    node: u32,
+    start_ts: i64,
+    prev_ts: i64,
+    start_seq: u64,
+    aggs: Vec<AggAcc>,
+}
+
+/// An event of a match, with the variable that took it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchedEvent {
+    /// Variable index (into [`Nfa::variables`]).
+    pub var: usize,
+    /// Event time.
+    pub time: i64,
+    /// The event as it arrived.
+    pub raw: Arc<str>,
+}
+
+/// A completed match, or a timed-out partial match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Match {
+    /// The events in the order they were taken.
+    pub events: Vec<MatchedEvent>,
+    /// For a timed-out partial match, the time it timed out.
+    pub timed_out: Option<i64>,
+}
+
+/// The matcher state of one partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Matcher {
+    #[serde(skip)]
+    nfa: Option<Arc<Nfa>>,
+    buffer: SharedBuffer,
+    runs: Vec<Run>,
+    completed: Vec<Run>,
+    next_seq: u64,
+    #[serde(skip)]
+    event_cache: Vec<u8>,
+    #[serde(skip)]
+    run_cache: Vec<u8>,
+}
+
+struct View<'a> {
+    buffer: &'a SharedBuffer,
+    node: u32,
+    nfa: &'a Nfa,
+}
+
+impl PartialMatch for View<'_> {
+    fn events_of(&self, var: &str) -> Vec<&Event> {
+        match self.nfa.variables.iter().position(|v| v == var) {
+            Some(i) => self.buffer.events_of(self.node, i),
+            None => Vec::new(),
+        }
+    }
+}
+
+impl Matcher {
+    /// A matcher with only the start run.
+    pub fn new(nfa: Arc<Nfa>) -> Matcher {
+        let n = nfa.conditions.len();
+        let start = Run::start(&nfa);
+        Matcher {
+            nfa: Some(nfa),
+            buffer: SharedBuffer::new(),
+            runs: vec![start],
+            completed: Vec::new(),
+            next_seq: 0,
+            event_cache: vec![0; n],
+            run_cache: vec![0; n],
+        }
+    }
+
+    /// Re-attaches the NFA after deserialisation.
+    pub fn attach(&mut self, nfa: Arc<Nfa>) {
+        let n = nfa.conditions.len();
+        self.event_cache = vec![0; n];
+        self.run_cache = vec![0; n];
+        self.nfa = Some(nfa);
+    }
+
+    fn nfa(&self) -> &Arc<Nfa> {
+        // Set by `new` and `attach`; a deserialised matcher must be attached before use.
+        self.nfa.as_ref().expect("matcher used before its NFA was attached")
+    }
+
+    /// Whether nothing is pending: only the start run, no buffered completed matches. Such a
+    /// partition can be dropped and recreated later with no change in results.
+    pub fn is_idle(&self) -> bool {
+        self.completed.is_empty()
+            && self.runs.len() == 1
+            && self.runs[0].start_seq == NO_START
+            && self.buffer.live_nodes() == 0
+    }
+
+    /// Number of partial matches (runs that have taken at least one event).
+    pub fn partial_matches(&self) -> usize {
+        self.runs.iter().filter(|r| r.start_seq != NO_START).count()
+    }
+
+    /// The earliest time at which [`Matcher::advance_time`] would time a run out.
+    pub fn next_deadline(&self) -> Option<i64> {
+        let nfa = self.nfa();
+        let mut best: Option<i64> = None;
+        for r in &self.runs {
+            if nfa.states[r.state].is_start {
+                continue;
+            }
+            if nfa.window > 0 {
+                let d = r.start_ts.saturating_add(nfa.window);
+                best = Some(best.map_or(d, |b| b.min(d)));
+            }
+            if let Some(w) = nfa.state_windows[r.state] {
+                if w > 0 {
+                    let d = r.prev_ts.saturating_add(w);
+                    best = Some(best.map_or(d, |b| b.min(d)));
+                }
+            }
+        }
+        best
+    }
+
+    /// Times out runs whose window has passed at `time` (Flink's `advanceTime`): their partial
+    /// matches go to `timeouts` when `handle_timeouts`; Pending runs (trailing
+    /// `notFollowedBy`) complete and go to `matches`.
+    pub fn advance_time(
+        &mut self,
+        time: i64,
+        handle_timeouts: bool,
+        matches: &mut Vec<Match>,
+        timeouts: &mut Vec<Match>,
+    ) {
+        let nfa = Arc::clone(self.nfa());
+        let runs = std::mem::take(&mut self.runs);
+        let mut kept = Vec::with_capacity(runs.len());
+        let mut potential = Vec::new();
+        for run in runs {
+            let state = &nfa.states[run.state];
+            if state.is_start {
+                kept.push(run);
+                continue;
+            }
+            let prev_window = nfa.state_windows[run.state].filter(|w| *w > 0);
+            let prev_timeout = prev_window.is_some_and(|w| time.saturating_sub(run.prev_ts) >= w);
+            let first_timeout = nfa.window > 0 && time.saturating_sub(run.start_ts) >= nfa.window;
+            if !(prev_timeout || first_timeout) {
+                kept.push(run);
+                continue;
+            }
+            if state.kind == StateKind::Pending {
+                potential.push(run);
+                continue;
+            }
+            if handle_timeouts {
+                let at = match prev_window {
+                    Some(w) if prev_timeout => run.prev_ts.saturating_add(w),
+                    _ => run.start_ts.saturating_add(nfa.window),
+                };
+                let path = self.buffer.extract(run.node);
+                timeouts.push(self.materialize(&path, Some(at)));
+            }
+            self.buffer.release(run.node);
+        }
+        self.runs = kept;
+        self.emit_completed(&nfa, potential, matches);
+    }
+
+    /// Offers one event to every run (Flink's `process`); completed matches go to `matches`.
+    /// Events must come in time order; call [`Matcher::advance_time`] with the event's time
+    /// first, as Flink's operator does.
+    pub fn process(&mut self, event: Event, matches: &mut Vec<Match>) {
+        let nfa = Arc::clone(self.nfa());
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let eid = self.buffer.reserve_event(seq);
+        let mut event_cache = std::mem::take(&mut self.event_cache);
+        event_cache.iter_mut().for_each(|c| *c = 0);
+        let runs = std::mem::take(&mut self.runs);
+        let mut next_runs = Vec::with_capacity(runs.len() + 1);
+        let mut potential = Vec::new();
+        let mut outs: Vec<Run> = Vec::new();
+        for run in runs {
+            outs.clear();
+            self.next_runs(&nfa, &run, &event, seq, eid, &mut event_cache, &mut outs);
+            self.buffer.release(run.node);
+            let mut discard = false;
+            let first_retained = next_runs.len();
+            for o in outs.drain(..) {
+                match nfa.states[o.state].kind {
+                    StateKind::Final => potential.push(o),
+                    StateKind::Stop => {
+                        discard = true;
+                        self.buffer.release(o.node);
+                    }
+                    _ => next_runs.push(o),
+                }
+            }
+            if discard {
+                for r in next_runs.drain(first_retained..) {
+                    self.buffer.release(r.node);
+                }
+            }
+        }
+        self.event_cache = event_cache;
+        self.buffer.fill_event(eid, event);
+        self.runs = next_runs;
+        self.emit_completed(&nfa, potential, matches);
+    }
+
+    /// Ends the partition's input: nothing more will be decided by events (Flink keeps such
+    /// runs forever; callers advance time to +∞ first to fire windows).
+    pub fn clear(&mut self) {
+        let nfa = Arc::clone(self.nfa());
+        for r in std::mem::take(&mut self.runs)
+            .into_iter()
+            .chain(std::mem::take(&mut self.completed))
+        {
+            self.buffer.release(r.node);
+        }
+        self.runs.push(Run::start(&nfa));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn next_runs(
+        &mut self,
+        nfa: &Nfa,
+        run: &Run,
+        event: &Event,
+        seq: u64,
+        eid: u32,
+        event_cache: &mut [u8],
+        outs: &mut Vec<Run>,
+    ) {
+        let mut run_cache = std::mem::take(&mut self.run_cache);
+        run_cache.iter_mut().for_each(|c| *c = 0);
+        let view = View {
+            buffer: &self.buffer,
+            node: run.node,
+            nfa,
+        };
+        let mut eval = Eval {
+            nfa,
+            event,
+            run,
+            view: &view,
+            event_cache,
+            run_cache: &mut run_cache,
+        };
+
+        // The decision graph: follow PROCEED edges whose guards hold; collect TAKE and IGNORE
+        // edges whose guards hold, with the state they leave from.
+        let mut edges: SmallVec<[(StateId, usize); 8]> = SmallVec::new();
+        let mut stack: SmallVec<[StateId; 8]> = SmallVec::new();
+        stack.push(run.state);
+        let mut expansions = 0;
+        while let Some(s) = stack.pop() {
+            expansions += 1;
+            if expansions > MAX_PROCEED_EXPANSIONS {
+                break;
+            }
+            for (i, e) in nfa.states[s].edges.iter().enumerate() {
+                if eval.holds(&e.guard) {
+                    match e.action {
+                        Action::Proceed => stack.push(e.target),
+                        Action::Take | Action::Ignore => edges.push((s, i)),
+                    }
+                }
+            }
+        }
+        // For each TAKE: does the target reach Final through PROCEED edges right away? (Judged
+        // with the run as it was before taking, as Flink does.)
+        let finals: SmallVec<[Option<StateId>; 8]> = edges
+            .iter()
+            .map(|&(s, i)| {
+                let e = &nfa.states[s].edges[i];
+                if e.action == Action::Take {
+                    eval.final_after_proceed(e.target)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.run_cache = run_cache;
+
+        let is_start = nfa.states[run.state].is_start;
+        for (k, &(s, i)) in edges.iter().enumerate() {
+            let e = &nfa.states[s].edges[i];
+            match e.action {
+                Action::Ignore => {
+                    if !is_start {
+                        self.buffer.lock(run.node);
+                        outs.push(Run {
+                            state: e.target,
+                            node: run.node,
+                            ..run.clone()
+                        });
+                    }
+                }
+                Action::Take => {
+                    let var = nfa.states[s].var.unwrap_or(usize::MAX);
+                    let node = self.buffer.put(var, eid, run.node);
+                    let (start_ts, start_seq) = if is_start {
+                        (event.time, seq)
+                    } else {
+                        (run.start_ts, run.start_seq)
+                    };
+                    let mut aggs = run.aggs.clone();
+                    for (acc, spec) in aggs.iter_mut().zip(&nfa.aggs) {
+                        if spec.var == var {
+                            match spec.slot {
+                                Some(slot) => acc.add(event.slot(slot)),
+                                None => acc.add(&crate::value::Value::Null),
+                            }
+                        }
+                    }
+                    let taken = Run {
+                        state: e.target,
+                        node,
+                        start_ts,
+                        prev_ts: event.time,
+                        start_seq,
+                        aggs,
+                    };
+                    self.buffer.lock(node);
+                    let fin = finals[k].map(|f| Run {
+                        state: f,
+                        ..taken.clone()
+                    });
+                    outs.push(taken);
+                    if let Some(fin) = fin {
+                        self.buffer.lock(node);
+                        outs.push(fin);
+                    }
+                }
+                Action::Proceed => {}
+            }
+        }
+        if is_start {
+            outs.push(Run::start(nfa));
+        }
+    }
+
+    /// Moves newly completed runs through the skip strategy and emits those that may go out:
+    /// with a skip strategy, a match waits while a partial match that started earlier could
+    /// still complete (Flink's `processMatchesAccordingToSkipStrategy`).
+    fn emit_completed(&mut self, nfa: &Nfa, potential: Vec<Run>, out: &mut Vec<Match>) {
+        self.completed.extend(potential);
+        loop {
+            let Some(i) = earliest(&self.completed) else {
+                break;
+            };
+            if nfa.skip != Skip::NoSkip {
+                let earliest_partial = self.runs.iter().map(|r| r.start_seq).min();
+                if earliest_partial.is_some_and(|p| self.completed[i].start_seq > p) {
+                    break;
+                }
+            }
+            let m = self.completed.remove(i);
+            let path = self.buffer.extract(m.node);
+            if let Some(pruning) = pruning_id(nfa.skip, &path) {
+                self.prune(pruning);
+            }
+            out.push(self.materialize(&path, None));
+            self.buffer.release(m.node);
+        }
+    }
+
+    fn prune(&mut self, p: Pruning) {
+        let buffer = &mut self.buffer;
+        let mut keep = |r: &Run| {
+            let drop = r.start_seq != NO_START
+                && match p {
+                    Pruning::AtOrBefore(id) => r.start_seq <= id,
+                    Pruning::Before(id) => r.start_seq < id,
+                };
+            if drop {
+                buffer.release(r.node);
+            }
+            !drop
+        };
+        self.runs.retain(&mut keep);
+        self.completed.retain(&mut keep);
+    }
+
+    fn materialize(&self, path: &[PathStep], timed_out: Option<i64>) -> Match {
+        Match {
+            events: path
+                .iter()
+                .filter_map(|s| {
+                    self.buffer.event(s.event).map(|e| MatchedEvent {
+                        var: s.var,
+                        time: e.time,
+                        raw: Arc::clone(&e.raw),
+                    })
+                })
+                .collect(),
+            timed_out,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Pruning {
+    AtOrBefore(u64),
+    Before(u64),
+}
+
+fn pruning_id(skip: Skip, path: &[PathStep]) -> Option<Pruning> {
+    match skip {
+        Skip::NoSkip => None,
+        Skip::ToNext => path.iter().map(|s| s.seq).min().map(Pruning::AtOrBefore),
+        Skip::PastLast => path.iter().map(|s| s.seq).max().map(Pruning::AtOrBefore),
+        Skip::ToFirst(v) => path.iter().find(|s| s.var == v).map(|s| Pruning::Before(s.seq)),
+        Skip::ToLast(v) => path
+            .iter()
+            .rev()
+            .find(|s| s.var == v)
+            .map(|s| Pruning::Before(s.seq)),
+    }
+}
+
+/// The index of the run that started earliest (first of equals).
+fn earliest(runs: &[Run]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, r) in runs.iter().enumerate() {
+        if best.is_none_or(|b| r.start_seq < runs[b].start_seq) {
+            best = Some(i);
+        }
+    }
+    best
+}
+
+impl Run {
+    fn start(nfa: &Nfa) -> Run {
+        Run {
+            state: nfa.start,
+            node: NIL,
+            start_ts: -1,
+            prev_ts: -1,
+            start_seq: NO_START,
+            aggs: nfa
+                .aggs
+                .iter()
+                .map(|a| AggAcc::empty(a.func))
+                .collect(),
+        }
+    }
+}
+
+/// Guard evaluation for one run and one event, with caches: conditions that read only the
+/// event are evaluated once per event for all runs, iterative ones once per run.
+struct Eval<'a> {
+    nfa: &'a Nfa,
+    event: &'a Event,
+    run: &'a Run,
+    view: &'a View<'a>,
+    event_cache: &'a mut [u8],
+    run_cache: &'a mut [u8],
+}
+
+impl Eval<'_> {
+    fn cond(&mut self, i: usize) -> bool {
+        let c = &self.nfa.conditions[i];
+        let cache = if c.iterative {
+            &mut *self.run_cache
+        } else {
+            &mut *self.event_cache
+        };
+        match cache[i] {
+            1 => false,
+            2 => true,
+            _ => {
+                let r = c.body.test(self.event, &self.run.aggs, self.view);
+                cache[i] = if r { 2 } else { 1 };
+                r
+            }
+        }
+    }
+
+    fn holds(&mut self, g: &Guard) -> bool {
+        match g {
+            Guard::True => true,
+            Guard::Cond(i) => self.cond(*i),
+            Guard::Not(x) => !self.holds(x),
+            Guard::And(a, b) => self.holds(a) && self.holds(b),
+        }
+    }
+
+    fn final_after_proceed(&mut self, from: StateId) -> Option<StateId> {
+        let nfa = self.nfa;
+        let mut stack: SmallVec<[StateId; 8]> = SmallVec::new();
+        stack.push(from);
+        let mut expansions = 0;
+        while let Some(s) = stack.pop() {
+            expansions += 1;
+            if expansions > MAX_PROCEED_EXPANSIONS {
+                return None;
+            }
+            for e in &nfa.states[s].edges {
+                if e.action == Action::Proceed && self.holds(&e.guard) {
+                    if nfa.states[e.target].kind == StateKind::Final {
+                        return Some(e.target);
+                    }
+                    stack.push(e.target);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Schema;
+    use crate::expr::ast::{BinaryOp, Expr, ExprKind};
+    use crate::pattern::Pattern;
+    use crate::value::Value;
+
+    fn name_is(n: &str) -> Expr {
+        Expr::new(ExprKind::Binary(
+            BinaryOp::Eq,
+            Box::new(Expr::new(ExprKind::Path(vec!["name".into()]))),
+            Box::new(Expr::new(ExprKind::Literal(Value::from(n)))),
+        ))
+    }
+
+    fn run(p: Pattern, names: &[&str]) -> Vec<Vec<usize>> {
+        let decl = p.declare("p");
+        let mut schema = Schema::new();
+        let nfa = Arc::new(crate::nfa::compile(&decl, &mut schema).unwrap());
+        let mut m = Matcher::new(Arc::clone(&nfa));
+        let mut out = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            let raw = format!(r#"{{"id":{i},"name":"{n}"}}"#);
+            let ev = Event {
+                time: i as i64,
+                fields: schema.decode_row(&raw).unwrap(),
+                raw: Arc::from(raw.as_str()),
+            };
+            m.advance_time(i as i64, false, &mut out, &mut Vec::new());
+            m.process(ev, &mut out);
+        }
+        let mut r: Vec<Vec<usize>> = out
+            .iter()
+            .map(|m| {
+                m.events
+                    .iter()
+                    .map(|e| {
+                        let v: serde_json::Value = serde_json::from_str(&e.raw).unwrap();
+                        v["id"].as_u64().unwrap() as usize
+                    })
+                    .collect()
+            })
+            .collect();
+        r.sort();
+        r
+    }
+
+    #[test]
+    fn end_with_one_or_more() {
+        let p = Pattern::begin("start")
+            .where_(name_is("c"))
+            .followed_by("middle")
+            .where_(name_is("a"))
+            .one_or_more();
+        let got = run(p, &["c", "a", "a", "a"]);
+        assert_eq!(got, vec![vec![0, 1], vec![0, 1, 2], vec![0, 1, 2, 3]]);
+    }
+
+    #[test]
+    fn strict_next_and_buffer_frees() {
+        let p = Pattern::begin("a")
+            .where_(name_is("a"))
+            .next("b")
+            .where_(name_is("b"));
+        let got = run(p, &["a", "b", "a", "c", "b", "a", "b"]);
+        assert_eq!(got, vec![vec![0, 1], vec![5, 6]]);
+    }
+}

@@ -1,0 +1,175 @@
+//! The NFA: compiled once per pattern ([`compiler`]), immutable and shared, run per
+//! partition by a [`matcher::Matcher`] that keeps its partial matches in a
+//! [`buffer::SharedBuffer`].
+//!
+//! The structure is Flink CEP's: states of kind Start/Normal/Final/Stop/Pending, edges
+//! TAKE (consume the event and stay or move), IGNORE (skip the event) and PROCEED (move on
+//! without consuming: an epsilon edge), each guarded by a condition.
+
+pub mod buffer;
+pub mod compiler;
+pub mod explain;
+pub mod matcher;
+
+use crate::event::Event;
+use crate::expr::compile::{AggAcc, AggSpec, CExpr};
+use crate::pattern::{NativeCondition, PartialMatch, SkipStrategy};
+
+pub use compiler::{compile, CompileError};
+pub use matcher::{Match, Matcher};
+
+/// Index of a state in [`Nfa::states`].
+pub type StateId = usize;
+
+/// What an edge does with the current event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Consume the event into the partial match.
+    Take,
+    /// Skip the event.
+    Ignore,
+    /// Move to another state without consuming (epsilon).
+    Proceed,
+}
+
+/// Kinds of states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateKind {
+    /// An ordinary state (the start state is a Normal state flagged `is_start`).
+    Normal,
+    /// Reaching it completes a match.
+    Final,
+    /// Reaching it kills the partial match (a negation saw its event).
+    Stop,
+    /// Waits for a trailing `notFollowedBy` window to pass; completes when it times out.
+    Pending,
+}
+
+/// An edge's guard: a tree over the pattern's compiled conditions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guard {
+    /// Always holds.
+    True,
+    /// A condition of the pattern, by index into [`Nfa::conditions`].
+    Cond(usize),
+    /// Negation.
+    Not(Box<Guard>),
+    /// Conjunction.
+    And(Box<Guard>, Box<Guard>),
+}
+
+/// One edge.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    /// TAKE, IGNORE or PROCEED.
+    pub action: Action,
+    /// Where it leads.
+    pub target: StateId,
+    /// When it may be followed.
+    pub guard: Guard,
+}
+
+/// One state.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// Unique internal name (`var`, `var:0`, ... as Flink names them).
+    pub name: String,
+    /// The variable events taken from this state are assigned to.
+    pub var: Option<usize>,
+    /// Kind.
+    pub kind: StateKind,
+    /// Whether runs begin here.
+    pub is_start: bool,
+    /// Outgoing edges, in Flink's order.
+    pub edges: Vec<Edge>,
+}
+
+/// The body of a compiled condition.
+#[derive(Debug, Clone)]
+pub enum CondBody {
+    /// An expression.
+    Expr(CExpr),
+    /// A Rust closure.
+    Native(NativeCondition),
+    /// Both.
+    And(Box<CondBody>, Box<CondBody>),
+    /// Either.
+    Or(Box<CondBody>, Box<CondBody>),
+}
+
+/// A step's `where` or `until` condition, compiled.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    /// What to evaluate.
+    pub body: CondBody,
+    /// Whether it reads the partial match (aggregates, other variables, Rust closures);
+    /// otherwise its result depends on the event alone and is cached per event.
+    pub iterative: bool,
+    /// The source text, for `explain`.
+    pub text: String,
+}
+
+impl CondBody {
+    /// Evaluates the condition for an event within a partial match.
+    pub fn test(&self, ev: &Event, aggs: &[AggAcc], partial: &dyn PartialMatch) -> bool {
+        match self {
+            CondBody::Expr(e) => e.test(ev, aggs),
+            CondBody::Native(f) => (f.0)(ev, partial),
+            CondBody::And(a, b) => a.test(ev, aggs, partial) && b.test(ev, aggs, partial),
+            CondBody::Or(a, b) => a.test(ev, aggs, partial) || b.test(ev, aggs, partial),
+        }
+    }
+}
+
+/// A compiled pattern: immutable, shared by every partition.
+#[derive(Debug, Clone)]
+pub struct Nfa {
+    /// The pattern's name.
+    pub name: String,
+    /// Variables in pattern order (the order of `events` in a match).
+    pub variables: Vec<String>,
+    /// All states; the final state is `final_state`.
+    pub states: Vec<State>,
+    /// The start state.
+    pub start: StateId,
+    /// The compiled conditions guards refer to.
+    pub conditions: Vec<Condition>,
+    /// Aggregates runs maintain for the conditions.
+    pub aggs: Vec<AggSpec>,
+    /// FIRST_AND_LAST window in ms (0: none).
+    pub window: i64,
+    /// PREVIOUS_AND_CURRENT windows by state.
+    pub state_windows: Vec<Option<i64>>,
+    /// After-match skip strategy, with the variable resolved to its index.
+    pub skip: Skip,
+}
+
+/// The after-match skip strategy with variable indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// noSkip()
+    NoSkip,
+    /// skipToNext()
+    ToNext,
+    /// skipPastLastEvent()
+    PastLast,
+    /// skipToFirst(v)
+    ToFirst(usize),
+    /// skipToLast(v)
+    ToLast(usize),
+}
+
+impl Skip {
+    /// Resolves a model strategy against the variables; unknown names (rejected by validation)
+    /// become `NoSkip`.
+    pub fn from_model(s: &SkipStrategy, vars: &[String]) -> Skip {
+        let idx = |v: &str| vars.iter().position(|x| x == v);
+        match s {
+            SkipStrategy::NoSkip => Skip::NoSkip,
+            SkipStrategy::SkipToNext => Skip::ToNext,
+            SkipStrategy::SkipPastLastEvent => Skip::PastLast,
+            SkipStrategy::SkipToFirst(v) => idx(v).map(Skip::ToFirst).unwrap_or(Skip::NoSkip),
+            SkipStrategy::SkipToLast(v) => idx(v).map(Skip::ToLast).unwrap_or(Skip::NoSkip),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Matches, late events and rejects as JSON lines.
+
+use std::fmt::Write;
+
+use crate::nfa::{Match, Nfa};
+
+/// Appends one match (or timed-out partial match) as a JSON line, without allocating a JSON
+/// tree: input events are echoed as the text they arrived as.
+pub fn write_match(out: &mut String, nfa: &Nfa, key_json: Option<&str>, m: &Match) {
+    out.push_str("{\"pattern\":");
+    push_json_str(out, &nfa.name);
+    if let Some(k) = key_json {
+        out.push_str(",\"key\":");
+        out.push_str(k);
+    }
+    let start = m.events.first().map(|e| e.time).unwrap_or(0);
+    let end = m.events.last().map(|e| e.time).unwrap_or(0);
+    let _ = write!(out, ",\"start\":{start},\"end\":{end},\"events\":{{");
+    let mut first_var = true;
+    for (v, name) in nfa.variables.iter().enumerate() {
+        let mut evs = m.events.iter().filter(|e| e.var == v).peekable();
+        if evs.peek().is_none() {
+            continue;
+        }
+        if !first_var {
+            out.push(',');
+        }
+        first_var = false;
+        push_json_str(out, name);
+        out.push_str(":[");
+        for (i, e) in evs.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&e.raw);
+        }
+        out.push(']');
+    }
+    out.push('}');
+    if let Some(t) = m.timed_out {
+        let _ = write!(out, ",\"timed_out\":true,\"timeout\":{t}");
+    }
+    out.push_str("}\n");
+}
+
+/// Appends a JSON string literal.
+pub fn push_json_str(out: &mut String, s: &str) {
+    // Serialising a &str cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+}
+
+/// Appends one late event as a JSON line.
+pub fn write_late(out: &mut String, pattern: &str, raw: &str, time: i64, watermark: i64) {
+    out.push_str("{\"late\":true,\"pattern\":");
+    push_json_str(out, pattern);
+    let _ = write!(
+        out,
+        ",\"time\":{time},\"watermark\":{watermark},\"reason\":\"event time {time} is not after the watermark {watermark}\",\"event\":{raw}}}\n"
+    );
+}
+
+/// Appends one rejected record as a JSON line.
+pub fn write_reject(out: &mut String, origin: &str, line: u64, reason: &str, raw: &str) {
+    out.push_str("{\"rejected\":true,\"source\":");
+    push_json_str(out, origin);
+    let _ = write!(out, ",\"line\":{line},\"reason\":");
+    push_json_str(out, reason);
+    out.push_str(",\"record\":");
+    push_json_str(out, raw);
+    out.push_str("}\n");
+}
