@@ -22,6 +22,7 @@ pub mod cli;
 pub mod error;
 pub mod event;
 pub mod expr;
+pub mod gen;
 pub mod nfa;
 pub mod output;
 pub mod pattern;

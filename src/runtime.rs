@@ -65,6 +65,8 @@ pub struct Stats {
     pub matches: u64,
     /// Timed-out partial matches emitted.
     pub timeouts: u64,
+    /// Partial matches dropped by the per-partition cap.
+    pub dropped_runs: u64,
 }
 
 /// Options of an engine.
@@ -72,6 +74,8 @@ pub struct Stats {
 pub struct EngineOptions {
     /// Report timed-out partial matches.
     pub timeouts: bool,
+    /// Cap on partial matches per partition (`None`: [`crate::nfa::matcher::DEFAULT_MAX_RUNS`]).
+    pub max_runs_per_key: Option<usize>,
 }
 
 /// All patterns of a run, over one shared schema.
@@ -101,6 +105,7 @@ impl Engine {
                 watermark: i64::MIN,
                 max_time: i64::MIN,
                 arrivals: 0,
+                dropped_runs: 0,
             });
         }
         Ok(Engine {
@@ -123,7 +128,10 @@ impl Engine {
 
     /// Counters so far.
     pub fn stats(&self) -> Stats {
-        self.stats
+        Stats {
+            dropped_runs: self.patterns.iter().map(|p| p.dropped_runs).sum(),
+            ..self.stats
+        }
     }
 
     /// Open partial matches over all patterns and partitions.
@@ -140,22 +148,32 @@ impl Engine {
         self.patterns.iter().map(|p| p.partitions.len()).sum()
     }
 
+    /// The schema events are decoded with (to decode ahead of time, see
+    /// [`Engine::push_row`]).
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
     /// Decodes and processes one JSON record (one line, without its newline).
     pub fn push_json(&mut self, line: &str, out: &mut Vec<Output>) {
-        self.stats.records += 1;
-        let before = out.len();
-        let row = match self.schema.decode_row(line) {
-            Ok(r) => r,
+        match self.schema.decode_row(line) {
+            Ok(row) => self.push_row(row, Arc::from(line.trim()), out),
             Err(reason) => {
+                self.stats.records += 1;
                 self.stats.rejected += 1;
                 out.push(Output::Reject {
                     pattern: None,
                     reason,
                 });
-                return;
             }
-        };
-        let raw: Arc<str> = Arc::from(line.trim());
+        }
+    }
+
+    /// Processes one already decoded record: `row` holds the schema's slots, `raw` is the
+    /// JSON text matches echo.
+    pub fn push_row(&mut self, row: Box<[Value]>, raw: Arc<str>, out: &mut Vec<Output>) {
+        self.stats.records += 1;
+        let before = out.len();
         let n = self.patterns.len();
         let mut row = Some(row);
         for i in 0..n {
@@ -215,6 +233,7 @@ struct PatternRuntime {
     watermark: i64,
     max_time: i64,
     arrivals: u64,
+    dropped_runs: u64,
 }
 
 fn key_text(v: &Value) -> String {
@@ -274,7 +293,13 @@ impl PatternRuntime {
             .partitions
             .entry(Arc::clone(&key))
             .or_insert_with(|| Partition {
-                matcher: Matcher::new(Arc::clone(nfa)),
+                matcher: {
+                    let mut m = Matcher::new(Arc::clone(nfa));
+                    if let Some(cap) = options.max_runs_per_key {
+                        m.set_max_runs(cap);
+                    }
+                    m
+                },
                 pending: BTreeMap::new(),
                 key_json,
             });
@@ -309,6 +334,7 @@ impl PatternRuntime {
             let Some(part) = self.partitions.get_mut(&key) else {
                 continue;
             };
+            let dropped_before = part.matcher.dropped_runs();
             // Feed every buffered event up to the watermark, one timestamp at a time: first
             // expire runs against that time, then the events at it in arrival order.
             while let Some(entry) = part.pending.first_entry() {
@@ -330,6 +356,7 @@ impl PatternRuntime {
             }
             part.matcher
                 .advance_time(wm, options.timeouts, &mut matches, &mut timeouts);
+            self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
             let key_json = part.key_json.clone();
             for m in matches.drain(..).chain(timeouts.drain(..)) {
                 out.push(Output::Match {
@@ -357,14 +384,24 @@ pub fn match_lines(
     lines: &[&str],
     with_timeouts: bool,
 ) -> Result<Vec<serde_json::Value>, String> {
-    let decls = crate::syntax::load_str("<source>", source).map_err(|e| e.to_string())?;
-    let mut engine = Engine::new(
-        &decls,
+    match_lines_with(
+        source,
+        lines,
         EngineOptions {
             timeouts: with_timeouts,
+            ..EngineOptions::default()
         },
     )
-    .map_err(|e| e.to_string())?;
+}
+
+/// [`match_lines`] with explicit engine options.
+pub fn match_lines_with(
+    source: &str,
+    lines: &[&str],
+    options: EngineOptions,
+) -> Result<Vec<serde_json::Value>, String> {
+    let decls = crate::syntax::load_str("<source>", source).map_err(|e| e.to_string())?;
+    let mut engine = Engine::new(&decls, options).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for l in lines {
         if !l.trim().is_empty() {

@@ -158,6 +158,7 @@ fn run(args: RunArgs) -> i32 {
         &decls,
         EngineOptions {
             timeouts: args.timeouts,
+            ..EngineOptions::default()
         },
     ) {
         Ok(e) => e,
@@ -268,8 +269,17 @@ fn run(args: RunArgs) -> i32 {
     let s = engine.stats();
     if !args.quiet {
         eprintln!(
-            "motif: {} records, {} matches, {} timed out, {} late, {} rejected",
-            s.records, s.matches, s.timeouts, s.late, s.rejected
+            "motif: {} records, {} matches, {} timed out, {} late, {} rejected{}",
+            s.records,
+            s.matches,
+            s.timeouts,
+            s.late,
+            s.rejected,
+            if s.dropped_runs > 0 {
+                format!(", {} partial matches dropped at the per-key cap", s.dropped_runs)
+            } else {
+                String::new()
+            }
         );
     }
     match failed {

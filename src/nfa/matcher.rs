@@ -25,6 +25,9 @@ const NO_START: u64 = u64::MAX;
 /// patterns, far above what any valid pattern needs.
 const MAX_PROCEED_EXPANSIONS: usize = 4096;
 
+/// Default cap on partial matches per partition (see [`Matcher::set_max_runs`]).
+pub const DEFAULT_MAX_RUNS: usize = 100_000;
+
 /// One partial match.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
@@ -65,6 +68,8 @@ pub struct Matcher {
     runs: Vec<Run>,
     completed: Vec<Run>,
     next_seq: u64,
+    max_runs: usize,
+    dropped: u64,
     #[serde(skip)]
     event_cache: Vec<u8>,
     #[serde(skip)]
@@ -97,9 +102,45 @@ impl Matcher {
             runs: vec![start],
             completed: Vec::new(),
             next_seq: 0,
+            max_runs: DEFAULT_MAX_RUNS,
+            dropped: 0,
             event_cache: vec![0; n],
             run_cache: vec![0; n],
         }
+    }
+
+    /// Caps the partial matches of this partition. When an event leaves more, the runs that
+    /// started earliest are dropped (they are the closest to timing out) and counted in
+    /// [`Matcher::dropped_runs`]; memory stays bounded whatever the pattern and input.
+    pub fn set_max_runs(&mut self, max: usize) {
+        self.max_runs = max.max(1);
+    }
+
+    /// Partial matches dropped because of the cap.
+    pub fn dropped_runs(&self) -> u64 {
+        self.dropped
+    }
+
+    fn enforce_cap(&mut self) {
+        if self.runs.len() <= self.max_runs + 1 {
+            return;
+        }
+        let excess = self.runs.len() - (self.max_runs + 1);
+        // Oldest first; the start run (NO_START) sorts last and is never dropped.
+        let mut order: Vec<usize> = (0..self.runs.len()).collect();
+        order.sort_by_key(|&i| self.runs[i].start_seq);
+        let mut drop = vec![false; self.runs.len()];
+        for &i in order.iter().take(excess) {
+            drop[i] = true;
+            self.buffer.release(self.runs[i].node);
+        }
+        let mut i = 0;
+        self.runs.retain(|_| {
+            let keep = !drop[i];
+            i += 1;
+            keep
+        });
+        self.dropped += excess as u64;
     }
 
     /// Re-attaches the NFA after deserialisation.
@@ -235,6 +276,7 @@ impl Matcher {
         self.event_cache = event_cache;
         self.buffer.fill_event(eid, event);
         self.runs = next_runs;
+        self.enforce_cap();
         self.emit_completed(&nfa, potential, matches);
     }
 

@@ -1,0 +1,181 @@
+//! Throughput of motif, in events per second on one core, each scenario also stated as a
+//! ratio against the decode-only baseline measured in the same process.
+//!
+//! `cargo bench --bench throughput` (or `-- --events N` for a different stream length).
+//! Scenarios:
+//!   (a) decode only: JSON line → event row with the fields the patterns read (the ceiling);
+//!   (b) ../shared/peer/abc.motif over 1,000 keys, end to end from JSON lines, and
+//!   (b') the same on pre-decoded events;
+//!   (c) a 3-step followedBy pattern with `within(10s)` over 10,000 keys;
+//!   (d) a oneOrMore with an iterative aggregate condition;
+//!   (e) (c) with `within` 4× longer.
+//! No assertion on any figure: this prints, tests assert.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use motif::gen::{generate, GenOptions};
+use motif::runtime::{Engine, EngineOptions, Output};
+
+const ABC: &str = r#"
+pattern abc
+    key key
+    time ts
+= begin("A", skipPastLastEvent()).where(type == "A")
+  .next("B").where(type == "B" and price > A.price).oneOrMore().consecutive().greedy()
+  .next("C").where(type == "C")
+  .within(10s);
+"#;
+
+fn three_step(within: &str) -> String {
+    format!(
+        r#"pattern three
+    key key
+    time ts
+= begin("a").where(type == "A" and price < 50.0)
+  .followedBy("b").where(type == "B" and price > a.price)
+  .followedBy("c").where(type == "C" and price > b.price)
+  .within({within});"#
+    )
+}
+
+const ITERATIVE: &str = r#"
+pattern rising
+    key key
+    time ts
+= begin("first").where(type == "A")
+  .followedBy("ups").where(type == "B" and price > avg(ups.price) and count(ups) < 20).oneOrMore()
+  .followedBy("end").where(type == "C" and price > max(ups.price))
+  .within(5s);
+"#;
+
+struct Figures {
+    events: u64,
+    secs: f64,
+    matches: u64,
+}
+
+impl Figures {
+    fn per_sec(&self) -> f64 {
+        self.events as f64 / self.secs
+    }
+}
+
+fn lines(events: u64, keys: u64) -> Vec<String> {
+    let mut v = Vec::with_capacity(events as usize);
+    generate(
+        &GenOptions {
+            events,
+            keys,
+            ..GenOptions::default()
+        },
+        |l| v.push(l.to_string()),
+    );
+    v
+}
+
+fn engine(source: &str) -> Engine {
+    let decls = motif::syntax::load_str("<bench>", source)
+        .unwrap_or_else(|e| panic!("bench pattern does not load: {e}"));
+    Engine::new(&decls, EngineOptions::default()).expect("bench pattern compiles")
+}
+
+fn run_json(source: &str, input: &[String]) -> Figures {
+    let mut e = engine(source);
+    let mut out = Vec::with_capacity(64);
+    let mut matches = 0;
+    let t = Instant::now();
+    for l in input {
+        e.push_json(l, &mut out);
+        matches += out.len() as u64;
+        out.clear();
+    }
+    e.finish(&mut out);
+    matches += out.len() as u64;
+    Figures {
+        events: input.len() as u64,
+        secs: t.elapsed().as_secs_f64(),
+        matches,
+    }
+}
+
+fn run_decoded(source: &str, input: &[String]) -> Figures {
+    let mut e = engine(source);
+    let rows: Vec<_> = input
+        .iter()
+        .map(|l| {
+            (
+                e.schema().decode_row(l).expect("generated JSON decodes"),
+                Arc::<str>::from(l.as_str()),
+            )
+        })
+        .collect();
+    let mut out: Vec<Output> = Vec::with_capacity(64);
+    let mut matches = 0;
+    let t = Instant::now();
+    for (row, raw) in rows {
+        e.push_row(row, raw, &mut out);
+        matches += out.len() as u64;
+        out.clear();
+    }
+    e.finish(&mut out);
+    matches += out.len() as u64;
+    Figures {
+        events: input.len() as u64,
+        secs: t.elapsed().as_secs_f64(),
+        matches,
+    }
+}
+
+fn decode_only(source: &str, input: &[String]) -> Figures {
+    let e = engine(source);
+    let t = Instant::now();
+    let mut fields = 0usize;
+    for l in input {
+        let row = e.schema().decode_row(l).expect("generated JSON decodes");
+        let raw: Arc<str> = Arc::from(l.as_str());
+        fields += row.len() + raw.len();
+    }
+    std::hint::black_box(fields);
+    Figures {
+        events: input.len() as u64,
+        secs: t.elapsed().as_secs_f64(),
+        matches: 0,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let events: u64 = args
+        .iter()
+        .position(|a| a == "--events")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    println!("motif throughput, {events} generated events per scenario, one core\n");
+    let k1 = lines(events, 1_000);
+    let k10 = lines(events, 10_000);
+
+    let base = decode_only(ABC, &k1);
+    let report = |name: &str, f: &Figures| {
+        println!(
+            "{name:<58} {:>12.0} events/s/core  {:>6.2}× of decode-only  ({} outputs, {:.2}s)",
+            f.per_sec(),
+            f.per_sec() / base.per_sec(),
+            f.matches,
+            f.secs
+        );
+    };
+    report("(a) decode only (the ceiling)", &base);
+    report("(b) abc.motif, 1,000 keys, from JSON lines", &run_json(ABC, &k1));
+    report("(b') abc.motif, 1,000 keys, pre-decoded", &run_decoded(ABC, &k1));
+    let c = run_json(&three_step("10s"), &k10);
+    report("(c) 3-step followedBy within(10s), 10,000 keys", &c);
+    report("(d) oneOrMore with iterative aggregates, 1,000 keys", &run_json(ITERATIVE, &k1));
+    let e = run_json(&three_step("40s"), &k10);
+    report("(e) (c) with within(40s)", &e);
+    println!(
+        "\n(e)/(c) throughput ratio: {:.2} (target: within 25%)",
+        e.per_sec() / c.per_sec()
+    );
+}

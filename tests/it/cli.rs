@@ -1,0 +1,200 @@
+//! The `motif` binary: the conformance contract, bad input, exit codes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn motif() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_motif"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("motif-cli-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+fn write(dir: &Path, file: &str, text: &str) -> PathBuf {
+    let p = dir.join(file);
+    std::fs::write(&p, text).expect("write scratch file");
+    p
+}
+
+fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = motif()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn motif");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("motif runs")
+}
+
+fn stdout_json(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+const AB: &str = r#"
+pattern ab
+    key card
+    time ts
+= begin("a").where(kind == "a").followedBy("b").where(kind == "b");
+"#;
+
+#[test]
+fn run_prints_matches_in_the_spec_format() {
+    let dir = scratch("format");
+    let pat = write(&dir, "ab.motif", AB);
+    let events = r#"{"card":"c1","kind":"a","ts":1000}
+{"card":"c2","kind":"a","ts":1001}
+{"card":"c1","kind":"x","ts":1002}
+{"card":"c1","kind":"b","ts":1003}
+"#;
+    let out = run_with_stdin(&["run", pat.to_str().unwrap(), "--input", "-"], events);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m = stdout_json(&out);
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0]["pattern"], "ab");
+    assert_eq!(m[0]["key"], "c1");
+    assert_eq!(m[0]["start"], 1000);
+    assert_eq!(m[0]["end"], 1003);
+    assert_eq!(m[0]["events"]["a"][0]["kind"], "a");
+    assert_eq!(m[0]["events"]["b"][0]["ts"], 1003);
+    let names: Vec<&String> = m[0]["events"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["a", "b"], "variables in pattern order");
+}
+
+#[test]
+fn malformed_records_are_reported_counted_and_skipped() {
+    let dir = scratch("bad");
+    let pat = write(&dir, "ab.motif", AB);
+    let events = r#"{"card":"c1","kind":"a","ts":1}
+{"card":"c1","kind":
+{"card":"c1","kind":"b"}
+{"card":"c1","kind":"b","ts":true}
+{"card":"c1","kind":"b","ts":"yesterday"}
+{"card":"c1","kind":"b","ts":5}
+"#;
+    let input = write(&dir, "events.jsonl", events);
+    let out = motif()
+        .args(["run", pat.to_str().unwrap(), "--input", input.to_str().unwrap()])
+        .output()
+        .expect("motif runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(":2: rejected: malformed JSON"), "{err}");
+    assert!(err.contains(":3: rejected: pattern ab: missing time field `ts`"), "{err}");
+    assert!(err.contains(":4: rejected: pattern ab: time field `ts` is the boolean true"), "{err}");
+    assert!(err.contains(":5: rejected: pattern ab: time field `ts` is the string \"yesterday\""), "{err}");
+    assert!(err.contains("6 records, 1 matches, 0 timed out, 0 late, 4 rejected"), "{err}");
+    let m = stdout_json(&out);
+    assert_eq!(m.len(), 1, "nothing accepted is lost");
+    assert_eq!(m[0]["end"], 5);
+}
+
+#[test]
+fn strict_makes_a_bad_record_fatal() {
+    let dir = scratch("strict");
+    let pat = write(&dir, "ab.motif", AB);
+    let out = run_with_stdin(
+        &["run", pat.to_str().unwrap(), "--strict"],
+        "{\"card\":\"c1\",\"kind\":\"a\",\"ts\":1}\nnot json\n{\"card\":\"c1\",\"kind\":\"b\",\"ts\":2}\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("<stdin>:2"), "{err}");
+    assert!(stdout_json(&out).is_empty());
+}
+
+#[test]
+fn late_events_go_to_the_late_output() {
+    let dir = scratch("late");
+    let pat = write(&dir, "ab.motif", AB);
+    let late = dir.join("late.jsonl");
+    let out = run_with_stdin(
+        &[
+            "run",
+            pat.to_str().unwrap(),
+            "--late-output",
+            late.to_str().unwrap(),
+        ],
+        "{\"card\":\"c1\",\"kind\":\"a\",\"ts\":10}\n{\"card\":\"c1\",\"kind\":\"b\",\"ts\":5}\n",
+    );
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&late).expect("late output written");
+    let l: serde_json::Value = serde_json::from_str(text.trim()).expect("late line is JSON");
+    assert_eq!(l["late"], true);
+    assert_eq!(l["event"]["ts"], 5);
+    assert_eq!(l["watermark"], 9);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 late"));
+}
+
+#[test]
+fn check_reports_errors_with_positions_and_exit_1() {
+    let dir = scratch("check");
+    let good = write(&dir, "good.motif", AB);
+    let bad = write(
+        &dir,
+        "bad.motif",
+        "pattern p = begin(\"a\").where(x > 1)\n  .followedBy(\"b\").where(count(aa) > 1);\n",
+    );
+    let ok = motif().args(["check", good.to_str().unwrap()]).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    let out = motif()
+        .args(["check", good.to_str().unwrap(), bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.motif:2:"), "{err}");
+    assert!(err.contains("unknown variable `aa`"), "{err}");
+    assert!(err.contains('^'), "a caret under the error: {err}");
+}
+
+#[test]
+fn explain_prints_states_and_dot() {
+    let dir = scratch("explain");
+    let pat = write(&dir, "ab.motif", AB);
+    let text = motif().args(["explain", pat.to_str().unwrap()]).output().unwrap();
+    assert!(text.status.success());
+    let t = String::from_utf8_lossy(&text.stdout);
+    assert!(t.contains("TAKE"), "{t}");
+    assert!(t.contains("$endState$"), "{t}");
+    assert!(t.contains("kind == \"a\""), "{t}");
+    let dot = motif()
+        .args(["explain", pat.to_str().unwrap(), "--dot"])
+        .output()
+        .unwrap();
+    let d = String::from_utf8_lossy(&dot.stdout);
+    assert!(d.starts_with("digraph"), "{d}");
+    assert!(d.contains("IGNORE"), "{d}");
+}
+
+#[test]
+fn timeouts_flag_reports_timed_out_partial_matches() {
+    let dir = scratch("timeouts");
+    let pat = write(
+        &dir,
+        "w.motif",
+        "pattern w time ts = begin(\"a\").where(k == \"a\").followedBy(\"b\").where(k == \"b\").within(10ms);",
+    );
+    let events = "{\"k\":\"a\",\"ts\":1}\n{\"k\":\"c\",\"ts\":20}\n";
+    let plain = run_with_stdin(&["run", pat.to_str().unwrap(), "--quiet"], events);
+    assert!(stdout_json(&plain).is_empty());
+    let with = run_with_stdin(&["run", pat.to_str().unwrap(), "--timeouts", "--quiet"], events);
+    let m = stdout_json(&with);
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0]["timed_out"], true);
+    assert_eq!(m[0]["timeout"], 11);
+    assert!(with.stderr.is_empty(), "--quiet prints no summary");
+}

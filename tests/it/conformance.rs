@@ -1,0 +1,110 @@
+//! Flink CEP's own test scenarios (tests/conformance/cases), each with Flink's answer,
+//! run through the engine in-process and compared as multisets, exactly as
+//! `../shared/conformance/check` compares them.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+type Canon = (bool, Vec<String>, Option<i64>);
+
+fn cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/cases")
+}
+
+fn ids_in_input_order(ids: Vec<String>, pos: &BTreeMap<String, usize>) -> Vec<String> {
+    let mut ids = ids;
+    ids.sort_by_key(|i| pos.get(i).copied().unwrap_or(usize::MAX));
+    ids
+}
+
+/// Runs one case folder; `Err` says what differs.
+pub fn run_case(dir: &Path) -> Result<(), String> {
+    let read = |f: &str| fs::read_to_string(dir.join(f)).map_err(|e| format!("{f}: {e}"));
+    let source = read("case.motif")?;
+    let events = read("events.jsonl")?;
+    let expected = read("expected.jsonl")?;
+    let meta: serde_json::Value = read("meta.json")
+        .ok()
+        .and_then(|m| serde_json::from_str(&m).ok())
+        .unwrap_or_default();
+    let check_timeouts = meta["check_timeouts"].as_bool().unwrap_or(false);
+    let lines: Vec<&str> = events.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut pos = BTreeMap::new();
+    for (i, l) in lines.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(l).map_err(|e| e.to_string())?;
+        pos.insert(v["id"].as_str().unwrap_or_default().to_string(), i);
+    }
+    let got = motif::runtime::match_lines(&source, &lines, check_timeouts)?;
+    let mut got_c: Vec<Canon> = got
+        .iter()
+        .map(|m| {
+            let mut ids = Vec::new();
+            if let Some(evs) = m["events"].as_object() {
+                for list in evs.values() {
+                    for e in list.as_array().into_iter().flatten() {
+                        ids.push(e["id"].as_str().unwrap_or_default().to_string());
+                    }
+                }
+            }
+            let to = m["timed_out"].as_bool().unwrap_or(false);
+            (to, ids_in_input_order(ids, &pos), if to { m["timeout"].as_i64() } else { None })
+        })
+        .filter(|c| check_timeouts || !c.0)
+        .collect();
+    let mut want_c: Vec<Canon> = expected
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+            let ids = v["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| i.as_str().unwrap_or_default().to_string())
+                .collect();
+            let to = v["timed_out"].as_bool().unwrap_or(false);
+            (to, ids_in_input_order(ids, &pos), if to { v["timeout"].as_i64() } else { None })
+        })
+        .filter(|c| check_timeouts || !c.0)
+        .collect();
+    got_c.sort();
+    want_c.sort();
+    if got_c == want_c {
+        Ok(())
+    } else {
+        let missing: Vec<_> = want_c.iter().filter(|w| !got_c.contains(w)).collect();
+        let extra: Vec<_> = got_c.iter().filter(|g| !want_c.contains(g)).collect();
+        Err(format!(
+            "got {} want {}; missing {missing:?}; extra {extra:?}",
+            got_c.len(),
+            want_c.len()
+        ))
+    }
+}
+
+#[test]
+fn all_flink_conformance_cases_pass() {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(cases_dir())
+        .expect("tests/conformance/cases exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs.len(), 153, "the 153 cases of ../shared/conformance");
+    let failures: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| {
+            run_case(d)
+                .err()
+                .map(|e| format!("{}: {e}", d.file_name().unwrap_or_default().to_string_lossy()))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases fail:\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,4 @@
+//! motif's integration tests: one test binary, one module per area.
+
+mod cli;
+mod conformance;
