@@ -9,7 +9,7 @@
 //! of input the watermark moves to +∞ so every windowed run is decided.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -95,18 +95,8 @@ impl Engine {
             let nfa = Arc::new(compile(d, &mut schema)?);
             let time = d.time.as_ref().map(|p| (schema.slot_of(p), p.join(".")));
             let key_slots = d.key.iter().map(|k| schema.slot_of(k)).collect();
-            patterns.push(PatternRuntime {
-                nfa,
-                time,
-                key_slots,
-                lateness: i64::try_from(d.lateness_ms).unwrap_or(i64::MAX),
-                partitions: HashMap::new(),
-                timers: BinaryHeap::new(),
-                watermark: i64::MIN,
-                max_time: i64::MIN,
-                arrivals: 0,
-                dropped_runs: 0,
-            });
+            let lateness = i64::try_from(d.lateness_ms).unwrap_or(i64::MAX);
+            patterns.push(PatternRuntime::new(nfa, time, key_slots, lateness));
         }
         Ok(Engine {
             schema,
@@ -138,14 +128,14 @@ impl Engine {
     pub fn open_partial_matches(&self) -> usize {
         self.patterns
             .iter()
-            .flat_map(|p| p.partitions.values())
+            .flat_map(|p| p.partitions())
             .map(|p| p.matcher.partial_matches())
             .sum()
     }
 
     /// Number of partitions holding state.
     pub fn live_partitions(&self) -> usize {
-        self.patterns.iter().map(|p| p.partitions.len()).sum()
+        self.patterns.iter().map(|p| p.live).sum()
     }
 
     /// The schema events are decoded with (to decode ahead of time, see
@@ -217,23 +207,45 @@ impl Engine {
     }
 }
 
+/// One key's state: its matcher and the events waiting for the watermark.
 struct Partition {
     matcher: Matcher,
-    pending: BTreeMap<(i64, u64), Event>,
+    /// Events not yet fed, by (time, arrival); almost always short and in order.
+    pending: VecDeque<(i64, u64, Event)>,
     key_json: Option<Arc<str>>,
+    key: Arc<str>,
+    /// Earliest time a timer is registered for (`i64::MAX`: none).
+    timer_at: i64,
 }
+
+/// Slot index and generation of a partition, for timers that may outlive it.
+type Handle = (u32, u32);
+
+struct Slot {
+    generation: u32,
+    partition: Option<Partition>,
+}
+
+/// Idle matchers kept for reuse, so a key that comes and goes does not allocate each time.
+const MATCHER_POOL: usize = 256;
 
 struct PatternRuntime {
     nfa: Arc<Nfa>,
     time: Option<(usize, String)>,
     key_slots: Vec<usize>,
     lateness: i64,
-    partitions: HashMap<Arc<str>, Partition>,
-    timers: BinaryHeap<Reverse<(i64, Arc<str>)>>,
+    index: HashMap<Arc<str>, u32>,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    pool: Vec<Matcher>,
+    timers: BinaryHeap<Reverse<(i64, Handle)>>,
     watermark: i64,
     max_time: i64,
     arrivals: u64,
     dropped_runs: u64,
+    live: usize,
+    matches: Vec<Match>,
+    timeouts: Vec<Match>,
 }
 
 fn key_text(v: &Value) -> String {
@@ -244,22 +256,97 @@ fn key_text(v: &Value) -> String {
 }
 
 impl PatternRuntime {
-    fn key_of(&self, fields: &[Value]) -> (Arc<str>, Option<Arc<str>>) {
+    fn new(nfa: Arc<Nfa>, time: Option<(usize, String)>, key_slots: Vec<usize>, lateness: i64) -> Self {
+        PatternRuntime {
+            nfa,
+            time,
+            key_slots,
+            lateness,
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            pool: Vec::new(),
+            timers: BinaryHeap::new(),
+            watermark: i64::MIN,
+            max_time: i64::MIN,
+            arrivals: 0,
+            dropped_runs: 0,
+            live: 0,
+            matches: Vec::new(),
+            timeouts: Vec::new(),
+        }
+    }
+
+    /// The partition key as a map key: the string itself for one string field (no copy).
+    fn key_of(&self, fields: &[Value]) -> Arc<str> {
         let get = |s: usize| fields.get(s).unwrap_or(&Value::Null);
         match self.key_slots.as_slice() {
-            [] => (Arc::from(""), None),
+            [] => Arc::from(""),
+            [one] => match get(*one) {
+                Value::Str(s) => Arc::clone(s),
+                v => Arc::from(key_text(v)),
+            },
+            many => {
+                let texts: Vec<String> = many.iter().map(|s| key_text(get(*s))).collect();
+                Arc::from(texts.join("\u{1f}"))
+            }
+        }
+    }
+
+    fn key_json(&self, fields: &[Value]) -> Option<Arc<str>> {
+        let get = |s: usize| fields.get(s).unwrap_or(&Value::Null);
+        match self.key_slots.as_slice() {
+            [] => None,
             [one] => {
-                let v = get(*one);
                 let mut json = String::new();
-                output::push_json_str(&mut json, &key_text(v));
-                (Arc::from(key_text(v)), Some(Arc::from(json)))
+                output::push_json_str(&mut json, &key_text(get(*one)));
+                Some(Arc::from(json))
             }
             many => {
                 let texts: Vec<String> = many.iter().map(|s| key_text(get(*s))).collect();
-                let json = serde_json::to_string(&texts).unwrap_or_default();
-                (Arc::from(texts.join("\u{1f}")), Some(Arc::from(json)))
+                Some(Arc::from(serde_json::to_string(&texts).unwrap_or_default()))
             }
         }
+    }
+
+    fn partition_slot(&mut self, fields: &[Value], options: EngineOptions) -> u32 {
+        let key = self.key_of(fields);
+        if let Some(&slot) = self.index.get(&*key) {
+            return slot;
+        }
+        let mut matcher = match self.pool.pop() {
+            Some(mut m) => {
+                m.reset(&self.nfa);
+                m
+            }
+            None => Matcher::new(&self.nfa),
+        };
+        if let Some(cap) = options.max_runs_per_key {
+            matcher.set_max_runs(cap);
+        }
+        let part = Partition {
+            matcher,
+            pending: VecDeque::new(),
+            key_json: self.key_json(fields),
+            key: Arc::clone(&key),
+            timer_at: i64::MAX,
+        };
+        let slot = match self.free_slots.pop() {
+            Some(s) => {
+                self.slots[s as usize].partition = Some(part);
+                s
+            }
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    partition: Some(part),
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, slot);
+        self.live += 1;
+        slot
     }
 
     fn push(
@@ -272,9 +359,7 @@ impl PatternRuntime {
     ) -> Result<(), DecodeError> {
         let arrival = self.arrivals;
         let time = match &self.time {
-            Some((slot, name)) => {
-                time_from_value(fields.get(*slot).unwrap_or(&Value::Null), name)?
-            }
+            Some((slot, name)) => time_from_value(fields.get(*slot).unwrap_or(&Value::Null), name)?,
             None => i64::try_from(arrival).unwrap_or(i64::MAX),
         };
         self.arrivals += 1;
@@ -287,25 +372,21 @@ impl PatternRuntime {
             });
             return Ok(());
         }
-        let (key, key_json) = self.key_of(&fields);
-        let nfa = &self.nfa;
-        let part = self
-            .partitions
-            .entry(Arc::clone(&key))
-            .or_insert_with(|| Partition {
-                matcher: {
-                    let mut m = Matcher::new(Arc::clone(nfa));
-                    if let Some(cap) = options.max_runs_per_key {
-                        m.set_max_runs(cap);
-                    }
-                    m
-                },
-                pending: BTreeMap::new(),
-                key_json,
-            });
-        part.pending
-            .insert((time, arrival), Event { time, fields, raw });
-        self.timers.push(Reverse((time, key)));
+        let slot = self.partition_slot(&fields, options);
+        let generation = self.slots[slot as usize].generation;
+        if let Some(part) = self.slots[slot as usize].partition.as_mut() {
+            let ev = Event { time, fields, raw };
+            // Keep (time, arrival) order; in-order input appends.
+            let at = match part.pending.back() {
+                Some(&(t, _, _)) if t > time => part.pending.partition_point(|(t, _, _)| *t <= time),
+                _ => part.pending.len(),
+            };
+            part.pending.insert(at, (time, arrival, ev));
+            if time < part.timer_at {
+                part.timer_at = time;
+                self.timers.push(Reverse((time, (slot, generation))));
+            }
+        }
         self.max_time = self.max_time.max(time);
         let wm = self.max_time.saturating_sub(self.lateness).saturating_sub(1);
         if wm > self.watermark {
@@ -314,65 +395,78 @@ impl PatternRuntime {
         Ok(())
     }
 
-    fn advance_watermark(
-        &mut self,
-        index: usize,
-        wm: i64,
-        options: EngineOptions,
-        out: &mut Vec<Output>,
-    ) {
+    fn advance_watermark(&mut self, index: usize, wm: i64, options: EngineOptions, out: &mut Vec<Output>) {
         self.watermark = wm;
-        let mut matches = Vec::new();
-        let mut timeouts = Vec::new();
-        while let Some(Reverse((t, _))) = self.timers.peek() {
-            if *t > wm {
+        while let Some(&Reverse((t, (slot, generation)))) = self.timers.peek() {
+            if t > wm {
                 break;
             }
-            let Some(Reverse((_, key))) = self.timers.pop() else {
-                break;
-            };
-            let Some(part) = self.partitions.get_mut(&key) else {
+            self.timers.pop();
+            let s = &mut self.slots[slot as usize];
+            if s.generation != generation {
+                continue;
+            }
+            let Some(part) = s.partition.as_mut() else {
                 continue;
             };
+            if t > part.timer_at {
+                // A later timer of a partition that has been fired since: nothing due.
+                continue;
+            }
+            part.timer_at = i64::MAX;
+            let nfa = &*self.nfa;
             let dropped_before = part.matcher.dropped_runs();
             // Feed every buffered event up to the watermark, one timestamp at a time: first
             // expire runs against that time, then the events at it in arrival order.
-            while let Some(entry) = part.pending.first_entry() {
-                let (t, _) = *entry.key();
+            while let Some(&(t, _, _)) = part.pending.front() {
                 if t > wm {
                     break;
                 }
-                let ev = entry.remove();
                 part.matcher
-                    .advance_time(t, options.timeouts, &mut matches, &mut timeouts);
-                part.matcher.process(ev, &mut matches);
-                while let Some(e) = part.pending.first_entry() {
-                    if e.key().0 != t {
-                        break;
-                    }
-                    let ev = e.remove();
-                    part.matcher.process(ev, &mut matches);
+                    .advance_time(nfa, t, options.timeouts, &mut self.matches, &mut self.timeouts);
+                while let Some((_, _, ev)) = part.pending.pop_front_if(|(et, _, _)| *et == t) {
+                    part.matcher.process(nfa, ev, &mut self.matches);
                 }
             }
             part.matcher
-                .advance_time(wm, options.timeouts, &mut matches, &mut timeouts);
+                .advance_time(nfa, wm, options.timeouts, &mut self.matches, &mut self.timeouts);
             self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
-            let key_json = part.key_json.clone();
-            for m in matches.drain(..).chain(timeouts.drain(..)) {
+            for m in self.matches.drain(..).chain(self.timeouts.drain(..)) {
                 out.push(Output::Match {
                     pattern: index,
-                    key: key_json.clone(),
+                    key: part.key_json.clone(),
                     m,
                 });
             }
             if part.pending.is_empty() && part.matcher.is_idle() {
-                self.partitions.remove(&key);
-            } else if let Some(d) = part.matcher.next_deadline() {
-                if d > wm {
-                    self.timers.push(Reverse((d, key)));
+                // Nothing pending: the key keeps no state (its matcher goes back to the pool).
+                if let Some(p) = s.partition.take() {
+                    self.index.remove(&*p.key);
+                    if self.pool.len() < MATCHER_POOL {
+                        self.pool.push(p.matcher);
+                    }
+                }
+                s.generation = s.generation.wrapping_add(1);
+                self.free_slots.push(slot);
+                self.live -= 1;
+            } else {
+                let next = part
+                    .pending
+                    .front()
+                    .map(|(t, _, _)| *t)
+                    .into_iter()
+                    .chain(part.matcher.next_deadline(nfa))
+                    .min();
+                if let Some(n) = next {
+                    part.timer_at = n;
+                    self.timers.push(Reverse((n.max(wm.saturating_add(1)), (slot, generation))));
                 }
             }
         }
+    }
+
+    fn partitions(&self) -> impl Iterator<Item = &Partition> {
+        self.slots.iter().filter_map(|s| s.partition.as_ref())
     }
 }
 

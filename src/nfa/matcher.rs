@@ -36,7 +36,7 @@ pub struct Run {
     start_ts: i64,
     prev_ts: i64,
     start_seq: u64,
-    aggs: Vec<AggAcc>,
+    aggs: SmallVec<[AggAcc; 2]>,
 }
 
 /// An event of a match, with the variable that took it.
@@ -62,8 +62,6 @@ pub struct Match {
 /// The matcher state of one partition.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Matcher {
-    #[serde(skip)]
-    nfa: Option<Arc<Nfa>>,
     buffer: SharedBuffer,
     runs: Vec<Run>,
     completed: Vec<Run>,
@@ -71,9 +69,17 @@ pub struct Matcher {
     max_runs: usize,
     dropped: u64,
     #[serde(skip)]
+    scratch: Scratch,
+}
+
+/// Buffers reused from event to event so the hot path does not allocate.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
     event_cache: Vec<u8>,
-    #[serde(skip)]
     run_cache: Vec<u8>,
+    next_runs: Vec<Run>,
+    outs: Vec<Run>,
+    potential: Vec<Run>,
 }
 
 struct View<'a> {
@@ -93,20 +99,27 @@ impl PartialMatch for View<'_> {
 
 impl Matcher {
     /// A matcher with only the start run.
-    pub fn new(nfa: Arc<Nfa>) -> Matcher {
-        let n = nfa.conditions.len();
-        let start = Run::start(&nfa);
+    pub fn new(nfa: &Nfa) -> Matcher {
         Matcher {
-            nfa: Some(nfa),
             buffer: SharedBuffer::new(),
-            runs: vec![start],
+            runs: vec![Run::start(nfa)],
             completed: Vec::new(),
             next_seq: 0,
             max_runs: DEFAULT_MAX_RUNS,
             dropped: 0,
-            event_cache: vec![0; n],
-            run_cache: vec![0; n],
+            scratch: Scratch::default(),
         }
+    }
+
+    /// Returns an idle matcher to its initial state, keeping its allocations (for reuse by
+    /// another partition).
+    pub fn reset(&mut self, nfa: &Nfa) {
+        for r in self.runs.drain(..).chain(self.completed.drain(..)) {
+            self.buffer.release(r.node);
+        }
+        self.runs.push(Run::start(nfa));
+        self.next_seq = 0;
+        self.dropped = 0;
     }
 
     /// Caps the partial matches of this partition. When an event leaves more, the runs that
@@ -143,19 +156,6 @@ impl Matcher {
         self.dropped += excess as u64;
     }
 
-    /// Re-attaches the NFA after deserialisation.
-    pub fn attach(&mut self, nfa: Arc<Nfa>) {
-        let n = nfa.conditions.len();
-        self.event_cache = vec![0; n];
-        self.run_cache = vec![0; n];
-        self.nfa = Some(nfa);
-    }
-
-    fn nfa(&self) -> &Arc<Nfa> {
-        // Set by `new` and `attach`; a deserialised matcher must be attached before use.
-        self.nfa.as_ref().expect("matcher used before its NFA was attached")
-    }
-
     /// Whether nothing is pending: only the start run, no buffered completed matches. Such a
     /// partition can be dropped and recreated later with no change in results.
     pub fn is_idle(&self) -> bool {
@@ -171,8 +171,7 @@ impl Matcher {
     }
 
     /// The earliest time at which [`Matcher::advance_time`] would time a run out.
-    pub fn next_deadline(&self) -> Option<i64> {
-        let nfa = self.nfa();
+    pub fn next_deadline(&self, nfa: &Nfa) -> Option<i64> {
         let mut best: Option<i64> = None;
         for r in &self.runs {
             if nfa.states[r.state].is_start {
@@ -197,26 +196,26 @@ impl Matcher {
     /// `notFollowedBy`) complete and go to `matches`.
     pub fn advance_time(
         &mut self,
+        nfa: &Nfa,
         time: i64,
         handle_timeouts: bool,
         matches: &mut Vec<Match>,
         timeouts: &mut Vec<Match>,
     ) {
-        let nfa = Arc::clone(self.nfa());
-        let runs = std::mem::take(&mut self.runs);
-        let mut kept = Vec::with_capacity(runs.len());
-        let mut potential = Vec::new();
-        for run in runs {
+        let mut runs = std::mem::take(&mut self.scratch.next_runs);
+        std::mem::swap(&mut runs, &mut self.runs);
+        let mut potential = std::mem::take(&mut self.scratch.potential);
+        for run in runs.drain(..) {
             let state = &nfa.states[run.state];
             if state.is_start {
-                kept.push(run);
+                self.runs.push(run);
                 continue;
             }
             let prev_window = nfa.state_windows[run.state].filter(|w| *w > 0);
             let prev_timeout = prev_window.is_some_and(|w| time.saturating_sub(run.prev_ts) >= w);
             let first_timeout = nfa.window > 0 && time.saturating_sub(run.start_ts) >= nfa.window;
             if !(prev_timeout || first_timeout) {
-                kept.push(run);
+                self.runs.push(run);
                 continue;
             }
             if state.kind == StateKind::Pending {
@@ -233,64 +232,66 @@ impl Matcher {
             }
             self.buffer.release(run.node);
         }
-        self.runs = kept;
-        self.emit_completed(&nfa, potential, matches);
+        self.scratch.next_runs = runs;
+        self.emit_completed(nfa, &mut potential, matches);
+        self.scratch.potential = potential;
     }
 
     /// Offers one event to every run (Flink's `process`); completed matches go to `matches`.
     /// Events must come in time order; call [`Matcher::advance_time`] with the event's time
     /// first, as Flink's operator does.
-    pub fn process(&mut self, event: Event, matches: &mut Vec<Match>) {
-        let nfa = Arc::clone(self.nfa());
+    pub fn process(&mut self, nfa: &Nfa, event: Event, matches: &mut Vec<Match>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let eid = self.buffer.reserve_event(seq);
-        let mut event_cache = std::mem::take(&mut self.event_cache);
-        event_cache.iter_mut().for_each(|c| *c = 0);
-        let runs = std::mem::take(&mut self.runs);
-        let mut next_runs = Vec::with_capacity(runs.len() + 1);
-        let mut potential = Vec::new();
-        let mut outs: Vec<Run> = Vec::new();
-        for run in runs {
-            outs.clear();
-            self.next_runs(&nfa, &run, &event, seq, eid, &mut event_cache, &mut outs);
+        let n = nfa.conditions.len();
+        let mut sc = std::mem::take(&mut self.scratch);
+        sc.event_cache.clear();
+        sc.event_cache.resize(n, 0);
+        sc.run_cache.resize(n, 0);
+        let mut runs = std::mem::take(&mut self.runs);
+        sc.next_runs.clear();
+        for run in runs.drain(..) {
+            sc.outs.clear();
+            self.next_runs(nfa, &run, &event, seq, eid, &mut sc.event_cache, &mut sc.run_cache, &mut sc.outs);
             self.buffer.release(run.node);
             let mut discard = false;
-            let first_retained = next_runs.len();
-            for o in outs.drain(..) {
+            let first_retained = sc.next_runs.len();
+            for o in sc.outs.drain(..) {
                 match nfa.states[o.state].kind {
-                    StateKind::Final => potential.push(o),
+                    StateKind::Final => sc.potential.push(o),
                     StateKind::Stop => {
                         discard = true;
                         self.buffer.release(o.node);
                     }
-                    _ => next_runs.push(o),
+                    _ => sc.next_runs.push(o),
                 }
             }
             if discard {
-                for r in next_runs.drain(first_retained..) {
+                for r in sc.next_runs.drain(first_retained..) {
                     self.buffer.release(r.node);
                 }
             }
         }
-        self.event_cache = event_cache;
         self.buffer.fill_event(eid, event);
-        self.runs = next_runs;
+        self.runs = std::mem::replace(&mut sc.next_runs, runs);
         self.enforce_cap();
-        self.emit_completed(&nfa, potential, matches);
+        let mut potential = std::mem::take(&mut sc.potential);
+        self.emit_completed(nfa, &mut potential, matches);
+        sc.potential = potential;
+        self.scratch = sc;
     }
 
     /// Ends the partition's input: nothing more will be decided by events (Flink keeps such
     /// runs forever; callers advance time to +∞ first to fire windows).
-    pub fn clear(&mut self) {
-        let nfa = Arc::clone(self.nfa());
+    pub fn clear(&mut self, nfa: &Nfa) {
         for r in std::mem::take(&mut self.runs)
             .into_iter()
             .chain(std::mem::take(&mut self.completed))
         {
             self.buffer.release(r.node);
         }
-        self.runs.push(Run::start(&nfa));
+        self.runs.push(Run::start(nfa));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -302,9 +303,9 @@ impl Matcher {
         seq: u64,
         eid: u32,
         event_cache: &mut [u8],
+        run_cache: &mut [u8],
         outs: &mut Vec<Run>,
     ) {
-        let mut run_cache = std::mem::take(&mut self.run_cache);
         run_cache.iter_mut().for_each(|c| *c = 0);
         let view = View {
             buffer: &self.buffer,
@@ -317,7 +318,7 @@ impl Matcher {
             run,
             view: &view,
             event_cache,
-            run_cache: &mut run_cache,
+            run_cache,
         };
 
         // The decision graph: follow PROCEED edges whose guards hold; collect TAKE and IGNORE
@@ -353,7 +354,6 @@ impl Matcher {
                 }
             })
             .collect();
-        self.run_cache = run_cache;
 
         let is_start = nfa.states[run.state].is_start;
         for (k, &(s, i)) in edges.iter().enumerate() {
@@ -416,8 +416,8 @@ impl Matcher {
     /// Moves newly completed runs through the skip strategy and emits those that may go out:
     /// with a skip strategy, a match waits while a partial match that started earlier could
     /// still complete (Flink's `processMatchesAccordingToSkipStrategy`).
-    fn emit_completed(&mut self, nfa: &Nfa, potential: Vec<Run>, out: &mut Vec<Match>) {
-        self.completed.extend(potential);
+    fn emit_completed(&mut self, nfa: &Nfa, potential: &mut Vec<Run>, out: &mut Vec<Match>) {
+        self.completed.append(potential);
         loop {
             let Some(i) = earliest(&self.completed) else {
                 break;
@@ -601,8 +601,8 @@ mod tests {
     fn run(p: Pattern, names: &[&str]) -> Vec<Vec<usize>> {
         let decl = p.declare("p");
         let mut schema = Schema::new();
-        let nfa = Arc::new(crate::nfa::compile(&decl, &mut schema).unwrap());
-        let mut m = Matcher::new(Arc::clone(&nfa));
+        let nfa = crate::nfa::compile(&decl, &mut schema).unwrap();
+        let mut m = Matcher::new(&nfa);
         let mut out = Vec::new();
         for (i, n) in names.iter().enumerate() {
             let raw = format!(r#"{{"id":{i},"name":"{n}"}}"#);
@@ -611,8 +611,8 @@ mod tests {
                 fields: schema.decode_row(&raw).unwrap(),
                 raw: Arc::from(raw.as_str()),
             };
-            m.advance_time(i as i64, false, &mut out, &mut Vec::new());
-            m.process(ev, &mut out);
+            m.advance_time(&nfa, i as i64, false, &mut out, &mut Vec::new());
+            m.process(&nfa, ev, &mut out);
         }
         let mut r: Vec<Vec<usize>> = out
             .iter()
