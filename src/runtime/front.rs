@@ -1,0 +1,240 @@
+//! The front of the runtime, on the reading thread: decode, event time, lateness and the
+//! watermark per pattern, and the key that routes an event to its shard.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{time_from_value, DecodeError, Event, Schema};
+use crate::runtime::frontier::Frontier;
+use crate::runtime::shard::key_of;
+use crate::value::Value;
+
+/// What the front sends on for one record, in order.
+#[derive(Debug, Clone)]
+pub enum Routed {
+    /// An on-time event for `pattern`'s partition `key`.
+    Event {
+        /// Pattern index.
+        pattern: usize,
+        /// Partition key.
+        key: Arc<str>,
+        /// Stable hash of the key (shard = hash % shards).
+        hash: u64,
+        /// Arrival number within the pattern (orders equal times).
+        arrival: u64,
+        /// The event.
+        event: Event,
+    },
+    /// `pattern`'s watermark advanced to `wm`.
+    Watermark {
+        /// Pattern index.
+        pattern: usize,
+        /// The new watermark.
+        wm: i64,
+    },
+}
+
+/// What the front reports itself: late and rejected records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// An event whose time was not after the watermark on arrival.
+    Late {
+        /// Pattern index.
+        pattern: usize,
+        /// The event.
+        raw: Arc<str>,
+        /// Its time.
+        time: i64,
+        /// The watermark then.
+        watermark: i64,
+    },
+    /// A record that could not be used (by `pattern`, or by any pattern when `None`).
+    Reject {
+        /// Pattern index, if only one pattern rejected it.
+        pattern: Option<usize>,
+        /// Why.
+        reason: DecodeError,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FrontPattern {
+    time: Option<(usize, String)>,
+    key_slots: Vec<usize>,
+    frontier: Frontier,
+    arrivals: u64,
+}
+
+/// The serialisable state of the front.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FrontState {
+    patterns: Vec<FrontPattern>,
+}
+
+/// Decoding, time and watermarks for all patterns.
+pub struct Front {
+    schema: Schema,
+    patterns: Vec<FrontPattern>,
+}
+
+/// A stable hash of a partition key (the same in every process and run).
+pub fn key_hash(key: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+impl Front {
+    /// A front over `schema`; per pattern: (time field slot and name, key slots, lateness).
+    pub fn new(
+        schema: Schema,
+        patterns: Vec<(Option<(usize, String)>, Vec<usize>, i64)>,
+        source_partitions: usize,
+        idle_timeout_ms: Option<u64>,
+    ) -> Front {
+        Front {
+            schema,
+            patterns: patterns
+                .into_iter()
+                .map(|(time, key_slots, lateness)| FrontPattern {
+                    time,
+                    key_slots,
+                    frontier: Frontier::new(source_partitions, lateness, idle_timeout_ms),
+                    arrivals: 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// The schema records are decoded with.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Decodes one JSON record and routes it.
+    pub fn route_json(
+        &mut self,
+        line: &str,
+        source: usize,
+        now_ms: u64,
+        routed: &mut Vec<Routed>,
+        notices: &mut Vec<Notice>,
+    ) {
+        match self.schema.decode_row(line) {
+            Ok(row) => self.route_row(row, Arc::from(line.trim()), source, now_ms, routed, notices),
+            Err(reason) => notices.push(Notice::Reject {
+                pattern: None,
+                reason,
+            }),
+        }
+    }
+
+    /// Routes one decoded record to every pattern.
+    pub fn route_row(
+        &mut self,
+        row: Box<[Value]>,
+        raw: Arc<str>,
+        source: usize,
+        now_ms: u64,
+        routed: &mut Vec<Routed>,
+        notices: &mut Vec<Notice>,
+    ) {
+        let n = self.patterns.len();
+        let mut row = Some(row);
+        for (i, p) in self.patterns.iter_mut().enumerate() {
+            let time = match &p.time {
+                Some((slot, name)) => {
+                    let v = row
+                        .as_ref()
+                        .and_then(|r| r.get(*slot))
+                        .unwrap_or(&Value::Null);
+                    match time_from_value(v, name) {
+                        Ok(t) => t,
+                        Err(reason) => {
+                            notices.push(Notice::Reject {
+                                pattern: Some(i),
+                                reason,
+                            });
+                            continue;
+                        }
+                    }
+                }
+                None => i64::try_from(p.arrivals).unwrap_or(i64::MAX),
+            };
+            let arrival = p.arrivals;
+            p.arrivals += 1;
+            if p.frontier.is_late(time) {
+                notices.push(Notice::Late {
+                    pattern: i,
+                    raw: Arc::clone(&raw),
+                    time,
+                    watermark: p.frontier.watermark(),
+                });
+                continue;
+            }
+            // The last pattern takes the row; the others get a copy.
+            let fields = if i + 1 == n {
+                row.take().unwrap_or_default()
+            } else {
+                row.clone().unwrap_or_default()
+            };
+            let key = key_of(&p.key_slots, &fields);
+            let hash = if p.key_slots.is_empty() { 0 } else { key_hash(&key) };
+            routed.push(Routed::Event {
+                pattern: i,
+                key,
+                hash,
+                arrival,
+                event: Event {
+                    time,
+                    fields,
+                    raw: Arc::clone(&raw),
+                },
+            });
+            if let Some(wm) = p.frontier.observe(source, time, now_ms) {
+                routed.push(Routed::Watermark { pattern: i, wm });
+            }
+        }
+    }
+
+    /// Processing time passed: idle sources may stop holding watermarks back.
+    pub fn tick(&mut self, now_ms: u64, routed: &mut Vec<Routed>) {
+        for (i, p) in self.patterns.iter_mut().enumerate() {
+            if let Some(wm) = p.frontier.tick(now_ms) {
+                routed.push(Routed::Watermark { pattern: i, wm });
+            }
+        }
+    }
+
+    /// End of input: every watermark moves to +∞.
+    pub fn finish(&mut self, routed: &mut Vec<Routed>) {
+        for (i, p) in self.patterns.iter_mut().enumerate() {
+            routed.push(Routed::Watermark {
+                pattern: i,
+                wm: p.frontier.finish(),
+            });
+        }
+    }
+
+    /// The state as data.
+    pub fn snapshot(&self) -> FrontState {
+        FrontState {
+            patterns: self.patterns.clone(),
+        }
+    }
+
+    /// Restores a snapshot of a front over the same patterns.
+    pub fn restore(&mut self, state: FrontState) -> Result<(), String> {
+        if state.patterns.len() != self.patterns.len() {
+            return Err(format!(
+                "snapshot has {} patterns, this engine {}",
+                state.patterns.len(),
+                self.patterns.len()
+            ));
+        }
+        self.patterns = state.patterns;
+        Ok(())
+    }
+}

@@ -1,0 +1,123 @@
+//! Watermarks over several source partitions (files, Kafka partitions): each partition's
+//! watermark is its max event time − lateness − 1 ms (Flink's bounded out-of-orderness); the
+//! combined watermark is the minimum over partitions that are not idle. A partition that has
+//! sent nothing for the idle timeout (processing time, given by the caller) stops holding the
+//! watermark back until it sends again.
+
+use serde::{Deserialize, Serialize};
+
+/// Per-partition event-time progress and the combined watermark.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Frontier {
+    lateness: i64,
+    idle_timeout_ms: Option<u64>,
+    parts: Vec<SourcePart>,
+    /// The combined watermark so far; never goes back.
+    watermark: i64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct SourcePart {
+    max_time: i64,
+    last_seen_ms: u64,
+    idle: bool,
+}
+
+impl Frontier {
+    /// A frontier over `partitions` sources (at least one).
+    pub fn new(partitions: usize, lateness: i64, idle_timeout_ms: Option<u64>) -> Frontier {
+        Frontier {
+            lateness,
+            idle_timeout_ms,
+            parts: vec![
+                SourcePart {
+                    max_time: i64::MIN,
+                    last_seen_ms: 0,
+                    idle: false,
+                };
+                partitions.max(1)
+            ],
+            watermark: i64::MIN,
+        }
+    }
+
+    /// The combined watermark.
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Whether an event at `time` is late (not after the watermark).
+    pub fn is_late(&self, time: i64) -> bool {
+        time <= self.watermark
+    }
+
+    /// Records an event of `partition` at `time`, seen at processing time `now_ms`; returns
+    /// the new combined watermark if it advanced.
+    pub fn observe(&mut self, partition: usize, time: i64, now_ms: u64) -> Option<i64> {
+        let i = partition.min(self.parts.len() - 1);
+        let p = &mut self.parts[i];
+        p.max_time = p.max_time.max(time);
+        p.last_seen_ms = now_ms;
+        p.idle = false;
+        self.recompute()
+    }
+
+    /// Marks partitions idle whose last event is older than the idle timeout at `now_ms`;
+    /// returns the new watermark if that let it advance.
+    pub fn tick(&mut self, now_ms: u64) -> Option<i64> {
+        let timeout = self.idle_timeout_ms?;
+        for p in &mut self.parts {
+            if !p.idle && now_ms.saturating_sub(p.last_seen_ms) >= timeout {
+                p.idle = true;
+            }
+        }
+        self.recompute()
+    }
+
+    /// End of all input: the watermark moves to +∞.
+    pub fn finish(&mut self) -> i64 {
+        self.watermark = i64::MAX;
+        self.watermark
+    }
+
+    fn recompute(&mut self) -> Option<i64> {
+        let active = self.parts.iter().filter(|p| !p.idle);
+        let min_max = active.map(|p| p.max_time).min()?;
+        if min_max == i64::MIN {
+            return None;
+        }
+        let wm = min_max.saturating_sub(self.lateness).saturating_sub(1);
+        if wm > self.watermark {
+            self.watermark = wm;
+            Some(wm)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_partition_is_max_minus_lateness_minus_one() {
+        let mut f = Frontier::new(1, 5, None);
+        assert_eq!(f.observe(0, 100, 0), Some(94));
+        assert_eq!(f.observe(0, 90, 0), None, "out of order: no change");
+        assert!(f.is_late(94));
+        assert!(!f.is_late(95));
+    }
+
+    #[test]
+    fn minimum_over_partitions_and_idle_ones_stop_holding_it_back() {
+        let mut f = Frontier::new(2, 0, Some(1000));
+        assert_eq!(f.observe(0, 100, 0), None, "partition 1 has sent nothing yet");
+        assert_eq!(f.observe(1, 50, 10), Some(49));
+        assert_eq!(f.observe(0, 200, 20), None, "held back by partition 1");
+        assert_eq!(f.tick(500), None, "not idle yet");
+        assert_eq!(f.tick(1010), Some(199), "partition 1 idle");
+        assert_eq!(f.observe(1, 60, 1020), None, "back, but the watermark never goes back");
+        assert_eq!(f.finish(), i64::MAX);
+    }
+}

@@ -1,0 +1,355 @@
+//! The event-time runtime: decode, key, order by event time, watermark, and drive one
+//! [`Matcher`] per partition.
+//!
+//! Per pattern, events are buffered per key by (time, arrival). The watermark is
+//! `max time seen − lateness − 1 ms`; an event whose time is not after the watermark on
+//! arrival is late and goes to the late output. When the watermark passes a time T, a
+//! partition first times out its runs against T, then is fed the events at T in arrival order
+//! (Flink's CepOperator). A partition with nothing pending keeps no state at all. At the end
+//! of input the watermark moves to +∞ so every windowed run is decided.
+
+pub mod front;
+pub mod frontier;
+pub mod parallel;
+pub mod shard;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{DecodeError, Schema};
+use crate::nfa::{compile, CompileError, Match, Nfa};
+use crate::output;
+use crate::pattern::PatternDecl;
+use crate::value::Value;
+
+use front::{Front, FrontState, Notice, Routed};
+use shard::{Shard, ShardOutput, ShardState};
+
+/// What the engine produced for one input record or for the end of input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// A match or a timed-out partial match of pattern `pattern` (index).
+    Match {
+        /// Index of the pattern in the engine.
+        pattern: usize,
+        /// The partition key as JSON, if the pattern is keyed.
+        key: Option<Arc<str>>,
+        /// The match.
+        m: Match,
+    },
+    /// An event that arrived after the watermark had passed its time.
+    Late {
+        /// Index of the pattern.
+        pattern: usize,
+        /// The event.
+        raw: Arc<str>,
+        /// Its time.
+        time: i64,
+        /// The watermark when it arrived.
+        watermark: i64,
+    },
+    /// A record that could not be used.
+    Reject {
+        /// Index of the pattern that rejected it, or `None` when no pattern could use it.
+        pattern: Option<usize>,
+        /// Why.
+        reason: DecodeError,
+    },
+}
+
+impl From<ShardOutput> for Output {
+    fn from(o: ShardOutput) -> Output {
+        Output::Match {
+            pattern: o.pattern,
+            key: o.key,
+            m: o.m,
+        }
+    }
+}
+
+impl From<Notice> for Output {
+    fn from(n: Notice) -> Output {
+        match n {
+            Notice::Late {
+                pattern,
+                raw,
+                time,
+                watermark,
+            } => Output::Late {
+                pattern,
+                raw,
+                time,
+                watermark,
+            },
+            Notice::Reject { pattern, reason } => Output::Reject { pattern, reason },
+        }
+    }
+}
+
+/// Counters of one engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Records offered.
+    pub records: u64,
+    /// Records rejected (malformed, or without a usable time for some pattern).
+    pub rejected: u64,
+    /// Late events (per pattern).
+    pub late: u64,
+    /// Matches emitted.
+    pub matches: u64,
+    /// Timed-out partial matches emitted.
+    pub timeouts: u64,
+    /// Partial matches dropped by the per-partition cap.
+    pub dropped_runs: u64,
+}
+
+impl Stats {
+    /// Adds the outputs of one call to the counters.
+    pub fn count(&mut self, new: &[Output]) {
+        for o in new {
+            match o {
+                Output::Match { m, .. } if m.timed_out.is_some() => self.timeouts += 1,
+                Output::Match { .. } => self.matches += 1,
+                Output::Late { .. } => self.late += 1,
+                Output::Reject { .. } => self.rejected += 1,
+            }
+        }
+    }
+}
+
+/// Options of an engine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineOptions {
+    /// Report timed-out partial matches.
+    pub timeouts: bool,
+    /// Cap on partial matches per partition (`None`: [`crate::nfa::matcher::DEFAULT_MAX_RUNS`]).
+    pub max_runs_per_key: Option<usize>,
+    /// Number of shards keys are spread over (0 or 1: one). Results do not depend on it.
+    pub shards: usize,
+}
+
+/// The compiled patterns of a run and how the front reads their events.
+pub struct Compiled {
+    /// Field slots of every pattern.
+    pub schema: Schema,
+    /// Per pattern: the NFA and its key field slots.
+    pub patterns: Vec<(Arc<Nfa>, Vec<usize>)>,
+    /// Per pattern: (time slot and field name, key slots, lateness ms).
+    pub front: Vec<(Option<(usize, String)>, Vec<usize>, i64)>,
+}
+
+/// Compiles declarations over one shared schema.
+pub fn compile_all(decls: &[PatternDecl]) -> Result<Compiled, CompileError> {
+    let mut schema = Schema::new();
+    let mut patterns = Vec::new();
+    let mut front = Vec::new();
+    for d in decls {
+        let nfa = Arc::new(compile(d, &mut schema)?);
+        let time = d.time.as_ref().map(|p| (schema.slot_of(p), p.join(".")));
+        let key_slots: Vec<usize> = d.key.iter().map(|k| schema.slot_of(k)).collect();
+        let lateness = i64::try_from(d.lateness_ms).unwrap_or(i64::MAX);
+        patterns.push((nfa, key_slots.clone()));
+        front.push((time, key_slots, lateness));
+    }
+    Ok(Compiled {
+        schema,
+        patterns,
+        front,
+    })
+}
+
+/// The whole state of an engine as data: the front's watermarks and counters and every
+/// shard's partitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineState {
+    front: FrontState,
+    shards: Vec<ShardState>,
+    stats: Stats,
+}
+
+/// All patterns of a run, single-threaded: the front and the shards in one thread.
+pub struct Engine {
+    front: Front,
+    shards: Vec<Shard>,
+    nfas: Vec<Arc<Nfa>>,
+    stats: Stats,
+    routed: Vec<Routed>,
+    notices: Vec<Notice>,
+    shard_out: Vec<ShardOutput>,
+}
+
+impl Engine {
+    /// Compiles the declarations.
+    pub fn new(decls: &[PatternDecl], options: EngineOptions) -> Result<Engine, CompileError> {
+        let c = compile_all(decls)?;
+        let shards = (0..options.shards.max(1))
+            .map(|_| Shard::new(&c.patterns, options.timeouts, options.max_runs_per_key))
+            .collect();
+        Ok(Engine {
+            front: Front::new(c.schema, c.front, 1, None),
+            shards,
+            nfas: c.patterns.into_iter().map(|(n, _)| n).collect(),
+            stats: Stats::default(),
+            routed: Vec::new(),
+            notices: Vec::new(),
+            shard_out: Vec::new(),
+        })
+    }
+
+    /// The compiled patterns.
+    pub fn nfas(&self) -> impl Iterator<Item = &Arc<Nfa>> {
+        self.nfas.iter()
+    }
+
+    /// The NFA of pattern `i`.
+    pub fn nfa(&self, i: usize) -> &Nfa {
+        &self.nfas[i]
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            dropped_runs: self.shards.iter().map(Shard::dropped_runs).sum(),
+            ..self.stats
+        }
+    }
+
+    /// Open partial matches over all patterns and partitions.
+    pub fn open_partial_matches(&self) -> usize {
+        self.shards.iter().map(Shard::open_partial_matches).sum()
+    }
+
+    /// Number of partitions holding state.
+    pub fn live_partitions(&self) -> usize {
+        self.shards.iter().map(Shard::live_partitions).sum()
+    }
+
+    /// The schema events are decoded with (to decode ahead of time, see
+    /// [`Engine::push_row`]).
+    pub fn schema(&self) -> &Schema {
+        self.front.schema()
+    }
+
+    /// Decodes and processes one JSON record (one line, without its newline).
+    pub fn push_json(&mut self, line: &str, out: &mut Vec<Output>) {
+        self.stats.records += 1;
+        let before = out.len();
+        self.front
+            .route_json(line, 0, 0, &mut self.routed, &mut self.notices);
+        self.dispatch(out);
+        self.stats.count(&out[before..]);
+    }
+
+    /// Processes one already decoded record: `row` holds the schema's slots, `raw` is the
+    /// JSON text matches echo.
+    pub fn push_row(&mut self, row: Box<[Value]>, raw: Arc<str>, out: &mut Vec<Output>) {
+        self.stats.records += 1;
+        let before = out.len();
+        self.front
+            .route_row(row, raw, 0, 0, &mut self.routed, &mut self.notices);
+        self.dispatch(out);
+        self.stats.count(&out[before..]);
+    }
+
+    /// Ends the input: the watermark moves to +∞ and every windowed run is decided.
+    pub fn finish(&mut self, out: &mut Vec<Output>) {
+        let before = out.len();
+        self.front.finish(&mut self.routed);
+        self.dispatch(out);
+        self.stats.count(&out[before..]);
+    }
+
+    fn dispatch(&mut self, out: &mut Vec<Output>) {
+        out.extend(self.notices.drain(..).map(Output::from));
+        let n = self.shards.len() as u64;
+        for r in self.routed.drain(..) {
+            match r {
+                Routed::Event {
+                    pattern,
+                    key,
+                    hash,
+                    arrival,
+                    event,
+                } => self.shards[(hash % n) as usize].on_event(pattern, key, arrival, event),
+                Routed::Watermark { pattern, wm } => {
+                    for s in &mut self.shards {
+                        s.on_watermark(pattern, wm, &mut self.shard_out);
+                    }
+                    out.extend(self.shard_out.drain(..).map(Output::from));
+                }
+            }
+        }
+    }
+
+    /// The whole state as data (serialise it with serde).
+    pub fn snapshot(&self) -> EngineState {
+        EngineState {
+            front: self.front.snapshot(),
+            shards: self.shards.iter().map(Shard::snapshot).collect(),
+            stats: self.stats,
+        }
+    }
+
+    /// Restores a snapshot taken from an engine over the same patterns and shard count.
+    pub fn restore(&mut self, state: EngineState) -> Result<(), String> {
+        if state.shards.len() != self.shards.len() {
+            return Err(format!(
+                "snapshot has {} shards, this engine {}",
+                state.shards.len(),
+                self.shards.len()
+            ));
+        }
+        self.front.restore(state.front)?;
+        for (s, st) in self.shards.iter_mut().zip(state.shards) {
+            s.restore(st)?;
+        }
+        self.stats = state.stats;
+        Ok(())
+    }
+}
+
+/// Runs the patterns of `source` over JSON lines and returns every match as the JSON object
+/// the CLI prints (timed-out partial matches too when `with_timeouts`). Meant for tests and
+/// embedding; errors are rendered as text.
+pub fn match_lines(
+    source: &str,
+    lines: &[&str],
+    with_timeouts: bool,
+) -> Result<Vec<serde_json::Value>, String> {
+    match_lines_with(
+        source,
+        lines,
+        EngineOptions {
+            timeouts: with_timeouts,
+            ..EngineOptions::default()
+        },
+    )
+}
+
+/// [`match_lines`] with explicit engine options.
+pub fn match_lines_with(
+    source: &str,
+    lines: &[&str],
+    options: EngineOptions,
+) -> Result<Vec<serde_json::Value>, String> {
+    let decls = crate::syntax::load_str("<source>", source).map_err(|e| e.to_string())?;
+    let mut engine = Engine::new(&decls, options).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for l in lines {
+        if !l.trim().is_empty() {
+            engine.push_json(l, &mut out);
+        }
+    }
+    engine.finish(&mut out);
+    let mut result = Vec::new();
+    let mut text = String::new();
+    for o in &out {
+        if let Output::Match { pattern, key, m } = o {
+            text.clear();
+            output::write_match(&mut text, engine.nfa(*pattern), key.as_deref(), m);
+            result.push(serde_json::from_str(&text).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(result)
+}

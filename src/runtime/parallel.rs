@@ -1,0 +1,1 @@
+//! Parallel execution: the front on the calling thread, shards on worker threads.

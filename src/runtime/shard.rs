@@ -1,0 +1,399 @@
+//! A shard: the partitions (keys) of every pattern that hash to it, each with its matcher and
+//! its reorder buffer, plus the timers that feed them when the watermark passes.
+//!
+//! A shard receives events already judged on time (not late) and watermark advances, in
+//! input order; it owns its keys, so shards run in parallel with no locks. Its whole state is
+//! data: [`Shard::snapshot`] serialises it and [`Shard::restore`] rebuilds it exactly.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+use crate::nfa::{Match, Matcher, Nfa};
+use crate::output;
+use crate::value::Value;
+
+/// What a shard produces when the watermark passes: matches and timed-out partial matches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardOutput {
+    /// Index of the pattern.
+    pub pattern: usize,
+    /// The partition key as JSON, if the pattern is keyed.
+    pub key: Option<Arc<str>>,
+    /// The match.
+    pub m: Match,
+}
+
+/// One key's state: its matcher and the events waiting for the watermark.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Partition {
+    matcher: Matcher,
+    /// Events not yet fed, by (time, arrival); almost always short and in order.
+    pending: VecDeque<(i64, u64, Event)>,
+    key_json: Option<Arc<str>>,
+    key: Arc<str>,
+    /// Earliest time a timer is registered for (`i64::MAX`: none).
+    #[serde(skip, default = "no_timer")]
+    timer_at: i64,
+}
+
+fn no_timer() -> i64 {
+    i64::MAX
+}
+
+/// Slot index and generation of a partition, for timers that may outlive it.
+type Handle = (u32, u32);
+
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    generation: u32,
+    partition: Option<Partition>,
+}
+
+/// Idle matchers kept for reuse, so a key that comes and goes does not allocate each time.
+const MATCHER_POOL: usize = 256;
+
+/// The per-pattern part of a shard.
+struct PatternShard {
+    nfa: Arc<Nfa>,
+    key_slots: Vec<usize>,
+    max_runs: Option<usize>,
+    index: HashMap<Arc<str>, u32>,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    pool: Vec<Matcher>,
+    timers: BinaryHeap<Reverse<(i64, Handle)>>,
+    watermark: i64,
+    dropped_runs: u64,
+    live: usize,
+    matches: Vec<Match>,
+    timeouts: Vec<Match>,
+}
+
+/// The serialisable state of one pattern of a shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatternShardState {
+    watermark: i64,
+    dropped_runs: u64,
+    partitions: Vec<Partition>,
+}
+
+/// The serialisable state of a shard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardState {
+    patterns: Vec<PatternShardState>,
+}
+
+/// The keys of every pattern assigned to one worker.
+pub struct Shard {
+    patterns: Vec<PatternShard>,
+    timeouts: bool,
+}
+
+fn key_text(v: &Value) -> String {
+    match v {
+        Value::Str(s) => s.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The partition key of an event as a map key: the string itself for one string field (no
+/// copy), the fields' texts joined by U+001F for several.
+pub fn key_of(key_slots: &[usize], fields: &[Value]) -> Arc<str> {
+    let get = |s: usize| fields.get(s).unwrap_or(&Value::Null);
+    match key_slots {
+        [] => Arc::from(""),
+        [one] => match get(*one) {
+            Value::Str(s) => Arc::clone(s),
+            v => Arc::from(key_text(v)),
+        },
+        many => {
+            let texts: Vec<String> = many.iter().map(|s| key_text(get(*s))).collect();
+            Arc::from(texts.join("\u{1f}"))
+        }
+    }
+}
+
+fn key_json(key_slots: &[usize], fields: &[Value]) -> Option<Arc<str>> {
+    let get = |s: usize| fields.get(s).unwrap_or(&Value::Null);
+    match key_slots {
+        [] => None,
+        [one] => {
+            let mut json = String::new();
+            output::push_json_str(&mut json, &key_text(get(*one)));
+            Some(Arc::from(json))
+        }
+        many => {
+            let texts: Vec<String> = many.iter().map(|s| key_text(get(*s))).collect();
+            Some(Arc::from(serde_json::to_string(&texts).unwrap_or_default()))
+        }
+    }
+}
+
+impl Shard {
+    /// A shard for these patterns (with each pattern's key field slots).
+    pub fn new(
+        patterns: &[(Arc<Nfa>, Vec<usize>)],
+        timeouts: bool,
+        max_runs: Option<usize>,
+    ) -> Shard {
+        Shard {
+            patterns: patterns
+                .iter()
+                .map(|(nfa, key_slots)| PatternShard {
+                    nfa: Arc::clone(nfa),
+                    key_slots: key_slots.clone(),
+                    max_runs,
+                    index: HashMap::new(),
+                    slots: Vec::new(),
+                    free_slots: Vec::new(),
+                    pool: Vec::new(),
+                    timers: BinaryHeap::new(),
+                    watermark: i64::MIN,
+                    dropped_runs: 0,
+                    live: 0,
+                    matches: Vec::new(),
+                    timeouts: Vec::new(),
+                })
+                .collect(),
+            timeouts,
+        }
+    }
+
+    /// Buffers an on-time event of `pattern` for key `key`.
+    pub fn on_event(&mut self, pattern: usize, key: Arc<str>, arrival: u64, event: Event) {
+        self.patterns[pattern].on_event(key, arrival, event);
+    }
+
+    /// The watermark of `pattern` moved to `wm`: feed and time out what is due.
+    pub fn on_watermark(&mut self, pattern: usize, wm: i64, out: &mut Vec<ShardOutput>) {
+        self.patterns[pattern].on_watermark(pattern, wm, self.timeouts, out);
+    }
+
+    /// Partitions holding state, over all patterns.
+    pub fn live_partitions(&self) -> usize {
+        self.patterns.iter().map(|p| p.live).sum()
+    }
+
+    /// Open partial matches over all patterns and partitions.
+    pub fn open_partial_matches(&self) -> usize {
+        self.patterns
+            .iter()
+            .flat_map(|p| p.slots.iter().filter_map(|s| s.partition.as_ref()))
+            .map(|p| p.matcher.partial_matches())
+            .sum()
+    }
+
+    /// Partial matches dropped at the per-key cap.
+    pub fn dropped_runs(&self) -> u64 {
+        self.patterns.iter().map(|p| p.dropped_runs).sum()
+    }
+
+    /// The whole state as data.
+    pub fn snapshot(&self) -> ShardState {
+        ShardState {
+            patterns: self
+                .patterns
+                .iter()
+                .map(|p| PatternShardState {
+                    watermark: p.watermark,
+                    dropped_runs: p.dropped_runs,
+                    partitions: p
+                        .slots
+                        .iter()
+                        .filter_map(|s| s.partition.clone())
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Replaces this shard's state with a snapshot taken from a shard of the same patterns.
+    pub fn restore(&mut self, state: ShardState) -> Result<(), String> {
+        if state.patterns.len() != self.patterns.len() {
+            return Err(format!(
+                "snapshot has {} patterns, this shard {}",
+                state.patterns.len(),
+                self.patterns.len()
+            ));
+        }
+        for (p, s) in self.patterns.iter_mut().zip(state.patterns) {
+            p.index.clear();
+            p.slots.clear();
+            p.free_slots.clear();
+            p.timers.clear();
+            p.live = 0;
+            p.watermark = s.watermark;
+            p.dropped_runs = s.dropped_runs;
+            for mut part in s.partitions {
+                let slot = p.slots.len() as u32;
+                part.timer_at = i64::MAX;
+                p.index.insert(Arc::clone(&part.key), slot);
+                p.slots.push(Slot {
+                    generation: 0,
+                    partition: Some(part),
+                });
+                p.live += 1;
+                p.schedule(slot);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PatternShard {
+    fn partition_slot(&mut self, key: Arc<str>, fields: &[Value]) -> u32 {
+        if let Some(&slot) = self.index.get(&*key) {
+            return slot;
+        }
+        let mut matcher = match self.pool.pop() {
+            Some(mut m) => {
+                m.reset(&self.nfa);
+                m
+            }
+            None => Matcher::new(&self.nfa),
+        };
+        if let Some(cap) = self.max_runs {
+            matcher.set_max_runs(cap);
+        }
+        let part = Partition {
+            matcher,
+            pending: VecDeque::new(),
+            key_json: key_json(&self.key_slots, fields),
+            key: Arc::clone(&key),
+            timer_at: i64::MAX,
+        };
+        let slot = match self.free_slots.pop() {
+            Some(s) => {
+                self.slots[s as usize].partition = Some(part);
+                s
+            }
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    partition: Some(part),
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, slot);
+        self.live += 1;
+        slot
+    }
+
+    fn on_event(&mut self, key: Arc<str>, arrival: u64, event: Event) {
+        let slot = self.partition_slot(key, &event.fields);
+        let s = &mut self.slots[slot as usize];
+        let generation = s.generation;
+        if let Some(part) = s.partition.as_mut() {
+            let time = event.time;
+            // Keep (time, arrival) order; in-order input appends.
+            let at = match part.pending.back() {
+                Some(&(t, _, _)) if t > time => {
+                    part.pending.partition_point(|(t, _, _)| *t <= time)
+                }
+                _ => part.pending.len(),
+            };
+            part.pending.insert(at, (time, arrival, event));
+            if time < part.timer_at {
+                part.timer_at = time;
+                self.timers.push(Reverse((time, (slot, generation))));
+            }
+        }
+    }
+
+    /// Registers the next timer of a partition: its first pending event or its next window
+    /// deadline, whichever comes first.
+    fn schedule(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        let generation = s.generation;
+        let Some(part) = s.partition.as_mut() else {
+            return;
+        };
+        let next = part
+            .pending
+            .front()
+            .map(|(t, _, _)| *t)
+            .into_iter()
+            .chain(part.matcher.next_deadline(&self.nfa))
+            .min();
+        if let Some(n) = next {
+            let n = n.max(self.watermark.saturating_add(1));
+            part.timer_at = n;
+            self.timers.push(Reverse((n, (slot, generation))));
+        }
+    }
+
+    fn on_watermark(
+        &mut self,
+        index: usize,
+        wm: i64,
+        timeouts: bool,
+        out: &mut Vec<ShardOutput>,
+    ) {
+        if wm <= self.watermark {
+            return;
+        }
+        self.watermark = wm;
+        while let Some(&Reverse((t, (slot, generation)))) = self.timers.peek() {
+            if t > wm {
+                break;
+            }
+            self.timers.pop();
+            let s = &mut self.slots[slot as usize];
+            if s.generation != generation {
+                continue;
+            }
+            let Some(part) = s.partition.as_mut() else {
+                continue;
+            };
+            if t > part.timer_at {
+                // A later timer of a partition fired since: nothing is due for it.
+                continue;
+            }
+            part.timer_at = i64::MAX;
+            let nfa = &*self.nfa;
+            let dropped_before = part.matcher.dropped_runs();
+            // Feed every buffered event up to the watermark, one timestamp at a time: first
+            // expire runs against that time, then the events at it in arrival order.
+            while let Some(&(t, _, _)) = part.pending.front() {
+                if t > wm {
+                    break;
+                }
+                part.matcher
+                    .advance_time(nfa, t, timeouts, &mut self.matches, &mut self.timeouts);
+                while let Some((_, _, ev)) = part.pending.pop_front_if(|(et, _, _)| *et == t) {
+                    part.matcher.process(nfa, ev, &mut self.matches);
+                }
+            }
+            part.matcher
+                .advance_time(nfa, wm, timeouts, &mut self.matches, &mut self.timeouts);
+            self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
+            for m in self.matches.drain(..).chain(self.timeouts.drain(..)) {
+                out.push(ShardOutput {
+                    pattern: index,
+                    key: part.key_json.clone(),
+                    m,
+                });
+            }
+            if part.pending.is_empty() && part.matcher.is_idle() {
+                // Nothing pending: the key keeps no state (its matcher goes back to the pool).
+                if let Some(p) = s.partition.take() {
+                    self.index.remove(&*p.key);
+                    if self.pool.len() < MATCHER_POOL {
+                        self.pool.push(p.matcher);
+                    }
+                }
+                s.generation = s.generation.wrapping_add(1);
+                self.free_slots.push(slot);
+                self.live -= 1;
+            } else {
+                self.schedule(slot);
+            }
+        }
+    }
+}
