@@ -167,11 +167,20 @@ fn main() {
         );
     };
     report("(a) decode only (the ceiling)", &base);
-    report("(b) abc.motif, 1,000 keys, from JSON lines", &run_json(ABC, &k1));
-    report("(b') abc.motif, 1,000 keys, pre-decoded", &run_decoded(ABC, &k1));
+    report(
+        "(b) abc.motif, 1,000 keys, from JSON lines",
+        &run_json(ABC, &k1),
+    );
+    report(
+        "(b') abc.motif, 1,000 keys, pre-decoded",
+        &run_decoded(ABC, &k1),
+    );
     let c = run_json(&three_step("10s"), &k10);
     report("(c) 3-step followedBy within(10s), 10,000 keys", &c);
-    report("(d) oneOrMore with iterative aggregates, 1,000 keys", &run_json(ITERATIVE, &k1));
+    report(
+        "(d) oneOrMore with iterative aggregates, 1,000 keys",
+        &run_json(ITERATIVE, &k1),
+    );
     let e = run_json(&three_step("40s"), &k10);
     report("(e) (c) with within(40s)", &e);
     println!(

@@ -104,7 +104,9 @@ mod tests {
         assert_eq!(a, b);
         for l in &a {
             let v: serde_json::Value = serde_json::from_str(l).expect("valid JSON");
-            assert!(v["price"].as_f64().is_some_and(|p| (1.0..100.0).contains(&p)));
+            assert!(v["price"]
+                .as_f64()
+                .is_some_and(|p| (1.0..100.0).contains(&p)));
             assert!(["k0000", "k0001", "k0002"].contains(&v["key"].as_str().unwrap_or("")));
         }
     }

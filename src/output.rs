@@ -53,9 +53,9 @@ pub fn push_json_str(out: &mut String, s: &str) {
 pub fn write_late(out: &mut String, pattern: &str, raw: &str, time: i64, watermark: i64) {
     out.push_str("{\"late\":true,\"pattern\":");
     push_json_str(out, pattern);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        ",\"time\":{time},\"watermark\":{watermark},\"reason\":\"event time {time} is not after the watermark {watermark}\",\"event\":{raw}}}\n"
+        ",\"time\":{time},\"watermark\":{watermark},\"reason\":\"event time {time} is not after the watermark {watermark}\",\"event\":{raw}}}"
     );
 }
 

@@ -381,7 +381,10 @@ impl Pattern {
     }
     /// `.followedByAny(name)`: non-deterministic relaxed contiguity.
     pub fn followed_by_any(self, name: &str) -> Pattern {
-        self.push(Contiguity::NonDeterministic, StepNode::Variable(name.into()))
+        self.push(
+            Contiguity::NonDeterministic,
+            StepNode::Variable(name.into()),
+        )
     }
     /// `.notNext(name)`.
     pub fn not_next(self, name: &str) -> Pattern {
@@ -401,7 +404,10 @@ impl Pattern {
     }
     /// `.followedByAny(group)`.
     pub fn followed_by_any_group(self, group: Pattern) -> Pattern {
-        self.push(Contiguity::NonDeterministic, StepNode::Group(Box::new(group)))
+        self.push(
+            Contiguity::NonDeterministic,
+            StepNode::Group(Box::new(group)),
+        )
     }
 
     fn last(&mut self) -> &mut Step {

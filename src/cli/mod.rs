@@ -213,7 +213,9 @@ fn run(args: RunArgs) -> i32 {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
-                failed = Some(format!("motif: {origin}: read error after line {line_no}: {e}"));
+                failed = Some(format!(
+                    "motif: {origin}: read error after line {line_no}: {e}"
+                ));
                 break;
             }
         }
@@ -260,7 +262,10 @@ fn run(args: RunArgs) -> i32 {
             failed = Some(format!("motif: cannot write output: {e}"));
         }
     }
-    for w in [late_out.as_mut(), rejects_out.as_mut()].into_iter().flatten() {
+    for w in [late_out.as_mut(), rejects_out.as_mut()]
+        .into_iter()
+        .flatten()
+    {
         let _ = w.flush();
     }
     if let Err(e) = matches_out.flush() {
@@ -276,7 +281,10 @@ fn run(args: RunArgs) -> i32 {
             s.late,
             s.rejected,
             if s.dropped_runs > 0 {
-                format!(", {} partial matches dropped at the per-key cap", s.dropped_runs)
+                format!(
+                    ", {} partial matches dropped at the per-key cap",
+                    s.dropped_runs
+                )
             } else {
                 String::new()
             }
@@ -354,7 +362,12 @@ fn check(files: &[PathBuf]) -> i32 {
                     }
                 }
                 if ok {
-                    println!("ok: {} ({} pattern{})", f.display(), decls.len(), if decls.len() == 1 { "" } else { "s" });
+                    println!(
+                        "ok: {} ({} pattern{})",
+                        f.display(),
+                        decls.len(),
+                        if decls.len() == 1 { "" } else { "s" }
+                    );
                 } else {
                     code = 1;
                 }

@@ -174,10 +174,7 @@ impl CmpOp {
             CmpOp::Lt => a.lang_cmp(b) == Some(Ordering::Less),
             CmpOp::Le => matches!(a.lang_cmp(b), Some(Ordering::Less | Ordering::Equal)),
             CmpOp::Gt => a.lang_cmp(b) == Some(Ordering::Greater),
-            CmpOp::Ge => matches!(
-                a.lang_cmp(b),
-                Some(Ordering::Greater | Ordering::Equal)
-            ),
+            CmpOp::Ge => matches!(a.lang_cmp(b), Some(Ordering::Greater | Ordering::Equal)),
         }
     }
 }

@@ -276,7 +276,9 @@ impl Resolver<'_> {
         };
         let ExprKind::Path(p) = &arg.kind else {
             self.error(
-                format!("the argument of `{name}` must be a pattern variable or a variable's field"),
+                format!(
+                    "the argument of `{name}` must be a pattern variable or a variable's field"
+                ),
                 arg.span,
             );
             return None;
@@ -318,7 +320,9 @@ impl Resolver<'_> {
             if matches!(func, AggFunc::First | AggFunc::Last) {
                 self.agg_target(*func, args, span);
                 return self.error(
-                    format!("`{name}(v)` is an event; read one of its fields, e.g. `{name}(v).price`"),
+                    format!(
+                        "`{name}(v)` is an event; read one of its fields, e.g. `{name}(v).price`"
+                    ),
                     span,
                 );
             }

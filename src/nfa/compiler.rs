@@ -472,8 +472,8 @@ impl<'p> Builder<'p, '_> {
         let step = self.cur.step();
         let until = self.until_of(step);
         let inner_ignore = extend_with_until(self.inner_ignore_condition(self.cur), &until, false);
-        let take = extend_with_until(Some(self.take_condition(step)), &until, true)
-            .unwrap_or(Guard::True);
+        let take =
+            extend_with_until(Some(self.take_condition(step)), &until, true).unwrap_or(Guard::True);
         if step.quantifier.greedy && from != to {
             if until.is_some() {
                 let copy = self.copy(sink);
@@ -483,13 +483,23 @@ impl<'p> Builder<'p, '_> {
             self.update_with_greedy_condition(sink, &take);
         }
         for _ in from..to {
-            last_sink =
-                self.create_singleton_state(last_sink, proceed, take.clone(), inner_ignore.clone(), true);
+            last_sink = self.create_singleton_state(
+                last_sink,
+                proceed,
+                take.clone(),
+                inner_ignore.clone(),
+                true,
+            );
             self.add_stop_state_to_looping(last_sink);
         }
         for _ in 0..from.saturating_sub(1) {
-            last_sink =
-                self.create_singleton_state(last_sink, None, take.clone(), inner_ignore.clone(), false);
+            last_sink = self.create_singleton_state(
+                last_sink,
+                None,
+                take.clone(),
+                inner_ignore.clone(),
+                false,
+            );
             self.add_stop_state_to_looping(last_sink);
         }
         self.set_first_of_loop(true);
@@ -519,9 +529,7 @@ impl<'p> Builder<'p, '_> {
     fn head_of_optional_group(&self, c: Cursor<'p>) -> bool {
         self.head_of_group(c)
             && self.current_group_first_of_loop()
-            && self
-                .current_group
-                .is_some_and(|g| g.quantifier.optional)
+            && self.current_group.is_some_and(|g| g.quantifier.optional)
     }
 
     fn create_singleton_state(
@@ -548,7 +556,12 @@ impl<'p> Builder<'p, '_> {
                     if let Some(u) = &until {
                         let name = self.states[proceed].name.clone();
                         if let Some(&orig) = self.original_states.get(&name) {
-                            self.add_edge(state, Action::Proceed, orig, and(proceed_cond.clone(), u.clone()));
+                            self.add_edge(
+                                state,
+                                Action::Proceed,
+                                orig,
+                                and(proceed_cond.clone(), u.clone()),
+                            );
                         }
                     }
                     let g = match until {
@@ -642,7 +655,12 @@ impl<'p> Builder<'p, '_> {
         if step.quantifier.greedy {
             if let Some(u) = &until {
                 let copy = self.copy(sink);
-                self.add_edge(looping, Action::Proceed, copy, and(proceed_cond.clone(), u.clone()));
+                self.add_edge(
+                    looping,
+                    Action::Proceed,
+                    copy,
+                    and(proceed_cond.clone(), u.clone()),
+                );
                 let name = self.states[sink].name.clone();
                 self.original_states.insert(name, copy);
             }
@@ -678,7 +696,9 @@ impl<'p> Builder<'p, '_> {
     fn inner_ignore_condition(&self, c: Cursor<'p>) -> Option<Guard> {
         let step = c.step();
         let inner = if self.head_of_group(c) {
-            self.current_group.map(|g| g.quantifier.inner).unwrap_or_default()
+            self.current_group
+                .map(|g| g.quantifier.inner)
+                .unwrap_or_default()
         } else {
             step.quantifier.inner
         };

@@ -253,7 +253,16 @@ impl Matcher {
         sc.next_runs.clear();
         for run in runs.drain(..) {
             sc.outs.clear();
-            self.next_runs(nfa, &run, &event, seq, eid, &mut sc.event_cache, &mut sc.run_cache, &mut sc.outs);
+            self.next_runs(
+                nfa,
+                &run,
+                &event,
+                seq,
+                eid,
+                &mut sc.event_cache,
+                &mut sc.run_cache,
+                &mut sc.outs,
+            );
             self.buffer.release(run.node);
             let mut discard = false;
             let first_retained = sc.next_runs.len();
@@ -418,10 +427,7 @@ impl Matcher {
     /// still complete (Flink's `processMatchesAccordingToSkipStrategy`).
     fn emit_completed(&mut self, nfa: &Nfa, potential: &mut Vec<Run>, out: &mut Vec<Match>) {
         self.completed.append(potential);
-        loop {
-            let Some(i) = earliest(&self.completed) else {
-                break;
-            };
+        while let Some(i) = earliest(&self.completed) {
             if nfa.skip != Skip::NoSkip {
                 let earliest_partial = self.runs.iter().map(|r| r.start_seq).min();
                 if earliest_partial.is_some_and(|p| self.completed[i].start_seq > p) {
@@ -483,7 +489,10 @@ fn pruning_id(skip: Skip, path: &[PathStep]) -> Option<Pruning> {
         Skip::NoSkip => None,
         Skip::ToNext => path.iter().map(|s| s.seq).min().map(Pruning::AtOrBefore),
         Skip::PastLast => path.iter().map(|s| s.seq).max().map(Pruning::AtOrBefore),
-        Skip::ToFirst(v) => path.iter().find(|s| s.var == v).map(|s| Pruning::Before(s.seq)),
+        Skip::ToFirst(v) => path
+            .iter()
+            .find(|s| s.var == v)
+            .map(|s| Pruning::Before(s.seq)),
         Skip::ToLast(v) => path
             .iter()
             .rev()
@@ -511,11 +520,7 @@ impl Run {
             start_ts: -1,
             prev_ts: -1,
             start_seq: NO_START,
-            aggs: nfa
-                .aggs
-                .iter()
-                .map(|a| AggAcc::empty(a.func))
-                .collect(),
+            aggs: nfa.aggs.iter().map(|a| AggAcc::empty(a.func)).collect(),
         }
     }
 }

@@ -73,6 +73,17 @@ pub struct FrontState {
     patterns: Vec<FrontPattern>,
 }
 
+/// How the front reads one pattern's events.
+#[derive(Debug, Clone)]
+pub struct PatternInput {
+    /// The time field's slot and dotted name (`None`: arrival order is time).
+    pub time: Option<(usize, String)>,
+    /// The key fields' slots.
+    pub key_slots: Vec<usize>,
+    /// Bounded out-of-orderness in ms.
+    pub lateness: i64,
+}
+
 /// Decoding, time and watermarks for all patterns.
 pub struct Front {
     schema: Schema,
@@ -90,7 +101,7 @@ impl Front {
     /// A front over `schema`; per pattern: (time field slot and name, key slots, lateness).
     pub fn new(
         schema: Schema,
-        patterns: Vec<(Option<(usize, String)>, Vec<usize>, i64)>,
+        patterns: Vec<PatternInput>,
         source_partitions: usize,
         idle_timeout_ms: Option<u64>,
     ) -> Front {
@@ -98,10 +109,10 @@ impl Front {
             schema,
             patterns: patterns
                 .into_iter()
-                .map(|(time, key_slots, lateness)| FrontPattern {
-                    time,
-                    key_slots,
-                    frontier: Frontier::new(source_partitions, lateness, idle_timeout_ms),
+                .map(|p| FrontPattern {
+                    time: p.time,
+                    key_slots: p.key_slots,
+                    frontier: Frontier::new(source_partitions, p.lateness, idle_timeout_ms),
                     arrivals: 0,
                 })
                 .collect(),
@@ -181,7 +192,11 @@ impl Front {
                 row.clone().unwrap_or_default()
             };
             let key = key_of(&p.key_slots, &fields);
-            let hash = if p.key_slots.is_empty() { 0 } else { key_hash(&key) };
+            let hash = if p.key_slots.is_empty() {
+                0
+            } else {
+                key_hash(&key)
+            };
             routed.push(Routed::Event {
                 pattern: i,
                 key,

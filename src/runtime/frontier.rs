@@ -112,12 +112,20 @@ mod tests {
     #[test]
     fn minimum_over_partitions_and_idle_ones_stop_holding_it_back() {
         let mut f = Frontier::new(2, 0, Some(1000));
-        assert_eq!(f.observe(0, 100, 0), None, "partition 1 has sent nothing yet");
+        assert_eq!(
+            f.observe(0, 100, 0),
+            None,
+            "partition 1 has sent nothing yet"
+        );
         assert_eq!(f.observe(1, 50, 10), Some(49));
         assert_eq!(f.observe(0, 200, 20), None, "held back by partition 1");
         assert_eq!(f.tick(500), None, "not idle yet");
         assert_eq!(f.tick(1010), Some(199), "partition 1 idle");
-        assert_eq!(f.observe(1, 60, 1020), None, "back, but the watermark never goes back");
+        assert_eq!(
+            f.observe(1, 60, 1020),
+            None,
+            "back, but the watermark never goes back"
+        );
         assert_eq!(f.finish(), i64::MAX);
     }
 }

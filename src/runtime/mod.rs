@@ -135,8 +135,8 @@ pub struct Compiled {
     pub schema: Schema,
     /// Per pattern: the NFA and its key field slots.
     pub patterns: Vec<(Arc<Nfa>, Vec<usize>)>,
-    /// Per pattern: (time slot and field name, key slots, lateness ms).
-    pub front: Vec<(Option<(usize, String)>, Vec<usize>, i64)>,
+    /// Per pattern: how the front reads its events.
+    pub front: Vec<front::PatternInput>,
 }
 
 /// Compiles declarations over one shared schema.
@@ -150,7 +150,11 @@ pub fn compile_all(decls: &[PatternDecl]) -> Result<Compiled, CompileError> {
         let key_slots: Vec<usize> = d.key.iter().map(|k| schema.slot_of(k)).collect();
         let lateness = i64::try_from(d.lateness_ms).unwrap_or(i64::MAX);
         patterns.push((nfa, key_slots.clone()));
-        front.push((time, key_slots, lateness));
+        front.push(front::PatternInput {
+            time,
+            key_slots,
+            lateness,
+        });
     }
     Ok(Compiled {
         schema,

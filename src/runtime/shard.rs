@@ -202,11 +202,7 @@ impl Shard {
                 .map(|p| PatternShardState {
                     watermark: p.watermark,
                     dropped_runs: p.dropped_runs,
-                    partitions: p
-                        .slots
-                        .iter()
-                        .filter_map(|s| s.partition.clone())
-                        .collect(),
+                    partitions: p.slots.iter().filter_map(|s| s.partition.clone()).collect(),
                 })
                 .collect(),
         }
@@ -328,13 +324,7 @@ impl PatternShard {
         }
     }
 
-    fn on_watermark(
-        &mut self,
-        index: usize,
-        wm: i64,
-        timeouts: bool,
-        out: &mut Vec<ShardOutput>,
-    ) {
+    fn on_watermark(&mut self, index: usize, wm: i64, timeouts: bool, out: &mut Vec<ShardOutput>) {
         if wm <= self.watermark {
             return;
         }

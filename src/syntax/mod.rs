@@ -1,38 +1,200 @@
-//! TEMPORARY STUB until the parser lands.
+//! The pattern language: parsing pattern files into [`PatternDecl`]s, loading them with
+//! validation, and printing them back.
+//!
+//! The grammar is `grammar/motif.pest` (the single source of truth for the syntax) and the
+//! user reference is `grammar/README.md`.
+//!
+//! ```
+//! use motif::syntax::{load_str, print_decls};
+//!
+//! let decls = load_str(
+//!     "example.motif",
+//!     r#"pattern p key card_id time ts
+//!        = begin("small").where(amount < 10).times(3).consecutive()
+//!          .followedBy("large").where(amount > 500).within(10m);"#,
+//! )
+//! .unwrap();
+//! assert_eq!(decls[0].name, "p");
+//! assert!(print_decls(&decls).contains(".within(10m)"));
+//!
+//! let err = load_str("bad.motif", r#"pattern p = begin("a").where(x > 1;"#).unwrap_err();
+//! assert!(err.to_string().starts_with("bad.motif:1:35: error: expected"));
+//! ```
+//!
+//! - [`parse_source`] turns text into declarations (syntax errors only);
+//! - [`load_str`] and [`load_file`] parse and then [validate](crate::validate::validate)
+//!   every declaration, reporting every error of the file at once, rendered like rustc's;
+//! - [`parse_expr`] parses one expression, for the Rust builder API;
+//! - [`print_decls`] prints declarations back in canonical form.
+
+mod diagnostics;
+mod parser;
+mod printer;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use hashbrown::HashMap;
+
 use crate::error::Diagnostic;
-use crate::expr::ast::Expr;
+use crate::expr::ast::{Expr, Span};
 use crate::pattern::PatternDecl;
 
-/// Errors with source.
-#[derive(Debug)]
-pub struct SourceErrors {
-    pub origin: String,
-    pub source: String,
-    pub diagnostics: Vec<Diagnostic>,
-}
-impl std::fmt::Display for SourceErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for d in &self.diagnostics {
-            writeln!(f, "{}: {d}", self.origin)?;
-        }
-        Ok(())
+pub use diagnostics::line_col;
+pub(crate) use printer::duration as format_duration;
+pub use printer::print_decls;
+
+/// Parses a pattern file into its declarations, without validating them.
+///
+/// Returns every syntax error found: after an error the parser resumes at the next
+/// declaration. Also reported here, because the model cannot hold them: a quantifier or
+/// modifier applied twice to one step, a quantifier written after a modifier, `times(0)`,
+/// `consecutive()` together with `allowCombinations()`, a second `until`, and a `key`,
+/// `time` or `lateness` clause given twice.
+pub fn parse_source(source: &str) -> Result<Vec<PatternDecl>, Vec<Diagnostic>> {
+    let parsed = parser::parse_file(source);
+    if parsed.diags.is_empty() {
+        Ok(parsed.decls)
+    } else {
+        Err(sorted(parsed.diags))
     }
 }
+
+/// Parses one expression, e.g. `parse_expr("amount > 10")`, for conditions built with the
+/// Rust API. The errors render against the expression text, with origin `<expression>`.
+pub fn parse_expr(source: &str) -> Result<Expr, SourceErrors> {
+    parser::parse_expression(source).map_err(|diagnostics| SourceErrors {
+        origin: "<expression>".to_string(),
+        source: source.to_string(),
+        diagnostics,
+    })
+}
+
+/// Parses and validates a pattern file held in memory; `origin` names it in messages.
+///
+/// Every declaration is validated, and every error of the file is returned (syntax errors,
+/// lowering errors, validation errors of each declaration, and a pattern name declared
+/// twice), in source order.
+pub fn load_str(origin: &str, source: &str) -> Result<Vec<PatternDecl>, SourceErrors> {
+    let parsed = parser::parse_file(source);
+    let mut diags = parsed.diags;
+
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    for decl in parsed.decls.iter() {
+        if let Some(first) = seen.get(decl.name.as_str()) {
+            let (l, c) = line_col(source, first.start);
+            diags.push(
+                Diagnostic::new(
+                    format!("pattern `{}` is declared twice in this file", decl.name),
+                    decl.span,
+                )
+                .with_help(format!(
+                    "the first `{}` is at {l}:{c}; pattern names must be unique",
+                    decl.name
+                )),
+            );
+        } else {
+            seen.insert(&decl.name, decl.span);
+        }
+    }
+    for decl in &parsed.decls {
+        if let Err(errors) = crate::validate::validate_in_source(decl, Some(source)) {
+            diags.extend(errors);
+        }
+    }
+
+    drop(seen);
+    if diags.is_empty() {
+        Ok(parsed.decls)
+    } else {
+        Err(SourceErrors {
+            origin: origin.to_string(),
+            source: source.to_string(),
+            diagnostics: sorted(diags),
+        })
+    }
+}
+
+/// Reads, parses and validates a pattern file (see [`load_str`]).
+pub fn load_file(path: &Path) -> Result<Vec<PatternDecl>, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(load_str(&path.display().to_string(), &source)?)
+}
+
+fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diags.sort_by_key(|d| (d.span.start, d.span.end));
+    diags
+}
+
+/// Problems found in a piece of source text: every diagnostic, with the text they point into.
+///
+/// Its `Display` renders each diagnostic like rustc:
+///
+/// ```text
+/// patterns.motif:3:21: error: expected an operator or `)`, found `amount`
+///   |
+/// 3 | = begin("a").where(x amount)
+///   |                      ^^^^^^
+///   = help: ...
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceErrors {
+    /// Where the text came from (a file path, or `<expression>`).
+    pub origin: String,
+    /// The text itself.
+    pub source: String,
+    /// The problems, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl SourceErrors {
+    /// Bundles diagnostics with the text they point into.
+    pub fn new(
+        origin: impl Into<String>,
+        source: impl Into<String>,
+        diagnostics: Vec<Diagnostic>,
+    ) -> Self {
+        SourceErrors {
+            origin: origin.into(),
+            source: source.into(),
+            diagnostics,
+        }
+    }
+}
+
+impl fmt::Display for SourceErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            diagnostics::render(&mut out, &self.origin, &self.source, d)?;
+        }
+        f.write_str(out.trim_end_matches('\n'))
+    }
+}
+
 impl std::error::Error for SourceErrors {}
+
+/// Why a pattern file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{path}: {source}")]
-    Io { path: std::path::PathBuf, source: std::io::Error },
-    #[error("{0}")]
-    Invalid(SourceErrors),
-}
-pub fn parse_expr(_s: &str) -> Result<Expr, SourceErrors> {
-    Err(SourceErrors { origin: String::new(), source: String::new(), diagnostics: vec![] })
-}
-pub fn load_str(origin: &str, source: &str) -> Result<Vec<PatternDecl>, SourceErrors> {
-    Err(SourceErrors { origin: origin.into(), source: source.into(), diagnostics: vec![] })
-}
-pub fn load_file(path: &std::path::Path) -> Result<Vec<PatternDecl>, LoadError> {
-    let s = std::fs::read_to_string(path).map_err(|e| LoadError::Io { path: path.into(), source: e })?;
-    load_str(&path.display().to_string(), &s).map_err(LoadError::Invalid)
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but holds errors.
+    #[error(transparent)]
+    Invalid(#[from] SourceErrors),
 }

@@ -61,7 +61,11 @@ fn run_prints_matches_in_the_spec_format() {
 {"card":"c1","kind":"b","ts":1003}
 "#;
     let out = run_with_stdin(&["run", pat.to_str().unwrap(), "--input", "-"], events);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m = stdout_json(&out);
     assert_eq!(m.len(), 1);
     assert_eq!(m[0]["pattern"], "ab");
@@ -87,16 +91,33 @@ fn malformed_records_are_reported_counted_and_skipped() {
 "#;
     let input = write(&dir, "events.jsonl", events);
     let out = motif()
-        .args(["run", pat.to_str().unwrap(), "--input", input.to_str().unwrap()])
+        .args([
+            "run",
+            pat.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ])
         .output()
         .expect("motif runs");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains(":2: rejected: malformed JSON"), "{err}");
-    assert!(err.contains(":3: rejected: pattern ab: missing time field `ts`"), "{err}");
-    assert!(err.contains(":4: rejected: pattern ab: time field `ts` is the boolean true"), "{err}");
-    assert!(err.contains(":5: rejected: pattern ab: time field `ts` is the string \"yesterday\""), "{err}");
-    assert!(err.contains("6 records, 1 matches, 0 timed out, 0 late, 4 rejected"), "{err}");
+    assert!(
+        err.contains(":3: rejected: pattern ab: missing time field `ts`"),
+        "{err}"
+    );
+    assert!(
+        err.contains(":4: rejected: pattern ab: time field `ts` is the boolean true"),
+        "{err}"
+    );
+    assert!(
+        err.contains(":5: rejected: pattern ab: time field `ts` is the string \"yesterday\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("6 records, 1 matches, 0 timed out, 0 late, 4 rejected"),
+        "{err}"
+    );
     let m = stdout_json(&out);
     assert_eq!(m.len(), 1, "nothing accepted is lost");
     assert_eq!(m[0]["end"], 5);
@@ -148,7 +169,10 @@ fn check_reports_errors_with_positions_and_exit_1() {
         "bad.motif",
         "pattern p = begin(\"a\").where(x > 1)\n  .followedBy(\"b\").where(count(aa) > 1);\n",
     );
-    let ok = motif().args(["check", good.to_str().unwrap()]).output().unwrap();
+    let ok = motif()
+        .args(["check", good.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(ok.status.code(), Some(0));
     let out = motif()
         .args(["check", good.to_str().unwrap(), bad.to_str().unwrap()])
@@ -165,7 +189,10 @@ fn check_reports_errors_with_positions_and_exit_1() {
 fn explain_prints_states_and_dot() {
     let dir = scratch("explain");
     let pat = write(&dir, "ab.motif", AB);
-    let text = motif().args(["explain", pat.to_str().unwrap()]).output().unwrap();
+    let text = motif()
+        .args(["explain", pat.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(text.status.success());
     let t = String::from_utf8_lossy(&text.stdout);
     assert!(t.contains("TAKE"), "{t}");
@@ -191,7 +218,10 @@ fn timeouts_flag_reports_timed_out_partial_matches() {
     let events = "{\"k\":\"a\",\"ts\":1}\n{\"k\":\"c\",\"ts\":20}\n";
     let plain = run_with_stdin(&["run", pat.to_str().unwrap(), "--quiet"], events);
     assert!(stdout_json(&plain).is_empty());
-    let with = run_with_stdin(&["run", pat.to_str().unwrap(), "--timeouts", "--quiet"], events);
+    let with = run_with_stdin(
+        &["run", pat.to_str().unwrap(), "--timeouts", "--quiet"],
+        events,
+    );
     let m = stdout_json(&with);
     assert_eq!(m.len(), 1);
     assert_eq!(m[0]["timed_out"], true);

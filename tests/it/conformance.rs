@@ -48,7 +48,11 @@ pub fn run_case(dir: &Path) -> Result<(), String> {
                 }
             }
             let to = m["timed_out"].as_bool().unwrap_or(false);
-            (to, ids_in_input_order(ids, &pos), if to { m["timeout"].as_i64() } else { None })
+            (
+                to,
+                ids_in_input_order(ids, &pos),
+                if to { m["timeout"].as_i64() } else { None },
+            )
         })
         .filter(|c| check_timeouts || !c.0)
         .collect();
@@ -64,7 +68,11 @@ pub fn run_case(dir: &Path) -> Result<(), String> {
                 .map(|i| i.as_str().unwrap_or_default().to_string())
                 .collect();
             let to = v["timed_out"].as_bool().unwrap_or(false);
-            (to, ids_in_input_order(ids, &pos), if to { v["timeout"].as_i64() } else { None })
+            (
+                to,
+                ids_in_input_order(ids, &pos),
+                if to { v["timeout"].as_i64() } else { None },
+            )
         })
         .filter(|c| check_timeouts || !c.0)
         .collect();
@@ -95,9 +103,12 @@ fn all_flink_conformance_cases_pass() {
     let failures: Vec<String> = dirs
         .iter()
         .filter_map(|d| {
-            run_case(d)
-                .err()
-                .map(|e| format!("{}: {e}", d.file_name().unwrap_or_default().to_string_lossy()))
+            run_case(d).err().map(|e| {
+                format!(
+                    "{}: {e}",
+                    d.file_name().unwrap_or_default().to_string_lossy()
+                )
+            })
         })
         .collect();
     assert!(

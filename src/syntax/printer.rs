@@ -1,0 +1,318 @@
+//! The canonical pretty printer: declarations back in the language's own syntax.
+//!
+//! The output parses to the same model, and printing is a fixpoint: for any text that parses,
+//! `print(parse(print(parse(text)))) == print(parse(text))`.
+//!
+//! Canonical form:
+//!
+//! ```text
+//! pattern small_then_large
+//!     key card_id
+//!     time ts
+//!     lateness 5s
+//! = begin("small", skipPastLastEvent()).where(amount < 10).times(3).consecutive()
+//!   .followedBy("large").where(amount > (10 * sum(small.amount)))
+//!   .within(10m);
+//! ```
+//!
+//! - One step per line, and one line per `within`; a group (nested chain) is printed inline.
+//! - The calls of a step come in a fixed order: conditions (`where`/`or`), quantifier,
+//!   `optional`, `consecutive`/`allowCombinations`, `greedy`, `until`, `within`.
+//! - `timesOrMore(1)` prints as `oneOrMore()`, `times(n, n)` as `times(n)`, and `times(0, m)`
+//!   as `times(1, m).optional()` (what the model holds, as in Flink).
+//! - Expressions are printed fully parenthesised below the top operator, as [`Expr`]'s
+//!   `Display` does, except that `not x` is written `(not x)` (see [`expr_text`]).
+//! - Durations use the largest unit that divides them: `90s` stays `90s`, `120s` becomes
+//!   `2m`; a lateness of 0 and `noSkip()` are left out.
+//! - A condition written as a Rust closure cannot be printed: it appears as
+//!   `true /* rust closure */`, which parses back as `true`.
+
+use std::fmt::Write as _;
+
+use crate::expr::ast::{Expr, ExprKind, UnaryOp};
+use crate::pattern::{
+    Condition, Contiguity, InnerContiguity, Pattern, PatternDecl, Repeat, SkipStrategy, Step,
+    StepNode,
+};
+use crate::value::Value;
+
+/// What a Rust closure condition prints as.
+const NATIVE: &str = "true /* rust closure */";
+
+/// Prints declarations in canonical form, separated by blank lines.
+pub fn print_decls(decls: &[PatternDecl]) -> String {
+    let mut out = String::new();
+    for (i, d) in decls.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        print_decl(&mut out, d);
+    }
+    out
+}
+
+fn print_decl(out: &mut String, d: &PatternDecl) {
+    let _ = writeln!(out, "pattern {}", d.name);
+    if !d.key.is_empty() {
+        let fields: Vec<String> = d.key.iter().map(|k| k.join(".")).collect();
+        let _ = writeln!(out, "    key {}", fields.join(", "));
+    }
+    if let Some(t) = &d.time {
+        let _ = writeln!(out, "    time {}", t.join("."));
+    }
+    if d.lateness_ms > 0 {
+        let _ = writeln!(out, "    lateness {}", duration(d.lateness_ms));
+    }
+    out.push_str("= ");
+    print_chain(out, &d.pattern, Some("\n  "));
+    out.push_str(";\n");
+}
+
+/// Prints a chain; `step_sep` puts each step after the first on its own line (top level),
+/// `None` keeps the chain on one line (groups).
+fn print_chain(out: &mut String, p: &Pattern, step_sep: Option<&str>) {
+    for (i, step) in p.steps.iter().enumerate() {
+        if i == 0 {
+            out.push_str("begin(");
+            print_node(out, &step.node);
+            match &p.skip {
+                SkipStrategy::NoSkip => {}
+                SkipStrategy::SkipToNext => out.push_str(", skipToNext()"),
+                SkipStrategy::SkipPastLastEvent => out.push_str(", skipPastLastEvent()"),
+                SkipStrategy::SkipToFirst(v) => {
+                    let _ = write!(out, ", skipToFirst({})", quote(v));
+                }
+                SkipStrategy::SkipToLast(v) => {
+                    let _ = write!(out, ", skipToLast({})", quote(v));
+                }
+            }
+            out.push(')');
+        } else {
+            if let Some(sep) = step_sep {
+                out.push_str(sep);
+            }
+            let call = match step.contiguity {
+                Contiguity::Strict => "next",
+                Contiguity::Relaxed => "followedBy",
+                Contiguity::NonDeterministic => "followedByAny",
+                Contiguity::NotNext => "notNext",
+                Contiguity::NotFollowedBy => "notFollowedBy",
+            };
+            let _ = write!(out, ".{call}(");
+            print_node(out, &step.node);
+            out.push(')');
+        }
+        print_step_calls(out, step, step_sep);
+    }
+}
+
+fn print_node(out: &mut String, node: &StepNode) {
+    match node {
+        StepNode::Variable(name) => out.push_str(&quote(name)),
+        StepNode::Group(g) => print_chain(out, g, None),
+    }
+}
+
+/// The calls on a step; at top level (`sep` given) windows go on their own lines.
+fn print_step_calls(out: &mut String, step: &Step, sep: Option<&str>) {
+    if let Some(c) = &step.condition {
+        let mut calls = Vec::new();
+        condition_calls(c, "where", &mut calls);
+        for (call, text) in calls {
+            let _ = write!(out, ".{call}({text})");
+        }
+    }
+    let q = &step.quantifier;
+    match q.repeat {
+        Repeat::Once => {}
+        Repeat::Looping { min: 1 } => out.push_str(".oneOrMore()"),
+        Repeat::Looping { min } => {
+            let _ = write!(out, ".timesOrMore({min})");
+        }
+        Repeat::Times { from, to } if from == to => {
+            let _ = write!(out, ".times({from})");
+        }
+        Repeat::Times { from, to } => {
+            let _ = write!(out, ".times({from}, {to})");
+        }
+    }
+    if q.optional {
+        out.push_str(".optional()");
+    }
+    match q.inner {
+        InnerContiguity::Relaxed => {}
+        InnerContiguity::Consecutive => out.push_str(".consecutive()"),
+        InnerContiguity::AllowCombinations => out.push_str(".allowCombinations()"),
+    }
+    if q.greedy {
+        out.push_str(".greedy()");
+    }
+    if let Some(u) = &step.until {
+        let _ = write!(out, ".until({})", top_condition(u));
+    }
+    let sep = sep.unwrap_or("");
+    if let Some(ms) = step.within {
+        let _ = write!(out, "{sep}.within({})", duration(ms));
+    }
+    if let Some(ms) = step.within_previous {
+        let _ = write!(out, "{sep}.within({}, PREVIOUS_AND_CURRENT)", duration(ms));
+    }
+}
+
+/// Turns a condition into the `where`/`or` calls that build it again. The builder makes
+/// left-deep trees (`where(a).where(b).or(c)` is `Or(And(a, b), c)`); a right operand that
+/// is itself compound is printed as one parenthesised expression.
+fn condition_calls(c: &Condition, call: &'static str, out: &mut Vec<(&'static str, String)>) {
+    match c {
+        Condition::And(a, b) if is_leaf(b) => {
+            condition_calls(a, call, out);
+            out.push(("where", top_condition(b)));
+        }
+        Condition::Or(a, b) if is_leaf(b) => {
+            condition_calls(a, call, out);
+            out.push(("or", top_condition(b)));
+        }
+        other => out.push((call, top_condition(other))),
+    }
+}
+
+fn is_leaf(c: &Condition) -> bool {
+    matches!(c, Condition::Expr(_) | Condition::Native(_))
+}
+
+/// A condition as the argument of a call: the top operator without parentheses.
+fn top_condition(c: &Condition) -> String {
+    match c {
+        Condition::Expr(e) => top_expr(e),
+        Condition::Native(_) => NATIVE.to_string(),
+        Condition::And(a, b) => format!("{} and {}", nested_condition(a), nested_condition(b)),
+        Condition::Or(a, b) => format!("{} or {}", nested_condition(a), nested_condition(b)),
+    }
+}
+
+fn nested_condition(c: &Condition) -> String {
+    match c {
+        Condition::Expr(e) => expr_text(e),
+        Condition::Native(_) => NATIVE.to_string(),
+        Condition::And(a, b) => format!("({} and {})", nested_condition(a), nested_condition(b)),
+        Condition::Or(a, b) => format!("({} or {})", nested_condition(a), nested_condition(b)),
+    }
+}
+
+/// An expression as the argument of a call: [`expr_text`] without the outer parentheses.
+fn top_expr(e: &Expr) -> String {
+    let mut out = String::new();
+    match &e.kind {
+        ExprKind::Binary(op, a, b) => {
+            write_expr(&mut out, a);
+            let _ = write!(out, " {} ", op.symbol());
+            write_expr(&mut out, b);
+        }
+        ExprKind::In(x, list) => {
+            write_expr(&mut out, x);
+            out.push_str(" in ");
+            write_list(&mut out, list);
+        }
+        ExprKind::Unary(UnaryOp::Not, x) => {
+            out.push_str("not ");
+            write_expr(&mut out, x);
+        }
+        _ => write_expr(&mut out, e),
+    }
+    out
+}
+
+/// An expression in the language, fully parenthesised so that it parses back to the same
+/// tree.
+///
+/// This is `Expr`'s `Display` except for `not`, which is written `(not x)`: `Display` writes
+/// `not (x)`, and as an operand of a tighter operator that does not read back the same
+/// (`(not (a) == b)` parses as `not (a == b)`, since `not` binds looser than `==`).
+pub(crate) fn expr_text(e: &Expr) -> String {
+    let mut out = String::new();
+    write_expr(&mut out, e);
+    out
+}
+
+fn write_expr(out: &mut String, e: &Expr) {
+    match &e.kind {
+        ExprKind::Literal(v) => {
+            let _ = write!(out, "{v}");
+        }
+        ExprKind::Path(p) => out.push_str(&p.join(".")),
+        ExprKind::Call { name, args } => {
+            out.push_str(name);
+            out.push('(');
+            for (i, a) in args.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_expr(out, a);
+            }
+            out.push(')');
+        }
+        ExprKind::Member { base, path } => {
+            write_expr(out, base);
+            out.push('.');
+            out.push_str(&path.join("."));
+        }
+        ExprKind::Unary(UnaryOp::Not, x) => {
+            out.push_str("(not ");
+            write_expr(out, x);
+            out.push(')');
+        }
+        ExprKind::Unary(UnaryOp::Neg, x) => {
+            out.push_str("-(");
+            write_expr(out, x);
+            out.push(')');
+        }
+        ExprKind::Binary(op, a, b) => {
+            out.push('(');
+            write_expr(out, a);
+            let _ = write!(out, " {} ", op.symbol());
+            write_expr(out, b);
+            out.push(')');
+        }
+        ExprKind::In(x, list) => {
+            out.push('(');
+            write_expr(out, x);
+            out.push_str(" in ");
+            write_list(out, list);
+            out.push(')');
+        }
+    }
+}
+
+fn write_list(out: &mut String, list: &[Expr]) {
+    out.push('[');
+    for (i, a) in list.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_expr(out, a);
+    }
+    out.push(']');
+}
+
+/// A variable name as a string literal.
+fn quote(name: &str) -> String {
+    Value::from(name).to_string()
+}
+
+/// A duration in the largest unit that divides it: `90s`, `2m`, `250ms`.
+pub(crate) fn duration(ms: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+    ];
+    if ms > 0 {
+        for (size, unit) in UNITS {
+            if ms.is_multiple_of(size) {
+                return format!("{}{unit}", ms / size);
+            }
+        }
+    }
+    format!("{ms}ms")
+}

@@ -1,0 +1,308 @@
+//! Differential test: motif's matcher against a brute-force reference written straight
+//! from Flink CEP's semantics (`reference/mod.rs`, which documents the rules).
+//!
+//! Proptest generates random patterns — 1 to 4 variables `a`..`d`, each `begin`, `next`,
+//! `followedBy` or `followedByAny`, with or without a quantifier (`times(n)`,
+//! `times(n, m)`, `oneOrMore()`, `timesOrMore(n)`), `optional()`, `greedy()`,
+//! `consecutive()` / `allowCombinations()`, `until(..)` on loops, a condition on `name`,
+//! and maybe a `within` — and event sequences of 0 to 10 events
+//! `{"id":"eN","name":"a|b|c","ts":N}`. The pattern
+//! is rendered as motif source, the events as JSON lines, and the matches of
+//! `motif::runtime::match_lines` are compared with the reference's as multisets of
+//! event-id lists.
+//!
+//! On a mismatch the failure message holds a ready-made case folder (`case.motif`,
+//! `events.jsonl` and the reference's answer as `expected.jsonl`) to run through
+//! `../shared/flinkcheck` when it is unclear which side is right.
+//!
+//! Proptest's default of 256 cases a run applies; `PROPTEST_CASES=N` changes it. Patterns
+//! Flink rejects are never generated (see `PatternSpec::validate`), nor patterns whose
+//! every step is optional (motif rejects those). Outside the generated subset: `notNext`,
+//! `notFollowedBy`, groups, skip strategies other than `noSkip()`, conditions on other
+//! fields or on other variables, `PREVIOUS_AND_CURRENT` windows and timed-out matches.
+
+use crate::reference::{Cond, Contiguity, Ev, Inner, PatternSpec, Quantifier, Step};
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+const VARS: [&str; 4] = ["a", "b", "c", "d"];
+
+fn cond() -> impl Strategy<Value = Cond> {
+    prop_oneof![
+        1 => Just(Cond::Any),
+        4 => prop::sample::select(vec!["a", "b", "c"]).prop_map(Cond::name),
+        2 => prop::sample::subsequence(vec!["a", "b", "c"], 2).prop_map(|v| Cond::names(&v)),
+    ]
+}
+
+fn quantifier() -> impl Strategy<Value = Quantifier> {
+    prop_oneof![
+        4 => Just(Quantifier::One),
+        2 => (1u32..=3).prop_map(|n| Quantifier::Times { from: n, to: n }),
+        3 => (0u32..=3, 1u32..=3).prop_map(|(from, to)| Quantifier::Times {
+            from,
+            to: to.max(from).max(1),
+        }),
+        3 => Just(Quantifier::OneOrMore),
+        2 => (1u32..=2).prop_map(Quantifier::TimesOrMore),
+    ]
+}
+
+fn contiguity() -> impl Strategy<Value = Contiguity> {
+    prop_oneof![
+        Just(Contiguity::Next),
+        Just(Contiguity::FollowedBy),
+        Just(Contiguity::FollowedByAny),
+    ]
+}
+
+fn inner() -> impl Strategy<Value = Inner> {
+    prop_oneof![
+        3 => Just(Inner::Relaxed),
+        1 => Just(Inner::Consecutive),
+        1 => Just(Inner::Combinations),
+    ]
+}
+
+/// An `until` condition (never [`Cond::Any`]: `until` needs an expression).
+fn until() -> impl Strategy<Value = Option<Cond>> {
+    prop::option::weighted(
+        0.25,
+        prop_oneof![
+            3 => prop::sample::select(vec!["a", "b", "c"]).prop_map(Cond::name),
+            1 => prop::sample::subsequence(vec!["a", "b", "c"], 2).prop_map(|v| Cond::names(&v)),
+        ],
+    )
+}
+
+/// A raw step; [`repair`] turns a list of them into a pattern Flink and motif accept.
+fn raw_step() -> impl Strategy<Value = Step> {
+    (
+        contiguity(),
+        cond(),
+        quantifier(),
+        prop::bool::weighted(0.3),
+        prop::bool::weighted(0.3),
+        inner(),
+        until(),
+    )
+        .prop_map(
+            |(contiguity, cond, quantifier, optional, greedy, inner, until)| Step {
+                name: String::new(),
+                contiguity,
+                cond,
+                quantifier,
+                optional,
+                greedy,
+                inner,
+                until,
+            },
+        )
+}
+
+/// Makes a generated pattern valid: names the variables `a`..`d`, drops modifiers a step
+/// cannot have (`greedy`/`consecutive`/`allowCombinations` without quantifier, `greedy`
+/// with `allowCombinations`, `until` on a step that is not a loop, `optional()` on
+/// `times(0, m)` or right after a greedy step), and makes the first step mandatory when
+/// every step is optional.
+fn repair(mut steps: Vec<Step>, within_ms: Option<i64>) -> PatternSpec {
+    for i in 0..steps.len() {
+        let prev_greedy = i > 0 && steps[i - 1].greedy;
+        let s = &mut steps[i];
+        s.name = VARS[i].to_string();
+        if s.quantifier == Quantifier::One {
+            s.greedy = false;
+            s.inner = Inner::Relaxed;
+        }
+        if !matches!(
+            s.quantifier,
+            Quantifier::OneOrMore | Quantifier::TimesOrMore(_)
+        ) {
+            s.until = None;
+        }
+        if s.greedy && s.inner == Inner::Combinations {
+            s.inner = Inner::Relaxed;
+        }
+        if matches!(s.quantifier, Quantifier::Times { from: 0, .. }) || prev_greedy {
+            s.optional = false;
+        }
+    }
+    let mut spec = PatternSpec { steps, within_ms };
+    if spec.can_match_empty() {
+        let first = &mut spec.steps[0];
+        first.optional = false;
+        if let Quantifier::Times { from: 0, to } = first.quantifier {
+            first.quantifier = Quantifier::Times { from: 1, to };
+        }
+    }
+    spec
+}
+
+fn pattern() -> impl Strategy<Value = PatternSpec> {
+    (
+        prop::collection::vec(raw_step(), 1..=4),
+        prop::option::weighted(0.3, 1i64..=6),
+    )
+        .prop_map(|(steps, within)| repair(steps, within))
+}
+
+fn events() -> impl Strategy<Value = Vec<Ev>> {
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 0..=10)
+        .prop_map(|names| crate::reference::events_from_names(&names))
+}
+
+/// The matches (complete ones only) of motif's JSON output, each as its sorted list of
+/// event indices.
+fn engine_matches(out: &[serde_json::Value], events: &[Ev]) -> Result<Vec<Vec<usize>>, String> {
+    let index: HashMap<&str, usize> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.id.as_str(), i))
+        .collect();
+    let mut result = Vec::new();
+    for m in out {
+        if m.get("timed_out").and_then(|v| v.as_bool()) == Some(true) {
+            continue;
+        }
+        let vars = m
+            .get("events")
+            .and_then(|v| v.as_object())
+            .ok_or_else(|| format!("match without an `events` object: {m}"))?;
+        let mut ids = Vec::new();
+        for list in vars.values() {
+            for ev in list
+                .as_array()
+                .ok_or_else(|| format!("not a list: {list}"))?
+            {
+                let id = ev
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| format!("event without id: {ev}"))?;
+                ids.push(
+                    *index
+                        .get(id)
+                        .ok_or_else(|| format!("unknown event id {id}"))?,
+                );
+            }
+        }
+        ids.sort_unstable();
+        result.push(ids);
+    }
+    Ok(result)
+}
+
+fn expected_lines(matches: &[Vec<usize>], events: &[Ev]) -> String {
+    let mut out = String::new();
+    for m in matches {
+        let ids: Vec<String> = m.iter().map(|&i| format!("\"{}\"", events[i].id)).collect();
+        out.push_str(&format!("{{\"events\": [{}]}}\n", ids.join(", ")));
+    }
+    out
+}
+
+/// The failure report: a case folder's three files plus the differences.
+fn report(
+    source: &str,
+    lines: &[String],
+    events: &[Ev],
+    reference: &[Vec<usize>],
+    engine: Result<&[Vec<usize>], &str>,
+) -> String {
+    let mut msg = String::from("motif and the reference disagree\n");
+    msg.push_str("----- case.motif\n");
+    msg.push_str(source);
+    msg.push_str("----- events.jsonl\n");
+    for l in lines {
+        msg.push_str(l);
+        msg.push('\n');
+    }
+    msg.push_str("----- expected.jsonl (reference)\n");
+    msg.push_str(&expected_lines(reference, events));
+    match engine {
+        Err(e) => msg.push_str(&format!("----- motif failed: {e}\n")),
+        Ok(got) => {
+            msg.push_str("----- motif\n");
+            msg.push_str(&expected_lines(got, events));
+            let (only_ref, only_motif) = multiset_difference(reference, got);
+            msg.push_str("----- only in reference\n");
+            msg.push_str(&expected_lines(&only_ref, events));
+            msg.push_str("----- only in motif\n");
+            msg.push_str(&expected_lines(&only_motif, events));
+        }
+    }
+    msg
+}
+
+fn multiset_difference(a: &[Vec<usize>], b: &[Vec<usize>]) -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
+    let mut rest_b: Vec<Vec<usize>> = b.to_vec();
+    let mut only_a = Vec::new();
+    for m in a {
+        if let Some(pos) = rest_b.iter().position(|x| x == m) {
+            rest_b.swap_remove(pos);
+        } else {
+            only_a.push(m.clone());
+        }
+    }
+    (only_a, rest_b)
+}
+
+/// Runs one case through both sides; `Err` carries the report.
+fn check(spec: &PatternSpec, events: &[Ev]) -> Result<(), String> {
+    spec.validate().map_err(|e| {
+        format!(
+            "generator produced an invalid pattern ({e}):\n{}",
+            spec.to_motif()
+        )
+    })?;
+    let source = spec.to_motif();
+    let lines: Vec<String> = events.iter().map(Ev::to_json_line).collect();
+    let line_refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let mut expected = crate::reference::reference_matches(spec, events);
+    expected.sort();
+    let engine = motif::runtime::match_lines(&source, &line_refs, false)
+        .and_then(|out| engine_matches(&out, events));
+    match engine {
+        Err(e) => Err(report(&source, &lines, events, &expected, Err(&e))),
+        Ok(mut got) => {
+            got.sort();
+            if got == expected {
+                Ok(())
+            } else {
+                Err(report(&source, &lines, events, &expected, Ok(&got)))
+            }
+        }
+    }
+}
+
+proptest! {
+    /// motif reports exactly the reference's matches (as a multiset).
+    #[test]
+    fn motif_matches_the_reference(spec in pattern(), events in events()) {
+        if let Err(report) = check(&spec, &events) {
+            prop_assert!(false, "{}", report);
+        }
+    }
+}
+
+/// A fixed case, so that a broken harness (no match at all from either side) shows up
+/// even if the random cases happened to produce no match.
+#[test]
+fn smoke_followed_by_loop() {
+    let spec = PatternSpec {
+        steps: vec![
+            Step::new("a", Contiguity::Next, Cond::name("a")),
+            Step {
+                quantifier: Quantifier::OneOrMore,
+                ..Step::new("b", Contiguity::FollowedBy, Cond::name("b"))
+            },
+        ],
+        within_ms: None,
+    };
+    let events = crate::reference::events_from_names(&["a", "c", "b", "b"]);
+    let mut expected = crate::reference::reference_matches(&spec, &events);
+    expected.sort();
+    assert_eq!(expected, vec![vec![0, 2], vec![0, 2, 3]]);
+    if let Err(report) = check(&spec, &events) {
+        panic!("{report}");
+    }
+}

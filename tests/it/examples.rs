@@ -1,0 +1,151 @@
+//! The example patterns of `patterns/`: every `X.motif` with sample events `X.events.jsonl`
+//! beside it is run through the `motif` binary, and its standard output must be exactly the
+//! matches of `X.expected.jsonl`, compared line by line as JSON values and as a multiset (the
+//! order of the lines does not matter, the number of copies does).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The examples shipped with motif; the folder must hold at least this many.
+const MIN_EXAMPLES: usize = 6;
+
+fn patterns_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("patterns")
+}
+
+/// `patterns/X.events.jsonl` or `patterns/X.expected.jsonl` for `patterns/X.motif`.
+fn beside(motif: &Path, suffix: &str) -> PathBuf {
+    let stem = motif.file_stem().unwrap_or_default().to_string_lossy();
+    motif.with_file_name(format!("{stem}.{suffix}"))
+}
+
+/// Every `*.motif` of `patterns/` that has sample events beside it, in name order.
+fn examples() -> Vec<PathBuf> {
+    let dir = patterns_dir();
+    let mut found: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "motif"))
+        .filter(|p| beside(p, "events.jsonl").is_file())
+        .collect();
+    found.sort();
+    found
+}
+
+/// JSON text with the keys of every object sorted, so that equal values are equal text.
+fn canonical(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut fields: Vec<(&String, &serde_json::Value)> = map.iter().collect();
+            fields.sort_by(|a, b| a.0.cmp(b.0));
+            let inner: Vec<String> = fields
+                .into_iter()
+                .map(|(k, v)| format!("{}:{}", serde_json::Value::from(k.as_str()), canonical(v)))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        serde_json::Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", inner.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The non-blank lines of `text` as a multiset of canonical JSON texts.
+fn json_lines(text: &str, origin: &str) -> Result<BTreeMap<String, usize>, String> {
+    let mut lines = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("{origin}:{}: not JSON ({e}): {line}", i + 1))?;
+        *lines.entry(canonical(&v)).or_insert(0) += 1;
+    }
+    Ok(lines)
+}
+
+/// The lines of `a` that `b` lacks, each repeated as often as it is missing.
+fn missing_from(a: &BTreeMap<String, usize>, b: &BTreeMap<String, usize>) -> Vec<String> {
+    a.iter()
+        .flat_map(|(line, n)| {
+            let extra = n.saturating_sub(b.get(line).copied().unwrap_or(0));
+            std::iter::repeat_n(line.clone(), extra)
+        })
+        .collect()
+}
+
+/// Runs one example; `Err` says what differs.
+fn check_example(motif: &Path) -> Result<(), String> {
+    let events = beside(motif, "events.jsonl");
+    let expected_path = beside(motif, "expected.jsonl");
+    let expected_text = fs::read_to_string(&expected_path)
+        .map_err(|e| format!("cannot read {}: {e}", expected_path.display()))?;
+    let out = Command::new(env!("CARGO_BIN_EXE_motif"))
+        .arg("run")
+        .arg(motif)
+        .arg("--input")
+        .arg(&events)
+        .arg("--quiet")
+        .output()
+        .map_err(|e| format!("cannot start motif: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("motif exited with {}:\n{stderr}", out.status));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let got = json_lines(&stdout, "motif's output")?;
+    let want = json_lines(&expected_text, &expected_path.display().to_string())?;
+    if got == want {
+        return Ok(());
+    }
+    let missing = missing_from(&want, &got);
+    let unexpected = missing_from(&got, &want);
+    let mut report = format!(
+        "{} expected match(es), motif printed {}; {} missing, {} unexpected",
+        want.values().sum::<usize>(),
+        got.values().sum::<usize>(),
+        missing.len(),
+        unexpected.len()
+    );
+    for line in &missing {
+        report.push_str(&format!("\n  - missing:    {line}"));
+    }
+    for line in &unexpected {
+        report.push_str(&format!("\n  + unexpected: {line}"));
+    }
+    if !stderr.trim().is_empty() {
+        report.push_str(&format!("\n  motif's stderr:\n{stderr}"));
+    }
+    Err(report)
+}
+
+#[test]
+fn every_example_pattern_produces_its_expected_matches() {
+    let examples = examples();
+    assert!(
+        examples.len() >= MIN_EXAMPLES,
+        "expected at least {MIN_EXAMPLES} examples with sample events in {}, found {}",
+        patterns_dir().display(),
+        examples.len()
+    );
+    let failures: Vec<String> = examples
+        .iter()
+        .filter_map(|p| {
+            check_example(p).err().map(|e| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                format!("patterns/{name}: {e}")
+            })
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} examples differ from their .expected.jsonl:\n{}",
+        failures.len(),
+        examples.len(),
+        failures.join("\n")
+    );
+}
