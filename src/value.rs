@@ -115,13 +115,8 @@ impl fmt::Display for Value {
             Value::Null => f.write_str("null"),
             Value::Bool(b) => write!(f, "{b}"),
             Value::Int(i) => write!(f, "{i}"),
-            Value::Float(x) => {
-                if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 {
-                    write!(f, "{x:.1}")
-                } else {
-                    write!(f, "{x}")
-                }
-            }
+            // Debug always shows a `.` or an exponent, so the text reads back as a float.
+            Value::Float(x) => write!(f, "{x:?}"),
             Value::Str(s) => {
                 let quoted = serde_json::to_string(&**s).map_err(|_| fmt::Error)?;
                 f.write_str(&quoted)

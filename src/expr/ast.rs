@@ -190,8 +190,8 @@ impl fmt::Display for Expr {
                 write!(f, "{base}.")?;
                 write_path(f, path)
             }
-            ExprKind::Unary(UnaryOp::Not, e) => write!(f, "not ({e})"),
-            ExprKind::Unary(UnaryOp::Neg, e) => write!(f, "-({e})"),
+            ExprKind::Unary(UnaryOp::Not, e) => write!(f, "(not {e})"),
+            ExprKind::Unary(UnaryOp::Neg, e) => write!(f, "(-{e})"),
             ExprKind::Binary(op, a, b) => write!(f, "({a} {} {b})", op.symbol()),
             ExprKind::In(e, list) => {
                 write!(f, "({e} in [")?;

@@ -415,7 +415,7 @@ fn precedence() {
     let e = expr("a or b and not c == d + e * -f");
     assert_eq!(
         e.to_string(),
-        "(a or (b and not ((c == (d + (e * -(f)))))))"
+        "(a or (b and (not (c == (d + (e * (-f)))))))"
     );
     let ExprKind::Binary(BinaryOp::Or, _, rhs) = &e.kind else {
         panic!("{e:?}")
@@ -440,18 +440,18 @@ fn precedence() {
     let cases = [
         ("a || b && c", "(a or (b and c))"),
         ("a && b || c", "((a and b) or c)"),
-        ("!a && b", "(not (a) and b)"),
-        ("not a == b", "not ((a == b))"),
+        ("!a && b", "((not a) and b)"),
+        ("not a == b", "(not (a == b))"),
         ("a - b - c", "((a - b) - c)"),
         ("a / b * c % d", "(((a / b) * c) % d)"),
         ("(a + b) * c", "((a + b) * c)"),
-        ("-a * b", "(-(a) * b)"),
-        ("- -a", "-(-(a))"),
+        ("-a * b", "((-a) * b)"),
+        ("- -a", "(-(-a))"),
         ("a + b < c * d", "((a + b) < (c * d))"),
         ("x in [1, 2] and y", "((x in [1, 2]) and y)"),
         ("a + 1 in [2, 3]", "((a + 1) in [2, 3])"),
-        ("not x in [1]", "not ((x in [1]))"),
-        ("(not a) == b", "(not (a) == b)"),
+        ("not x in [1]", "(not (x in [1]))"),
+        ("(not a) == b", "((not a) == b)"),
         ("a != b", "(a != b)"),
         (
             "a <= b or a >= b or a < b or a > b",
@@ -461,7 +461,7 @@ fn precedence() {
             "first(v).price > last(v).price",
             "(first(v).price > last(v).price)",
         ),
-        ("abs(-x) + len(lower(s))", "(abs(-(x)) + len(lower(s)))"),
+        ("abs(-x) + len(lower(s))", "(abs((-x)) + len(lower(s)))"),
         ("sum(small.amount) * 10", "(sum(small.amount) * 10)"),
     ];
     for (src, shown) in cases {
