@@ -27,6 +27,7 @@ pub mod nfa;
 pub mod output;
 pub mod pattern;
 pub mod runtime;
+pub mod source;
 pub mod syntax;
 pub mod validate;
 pub mod value;

@@ -1,15 +1,19 @@
 //! The `motif` command line: `run`, `check`, `explain`.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+use crate::gen::{generate, GenOptions};
 use crate::nfa::explain;
 use crate::output;
 use crate::pattern::PatternDecl;
-use crate::runtime::{Engine, EngineOptions, Output};
+use crate::runtime::parallel::{Line, ParallelEngine, Stream};
+use crate::runtime::{Engine, EngineOptions, Output, Stats};
+use crate::source::{self, Format, Records};
 use crate::syntax::{self, LoadError};
 
 /// motif: complex event processing with Flink CEP's pattern semantics.
@@ -22,32 +26,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Find every match of the patterns in a stream of JSON events.
-    Run {
-        /// A pattern file, or a directory of `*.motif` files.
-        patterns: PathBuf,
-        /// Events as JSON lines; `-` reads standard input.
-        #[arg(long, short, default_value = "-")]
-        input: String,
-        /// Also print timed-out partial matches (patterns with `within`).
-        #[arg(long)]
-        timeouts: bool,
-        /// Stop at the first malformed record instead of reporting and skipping it.
-        #[arg(long)]
-        strict: bool,
-        /// Write matches here instead of standard output.
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-        /// Write late events here (JSON lines) instead of standard error.
-        #[arg(long)]
-        late_output: Option<PathBuf>,
-        /// Write rejected records here (JSON lines) instead of standard error.
-        #[arg(long)]
-        rejects_output: Option<PathBuf>,
-        /// No summary line at the end.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    /// Find every match of the patterns in a stream of events.
+    Run(RunArgs),
     /// Check pattern files; exits 1 if any has an error (errors on standard error).
     Check {
         /// Pattern files.
@@ -62,6 +42,74 @@ enum Command {
         #[arg(long)]
         dot: bool,
     },
+    /// Generate a synthetic event stream (JSON lines): keys, rate, disorder, seed.
+    Gen(GenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// A pattern file, or a directory of `*.motif` files (all loaded at start-up).
+    patterns: PathBuf,
+    /// Events: a file, a directory (its files in name order) or `-` for standard input.
+    /// JSON lines, or CSV with a header for `.csv` files (see --format).
+    #[arg(long, short, default_value = "-")]
+    input: String,
+    /// Input format: `jsonl` or `csv` (default: by file extension; stdin is JSON lines).
+    #[arg(long, value_parser = ["jsonl", "csv"])]
+    format: Option<String>,
+    /// Partition key fields (comma-separated dotted paths) for patterns without `key`.
+    #[arg(long, value_delimiter = ',')]
+    key: Vec<String>,
+    /// Also print timed-out partial matches (patterns with `within`).
+    #[arg(long)]
+    timeouts: bool,
+    /// Stop at the first rejected record instead of reporting and skipping it.
+    #[arg(long)]
+    strict: bool,
+    /// Worker threads; keys are spread over them by hash (default: all cores). Results do
+    /// not depend on it.
+    #[arg(long, short)]
+    workers: Option<usize>,
+    /// Deterministic output order: by input record, then by text.
+    #[arg(long)]
+    ordered: bool,
+    /// Cap on partial matches per key; beyond it the oldest are dropped and counted.
+    #[arg(long)]
+    max_partial_matches: Option<usize>,
+    /// Write matches here instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Write late events here (JSON lines) instead of standard error.
+    #[arg(long)]
+    late_output: Option<PathBuf>,
+    /// Write rejected records here (JSON lines) instead of standard error.
+    #[arg(long)]
+    rejects_output: Option<PathBuf>,
+    /// No status line and no summary at the end.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct GenArgs {
+    /// Number of events.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    events: u64,
+    /// Number of distinct keys.
+    #[arg(long, default_value_t = 1000)]
+    keys: u64,
+    /// Events per second of event time (sets the mean gap; 1000 = one per ms).
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Bounded disorder: each event's time moves back by up to this many ms.
+    #[arg(long, default_value_t = 0)]
+    disorder_ms: u64,
+    /// RNG seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Write here instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
 }
 
 /// Runs the CLI with the process arguments; returns the exit code.
@@ -74,39 +122,11 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Run {
-            patterns,
-            input,
-            timeouts,
-            strict,
-            output,
-            late_output,
-            rejects_output,
-            quiet,
-        } => run(RunArgs {
-            patterns,
-            input,
-            timeouts,
-            strict,
-            output,
-            late_output,
-            rejects_output,
-            quiet,
-        }),
+        Command::Run(args) => run(args),
         Command::Check { files } => check(&files),
         Command::Explain { file, dot } => explain_cmd(&file, dot),
+        Command::Gen(args) => gen_cmd(&args),
     }
-}
-
-struct RunArgs {
-    patterns: PathBuf,
-    input: String,
-    timeouts: bool,
-    strict: bool,
-    output: Option<PathBuf>,
-    late_output: Option<PathBuf>,
-    rejects_output: Option<PathBuf>,
-    quiet: bool,
 }
 
 /// Loads one file, or every `*.motif` file of a directory in name order.
@@ -146,144 +166,209 @@ fn open_out(path: &Option<PathBuf>) -> io::Result<Option<BufWriter<File>>> {
         .transpose()
 }
 
+/// Where output lines go.
+struct Sinks {
+    matches: Box<dyn Write>,
+    late: Option<BufWriter<File>>,
+    rejects: Option<BufWriter<File>>,
+    error: Option<io::Error>,
+}
+
+impl Sinks {
+    fn put(&mut self, stream: Stream, text: &str, human: Option<&str>) {
+        let r = match stream {
+            Stream::Match => self.matches.write_all(text.as_bytes()),
+            Stream::Late => match &mut self.late {
+                Some(w) => w.write_all(text.as_bytes()),
+                None => {
+                    eprint!("{text}");
+                    Ok(())
+                }
+            },
+            Stream::Reject => match (&mut self.rejects, human) {
+                (Some(w), _) => w.write_all(text.as_bytes()),
+                (None, Some(h)) => {
+                    eprintln!("{h}");
+                    Ok(())
+                }
+                (None, None) => {
+                    eprint!("{text}");
+                    Ok(())
+                }
+            },
+        };
+        if let Err(e) = r {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(w) = &mut self.late {
+            w.flush()?;
+        }
+        if let Some(w) = &mut self.rejects {
+            w.flush()?;
+        }
+        self.matches.flush()
+    }
+}
+
+/// A status line on stderr when it is a terminal, at most a few times a second.
+struct Status {
+    enabled: bool,
+    started: Instant,
+    last: Instant,
+    shown: bool,
+}
+
+impl Status {
+    fn new(quiet: bool) -> Status {
+        let now = Instant::now();
+        Status {
+            enabled: !quiet && io::stderr().is_terminal(),
+            started: now,
+            last: now,
+            shown: false,
+        }
+    }
+
+    fn due(&mut self) -> bool {
+        if !self.enabled || self.last.elapsed() < Duration::from_millis(250) {
+            return false;
+        }
+        self.last = Instant::now();
+        true
+    }
+
+    fn show(&mut self, s: &Stats, partial: Option<usize>, lag: Option<i64>) {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let partial = partial.map_or("-".to_string(), |p| p.to_string());
+        let lag = lag.map_or("-".to_string(), |l| format!("{l}ms"));
+        eprint!(
+            "\r\x1b[2Kmotif: {} records ({:.0}/s), watermark lag {lag}, {partial} open partial matches, {} matches, {} late, {} rejected",
+            s.records,
+            s.records as f64 / secs,
+            s.matches,
+            s.late,
+            s.rejected
+        );
+        self.shown = true;
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
 fn run(args: RunArgs) -> i32 {
-    let decls = match load_patterns(&args.patterns) {
+    let mut decls = match load_patterns(&args.patterns) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("{e}");
             return 1;
         }
     };
-    let mut engine = match Engine::new(
-        &decls,
-        EngineOptions {
-            timeouts: args.timeouts,
-            ..EngineOptions::default()
-        },
-    ) {
-        Ok(e) => e,
+    if !args.key.is_empty() {
+        let key: Vec<Vec<String>> = args
+            .key
+            .iter()
+            .map(|k| k.split('.').map(str::to_string).collect())
+            .collect();
+        for d in decls.iter_mut().filter(|d| d.key.is_empty()) {
+            d.key = key.clone();
+        }
+    }
+    let files = match source::expand(&args.input) {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("motif: {e}");
             return 1;
         }
     };
-    let reader: Box<dyn BufRead> = if args.input == "-" {
-        Box::new(BufReader::with_capacity(1 << 16, io::stdin()))
-    } else {
-        match File::open(&args.input) {
-            Ok(f) => Box::new(BufReader::with_capacity(1 << 16, f)),
-            Err(e) => {
-                eprintln!("motif: cannot read input {}: {e}", args.input);
-                return 1;
-            }
-        }
+    let format = match args.format.as_deref() {
+        Some("csv") => Some(Format::Csv),
+        Some(_) => Some(Format::JsonLines),
+        None => None,
     };
-    let origin = if args.input == "-" {
-        "<stdin>".to_string()
-    } else {
-        args.input.clone()
+    let mut records = Records::new(files, format);
+    let options = EngineOptions {
+        timeouts: args.timeouts,
+        max_runs_per_key: args.max_partial_matches,
+        shards: 1,
     };
-    let stdout = io::stdout();
-    let mut matches_out: Box<dyn Write> = match open_out(&args.output) {
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let matches: Box<dyn Write> = match open_out(&args.output) {
         Ok(Some(f)) => Box::new(f),
-        Ok(None) => Box::new(BufWriter::with_capacity(1 << 16, stdout.lock())),
+        Ok(None) => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
         Err(e) => {
             eprintln!("motif: cannot write output: {e}");
             return 1;
         }
     };
-    let (mut late_out, mut rejects_out) =
-        match (open_out(&args.late_output), open_out(&args.rejects_output)) {
-            (Ok(l), Ok(r)) => (l, r),
-            (Err(e), _) | (_, Err(e)) => {
-                eprintln!("motif: cannot write output: {e}");
-                return 1;
-            }
-        };
-
-    let mut outs = Vec::new();
-    let mut text = String::new();
-    let mut line_no = 0u64;
-    let mut buf = String::new();
-    let mut reader = reader;
-    let mut failed = None;
-    loop {
-        buf.clear();
-        match reader.read_line(&mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                failed = Some(format!(
-                    "motif: {origin}: read error after line {line_no}: {e}"
-                ));
-                break;
-            }
+    let mut sinks = match (open_out(&args.late_output), open_out(&args.rejects_output)) {
+        (Ok(late), Ok(rejects)) => Sinks {
+            matches,
+            late,
+            rejects,
+            error: None,
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("motif: cannot write output: {e}");
+            return 1;
         }
-        line_no += 1;
-        let line = buf.trim_end_matches(['\n', '\r']);
-        if line.trim().is_empty() {
-            continue;
+    };
+    let mut status = Status::new(args.quiet);
+    let result = if workers <= 1 && !args.ordered {
+        run_single(
+            &decls,
+            options,
+            &mut records,
+            &mut sinks,
+            &mut status,
+            args.strict,
+        )
+    } else {
+        run_parallel(
+            &decls,
+            options,
+            workers,
+            args.ordered,
+            &mut records,
+            &mut sinks,
+            &mut status,
+            args.strict,
+        )
+    };
+    status.clear();
+    let (stats, mut failed) = match result {
+        Ok(r) => r,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return 1;
         }
-        engine.push_json(line, &mut outs);
-        if let Err(e) = write_outputs(
-            &engine,
-            &mut outs,
-            &mut text,
-            &origin,
-            line_no,
-            line,
-            &mut matches_out,
-            &mut late_out,
-            &mut rejects_out,
-        ) {
-            failed = Some(format!("motif: cannot write output: {e}"));
-            break;
-        }
-        if args.strict && engine.stats().rejected > 0 {
-            failed = Some(format!(
-                "motif: {origin}:{line_no}: rejected record (--strict): stopping"
-            ));
-            break;
-        }
-    }
-    if failed.is_none() {
-        engine.finish(&mut outs);
-        if let Err(e) = write_outputs(
-            &engine,
-            &mut outs,
-            &mut text,
-            &origin,
-            line_no,
-            "",
-            &mut matches_out,
-            &mut late_out,
-            &mut rejects_out,
-        ) {
-            failed = Some(format!("motif: cannot write output: {e}"));
-        }
-    }
-    for w in [late_out.as_mut(), rejects_out.as_mut()]
-        .into_iter()
-        .flatten()
-    {
-        let _ = w.flush();
-    }
-    if let Err(e) = matches_out.flush() {
+    };
+    if let Err(e) = sinks.flush() {
         failed.get_or_insert(format!("motif: cannot write output: {e}"));
     }
-    let s = engine.stats();
+    if let Some(e) = sinks.error.take() {
+        failed.get_or_insert(format!("motif: cannot write output: {e}"));
+    }
     if !args.quiet {
         eprintln!(
             "motif: {} records, {} matches, {} timed out, {} late, {} rejected{}",
-            s.records,
-            s.matches,
-            s.timeouts,
-            s.late,
-            s.rejected,
-            if s.dropped_runs > 0 {
+            stats.records,
+            stats.matches,
+            stats.timeouts,
+            stats.late,
+            stats.rejected,
+            if stats.dropped_runs > 0 {
                 format!(
                     ", {} partial matches dropped at the per-key cap",
-                    s.dropped_runs
+                    stats.dropped_runs
                 )
             } else {
                 String::new()
@@ -299,7 +384,91 @@ fn run(args: RunArgs) -> i32 {
     }
 }
 
+type RunResult = Result<(Stats, Option<String>), String>;
+
+fn run_single(
+    decls: &[PatternDecl],
+    options: EngineOptions,
+    records: &mut Records,
+    sinks: &mut Sinks,
+    status: &mut Status,
+    strict: bool,
+) -> RunResult {
+    let mut engine = Engine::new(decls, options).map_err(|e| format!("motif: {e}"))?;
+    let mut outs = Vec::new();
+    let mut text = String::new();
+    let mut failed = None;
+    while let Some(r) = records.next_record() {
+        let rec = match r {
+            Ok(r) => r,
+            Err(e) => {
+                failed = Some(format!("motif: {e}"));
+                break;
+            }
+        };
+        engine.push_json(rec.json, &mut outs);
+        let rejected = write_outputs(
+            &engine, &mut outs, &mut text, rec.origin, rec.line, rec.json, sinks,
+        );
+        if strict && rejected {
+            failed = Some(format!(
+                "motif: {}:{}: rejected record (--strict): stopping",
+                rec.origin, rec.line
+            ));
+            break;
+        }
+        if status.due() {
+            status.show(&engine.stats(), Some(engine.open_partial_matches()), None);
+        }
+    }
+    if failed.is_none() {
+        engine.finish(&mut outs);
+        write_outputs(&engine, &mut outs, &mut text, "", 0, "", sinks);
+    }
+    Ok((engine.stats(), failed))
+}
+
 #[allow(clippy::too_many_arguments)]
+fn run_parallel(
+    decls: &[PatternDecl],
+    options: EngineOptions,
+    workers: usize,
+    ordered: bool,
+    records: &mut Records,
+    sinks: &mut Sinks,
+    status: &mut Status,
+    strict: bool,
+) -> RunResult {
+    let mut engine =
+        ParallelEngine::new(decls, options, workers, ordered).map_err(|e| format!("motif: {e}"))?;
+    let mut failed = None;
+    let mut emit = |l: Line| sinks.put(l.stream, &l.text, l.human.as_deref());
+    while let Some(r) = records.next_record() {
+        let rec = match r {
+            Ok(r) => r,
+            Err(e) => {
+                failed = Some(format!("motif: {e}"));
+                break;
+            }
+        };
+        let before = engine.stats().rejected;
+        engine.push_json(rec.json, rec.origin, rec.line, &mut emit);
+        if strict && engine.stats().rejected > before {
+            failed = Some(format!(
+                "motif: {}:{}: rejected record (--strict): stopping",
+                rec.origin, rec.line
+            ));
+            break;
+        }
+        if status.due() {
+            status.show(&engine.stats(), None, None);
+        }
+    }
+    let stats = engine.finish(&mut emit);
+    Ok((stats, failed))
+}
+
+/// Writes the outputs of one record; returns whether it was rejected.
 fn write_outputs(
     engine: &Engine,
     outs: &mut Vec<Output>,
@@ -307,16 +476,15 @@ fn write_outputs(
     origin: &str,
     line_no: u64,
     line: &str,
-    matches_out: &mut dyn Write,
-    late_out: &mut Option<BufWriter<File>>,
-    rejects_out: &mut Option<BufWriter<File>>,
-) -> io::Result<()> {
+    sinks: &mut Sinks,
+) -> bool {
+    let mut rejected = false;
     for o in outs.drain(..) {
         text.clear();
         match o {
             Output::Match { pattern, key, m } => {
                 output::write_match(text, engine.nfa(pattern), key.as_deref(), &m);
-                matches_out.write_all(text.as_bytes())?;
+                sinks.put(Stream::Match, text, None);
             }
             Output::Late {
                 pattern,
@@ -325,27 +493,55 @@ fn write_outputs(
                 watermark,
             } => {
                 output::write_late(text, &engine.nfa(pattern).name, &raw, time, watermark);
-                match late_out {
-                    Some(w) => w.write_all(text.as_bytes())?,
-                    None => eprint!("{text}"),
-                }
+                sinks.put(Stream::Late, text, None);
             }
             Output::Reject { pattern, reason } => {
+                rejected = true;
                 let reason = match pattern {
                     Some(p) => format!("pattern {}: {reason}", engine.nfa(p).name),
                     None => reason.to_string(),
                 };
-                match rejects_out {
-                    Some(w) => {
-                        output::write_reject(text, origin, line_no, &reason, line);
-                        w.write_all(text.as_bytes())?;
-                    }
-                    None => eprintln!("motif: {origin}:{line_no}: rejected: {reason}"),
-                }
+                output::write_reject(text, origin, line_no, &reason, line);
+                let human = format!("motif: {origin}:{line_no}: rejected: {reason}");
+                sinks.put(Stream::Reject, text, Some(&human));
             }
         }
     }
-    Ok(())
+    rejected
+}
+
+fn gen_cmd(args: &GenArgs) -> i32 {
+    let opts = GenOptions {
+        events: args.events,
+        keys: args.keys.max(1),
+        mean_gap_ms: (1000 / args.rate.max(1)).max(1),
+        disorder_ms: args.disorder_ms,
+        seed: args.seed,
+        ..GenOptions::default()
+    };
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(p) => match File::create(p) {
+            Ok(f) => Box::new(BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("motif: {}: {e}", p.display());
+                return 1;
+            }
+        },
+        None => Box::new(BufWriter::new(io::stdout())),
+    };
+    let mut err = None;
+    generate(&opts, |l| {
+        if err.is_none() {
+            if let Err(e) = writeln!(out, "{l}") {
+                err = Some(e);
+            }
+        }
+    });
+    if let Some(e) = err.or_else(|| out.flush().err()) {
+        eprintln!("motif: cannot write: {e}");
+        return 1;
+    }
+    0
 }
 
 fn check(files: &[PathBuf]) -> i32 {
