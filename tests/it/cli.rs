@@ -228,3 +228,123 @@ fn timeouts_flag_reports_timed_out_partial_matches() {
     assert_eq!(m[0]["timeout"], 11);
     assert!(with.stderr.is_empty(), "--quiet prints no summary");
 }
+
+fn gen_events(dir: &Path, n: u64, keys: u64) -> PathBuf {
+    let p = dir.join("events.jsonl");
+    let out = motif()
+        .args([
+            "gen",
+            "-n",
+            &n.to_string(),
+            "--keys",
+            &keys.to_string(),
+            "--disorder-ms",
+            "0",
+        ])
+        .args(["-o", p.to_str().unwrap()])
+        .output()
+        .expect("motif gen runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p
+}
+
+const ABC_FILE: &str = r#"
+pattern abc
+    key key
+    time ts
+= begin("A", skipPastLastEvent()).where(type == "A")
+  .next("B").where(type == "B" and price > A.price).oneOrMore().consecutive().greedy()
+  .next("C").where(type == "C")
+  .within(10s);
+pattern ab_any
+    key key
+    time ts
+= begin("a").where(type == "A").followedByAny("b").where(type == "B").within(20ms);
+"#;
+
+#[test]
+fn workers_do_not_change_matches_and_ordered_is_deterministic() {
+    let dir = scratch("workers");
+    let pat = write(&dir, "abc.motif", ABC_FILE);
+    let events = gen_events(&dir, 20_000, 100);
+    let run = |workers: &str, ordered: bool| {
+        let mut c = motif();
+        c.args([
+            "run",
+            pat.to_str().unwrap(),
+            "--input",
+            events.to_str().unwrap(),
+        ])
+        .args(["--workers", workers, "--quiet", "--timeouts"]);
+        if ordered {
+            c.arg("--ordered");
+        }
+        let out = c.output().expect("motif runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    };
+    let sorted = |s: &str| {
+        let mut v: Vec<&str> = s.lines().collect();
+        v.sort_unstable();
+        v.join("\n")
+    };
+    let one = run("1", false);
+    assert!(one.lines().count() > 100, "{} matches", one.lines().count());
+    for w in ["2", "4"] {
+        assert_eq!(sorted(&run(w, false)), sorted(&one), "--workers {w}");
+    }
+    let ordered1 = run("1", true);
+    assert_eq!(
+        run("4", true),
+        ordered1,
+        "--ordered output is the same for any worker count"
+    );
+    assert_eq!(run("3", true), ordered1);
+    assert_eq!(sorted(&ordered1), sorted(&one));
+}
+
+#[test]
+fn directory_and_csv_inputs() {
+    let dir = scratch("inputs");
+    let pat = write(&dir, "ab.motif", AB);
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    write(
+        &input,
+        "1.jsonl",
+        "{\"card\":\"c1\",\"kind\":\"a\",\"ts\":1}\n",
+    );
+    write(&input, "2.csv", "card,kind,ts\nc1,x,2\n\"c1\",b,3\nc1,b\n");
+    let out = motif()
+        .args([
+            "run",
+            pat.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--workers",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let m = stdout_json(&out);
+    assert_eq!(m.len(), 1, "{err}");
+    assert_eq!(m[0]["events"]["a"][0]["ts"], 1);
+    assert_eq!(
+        m[0]["events"]["b"][0],
+        serde_json::json!({"card":"c1","kind":"b","ts":3})
+    );
+    assert!(
+        err.contains("2.csv:4: rejected"),
+        "short CSV row reported: {err}"
+    );
+}

@@ -1,0 +1,272 @@
+//! The event-time runtime: disorder within lateness, late events, sharding, timeouts of
+//! silent keys, idle keys keeping no state, and state snapshots.
+
+use std::collections::BTreeMap;
+
+use motif::gen::{generate, GenOptions, Rng};
+use motif::runtime::{Engine, EngineOptions, Output};
+use proptest::prelude::*;
+
+/// A keyed pattern with a window, iterative conditions and a skip strategy: enough moving
+/// parts for ordering bugs to show.
+const ABC: &str = r#"
+pattern abc
+    key key
+    time ts
+    lateness 50ms
+= begin("A", skipPastLastEvent()).where(type == "A")
+  .followedBy("B").where(type == "B" and price > A.price).oneOrMore()
+  .followedBy("C").where(type == "C")
+  .within(200ms);
+"#;
+
+fn engine(source: &str, options: EngineOptions) -> Engine {
+    let decls = motif::syntax::load_str("<test>", source).expect("test pattern loads");
+    Engine::new(&decls, options).expect("test pattern compiles")
+}
+
+/// Matches as sorted canonical strings (pattern, key, event ids, timeout).
+fn canonical(engine: &Engine, outs: &[Output]) -> Vec<String> {
+    let mut v: Vec<String> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Match { pattern, key, m } => {
+                let ids: Vec<String> = m
+                    .events
+                    .iter()
+                    .map(|e| {
+                        let j: serde_json::Value =
+                            serde_json::from_str(&e.raw).expect("events are JSON");
+                        format!("{}:{}", engine.nfa(*pattern).variables[e.var], j["id"])
+                    })
+                    .collect();
+                Some(format!(
+                    "{} {} [{}] {:?}",
+                    engine.nfa(*pattern).name,
+                    key.as_deref().unwrap_or("-"),
+                    ids.join(","),
+                    m.timed_out
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn run_all(source: &str, lines: &[String], options: EngineOptions) -> (Vec<String>, Vec<Output>) {
+    let mut e = engine(source, options);
+    let mut out = Vec::new();
+    for l in lines {
+        e.push_json(l, &mut out);
+    }
+    e.finish(&mut out);
+    (canonical(&e, &out), out)
+}
+
+fn stream(events: u64, keys: u64, seed: u64) -> Vec<String> {
+    let mut v = Vec::new();
+    generate(
+        &GenOptions {
+            events,
+            keys,
+            seed,
+            mean_gap_ms: 2,
+            ..GenOptions::default()
+        },
+        |l| v.push(l.to_string()),
+    );
+    v
+}
+
+fn time_of(line: &str) -> i64 {
+    let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    v["ts"].as_i64().expect("ts")
+}
+
+/// Shuffles so that no event arrives after one more than `bound` ms later than it: each
+/// event is delayed by a random amount below `bound`, then the stream is sorted by
+/// (time + delay). Equal-time events of one key keep their order (stable sort by key).
+fn shuffle_within(lines: &[String], bound: i64, seed: u64) -> Vec<String> {
+    let mut rng = Rng::new(seed);
+    let mut keyed: Vec<(i64, usize, &String)> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (time_of(l) + (rng.below(bound as u64) as i64), i, l))
+        .collect();
+    keyed.sort_by_key(|(arrival, i, _)| (*arrival, *i));
+    // Equal event times must keep their input order for the result to be comparable:
+    // restore it among events of equal time.
+    let mut by_time: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (_, i, l) in &keyed {
+        by_time.entry(time_of(l)).or_default().push(*i);
+    }
+    for v in by_time.values_mut() {
+        v.sort();
+    }
+    let mut next: BTreeMap<i64, usize> = BTreeMap::new();
+    keyed
+        .iter()
+        .map(|(_, _, l)| {
+            let t = time_of(l);
+            let k = next.entry(t).or_default();
+            let i = by_time[&t][*k];
+            *k += 1;
+            lines[i].clone()
+        })
+        .collect()
+}
+
+#[test]
+fn disorder_within_lateness_gives_the_matches_of_sorted_input() {
+    let sorted = stream(3000, 20, 7);
+    let (want, _) = run_all(ABC, &sorted, EngineOptions::default());
+    assert!(
+        want.len() > 10,
+        "the stream has matches to compare: {}",
+        want.len()
+    );
+    let shuffled = shuffle_within(&sorted, 50, 11);
+    assert_ne!(shuffled, sorted, "the input really is out of order");
+    let (got, outs) = run_all(ABC, &shuffled, EngineOptions::default());
+    assert!(!outs.iter().any(|o| matches!(o, Output::Late { .. })));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn events_beyond_lateness_go_to_the_late_output() {
+    let lines = [
+        r#"{"id":1,"key":"k","ts":1000,"type":"A","price":1.0}"#,
+        r#"{"id":2,"key":"k","ts":1100,"type":"D","price":1.0}"#,
+        r#"{"id":3,"key":"k","ts":1060,"type":"B","price":5.0}"#, // within 50ms of 1100: fine
+        r#"{"id":4,"key":"k","ts":1049,"type":"B","price":5.0}"#, // 1049 <= 1100-50-1: late
+        r#"{"id":5,"key":"k","ts":1150,"type":"C","price":1.0}"#,
+    ]
+    .map(String::from);
+    let (got, outs) = run_all(ABC, &lines, EngineOptions::default());
+    let late: Vec<&Output> = outs
+        .iter()
+        .filter(|o| matches!(o, Output::Late { .. }))
+        .collect();
+    assert_eq!(late.len(), 1);
+    if let Output::Late {
+        time, watermark, ..
+    } = late[0]
+    {
+        assert_eq!((*time, *watermark), (1049, 1049));
+    }
+    assert_eq!(got, ["abc \"k\" [A:1,B:3,C:5] None"]);
+}
+
+#[test]
+fn shard_count_does_not_change_results() {
+    let lines = stream(4000, 50, 3);
+    let (one, _) = run_all(ABC, &lines, EngineOptions::default());
+    for shards in [2, 4, 7] {
+        let (many, _) = run_all(
+            ABC,
+            &lines,
+            EngineOptions {
+                shards,
+                ..EngineOptions::default()
+            },
+        );
+        assert_eq!(many, one, "{shards} shards");
+    }
+}
+
+#[test]
+fn timeouts_fire_for_keys_that_go_silent() {
+    let source = r#"pattern w key key time ts
+        = begin("a").where(type == "A").followedBy("b").where(type == "B").within(100ms);"#;
+    let mut lines = vec![r#"{"id":0,"key":"silent","ts":0,"type":"A"}"#.to_string()];
+    // Only other keys from now on; their times move the watermark past 0 + 100.
+    for i in 1..=5 {
+        lines.push(format!(
+            r#"{{"id":{i},"key":"other","ts":{},"type":"D"}}"#,
+            i * 30
+        ));
+    }
+    let mut e = engine(
+        source,
+        EngineOptions {
+            timeouts: true,
+            ..EngineOptions::default()
+        },
+    );
+    let mut out = Vec::new();
+    for l in &lines {
+        e.push_json(l, &mut out);
+    }
+    // Before the end of input: the watermark (150 - 1) has passed 100.
+    let got = canonical(&e, &out);
+    assert_eq!(got, ["w \"silent\" [a:0] Some(100)"]);
+    assert_eq!(e.live_partitions(), 1, "only `other` holds its last event");
+}
+
+#[test]
+fn idle_keys_keep_no_state() {
+    // Every key is seen once and never starts a run that lasts: nothing may be kept.
+    let source = r#"pattern p key key time ts = begin("a").where(type == "A").next("b").where(type == "B");"#;
+    let mut e = engine(source, EngineOptions::default());
+    let mut out = Vec::new();
+    for i in 0..20_000u64 {
+        let line = format!(r#"{{"key":"k{i}","ts":{i},"type":"C"}}"#);
+        e.push_json(&line, &mut out);
+    }
+    assert!(
+        e.live_partitions() <= 1,
+        "{} partitions",
+        e.live_partitions()
+    );
+    assert_eq!(e.open_partial_matches(), 0);
+}
+
+#[test]
+fn snapshot_restore_midstream_equals_an_uninterrupted_run() {
+    let lines = shuffle_within(&stream(3000, 30, 5), 40, 9);
+    let options = EngineOptions {
+        timeouts: true,
+        shards: 3,
+        ..EngineOptions::default()
+    };
+    let (want, _) = run_all(ABC, &lines, options);
+    for cut in [1, 700, 1500, 2999] {
+        let mut first = engine(ABC, options);
+        let mut out = Vec::new();
+        for l in &lines[..cut] {
+            first.push_json(l, &mut out);
+        }
+        let before = canonical(&first, &out);
+        let state = serde_json::to_string(&first.snapshot()).expect("state serialises");
+        drop(first);
+        let mut second = engine(ABC, options);
+        second
+            .restore(serde_json::from_str(&state).expect("state deserialises"))
+            .expect("state restores");
+        let mut out2 = Vec::new();
+        for l in &lines[cut..] {
+            second.push_json(l, &mut out2);
+        }
+        second.finish(&mut out2);
+        let mut got = before;
+        got.extend(canonical(&second, &out2));
+        got.sort();
+        assert_eq!(got, want, "cut at {cut}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Random disorder within the lateness bound never changes the result.
+    #[test]
+    fn random_disorder_within_lateness_never_changes_the_result(seed in 0u64..10_000, bound in 1i64..50) {
+        let sorted = stream(400, 5, seed);
+        let (want, _) = run_all(ABC, &sorted, EngineOptions::default());
+        let shuffled = shuffle_within(&sorted, bound, seed ^ 0x5eed);
+        let (got, _) = run_all(ABC, &shuffled, EngineOptions::default());
+        prop_assert_eq!(got, want);
+    }
+}
