@@ -152,6 +152,12 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
+    let only: Option<String> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let want = |tag: &str| only.as_deref().is_none_or(|o| o == tag);
     println!("motif throughput, {events} generated events per scenario, one core\n");
     let k1 = lines(events, 1_000);
     let k10 = lines(events, 10_000);

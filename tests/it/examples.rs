@@ -54,28 +54,46 @@ fn canonical(v: &serde_json::Value) -> String {
     }
 }
 
-/// The non-blank lines of `text` as a multiset of canonical JSON texts.
-fn json_lines(text: &str, origin: &str) -> Result<BTreeMap<String, usize>, String> {
-    let mut lines = BTreeMap::new();
+/// One line of JSON output: how many times it occurs, and its text as first seen.
+struct Line {
+    count: usize,
+    text: String,
+}
+
+/// The non-blank lines of `text` as a multiset, keyed by their canonical JSON text.
+fn json_lines(text: &str, origin: &str) -> Result<BTreeMap<String, Line>, String> {
+    let mut lines: BTreeMap<String, Line> = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let v: serde_json::Value = serde_json::from_str(line)
             .map_err(|e| format!("{origin}:{}: not JSON ({e}): {line}", i + 1))?;
-        *lines.entry(canonical(&v)).or_insert(0) += 1;
+        lines
+            .entry(canonical(&v))
+            .or_insert_with(|| Line {
+                count: 0,
+                text: line.trim().to_string(),
+            })
+            .count += 1;
     }
     Ok(lines)
 }
 
 /// The lines of `a` that `b` lacks, each repeated as often as it is missing.
-fn missing_from(a: &BTreeMap<String, usize>, b: &BTreeMap<String, usize>) -> Vec<String> {
+fn missing_from(a: &BTreeMap<String, Line>, b: &BTreeMap<String, Line>) -> Vec<String> {
     a.iter()
-        .flat_map(|(line, n)| {
-            let extra = n.saturating_sub(b.get(line).copied().unwrap_or(0));
-            std::iter::repeat_n(line.clone(), extra)
+        .flat_map(|(canon, line)| {
+            let have = b.get(canon).map_or(0, |l| l.count);
+            std::iter::repeat_n(line.text.clone(), line.count.saturating_sub(have))
         })
         .collect()
+}
+
+/// `key K, start S, end E` of a match line, to find it quickly in a long diff.
+fn summary(line: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+    format!("key {}, start {}, end {}", v["key"], v["start"], v["end"])
 }
 
 /// Runs one example; `Err` says what differs.
@@ -99,23 +117,26 @@ fn check_example(motif: &Path) -> Result<(), String> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let got = json_lines(&stdout, "motif's output")?;
     let want = json_lines(&expected_text, &expected_path.display().to_string())?;
-    if got == want {
-        return Ok(());
-    }
     let missing = missing_from(&want, &got);
     let unexpected = missing_from(&got, &want);
+    if missing.is_empty() && unexpected.is_empty() {
+        return Ok(());
+    }
     let mut report = format!(
         "{} expected match(es), motif printed {}; {} missing, {} unexpected",
-        want.values().sum::<usize>(),
-        got.values().sum::<usize>(),
+        want.values().map(|l| l.count).sum::<usize>(),
+        got.values().map(|l| l.count).sum::<usize>(),
         missing.len(),
         unexpected.len()
     );
     for line in &missing {
-        report.push_str(&format!("\n  - missing:    {line}"));
+        report.push_str(&format!("\n  - missing ({}):\n      {line}", summary(line)));
     }
     for line in &unexpected {
-        report.push_str(&format!("\n  + unexpected: {line}"));
+        report.push_str(&format!(
+            "\n  + unexpected ({}):\n      {line}",
+            summary(line)
+        ));
     }
     if !stderr.trim().is_empty() {
         report.push_str(&format!("\n  motif's stderr:\n{stderr}"));

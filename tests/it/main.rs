@@ -3,4 +3,6 @@
 mod cli;
 mod conformance;
 mod differential;
+mod examples;
 mod reference;
+mod runtime;
