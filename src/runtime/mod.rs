@@ -274,8 +274,19 @@ impl Engine {
                     key,
                     hash,
                     arrival,
+                    watermark,
                     event,
-                } => self.shards[(hash % n) as usize].on_event(pattern, key, arrival, event),
+                } => {
+                    self.shards[(hash % n) as usize].on_event(
+                        pattern,
+                        key,
+                        arrival,
+                        watermark,
+                        event,
+                        &mut self.shard_out,
+                    );
+                    out.extend(self.shard_out.drain(..).map(Output::from));
+                }
                 Routed::Watermark { pattern, wm } => {
                     for s in &mut self.shards {
                         s.on_watermark(pattern, wm, &mut self.shard_out);

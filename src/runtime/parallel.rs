@@ -58,6 +58,8 @@ enum Msg {
         pattern: usize,
         key: Arc<str>,
         arrival: u64,
+        watermark: i64,
+        seq: u64,
         event: crate::event::Event,
     },
     Watermark {
@@ -121,8 +123,13 @@ fn worker(
                     pattern,
                     key,
                     arrival,
+                    watermark,
+                    seq,
                     event,
-                } => shard.on_event(pattern, key, arrival, event),
+                } => {
+                    shard.on_event(pattern, key, arrival, watermark, event, &mut out);
+                    lines.extend(out.drain(..).map(|o| render(&nfas, seq, &o)));
+                }
                 Msg::Watermark { pattern, wm, seq } => {
                     shard.on_watermark(pattern, wm, &mut out);
                     lines.extend(out.drain(..).map(|o| render(&nfas, seq, &o)));
@@ -284,6 +291,7 @@ impl ParallelEngine {
                     key,
                     hash,
                     arrival,
+                    watermark,
                     event,
                 } => {
                     let w = (hash % n) as usize;
@@ -291,6 +299,8 @@ impl ParallelEngine {
                         pattern,
                         key,
                         arrival,
+                        watermark,
+                        seq,
                         event,
                     });
                     full |= self.buffers[w].len() >= BATCH;

@@ -118,17 +118,18 @@ pub fn key_of(key_slots: &[usize], fields: &[Value]) -> Arc<str> {
     }
 }
 
-fn key_json(key_slots: &[usize], fields: &[Value]) -> Option<Arc<str>> {
-    let get = |s: usize| fields.get(s).unwrap_or(&Value::Null);
-    match key_slots {
-        [] => None,
-        [one] => {
+/// The key as it appears in matches: a JSON string for one key field, an array of strings
+/// for several (rebuilt from the map key made by [`key_of`]).
+fn key_json(key_fields: usize, key: &str) -> Option<Arc<str>> {
+    match key_fields {
+        0 => None,
+        1 => {
             let mut json = String::new();
-            output::push_json_str(&mut json, &key_text(get(*one)));
+            output::push_json_str(&mut json, key);
             Some(Arc::from(json))
         }
-        many => {
-            let texts: Vec<String> = many.iter().map(|s| key_text(get(*s))).collect();
+        _ => {
+            let texts: Vec<&str> = key.split('\u{1f}').collect();
             Some(Arc::from(serde_json::to_string(&texts).unwrap_or_default()))
         }
     }
@@ -164,9 +165,28 @@ impl Shard {
         }
     }
 
-    /// Buffers an on-time event of `pattern` for key `key`.
-    pub fn on_event(&mut self, pattern: usize, key: Arc<str>, arrival: u64, event: Event) {
-        self.patterns[pattern].on_event(key, arrival, event);
+    /// An on-time event of `pattern` for key `key`; `watermark` is the pattern's watermark
+    /// once the event is counted. The event is fed at once when nothing can come before it
+    /// (its key has nothing buffered and it is not after `watermark + 1`), else buffered
+    /// until the watermark passes it. Outputs of an immediate feed go to `out`.
+    pub fn on_event(
+        &mut self,
+        pattern: usize,
+        key: Arc<str>,
+        arrival: u64,
+        watermark: i64,
+        event: Event,
+        out: &mut Vec<ShardOutput>,
+    ) {
+        self.patterns[pattern].on_event(
+            pattern,
+            key,
+            arrival,
+            watermark,
+            event,
+            self.timeouts,
+            out,
+        );
     }
 
     /// The watermark of `pattern` moved to `wm`: feed and time out what is due.
@@ -242,24 +262,112 @@ impl Shard {
 }
 
 impl PatternShard {
-    fn partition_slot(&mut self, key: Arc<str>, fields: &[Value]) -> u32 {
-        if let Some(&slot) = self.index.get(&*key) {
-            return slot;
-        }
-        let mut matcher = match self.pool.pop() {
-            Some(mut m) => {
-                m.reset(&self.nfa);
-                m
+    #[allow(clippy::too_many_arguments)]
+    fn on_event(
+        &mut self,
+        index: usize,
+        key: Arc<str>,
+        arrival: u64,
+        watermark: i64,
+        event: Event,
+        timeouts: bool,
+        out: &mut Vec<ShardOutput>,
+    ) {
+        let time = event.time;
+        let immediate = time <= watermark.saturating_add(1);
+        let slot = match self.index.get(&*key) {
+            Some(&slot) => slot,
+            None if immediate => {
+                // A key with no state: run the event on a spare matcher and keep a partition
+                // only if something is left pending.
+                let mut matcher = self.spare_matcher();
+                matcher.process(&self.nfa, event, &mut self.matches);
+                let key_json = if self.matches.is_empty() {
+                    None
+                } else {
+                    key_json(self.key_slots.len(), &key)
+                };
+                for m in self.matches.drain(..) {
+                    out.push(ShardOutput {
+                        pattern: index,
+                        key: key_json.clone(),
+                        m,
+                    });
+                }
+                if matcher.is_idle() {
+                    self.recycle(matcher);
+                    return;
+                }
+                let slot = self.insert_partition(key, matcher);
+                self.schedule(slot);
+                return;
             }
+            None => {
+                let matcher = self.spare_matcher();
+                self.insert_partition(key, matcher)
+            }
+        };
+        let s = &mut self.slots[slot as usize];
+        let generation = s.generation;
+        let Some(part) = s.partition.as_mut() else {
+            return;
+        };
+        if immediate && part.pending.is_empty() {
+            let nfa = &*self.nfa;
+            let dropped_before = part.matcher.dropped_runs();
+            part.matcher
+                .advance_time(nfa, time, timeouts, &mut self.matches, &mut self.timeouts);
+            part.matcher.process(nfa, event, &mut self.matches);
+            self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
+            for m in self.matches.drain(..).chain(self.timeouts.drain(..)) {
+                out.push(ShardOutput {
+                    pattern: index,
+                    key: part.key_json.clone(),
+                    m,
+                });
+            }
+            if part.matcher.is_idle() {
+                self.remove_partition(slot);
+            } else if part.timer_at == i64::MAX {
+                self.schedule(slot);
+            }
+            return;
+        }
+        // Keep (time, arrival) order; in-order input appends.
+        let at = match part.pending.back() {
+            Some(&(t, _, _)) if t > time => part.pending.partition_point(|(t, _, _)| *t <= time),
+            _ => part.pending.len(),
+        };
+        part.pending.insert(at, (time, arrival, event));
+        if time < part.timer_at {
+            part.timer_at = time;
+            self.timers.push(Reverse((time, (slot, generation))));
+        }
+    }
+
+    fn spare_matcher(&mut self) -> Matcher {
+        let mut m = match self.pool.pop() {
+            Some(m) => m,
             None => Matcher::new(&self.nfa),
         };
         if let Some(cap) = self.max_runs {
-            matcher.set_max_runs(cap);
+            m.set_max_runs(cap);
         }
+        m
+    }
+
+    fn recycle(&mut self, mut matcher: Matcher) {
+        if self.pool.len() < MATCHER_POOL {
+            matcher.reset(&self.nfa);
+            self.pool.push(matcher);
+        }
+    }
+
+    fn insert_partition(&mut self, key: Arc<str>, matcher: Matcher) -> u32 {
         let part = Partition {
             matcher,
             pending: VecDeque::new(),
-            key_json: key_json(&self.key_slots, fields),
+            key_json: key_json(self.key_slots.len(), &key),
             key: Arc::clone(&key),
             timer_at: i64::MAX,
         };
@@ -281,24 +389,14 @@ impl PatternShard {
         slot
     }
 
-    fn on_event(&mut self, key: Arc<str>, arrival: u64, event: Event) {
-        let slot = self.partition_slot(key, &event.fields);
+    fn remove_partition(&mut self, slot: u32) {
         let s = &mut self.slots[slot as usize];
-        let generation = s.generation;
-        if let Some(part) = s.partition.as_mut() {
-            let time = event.time;
-            // Keep (time, arrival) order; in-order input appends.
-            let at = match part.pending.back() {
-                Some(&(t, _, _)) if t > time => {
-                    part.pending.partition_point(|(t, _, _)| *t <= time)
-                }
-                _ => part.pending.len(),
-            };
-            part.pending.insert(at, (time, arrival, event));
-            if time < part.timer_at {
-                part.timer_at = time;
-                self.timers.push(Reverse((time, (slot, generation))));
-            }
+        if let Some(p) = s.partition.take() {
+            self.index.remove(&*p.key);
+            s.generation = s.generation.wrapping_add(1);
+            self.free_slots.push(slot);
+            self.live -= 1;
+            self.recycle(p.matcher);
         }
     }
 
@@ -341,8 +439,8 @@ impl PatternShard {
             let Some(part) = s.partition.as_mut() else {
                 continue;
             };
-            if t > part.timer_at {
-                // A later timer of a partition fired since: nothing is due for it.
+            if t != part.timer_at {
+                // Superseded by an earlier timer, or the partition fired since.
                 continue;
             }
             part.timer_at = i64::MAX;
@@ -372,15 +470,7 @@ impl PatternShard {
             }
             if part.pending.is_empty() && part.matcher.is_idle() {
                 // Nothing pending: the key keeps no state (its matcher goes back to the pool).
-                if let Some(p) = s.partition.take() {
-                    self.index.remove(&*p.key);
-                    if self.pool.len() < MATCHER_POOL {
-                        self.pool.push(p.matcher);
-                    }
-                }
-                s.generation = s.generation.wrapping_add(1);
-                self.free_slots.push(slot);
-                self.live -= 1;
+                self.remove_partition(slot);
             } else {
                 self.schedule(slot);
             }

@@ -202,7 +202,11 @@ fn timeouts_fire_for_keys_that_go_silent() {
     // Before the end of input: the watermark (150 - 1) has passed 100.
     let got = canonical(&e, &out);
     assert_eq!(got, ["w \"silent\" [a:0] Some(100)"]);
-    assert_eq!(e.live_partitions(), 1, "only `other` holds its last event");
+    assert_eq!(
+        e.live_partitions(),
+        0,
+        "the silent key's run is gone and `other` never had anything pending"
+    );
 }
 
 #[test]
