@@ -107,11 +107,21 @@ impl Schema {
 
     /// Decodes one JSON object into a row of slot values.
     pub fn decode_row(&self, json: &str) -> Result<Box<[Value]>, DecodeError> {
+        self.decode_row_with(json, &mut StrCache::disabled())
+    }
+
+    /// Decodes one JSON object, sharing repeated short strings through `cache`.
+    pub fn decode_row_with(
+        &self,
+        json: &str,
+        cache: &mut StrCache,
+    ) -> Result<Box<[Value]>, DecodeError> {
         let mut row = vec![Value::Null; self.paths.len()];
         let mut de = serde_json::Deserializer::from_str(json);
         RowSeed {
             node: &self.root,
             row: &mut row,
+            cache,
         }
         .deserialize(&mut de)
         .map_err(|e| DecodeError::Json(e.to_string()))?;
@@ -169,9 +179,60 @@ fn describe(v: &Value) -> String {
     }
 }
 
+/// A small direct-mapped cache of short strings seen in events (keys, types, names), so
+/// that a value that repeats shares one allocation instead of allocating per event.
+#[derive(Debug, Clone)]
+pub struct StrCache {
+    slots: Vec<Option<Arc<str>>>,
+}
+
+const STR_CACHE_SLOTS: usize = 4096;
+const STR_CACHE_MAX_LEN: usize = 48;
+
+impl StrCache {
+    /// An empty cache.
+    pub fn new() -> StrCache {
+        StrCache {
+            slots: vec![None; STR_CACHE_SLOTS],
+        }
+    }
+
+    /// A cache that caches nothing.
+    pub fn disabled() -> StrCache {
+        StrCache { slots: Vec::new() }
+    }
+
+    /// The shared copy of `s`.
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if self.slots.is_empty() || s.len() > STR_CACHE_MAX_LEN {
+            return Arc::from(s);
+        }
+        let mut h: u32 = 0x811c_9dc5;
+        for b in s.as_bytes() {
+            h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+        }
+        let slot = &mut self.slots[(h as usize) & (STR_CACHE_SLOTS - 1)];
+        match slot {
+            Some(a) if **a == *s => Arc::clone(a),
+            _ => {
+                let a: Arc<str> = Arc::from(s);
+                *slot = Some(Arc::clone(&a));
+                a
+            }
+        }
+    }
+}
+
+impl Default for StrCache {
+    fn default() -> Self {
+        StrCache::new()
+    }
+}
+
 struct RowSeed<'a> {
     node: &'a TrieNode,
     row: &'a mut Vec<Value>,
+    cache: &'a mut StrCache,
 }
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
@@ -196,6 +257,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                     map.next_value_seed(FieldSeed {
                         node: child,
                         row: &mut *self.row,
+                        cache: &mut *self.cache,
                     })?;
                 }
             }
@@ -208,6 +270,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
 struct FieldSeed<'a> {
     node: &'a TrieNode,
     row: &'a mut Vec<Value>,
+    cache: &'a mut StrCache,
 }
 
 impl FieldSeed<'_> {
@@ -250,7 +313,10 @@ impl<'de> Visitor<'de> for FieldSeed<'_> {
         Ok(())
     }
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.put(Value::Str(Arc::from(v)));
+        if self.node.slot.is_some() {
+            let s = self.cache.get(v);
+            self.put(Value::Str(s));
+        }
         Ok(())
     }
     fn visit_unit<E>(self) -> Result<(), E> {
@@ -269,6 +335,7 @@ impl<'de> Visitor<'de> for FieldSeed<'_> {
         RowSeed {
             node: self.node,
             row: self.row,
+            cache: self.cache,
         }
         .visit_map(map)
     }

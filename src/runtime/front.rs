@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{time_from_value, DecodeError, Event, Schema};
+use crate::event::{time_from_value, DecodeError, Event, Schema, StrCache};
 use crate::runtime::frontier::Frontier;
 use crate::runtime::shard::key_of;
 use crate::value::Value;
@@ -89,6 +89,7 @@ pub struct PatternInput {
 /// Decoding, time and watermarks for all patterns.
 pub struct Front {
     schema: Schema,
+    strings: StrCache,
     patterns: Vec<FrontPattern>,
 }
 
@@ -115,6 +116,7 @@ impl Front {
     ) -> Front {
         Front {
             schema,
+            strings: StrCache::new(),
             patterns: patterns
                 .into_iter()
                 .map(|p| FrontPattern {
@@ -141,7 +143,7 @@ impl Front {
         routed: &mut Vec<Routed>,
         notices: &mut Vec<Notice>,
     ) {
-        match self.schema.decode_row(line) {
+        match self.schema.decode_row_with(line, &mut self.strings) {
             Ok(row) => self.route_row(row, Arc::from(line.trim()), source, now_ms, routed, notices),
             Err(reason) => notices.push(Notice::Reject {
                 pattern: None,
