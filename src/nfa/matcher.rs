@@ -525,6 +525,73 @@ impl Run {
     }
 }
 
+/// Answers, for a key with no state, whether an event would start anything: some TAKE
+/// edge of the start state (or of states PROCEED reaches from it) holds. When it does not,
+/// feeding the event to a fresh matcher changes nothing, so the event can be skipped.
+#[derive(Debug, Clone)]
+pub struct StartProbe {
+    start: Run,
+    buffer: SharedBuffer,
+    event_cache: Vec<u8>,
+    run_cache: Vec<u8>,
+}
+
+impl StartProbe {
+    /// A probe for `nfa`.
+    pub fn new(nfa: &Nfa) -> StartProbe {
+        StartProbe {
+            start: Run::start(nfa),
+            buffer: SharedBuffer::new(),
+            event_cache: vec![0; nfa.conditions.len()],
+            run_cache: vec![0; nfa.conditions.len()],
+        }
+    }
+
+    /// Whether a fresh partition would take `event` into some run.
+    pub fn starts_on(&mut self, nfa: &Nfa, event: &Event) -> bool {
+        self.event_cache.iter_mut().for_each(|c| *c = 0);
+        self.run_cache.iter_mut().for_each(|c| *c = 0);
+        let view = View {
+            buffer: &self.buffer,
+            node: NIL,
+            nfa,
+        };
+        let mut eval = Eval {
+            nfa,
+            event,
+            run: &self.start,
+            view: &view,
+            event_cache: &mut self.event_cache,
+            run_cache: &mut self.run_cache,
+        };
+        let mut stack: SmallVec<[StateId; 8]> = SmallVec::new();
+        stack.push(nfa.start);
+        let mut expansions = 0;
+        while let Some(s) = stack.pop() {
+            expansions += 1;
+            if expansions > MAX_PROCEED_EXPANSIONS {
+                return true;
+            }
+            for e in &nfa.states[s].edges {
+                match e.action {
+                    Action::Ignore => {}
+                    Action::Take => {
+                        if eval.holds(&e.guard) {
+                            return true;
+                        }
+                    }
+                    Action::Proceed => {
+                        if eval.holds(&e.guard) {
+                            stack.push(e.target);
+                        }
+                    }
+                }
+            }
+        }
+        false
+    }
+}
+
 /// Guard evaluation for one run and one event, with caches: conditions that read only the
 /// event are evaluated once per event for all runs, iterative ones once per run.
 struct Eval<'a> {

@@ -13,6 +13,7 @@ use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
+use crate::nfa::matcher::StartProbe;
 use crate::nfa::{Match, Matcher, Nfa};
 use crate::output;
 use crate::value::Value;
@@ -34,6 +35,7 @@ struct Partition {
     matcher: Matcher,
     /// Events not yet fed, by (time, arrival); almost always short and in order.
     pending: VecDeque<(i64, u64, Event)>,
+    /// The key as matches show it, made when the first output needs it.
     key_json: Option<Arc<str>>,
     key: Arc<str>,
     /// Earliest time a timer is registered for (`i64::MAX`: none).
@@ -72,6 +74,7 @@ struct PatternShard {
     live: usize,
     matches: Vec<Match>,
     timeouts: Vec<Match>,
+    probe: StartProbe,
 }
 
 /// The serialisable state of one pattern of a shard.
@@ -159,6 +162,7 @@ impl Shard {
                     live: 0,
                     matches: Vec::new(),
                     timeouts: Vec::new(),
+                    probe: StartProbe::new(nfa),
                 })
                 .collect(),
             timeouts,
@@ -278,8 +282,12 @@ impl PatternShard {
         let slot = match self.index.get(&*key) {
             Some(&slot) => slot,
             None if immediate => {
-                // A key with no state: run the event on a spare matcher and keep a partition
-                // only if something is left pending.
+                // A key with no state: most events start nothing; skip those outright.
+                if !self.probe.starts_on(&self.nfa, &event) {
+                    return;
+                }
+                // Run the event on a spare matcher and keep a partition only if something is
+                // left pending.
                 let mut matcher = self.spare_matcher();
                 matcher.process(&self.nfa, event, &mut self.matches);
                 let key_json = if self.matches.is_empty() {
@@ -319,12 +327,19 @@ impl PatternShard {
                 .advance_time(nfa, time, timeouts, &mut self.matches, &mut self.timeouts);
             part.matcher.process(nfa, event, &mut self.matches);
             self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
-            for m in self.matches.drain(..).chain(self.timeouts.drain(..)) {
-                out.push(ShardOutput {
-                    pattern: index,
-                    key: part.key_json.clone(),
-                    m,
-                });
+            if !(self.matches.is_empty() && self.timeouts.is_empty()) {
+                let fields = self.key_slots.len();
+                if part.key_json.is_none() {
+                    part.key_json = key_json(fields, &part.key);
+                }
+                let key = part.key_json.clone();
+                for m in self.matches.drain(..).chain(self.timeouts.drain(..)) {
+                    out.push(ShardOutput {
+                        pattern: index,
+                        key: key.clone(),
+                        m,
+                    });
+                }
             }
             if part.matcher.is_idle() {
                 self.remove_partition(slot);
@@ -367,7 +382,7 @@ impl PatternShard {
         let part = Partition {
             matcher,
             pending: VecDeque::new(),
-            key_json: key_json(self.key_slots.len(), &key),
+            key_json: None,
             key: Arc::clone(&key),
             timer_at: i64::MAX,
         };
@@ -461,12 +476,19 @@ impl PatternShard {
             part.matcher
                 .advance_time(nfa, wm, timeouts, &mut self.matches, &mut self.timeouts);
             self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
-            for m in self.matches.drain(..).chain(self.timeouts.drain(..)) {
-                out.push(ShardOutput {
-                    pattern: index,
-                    key: part.key_json.clone(),
-                    m,
-                });
+            if !(self.matches.is_empty() && self.timeouts.is_empty()) {
+                let fields = self.key_slots.len();
+                if part.key_json.is_none() {
+                    part.key_json = key_json(fields, &part.key);
+                }
+                let key = part.key_json.clone();
+                for m in self.matches.drain(..).chain(self.timeouts.drain(..)) {
+                    out.push(ShardOutput {
+                        pattern: index,
+                        key: key.clone(),
+                        m,
+                    });
+                }
             }
             if part.pending.is_empty() && part.matcher.is_idle() {
                 // Nothing pending: the key keeps no state (its matcher goes back to the pool).
