@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let options = motif::runtime::EngineOptions {
         timeouts: true,
         max_runs_per_key: Some(2_000),
+        ..motif::runtime::EngineOptions::default()
     };
     let _ = motif::runtime::match_lines_with(pattern, &lines, options);
 });
