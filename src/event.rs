@@ -4,14 +4,12 @@
 //! slots fixed at compile time by a [`Schema`], plus the original JSON text, which matches
 //! echo unchanged. Decoding walks the JSON once and skips every field no pattern needs.
 
-use std::borrow::Cow;
-use std::fmt;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::decode::FieldTrie;
 use crate::value::Value;
 
 /// One input event.
@@ -54,13 +52,7 @@ impl Event {
 pub struct Schema {
     paths: Vec<Vec<String>>,
     index: HashMap<Vec<String>, usize>,
-    root: TrieNode,
-}
-
-#[derive(Debug, Clone, Default)]
-struct TrieNode {
-    slot: Option<usize>,
-    children: HashMap<String, TrieNode>,
+    trie: FieldTrie,
 }
 
 impl Schema {
@@ -77,11 +69,7 @@ impl Schema {
         let slot = self.paths.len();
         self.paths.push(path.to_vec());
         self.index.insert(path.to_vec(), slot);
-        let mut node = &mut self.root;
-        for part in path {
-            node = node.children.entry(part.clone()).or_default();
-        }
-        node.slot = Some(slot);
+        self.trie.insert(path, slot);
         slot
     }
 
@@ -110,23 +98,17 @@ impl Schema {
         self.decode_row_with(json, &mut StrCache::disabled())
     }
 
-    /// Decodes one JSON object, sharing repeated short strings through `cache`.
+    /// Decodes one JSON object, sharing repeated short strings through `cache`. The line must
+    /// be exactly one object (whitespace around it allowed); see [`crate::decode`] for how
+    /// values map to slots.
     pub fn decode_row_with(
         &self,
         json: &str,
         cache: &mut StrCache,
     ) -> Result<Box<[Value]>, DecodeError> {
-        let mut row = vec![Value::Null; self.paths.len()];
-        let mut de = serde_json::Deserializer::from_str(json);
-        RowSeed {
-            node: &self.root,
-            row: &mut row,
-            cache,
-        }
-        .deserialize(&mut de)
-        .map_err(|e| DecodeError::Json(e.to_string()))?;
-        de.end().map_err(|e| DecodeError::Json(e.to_string()))?;
-        Ok(row.into_boxed_slice())
+        let mut row = vec![Value::Null; self.paths.len()].into_boxed_slice();
+        self.trie.decode_into(json, &mut row, cache)?;
+        Ok(row)
     }
 }
 
@@ -226,118 +208,6 @@ impl StrCache {
 impl Default for StrCache {
     fn default() -> Self {
         StrCache::new()
-    }
-}
-
-struct RowSeed<'a> {
-    node: &'a TrieNode,
-    row: &'a mut Vec<Value>,
-    cache: &'a mut StrCache,
-}
-
-impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RowSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match self.node.children.get(key.as_ref()) {
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-                Some(child) => {
-                    map.next_value_seed(FieldSeed {
-                        node: child,
-                        row: &mut *self.row,
-                        cache: &mut *self.cache,
-                    })?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Decodes one field's value: a scalar into its slot, an object into its children.
-struct FieldSeed<'a> {
-    node: &'a TrieNode,
-    row: &'a mut Vec<Value>,
-    cache: &'a mut StrCache,
-}
-
-impl FieldSeed<'_> {
-    fn put(self, v: Value) {
-        if let Some(s) = self.node.slot {
-            self.row[s] = v;
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FieldSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.put(Value::Bool(v));
-        Ok(())
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.put(Value::Int(v));
-        Ok(())
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.put(match i64::try_from(v) {
-            Ok(i) => Value::Int(i),
-            Err(_) => Value::Float(v as f64),
-        });
-        Ok(())
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        self.put(Value::Float(v));
-        Ok(())
-    }
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        if self.node.slot.is_some() {
-            let s = self.cache.get(v);
-            self.put(Value::Str(s));
-        }
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.put(Value::Null);
-        Ok(())
-    }
-    fn visit_none<E>(self) -> Result<(), E> {
-        self.put(Value::Null);
-        Ok(())
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        RowSeed {
-            node: self.node,
-            row: self.row,
-            cache: self.cache,
-        }
-        .visit_map(map)
     }
 }
 

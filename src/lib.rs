@@ -19,6 +19,7 @@
 //!   matchers; [`output`] writes matches as JSON lines.
 
 pub mod cli;
+pub mod decode;
 pub mod error;
 pub mod event;
 pub mod expr;

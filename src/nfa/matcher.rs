@@ -68,13 +68,12 @@ pub struct Matcher {
     next_seq: u64,
     max_runs: usize,
     dropped: u64,
-    #[serde(skip)]
-    scratch: Scratch,
 }
 
-/// Buffers reused from event to event so the hot path does not allocate.
+/// Buffers reused from event to event (and shared by all partitions of a shard) so the hot
+/// path neither allocates nor grows each partition's footprint.
 #[derive(Debug, Clone, Default)]
-struct Scratch {
+pub struct Scratch {
     event_cache: Vec<u8>,
     run_cache: Vec<u8>,
     next_runs: Vec<Run>,
@@ -107,7 +106,6 @@ impl Matcher {
             next_seq: 0,
             max_runs: DEFAULT_MAX_RUNS,
             dropped: 0,
-            scratch: Scratch::default(),
         }
     }
 
@@ -194,17 +192,19 @@ impl Matcher {
     /// Times out runs whose window has passed at `time` (Flink's `advanceTime`): their partial
     /// matches go to `timeouts` when `handle_timeouts`; Pending runs (trailing
     /// `notFollowedBy`) complete and go to `matches`.
+    #[allow(clippy::too_many_arguments)]
     pub fn advance_time(
         &mut self,
         nfa: &Nfa,
+        scratch: &mut Scratch,
         time: i64,
         handle_timeouts: bool,
         matches: &mut Vec<Match>,
         timeouts: &mut Vec<Match>,
     ) {
-        let mut runs = std::mem::take(&mut self.scratch.next_runs);
+        let mut runs = std::mem::take(&mut scratch.next_runs);
         std::mem::swap(&mut runs, &mut self.runs);
-        let mut potential = std::mem::take(&mut self.scratch.potential);
+        let mut potential = std::mem::take(&mut scratch.potential);
         for run in runs.drain(..) {
             let state = &nfa.states[run.state];
             if state.is_start {
@@ -232,20 +232,26 @@ impl Matcher {
             }
             self.buffer.release(run.node);
         }
-        self.scratch.next_runs = runs;
+        scratch.next_runs = runs;
         self.emit_completed(nfa, &mut potential, matches);
-        self.scratch.potential = potential;
+        scratch.potential = potential;
     }
 
     /// Offers one event to every run (Flink's `process`); completed matches go to `matches`.
     /// Events must come in time order; call [`Matcher::advance_time`] with the event's time
     /// first, as Flink's operator does.
-    pub fn process(&mut self, nfa: &Nfa, event: Event, matches: &mut Vec<Match>) {
+    pub fn process(
+        &mut self,
+        nfa: &Nfa,
+        scratch: &mut Scratch,
+        event: Event,
+        matches: &mut Vec<Match>,
+    ) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let eid = self.buffer.reserve_event(seq);
         let n = nfa.conditions.len();
-        let mut sc = std::mem::take(&mut self.scratch);
+        let sc = scratch;
         sc.event_cache.clear();
         sc.event_cache.resize(n, 0);
         sc.run_cache.resize(n, 0);
@@ -288,7 +294,6 @@ impl Matcher {
         let mut potential = std::mem::take(&mut sc.potential);
         self.emit_completed(nfa, &mut potential, matches);
         sc.potential = potential;
-        self.scratch = sc;
     }
 
     /// Ends the partition's input: nothing more will be decided by events (Flink keeps such
@@ -675,6 +680,7 @@ mod tests {
         let mut schema = Schema::new();
         let nfa = crate::nfa::compile(&decl, &mut schema).unwrap();
         let mut m = Matcher::new(&nfa);
+        let mut scratch = Scratch::default();
         let mut out = Vec::new();
         for (i, n) in names.iter().enumerate() {
             let raw = format!(r#"{{"id":{i},"name":"{n}"}}"#);
@@ -683,8 +689,15 @@ mod tests {
                 fields: schema.decode_row(&raw).unwrap(),
                 raw: Arc::from(raw.as_str()),
             };
-            m.advance_time(&nfa, i as i64, false, &mut out, &mut Vec::new());
-            m.process(&nfa, ev, &mut out);
+            m.advance_time(
+                &nfa,
+                &mut scratch,
+                i as i64,
+                false,
+                &mut out,
+                &mut Vec::new(),
+            );
+            m.process(&nfa, &mut scratch, ev, &mut out);
         }
         let mut r: Vec<Vec<usize>> = out
             .iter()

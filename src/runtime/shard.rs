@@ -13,7 +13,7 @@ use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
-use crate::nfa::matcher::StartProbe;
+use crate::nfa::matcher::{Scratch, StartProbe};
 use crate::nfa::{Match, Matcher, Nfa};
 use crate::output;
 use crate::value::Value;
@@ -75,6 +75,7 @@ struct PatternShard {
     matches: Vec<Match>,
     timeouts: Vec<Match>,
     probe: StartProbe,
+    scratch: Scratch,
 }
 
 /// The serialisable state of one pattern of a shard.
@@ -163,6 +164,7 @@ impl Shard {
                     matches: Vec::new(),
                     timeouts: Vec::new(),
                     probe: StartProbe::new(nfa),
+                    scratch: Scratch::default(),
                 })
                 .collect(),
             timeouts,
@@ -289,7 +291,7 @@ impl PatternShard {
                 // Run the event on a spare matcher and keep a partition only if something is
                 // left pending.
                 let mut matcher = self.spare_matcher();
-                matcher.process(&self.nfa, event, &mut self.matches);
+                matcher.process(&self.nfa, &mut self.scratch, event, &mut self.matches);
                 let key_json = if self.matches.is_empty() {
                     None
                 } else {
@@ -323,9 +325,16 @@ impl PatternShard {
         if immediate && part.pending.is_empty() {
             let nfa = &*self.nfa;
             let dropped_before = part.matcher.dropped_runs();
+            part.matcher.advance_time(
+                nfa,
+                &mut self.scratch,
+                time,
+                timeouts,
+                &mut self.matches,
+                &mut self.timeouts,
+            );
             part.matcher
-                .advance_time(nfa, time, timeouts, &mut self.matches, &mut self.timeouts);
-            part.matcher.process(nfa, event, &mut self.matches);
+                .process(nfa, &mut self.scratch, event, &mut self.matches);
             self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
             if !(self.matches.is_empty() && self.timeouts.is_empty()) {
                 let fields = self.key_slots.len();
@@ -467,14 +476,27 @@ impl PatternShard {
                 if t > wm {
                     break;
                 }
-                part.matcher
-                    .advance_time(nfa, t, timeouts, &mut self.matches, &mut self.timeouts);
+                part.matcher.advance_time(
+                    nfa,
+                    &mut self.scratch,
+                    t,
+                    timeouts,
+                    &mut self.matches,
+                    &mut self.timeouts,
+                );
                 while let Some((_, _, ev)) = part.pending.pop_front_if(|(et, _, _)| *et == t) {
-                    part.matcher.process(nfa, ev, &mut self.matches);
+                    part.matcher
+                        .process(nfa, &mut self.scratch, ev, &mut self.matches);
                 }
             }
-            part.matcher
-                .advance_time(nfa, wm, timeouts, &mut self.matches, &mut self.timeouts);
+            part.matcher.advance_time(
+                nfa,
+                &mut self.scratch,
+                wm,
+                timeouts,
+                &mut self.matches,
+                &mut self.timeouts,
+            );
             self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
             if !(self.matches.is_empty() && self.timeouts.is_empty()) {
                 let fields = self.key_slots.len();
