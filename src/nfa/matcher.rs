@@ -249,7 +249,8 @@ impl Matcher {
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let eid = self.buffer.reserve_event(seq);
+        // The event gets a buffer slot only when some run takes it.
+        let mut eid: Option<u32> = None;
         let n = nfa.conditions.len();
         let sc = scratch;
         sc.event_cache.clear();
@@ -264,7 +265,7 @@ impl Matcher {
                 &run,
                 &event,
                 seq,
-                eid,
+                &mut eid,
                 &mut sc.event_cache,
                 &mut sc.run_cache,
                 &mut sc.outs,
@@ -288,7 +289,9 @@ impl Matcher {
                 }
             }
         }
-        self.buffer.fill_event(eid, event);
+        if let Some(eid) = eid {
+            self.buffer.fill_event(eid, event);
+        }
         self.runs = std::mem::replace(&mut sc.next_runs, runs);
         self.enforce_cap();
         let mut potential = std::mem::take(&mut sc.potential);
@@ -315,7 +318,7 @@ impl Matcher {
         run: &Run,
         event: &Event,
         seq: u64,
-        eid: u32,
+        eid: &mut Option<u32>,
         event_cache: &mut [u8],
         run_cache: &mut [u8],
         outs: &mut Vec<Run>,
@@ -385,7 +388,15 @@ impl Matcher {
                 }
                 Action::Take => {
                     let var = nfa.states[s].var.unwrap_or(usize::MAX);
-                    let node = self.buffer.put(var, eid, run.node);
+                    let id = match *eid {
+                        Some(id) => id,
+                        None => {
+                            let id = self.buffer.reserve_event(seq);
+                            *eid = Some(id);
+                            id
+                        }
+                    };
+                    let node = self.buffer.put(var, id, run.node);
                     let (start_ts, start_seq) = if is_start {
                         (event.time, seq)
                     } else {
