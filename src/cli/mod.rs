@@ -76,9 +76,17 @@ struct RunArgs {
     /// Cap on partial matches per key; beyond it the oldest are dropped and counted.
     #[arg(long)]
     max_partial_matches: Option<usize>,
+    /// Cap on partial matches of each pattern over all keys; at the cap, keys without
+    /// state start no new ones (counted) until some end.
+    #[arg(long)]
+    max_partial_matches_total: Option<usize>,
     /// Write matches here instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Write timed-out partial matches here instead of with the matches (implies
+    /// --timeouts).
+    #[arg(long)]
+    timeouts_output: Option<PathBuf>,
     /// Write late events here (JSON lines) instead of standard error.
     #[arg(long)]
     late_output: Option<PathBuf>,
@@ -169,15 +177,19 @@ fn open_out(path: &Option<PathBuf>) -> io::Result<Option<BufWriter<File>>> {
 /// Where output lines go.
 struct Sinks {
     matches: Box<dyn Write>,
+    timeouts: Option<BufWriter<File>>,
     late: Option<BufWriter<File>>,
     rejects: Option<BufWriter<File>>,
     error: Option<io::Error>,
 }
 
 impl Sinks {
-    fn put(&mut self, stream: Stream, text: &str, human: Option<&str>) {
+    fn put(&mut self, stream: Stream, text: &str, human: Option<&str>, timed_out: bool) {
         let r = match stream {
-            Stream::Match => self.matches.write_all(text.as_bytes()),
+            Stream::Match => match (&mut self.timeouts, timed_out) {
+                (Some(w), true) => w.write_all(text.as_bytes()),
+                _ => self.matches.write_all(text.as_bytes()),
+            },
             Stream::Late => match &mut self.late {
                 Some(w) => w.write_all(text.as_bytes()),
                 None => {
@@ -203,6 +215,9 @@ impl Sinks {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(w) = &mut self.timeouts {
+            w.flush()?;
+        }
         if let Some(w) = &mut self.late {
             w.flush()?;
         }
@@ -294,9 +309,10 @@ fn run(args: RunArgs) -> i32 {
     };
     let mut records = Records::new(files, format);
     let options = EngineOptions {
-        timeouts: args.timeouts,
+        timeouts: args.timeouts || args.timeouts_output.is_some(),
         max_runs_per_key: args.max_partial_matches,
         shards: 1,
+        max_partial_matches_total: args.max_partial_matches_total,
     };
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -309,14 +325,19 @@ fn run(args: RunArgs) -> i32 {
             return 1;
         }
     };
-    let mut sinks = match (open_out(&args.late_output), open_out(&args.rejects_output)) {
-        (Ok(late), Ok(rejects)) => Sinks {
+    let mut sinks = match (
+        open_out(&args.timeouts_output),
+        open_out(&args.late_output),
+        open_out(&args.rejects_output),
+    ) {
+        (Ok(timeouts), Ok(late), Ok(rejects)) => Sinks {
             matches,
+            timeouts,
             late,
             rejects,
             error: None,
         },
-        (Err(e), _) | (_, Err(e)) => {
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("motif: cannot write output: {e}");
             return 1;
         }
@@ -367,7 +388,7 @@ fn run(args: RunArgs) -> i32 {
             stats.rejected,
             if stats.dropped_runs > 0 {
                 format!(
-                    ", {} partial matches dropped at the per-key cap",
+                    ", {} partial matches dropped or not started at the caps",
                     stats.dropped_runs
                 )
             } else {
@@ -442,7 +463,7 @@ fn run_parallel(
     let mut engine =
         ParallelEngine::new(decls, options, workers, ordered).map_err(|e| format!("motif: {e}"))?;
     let mut failed = None;
-    let mut emit = |l: Line| sinks.put(l.stream, &l.text, l.human.as_deref());
+    let mut emit = |l: Line| sinks.put(l.stream, &l.text, l.human.as_deref(), l.timed_out);
     while let Some(r) = records.next_record() {
         let rec = match r {
             Ok(r) => r,
@@ -484,7 +505,7 @@ fn write_outputs(
         match o {
             Output::Match { pattern, key, m } => {
                 output::write_match(text, engine.nfa(pattern), key.as_deref(), &m);
-                sinks.put(Stream::Match, text, None);
+                sinks.put(Stream::Match, text, None, m.timed_out.is_some());
             }
             Output::Late {
                 pattern,
@@ -493,7 +514,7 @@ fn write_outputs(
                 watermark,
             } => {
                 output::write_late(text, &engine.nfa(pattern).name, &raw, time, watermark);
-                sinks.put(Stream::Late, text, None);
+                sinks.put(Stream::Late, text, None, false);
             }
             Output::Reject { pattern, reason } => {
                 rejected = true;
@@ -503,7 +524,7 @@ fn write_outputs(
                 };
                 output::write_reject(text, origin, line_no, &reason, line);
                 let human = format!("motif: {origin}:{line_no}: rejected: {reason}");
-                sinks.put(Stream::Reject, text, Some(&human));
+                sinks.put(Stream::Reject, text, Some(&human), false);
             }
         }
     }

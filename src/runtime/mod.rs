@@ -100,7 +100,7 @@ pub struct Stats {
     pub matches: u64,
     /// Timed-out partial matches emitted.
     pub timeouts: u64,
-    /// Partial matches dropped by the per-partition cap.
+    /// Partial matches dropped by the per-key cap or not started at the total cap.
     pub dropped_runs: u64,
 }
 
@@ -127,6 +127,10 @@ pub struct EngineOptions {
     pub max_runs_per_key: Option<usize>,
     /// Number of shards keys are spread over (0 or 1: one). Results do not depend on it.
     pub shards: usize,
+    /// Cap on open partial matches of each pattern over all keys (`None`: no cap). At the
+    /// cap, keys without state start no new partial matches until some end; each refusal is
+    /// counted in [`Stats::dropped_runs`]. With several shards each gets an equal share.
+    pub max_partial_matches_total: Option<usize>,
 }
 
 /// The compiled patterns of a run and how the front reads their events.
@@ -188,7 +192,16 @@ impl Engine {
     pub fn new(decls: &[PatternDecl], options: EngineOptions) -> Result<Engine, CompileError> {
         let c = compile_all(decls)?;
         let shards = (0..options.shards.max(1))
-            .map(|_| Shard::new(&c.patterns, options.timeouts, options.max_runs_per_key))
+            .map(|_| {
+                Shard::new(
+                    &c.patterns,
+                    options.timeouts,
+                    options.max_runs_per_key,
+                    options
+                        .max_partial_matches_total
+                        .map(|t| t.div_ceil(options.shards.max(1))),
+                )
+            })
             .collect();
         Ok(Engine {
             front: Front::new(c.schema, c.front, 1, None),

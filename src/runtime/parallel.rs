@@ -164,7 +164,14 @@ impl ParallelEngine {
         let mut handles = Vec::new();
         for id in 0..workers {
             let (tx, rx) = sync_channel(CHANNEL_BATCHES);
-            let shard = Shard::new(&c.patterns, options.timeouts, options.max_runs_per_key);
+            let shard = Shard::new(
+                &c.patterns,
+                options.timeouts,
+                options.max_runs_per_key,
+                options
+                    .max_partial_matches_total
+                    .map(|t| t.div_ceil(workers)),
+            );
             let nfas = nfas.clone();
             let report_tx = report_tx.clone();
             handles.push(

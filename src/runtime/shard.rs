@@ -64,6 +64,11 @@ struct PatternShard {
     nfa: Arc<Nfa>,
     key_slots: Vec<usize>,
     max_runs: Option<usize>,
+    /// Cap on open partial matches over all keys: at the cap, keys without state start no
+    /// new partial matches (counted in `dropped_runs`) until some end.
+    max_total: Option<usize>,
+    /// Open partial matches over all keys.
+    open_runs: usize,
     index: HashMap<Arc<str>, u32>,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
@@ -140,11 +145,13 @@ fn key_json(key_fields: usize, key: &str) -> Option<Arc<str>> {
 }
 
 impl Shard {
-    /// A shard for these patterns (with each pattern's key field slots).
+    /// A shard for these patterns (each with its key field slots); `max_total` caps the
+    /// partial matches of each pattern in this shard.
     pub fn new(
         patterns: &[(Arc<Nfa>, Vec<usize>)],
         timeouts: bool,
         max_runs: Option<usize>,
+        max_total: Option<usize>,
     ) -> Shard {
         Shard {
             patterns: patterns
@@ -153,6 +160,8 @@ impl Shard {
                     nfa: Arc::clone(nfa),
                     key_slots: key_slots.clone(),
                     max_runs,
+                    max_total,
+                    open_runs: 0,
                     index: HashMap::new(),
                     slots: Vec::new(),
                     free_slots: Vec::new(),
@@ -288,6 +297,10 @@ impl PatternShard {
                 if !self.probe.starts_on(&self.nfa, &event) {
                     return;
                 }
+                if self.max_total.is_some_and(|cap| self.open_runs >= cap) {
+                    self.dropped_runs += 1;
+                    return;
+                }
                 // Run the event on a spare matcher and keep a partition only if something is
                 // left pending.
                 let mut matcher = self.spare_matcher();
@@ -308,6 +321,7 @@ impl PatternShard {
                     self.recycle(matcher);
                     return;
                 }
+                self.open_runs += matcher.partial_matches();
                 let slot = self.insert_partition(key, matcher);
                 self.schedule(slot);
                 return;
@@ -325,6 +339,7 @@ impl PatternShard {
         if immediate && part.pending.is_empty() {
             let nfa = &*self.nfa;
             let dropped_before = part.matcher.dropped_runs();
+            let open_before = part.matcher.partial_matches();
             part.matcher.advance_time(
                 nfa,
                 &mut self.scratch,
@@ -336,6 +351,8 @@ impl PatternShard {
             part.matcher
                 .process(nfa, &mut self.scratch, event, &mut self.matches);
             self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
+            self.open_runs =
+                (self.open_runs + part.matcher.partial_matches()).saturating_sub(open_before);
             if !(self.matches.is_empty() && self.timeouts.is_empty()) {
                 let fields = self.key_slots.len();
                 if part.key_json.is_none() {
@@ -470,6 +487,7 @@ impl PatternShard {
             part.timer_at = i64::MAX;
             let nfa = &*self.nfa;
             let dropped_before = part.matcher.dropped_runs();
+            let open_before = part.matcher.partial_matches();
             // Feed every buffered event up to the watermark, one timestamp at a time: first
             // expire runs against that time, then the events at it in arrival order.
             while let Some(&(t, _, _)) = part.pending.front() {
@@ -498,6 +516,8 @@ impl PatternShard {
                 &mut self.timeouts,
             );
             self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
+            self.open_runs =
+                (self.open_runs + part.matcher.partial_matches()).saturating_sub(open_before);
             if !(self.matches.is_empty() && self.timeouts.is_empty()) {
                 let fields = self.key_slots.len();
                 if part.key_json.is_none() {

@@ -348,3 +348,24 @@ fn directory_and_csv_inputs() {
         "short CSV row reported: {err}"
     );
 }
+
+#[test]
+fn timeouts_output_gets_its_own_file() {
+    let dir = scratch("timeouts-file");
+    let pat = write(
+        &dir,
+        "w.motif",
+        "pattern w time ts = begin(\"a\").where(k == \"a\").followedBy(\"b\").where(k == \"b\").within(10ms);",
+    );
+    let file = dir.join("timeouts.jsonl");
+    let out = run_with_stdin(
+        &["run", pat.to_str().unwrap(), "--quiet", "--timeouts-output", file.to_str().unwrap()],
+        "{\"k\":\"a\",\"ts\":1}\n{\"k\":\"b\",\"ts\":5}\n{\"k\":\"a\",\"ts\":7}\n{\"k\":\"c\",\"ts\":30}\n",
+    );
+    assert!(out.status.success());
+    assert_eq!(stdout_json(&out).len(), 1, "the match stays on stdout");
+    let t = std::fs::read_to_string(&file).expect("timeouts file written");
+    assert_eq!(t.lines().count(), 1, "{t}");
+    assert!(t.contains("\"timed_out\":true"));
+    assert!(t.contains("\"timeout\":17"), "{t}");
+}

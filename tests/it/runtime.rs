@@ -274,3 +274,49 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+#[test]
+fn caps_bound_partial_matches_and_count_what_they_drop() {
+    // Every `a` starts a run and every later `a` branches every run: exponential without a cap.
+    let source = r#"pattern boom key key time ts
+        = begin("x").where(type == "A").followedByAny("y").where(type == "A").oneOrMore().allowCombinations()
+          .followedBy("z").where(type == "Z");"#;
+    let lines: Vec<String> = (0..40)
+        .map(|i| format!(r#"{{"key":"k","ts":{i},"type":"A"}}"#))
+        .collect();
+    let options = EngineOptions {
+        max_runs_per_key: Some(500),
+        ..EngineOptions::default()
+    };
+    let mut e = engine(source, options);
+    let mut out = Vec::new();
+    for l in &lines {
+        e.push_json(l, &mut out);
+        assert!(
+            e.open_partial_matches() <= 500,
+            "{}",
+            e.open_partial_matches()
+        );
+    }
+    assert!(
+        e.stats().dropped_runs > 0,
+        "the cap was reached and counted"
+    );
+
+    // A total cap over keys: keys without state start nothing once it is reached.
+    let source = r#"pattern wait key key time ts
+        = begin("a").where(type == "A").followedBy("b").where(type == "B");"#;
+    let options = EngineOptions {
+        max_partial_matches_total: Some(10),
+        ..EngineOptions::default()
+    };
+    let mut e = engine(source, options);
+    for i in 0..25 {
+        e.push_json(
+            &format!(r#"{{"key":"k{i}","ts":{i},"type":"A"}}"#),
+            &mut out,
+        );
+    }
+    assert_eq!(e.open_partial_matches(), 10);
+    assert_eq!(e.stats().dropped_runs, 15);
+}
