@@ -350,28 +350,7 @@ impl PatternShard {
             );
             part.matcher
                 .process(nfa, &mut self.scratch, event, &mut self.matches);
-            self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
-            self.open_runs =
-                (self.open_runs + part.matcher.partial_matches()).saturating_sub(open_before);
-            if !(self.matches.is_empty() && self.timeouts.is_empty()) {
-                let fields = self.key_slots.len();
-                if part.key_json.is_none() {
-                    part.key_json = key_json(fields, &part.key);
-                }
-                let key = part.key_json.clone();
-                for m in self.matches.drain(..).chain(self.timeouts.drain(..)) {
-                    out.push(ShardOutput {
-                        pattern: index,
-                        key: key.clone(),
-                        m,
-                    });
-                }
-            }
-            if part.matcher.is_idle() {
-                self.remove_partition(slot);
-            } else if part.timer_at == i64::MAX {
-                self.schedule(slot);
-            }
+            self.settle(slot, index, dropped_before, open_before, out);
             return;
         }
         // Keep (time, arrival) order; in-order input appends.
@@ -441,8 +420,44 @@ impl PatternShard {
         }
     }
 
-    /// Registers the next timer of a partition: its first pending event or its next window
-    /// deadline, whichever comes first.
+    /// After feeding a partition: counters, its outputs, and then either its removal (nothing
+    /// pending: the key keeps no state, its matcher goes back to the pool) or its next timer.
+    fn settle(
+        &mut self,
+        slot: u32,
+        index: usize,
+        dropped_before: u64,
+        open_before: usize,
+        out: &mut Vec<ShardOutput>,
+    ) {
+        let Some(part) = self.slots[slot as usize].partition.as_mut() else {
+            return;
+        };
+        self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
+        self.open_runs =
+            (self.open_runs + part.matcher.partial_matches()).saturating_sub(open_before);
+        if !(self.matches.is_empty() && self.timeouts.is_empty()) {
+            if part.key_json.is_none() {
+                part.key_json = key_json(self.key_slots.len(), &part.key);
+            }
+            let key = part.key_json.clone();
+            for m in self.matches.drain(..).chain(self.timeouts.drain(..)) {
+                out.push(ShardOutput {
+                    pattern: index,
+                    key: key.clone(),
+                    m,
+                });
+            }
+        }
+        if part.pending.is_empty() && part.matcher.is_idle() {
+            self.remove_partition(slot);
+        } else {
+            self.schedule(slot);
+        }
+    }
+
+    /// Registers the next timer of a partition (its first pending event or its next window
+    /// deadline, whichever comes first) unless an earlier one is already registered.
     fn schedule(&mut self, slot: u32) {
         let s = &mut self.slots[slot as usize];
         let generation = s.generation;
@@ -458,8 +473,10 @@ impl PatternShard {
             .min();
         if let Some(n) = next {
             let n = n.max(self.watermark.saturating_add(1));
-            part.timer_at = n;
-            self.timers.push(Reverse((n, (slot, generation))));
+            if n < part.timer_at {
+                part.timer_at = n;
+                self.timers.push(Reverse((n, (slot, generation))));
+            }
         }
     }
 
@@ -515,29 +532,7 @@ impl PatternShard {
                 &mut self.matches,
                 &mut self.timeouts,
             );
-            self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
-            self.open_runs =
-                (self.open_runs + part.matcher.partial_matches()).saturating_sub(open_before);
-            if !(self.matches.is_empty() && self.timeouts.is_empty()) {
-                let fields = self.key_slots.len();
-                if part.key_json.is_none() {
-                    part.key_json = key_json(fields, &part.key);
-                }
-                let key = part.key_json.clone();
-                for m in self.matches.drain(..).chain(self.timeouts.drain(..)) {
-                    out.push(ShardOutput {
-                        pattern: index,
-                        key: key.clone(),
-                        m,
-                    });
-                }
-            }
-            if part.pending.is_empty() && part.matcher.is_idle() {
-                // Nothing pending: the key keeps no state (its matcher goes back to the pool).
-                self.remove_partition(slot);
-            } else {
-                self.schedule(slot);
-            }
+            self.settle(slot, index, dropped_before, open_before, out);
         }
     }
 }
