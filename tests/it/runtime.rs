@@ -320,3 +320,33 @@ fn caps_bound_partial_matches_and_count_what_they_drop() {
     assert_eq!(e.open_partial_matches(), 10);
     assert_eq!(e.stats().dropped_runs, 15);
 }
+
+#[test]
+fn a_run_whose_deadline_moves_earlier_times_out_on_time() {
+    // `a` waits for `b` under the 100ms window; once `b` is taken, the run waits for `c`
+    // under a 3ms PREVIOUS_AND_CURRENT window: its deadline moves from 100 to 13.
+    let source = r#"pattern p key key time ts
+        = begin("a").where(type == "A").followedBy("b").where(type == "B")
+          .followedBy("c").where(type == "C").within(3ms, PREVIOUS_AND_CURRENT).within(100ms);"#;
+    let mut e = engine(
+        source,
+        EngineOptions {
+            timeouts: true,
+            ..EngineOptions::default()
+        },
+    );
+    let mut out = Vec::new();
+    for (key, ts, ty) in [
+        ("k", 0, "A"),
+        ("k", 10, "B"),
+        ("other", 20, "D"),
+        ("other", 30, "D"),
+    ] {
+        e.push_json(
+            &format!(r#"{{"id":{ts},"key":"{key}","ts":{ts},"type":"{ty}"}}"#),
+            &mut out,
+        );
+    }
+    // The watermark is 29 > 13: the timeout is out before the end of input.
+    assert_eq!(canonical(&e, &out), ["p \"k\" [a:0,b:10] Some(13)"]);
+}
