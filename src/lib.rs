@@ -17,6 +17,46 @@
 //!   it per partition with a shared buffer of partial matches.
 //! - [`runtime`] orders events by event time, applies watermarks and lateness, and drives the
 //!   matchers; [`output`] writes matches as JSON lines.
+//!
+//! # Embedding
+//!
+//! Patterns come from the language or from the builder API; either way an [`runtime::Engine`]
+//! runs them over JSON lines (or pre-decoded rows):
+//!
+//! ```
+//! use motif::expr::parse_expr;
+//! use motif::pattern::{Pattern, SkipStrategy};
+//! use motif::runtime::{Engine, EngineOptions, Output};
+//!
+//! // Three failed logins in a row, then a success, within 5 minutes, per user.
+//! let failed_then_ok = Pattern::begin_with("fail", SkipStrategy::SkipPastLastEvent)
+//!     .where_(parse_expr(r#"outcome == "fail""#).unwrap())
+//!     .times(3)
+//!     .consecutive()
+//!     .next("ok")
+//!     .where_fn(|event, partial| {
+//!         // A Rust closure sees the event and the partial match so far.
+//!         event.field("outcome").as_str() == Some("ok") && partial.events_of("fail").len() == 3
+//!     })
+//!     .within_ms(5 * 60 * 1000)
+//!     .declare("failed_then_ok")
+//!     .key(&["user"])
+//!     .time("ts");
+//!
+//! let mut engine = Engine::new(&[failed_then_ok], EngineOptions::default()).unwrap();
+//! let mut out = Vec::new();
+//! for (ts, outcome) in [(1, "fail"), (2, "fail"), (3, "fail"), (4, "ok"), (5, "fail")] {
+//!     let line = format!(r#"{{"user":"ann","ts":{ts},"outcome":"{outcome}"}}"#);
+//!     engine.push_json(&line, &mut out);
+//! }
+//! engine.finish(&mut out);
+//! let matches: Vec<_> = out.iter().filter(|o| matches!(o, Output::Match { .. })).collect();
+//! assert_eq!(matches.len(), 1);
+//! if let Output::Match { m, key, .. } = matches[0] {
+//!     assert_eq!(key.as_deref(), Some("\"ann\""));
+//!     assert_eq!(m.events.len(), 4);
+//! }
+//! ```
 
 pub mod cli;
 pub mod decode;

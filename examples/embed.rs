@@ -1,0 +1,41 @@
+//! Embedding motif: load a pattern file, run it over a generated stream, print the matches.
+//!
+//!     cargo run --release --example embed
+
+use motif::gen::{generate, GenOptions};
+use motif::output::write_match;
+use motif::runtime::{Engine, EngineOptions, Output};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let source = r#"
+        pattern rising_then_drop
+            key key
+            time ts
+        = begin("up").where(type == "B").oneOrMore().consecutive().greedy()
+          .where(count(up) == 0 or price > up.price)
+          .next("drop").where(price < first(up).price)
+          .within(5s);
+    "#;
+    let decls = motif::syntax::load_str("<embedded>", source)?;
+    let mut engine = Engine::new(&decls, EngineOptions::default())?;
+    let mut out = Vec::new();
+    let mut text = String::new();
+    generate(
+        &GenOptions {
+            events: 20_000,
+            keys: 50,
+            ..GenOptions::default()
+        },
+        |line| engine.push_json(line, &mut out),
+    );
+    engine.finish(&mut out);
+    for o in &out {
+        if let Output::Match { pattern, key, m } = o {
+            text.clear();
+            write_match(&mut text, engine.nfa(*pattern), key.as_deref(), m);
+            print!("{text}");
+        }
+    }
+    eprintln!("{:?}", engine.stats());
+    Ok(())
+}
