@@ -106,7 +106,10 @@ impl Schema {
         json: &str,
         cache: &mut StrCache,
     ) -> Result<Box<[Value]>, DecodeError> {
-        let mut row = vec![Value::Null; self.paths.len()].into_boxed_slice();
+        // (`repeat_with` writes each `Null` directly; `vec![Null; n]` clones through a match.)
+        let mut row: Box<[Value]> = std::iter::repeat_with(|| Value::Null)
+            .take(self.paths.len())
+            .collect();
         self.trie.decode_into(json, &mut row, cache)?;
         Ok(row)
     }
@@ -185,17 +188,14 @@ impl StrCache {
     }
 
     /// The shared copy of `s`.
+    #[inline]
     pub fn get(&mut self, s: &str) -> Arc<str> {
         if self.slots.is_empty() || s.len() > STR_CACHE_MAX_LEN {
             return Arc::from(s);
         }
-        let mut h: u32 = 0x811c_9dc5;
-        for b in s.as_bytes() {
-            h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
-        }
-        let slot = &mut self.slots[(h as usize) & (STR_CACHE_SLOTS - 1)];
+        let slot = &mut self.slots[str_hash(s.as_bytes()) & (STR_CACHE_SLOTS - 1)];
         match slot {
-            Some(a) if **a == *s => Arc::clone(a),
+            Some(a) if short_str_eq(a.as_bytes(), s.as_bytes()) => Arc::clone(a),
             _ => {
                 let a: Arc<str> = Arc::from(s);
                 *slot = Some(Arc::clone(&a));
@@ -203,6 +203,63 @@ impl StrCache {
             }
         }
     }
+}
+
+/// The little-endian word of 8 bytes of `b` from `i` (which must have them).
+#[inline]
+fn word8(b: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+#[inline]
+fn word4(b: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[i..i + 4]);
+    u64::from(u32::from_le_bytes(w))
+}
+
+/// A hash of a short string read a word at a time (overlapping reads at the ends), its top
+/// bits well mixed.
+#[inline]
+fn str_hash(s: &[u8]) -> usize {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let n = s.len();
+    let mut h = (n as u64).wrapping_mul(K);
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            h = (h ^ word8(s, i)).wrapping_mul(K).rotate_left(31);
+            i += 8;
+        }
+        h ^= word8(s, n - 8);
+    } else if n >= 4 {
+        h ^= (word4(s, 0) << 32) | word4(s, n - 4);
+    } else if n > 0 {
+        h ^= (u64::from(s[0]) << 16) | (u64::from(s[n / 2]) << 8) | u64::from(s[n - 1]);
+    }
+    (h.wrapping_mul(K) >> 40) as usize
+}
+
+/// Byte equality, comparing short strings by word reads instead of calling `memcmp`.
+#[inline]
+fn short_str_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 4 {
+        // Covers every byte of 0 to 3.
+        return n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]);
+    }
+    if n <= 8 {
+        return word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4);
+    }
+    if n <= 16 {
+        return word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8);
+    }
+    a == b
 }
 
 impl Default for StrCache {
@@ -237,6 +294,35 @@ mod tests {
         assert!(schema.decode_row("{\"a\":").is_err());
         assert!(schema.decode_row("[1,2]").is_err());
         assert!(schema.decode_row("{} trailing").is_err());
+    }
+
+    #[test]
+    fn the_string_cache_returns_equal_strings_and_shares_repeats() {
+        let mut cache = StrCache::new();
+        let mut seen = Vec::new();
+        for len in 0..60 {
+            let base: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            for at in 0..len.max(1) {
+                let mut v = base.clone().into_bytes();
+                if let Some(b) = v.get_mut(at) {
+                    *b = b'Z';
+                }
+                let s = String::from_utf8(v).unwrap();
+                for t in [&base, &s] {
+                    let got = cache.get(t);
+                    assert_eq!(&*got, t.as_str());
+                    seen.push(got);
+                }
+            }
+        }
+        let a = cache.get("k0042");
+        let b = cache.get("k0042");
+        assert!(Arc::ptr_eq(&a, &b));
+        let long = "x".repeat(STR_CACHE_MAX_LEN + 1);
+        assert_eq!(&*cache.get(&long), long.as_str());
+        assert_eq!(&*StrCache::disabled().get("k"), "k");
     }
 
     #[test]
