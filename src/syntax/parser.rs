@@ -295,26 +295,17 @@ impl<'s> Lowerer<'s> {
                 Rule::key_clause => {
                     let span = self.span(&p);
                     let fields = self.parse_key_clause(p);
-                    match &key {
-                        Some((_, first)) => self.clause_twice("key", span, *first),
-                        None => key = Some((fields, span)),
-                    }
+                    self.set_once(&mut key, fields, span, "key");
                 }
                 Rule::time_clause => {
                     let span = self.span(&p);
                     let field = self.parse_time_clause(p);
-                    match &time {
-                        Some((_, first)) => self.clause_twice("time", span, *first),
-                        None => time = Some((field, span)),
-                    }
+                    self.set_once(&mut time, field, span, "time");
                 }
                 Rule::lateness_clause => {
                     let span = self.span(&p);
                     let ms = self.parse_lateness_clause(p);
-                    match &lateness {
-                        Some((_, first)) => self.clause_twice("lateness", span, *first),
-                        None => lateness = Some((ms, span)),
-                    }
+                    self.set_once(&mut lateness, ms, span, "lateness");
                 }
                 Rule::chain => pattern = Some(self.parse_chain(p)),
                 _ => {}
@@ -328,6 +319,17 @@ impl<'s> Lowerer<'s> {
             lateness_ms: lateness.map_or(0, |(l, _)| l),
             pattern,
             span: name_span,
+        }
+    }
+
+    /// Stores a declaration clause, or reports it as given twice.
+    fn set_once<T>(&mut self, slot: &mut Option<(T, Span)>, value: T, span: Span, clause: &str) {
+        match slot {
+            Some((_, first)) => {
+                let first = *first;
+                self.clause_twice(clause, span, first);
+            }
+            None => *slot = Some((value, span)),
         }
     }
 

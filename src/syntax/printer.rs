@@ -20,8 +20,8 @@
 //!   `optional`, `consecutive`/`allowCombinations`, `greedy`, `until`, `within`.
 //! - `timesOrMore(1)` prints as `oneOrMore()`, `times(n, n)` as `times(n)`, and `times(0, m)`
 //!   as `times(1, m).optional()` (what the model holds, as in Flink).
-//! - Expressions are printed fully parenthesised below the top operator, as [`Expr`]'s
-//!   `Display` does, except that `not x` is written `(not x)` (see [`expr_text`]).
+//! - Expressions are printed fully parenthesised below the top operator, by [`Expr`]'s
+//!   `Display`.
 //! - Durations use the largest unit that divides them: `90s` stays `90s`, `120s` becomes
 //!   `2m`; a lateness of 0 and `noSkip()` are left out.
 //! - A condition written as a Rust closure cannot be printed: it appears as
@@ -29,7 +29,7 @@
 
 use std::fmt::Write as _;
 
-use crate::expr::ast::{Expr, ExprKind, UnaryOp};
+use crate::expr::ast::{Expr, ExprKind};
 use crate::pattern::{
     Condition, Contiguity, InnerContiguity, Pattern, PatternDecl, Repeat, SkipStrategy, Step,
     StepNode,
@@ -201,97 +201,21 @@ fn nested_condition(c: &Condition) -> String {
 
 /// An expression as the argument of a call: [`expr_text`] without the outer parentheses.
 fn top_expr(e: &Expr) -> String {
-    let mut out = String::new();
+    let text = e.to_string();
     match &e.kind {
-        ExprKind::Binary(op, a, b) => {
-            write_expr(&mut out, a);
-            let _ = write!(out, " {} ", op.symbol());
-            write_expr(&mut out, b);
-        }
-        ExprKind::In(x, list) => {
-            write_expr(&mut out, x);
-            out.push_str(" in ");
-            write_list(&mut out, list);
-        }
-        ExprKind::Unary(UnaryOp::Not, x) => {
-            out.push_str("not ");
-            write_expr(&mut out, x);
-        }
-        _ => write_expr(&mut out, e),
+        ExprKind::Binary(..) | ExprKind::In(..) | ExprKind::Unary(..) => text
+            .strip_prefix('(')
+            .and_then(|t| t.strip_suffix(')'))
+            .map(str::to_string)
+            .unwrap_or(text),
+        _ => text,
     }
-    out
 }
 
-/// An expression in the language, fully parenthesised so that it parses back to the same
-/// tree.
-///
-/// This is `Expr`'s `Display` except for `not`, which is written `(not x)`: `Display` writes
-/// `not (x)`, and as an operand of a tighter operator that does not read back the same
-/// (`(not (a) == b)` parses as `not (a == b)`, since `not` binds looser than `==`).
+/// An expression in the language, fully parenthesised (`Expr`'s `Display`), so that it
+/// parses back to the same tree.
 pub(crate) fn expr_text(e: &Expr) -> String {
-    let mut out = String::new();
-    write_expr(&mut out, e);
-    out
-}
-
-fn write_expr(out: &mut String, e: &Expr) {
-    match &e.kind {
-        ExprKind::Literal(v) => {
-            let _ = write!(out, "{v}");
-        }
-        ExprKind::Path(p) => out.push_str(&p.join(".")),
-        ExprKind::Call { name, args } => {
-            out.push_str(name);
-            out.push('(');
-            for (i, a) in args.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_expr(out, a);
-            }
-            out.push(')');
-        }
-        ExprKind::Member { base, path } => {
-            write_expr(out, base);
-            out.push('.');
-            out.push_str(&path.join("."));
-        }
-        ExprKind::Unary(UnaryOp::Not, x) => {
-            out.push_str("(not ");
-            write_expr(out, x);
-            out.push(')');
-        }
-        ExprKind::Unary(UnaryOp::Neg, x) => {
-            out.push_str("-(");
-            write_expr(out, x);
-            out.push(')');
-        }
-        ExprKind::Binary(op, a, b) => {
-            out.push('(');
-            write_expr(out, a);
-            let _ = write!(out, " {} ", op.symbol());
-            write_expr(out, b);
-            out.push(')');
-        }
-        ExprKind::In(x, list) => {
-            out.push('(');
-            write_expr(out, x);
-            out.push_str(" in ");
-            write_list(out, list);
-            out.push(')');
-        }
-    }
-}
-
-fn write_list(out: &mut String, list: &[Expr]) {
-    out.push('[');
-    for (i, a) in list.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        write_expr(out, a);
-    }
-    out.push(']');
+    e.to_string()
 }
 
 /// A variable name as a string literal.
