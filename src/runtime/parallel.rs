@@ -77,6 +77,17 @@ struct WorkerReport {
     finished: bool,
 }
 
+/// Why a parallel engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ParallelError {
+    /// A pattern does not compile.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// The operating system refused a worker thread.
+    #[error("cannot start a worker thread: {0}")]
+    Spawn(std::io::Error),
+}
+
 /// A multi-threaded engine.
 pub struct ParallelEngine {
     front: Front,
@@ -155,7 +166,7 @@ impl ParallelEngine {
         options: EngineOptions,
         workers: usize,
         ordered: bool,
-    ) -> Result<ParallelEngine, CompileError> {
+    ) -> Result<ParallelEngine, ParallelError> {
         let c = compile_all(decls)?;
         let nfas: Vec<Arc<Nfa>> = c.patterns.iter().map(|(n, _)| Arc::clone(n)).collect();
         let workers = workers.max(1);
@@ -178,7 +189,7 @@ impl ParallelEngine {
                 std::thread::Builder::new()
                     .name(format!("motif-worker-{id}"))
                     .spawn(move || worker(id, shard, nfas, rx, report_tx))
-                    .unwrap_or_else(|e| panic!("cannot start a worker thread: {e}")),
+                    .map_err(ParallelError::Spawn)?,
             );
             senders.push(tx);
         }
