@@ -439,7 +439,11 @@ fn run_single(
             break;
         }
         if status.due() {
-            status.show(&engine.stats(), Some(engine.open_partial_matches()), None);
+            status.show(
+                &engine.stats(),
+                Some(engine.open_partial_matches()),
+                engine.watermark_lag(),
+            );
         }
     }
     if failed.is_none() {
@@ -482,7 +486,7 @@ fn run_parallel(
             break;
         }
         if status.due() {
-            status.show(&engine.stats(), None, None);
+            status.show(&engine.stats(), None, engine.watermark_lag());
         }
     }
     let stats = engine.finish(&mut emit);

@@ -129,6 +129,11 @@ impl Front {
         }
     }
 
+    /// The largest watermark lag over the patterns (see [`Frontier::lag`]).
+    pub fn watermark_lag(&self) -> Option<i64> {
+        self.patterns.iter().filter_map(|p| p.frontier.lag()).max()
+    }
+
     /// The schema records are decoded with.
     pub fn schema(&self) -> &Schema {
         &self.schema

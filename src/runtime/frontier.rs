@@ -46,6 +46,16 @@ impl Frontier {
         self.watermark
     }
 
+    /// How far the watermark trails the newest event time seen (`None` before any event or
+    /// after the end of input).
+    pub fn lag(&self) -> Option<i64> {
+        let newest = self.parts.iter().map(|p| p.max_time).max()?;
+        if newest == i64::MIN || self.watermark == i64::MIN || self.watermark == i64::MAX {
+            return None;
+        }
+        Some(newest.saturating_sub(self.watermark))
+    }
+
     /// Whether an event at `time` is late (not after the watermark).
     pub fn is_late(&self, time: i64) -> bool {
         time <= self.watermark
@@ -103,7 +113,9 @@ mod tests {
     #[test]
     fn single_partition_is_max_minus_lateness_minus_one() {
         let mut f = Frontier::new(1, 5, None);
+        assert_eq!(f.lag(), None);
         assert_eq!(f.observe(0, 100, 0), Some(94));
+        assert_eq!(f.lag(), Some(6));
         assert_eq!(f.observe(0, 90, 0), None, "out of order: no change");
         assert!(f.is_late(94));
         assert!(!f.is_late(95));

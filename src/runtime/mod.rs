@@ -237,6 +237,11 @@ impl Engine {
         self.shards.iter().map(Shard::open_partial_matches).sum()
     }
 
+    /// How far the watermark trails the newest event time (ms), if known.
+    pub fn watermark_lag(&self) -> Option<i64> {
+        self.front.watermark_lag()
+    }
+
     /// Number of partitions holding state.
     pub fn live_partitions(&self) -> usize {
         self.shards.iter().map(Shard::live_partitions).sum()

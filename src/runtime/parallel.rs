@@ -216,6 +216,11 @@ impl ParallelEngine {
         &self.nfas[i]
     }
 
+    /// How far the watermark trails the newest event time (ms), if known.
+    pub fn watermark_lag(&self) -> Option<i64> {
+        self.front.watermark_lag()
+    }
+
     /// Counters so far (matches counted as they reach the caller).
     pub fn stats(&self) -> Stats {
         Stats {
