@@ -340,14 +340,18 @@ impl PatternShard {
             let nfa = &*self.nfa;
             let dropped_before = part.matcher.dropped_runs();
             let open_before = part.matcher.partial_matches();
-            part.matcher.advance_time(
-                nfa,
-                &mut self.scratch,
-                time,
-                timeouts,
-                &mut self.matches,
-                &mut self.timeouts,
-            );
+            // `timer_at` is never later than the partition's next deadline (set after every
+            // feed), so before it nothing can time out.
+            if time >= part.timer_at {
+                part.matcher.advance_time(
+                    nfa,
+                    &mut self.scratch,
+                    time,
+                    timeouts,
+                    &mut self.matches,
+                    &mut self.timeouts,
+                );
+            }
             part.matcher
                 .process(nfa, &mut self.scratch, event, &mut self.matches);
             self.settle(slot, index, dropped_before, open_before, out);
