@@ -299,18 +299,6 @@ impl Matcher {
         sc.potential = potential;
     }
 
-    /// Ends the partition's input: nothing more will be decided by events (Flink keeps such
-    /// runs forever; callers advance time to +∞ first to fire windows).
-    pub fn clear(&mut self, nfa: &Nfa) {
-        for r in std::mem::take(&mut self.runs)
-            .into_iter()
-            .chain(std::mem::take(&mut self.completed))
-        {
-            self.buffer.release(r.node);
-        }
-        self.runs.push(Run::start(nfa));
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn next_runs(
         &mut self,
