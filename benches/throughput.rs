@@ -99,30 +99,37 @@ fn run_json(source: &str, input: &[String]) -> Figures {
     }
 }
 
+/// The engine alone on decoded events: rows are decoded a batch at a time outside the timed
+/// part (as a decoding stage would hand them over, still warm in cache), and only feeding
+/// them to the engine is timed.
 fn run_decoded(source: &str, input: &[String]) -> Figures {
     let mut e = engine(source);
-    let rows: Vec<_> = input
-        .iter()
-        .map(|l| {
+    let mut out: Vec<Output> = Vec::with_capacity(64);
+    let mut matches = 0;
+    let mut secs = 0.0;
+    let mut batch = Vec::with_capacity(1024);
+    for chunk in input.chunks(1024) {
+        batch.extend(chunk.iter().map(|l| {
             (
                 e.schema().decode_row(l).expect("generated JSON decodes"),
                 Arc::<str>::from(l.as_str()),
             )
-        })
-        .collect();
-    let mut out: Vec<Output> = Vec::with_capacity(64);
-    let mut matches = 0;
-    let t = Instant::now();
-    for (row, raw) in rows {
-        e.push_row(row, raw, &mut out);
-        matches += out.len() as u64;
-        out.clear();
+        }));
+        let t = Instant::now();
+        for (row, raw) in batch.drain(..) {
+            e.push_row(row, raw, &mut out);
+            matches += out.len() as u64;
+            out.clear();
+        }
+        secs += t.elapsed().as_secs_f64();
     }
+    let t = Instant::now();
     e.finish(&mut out);
+    secs += t.elapsed().as_secs_f64();
     matches += out.len() as u64;
     Figures {
         events: input.len() as u64,
-        secs: t.elapsed().as_secs_f64(),
+        secs,
         matches,
     }
 }
