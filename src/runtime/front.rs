@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{time_from_value, DecodeError, Event, Schema, StrCache};
+use crate::event::{time_from_value, Event, Schema, StrCache};
 use crate::runtime::frontier::Frontier;
 use crate::runtime::shard::key_of;
+use crate::runtime::Output;
 use crate::value::Value;
 
 /// What the front sends on for one record, in order.
@@ -35,29 +36,6 @@ pub enum Routed {
         pattern: usize,
         /// The new watermark.
         wm: i64,
-    },
-}
-
-/// What the front reports itself: late and rejected records.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Notice {
-    /// An event whose time was not after the watermark on arrival.
-    Late {
-        /// Pattern index.
-        pattern: usize,
-        /// The event.
-        raw: Arc<str>,
-        /// Its time.
-        time: i64,
-        /// The watermark then.
-        watermark: i64,
-    },
-    /// A record that could not be used (by `pattern`, or by any pattern when `None`).
-    Reject {
-        /// Pattern index, if only one pattern rejected it.
-        pattern: Option<usize>,
-        /// Why.
-        reason: DecodeError,
     },
 }
 
@@ -146,11 +124,11 @@ impl Front {
         source: usize,
         now_ms: u64,
         routed: &mut Vec<Routed>,
-        notices: &mut Vec<Notice>,
+        notices: &mut Vec<Output>,
     ) {
         match self.schema.decode_row_with(line, &mut self.strings) {
             Ok(row) => self.route_row(row, Arc::from(line.trim()), source, now_ms, routed, notices),
-            Err(reason) => notices.push(Notice::Reject {
+            Err(reason) => notices.push(Output::Reject {
                 pattern: None,
                 reason,
             }),
@@ -165,7 +143,7 @@ impl Front {
         source: usize,
         now_ms: u64,
         routed: &mut Vec<Routed>,
-        notices: &mut Vec<Notice>,
+        notices: &mut Vec<Output>,
     ) {
         let n = self.patterns.len();
         let mut row = Some(row);
@@ -179,7 +157,7 @@ impl Front {
                     match time_from_value(v, name) {
                         Ok(t) => t,
                         Err(reason) => {
-                            notices.push(Notice::Reject {
+                            notices.push(Output::Reject {
                                 pattern: Some(i),
                                 reason,
                             });
@@ -192,7 +170,7 @@ impl Front {
             let arrival = p.arrivals;
             p.arrivals += 1;
             if p.frontier.is_late(time) {
-                notices.push(Notice::Late {
+                notices.push(Output::Late {
                     pattern: i,
                     raw: Arc::clone(&raw),
                     time,

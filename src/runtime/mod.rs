@@ -23,7 +23,7 @@ use crate::output;
 use crate::pattern::PatternDecl;
 use crate::value::Value;
 
-use front::{Front, FrontState, Notice, Routed};
+use front::{Front, FrontState, Routed};
 use shard::{Shard, ShardOutput, ShardState};
 
 /// What the engine produced for one input record or for the end of input.
@@ -64,25 +64,6 @@ impl From<ShardOutput> for Output {
             pattern: o.pattern,
             key: o.key,
             m: o.m,
-        }
-    }
-}
-
-impl From<Notice> for Output {
-    fn from(n: Notice) -> Output {
-        match n {
-            Notice::Late {
-                pattern,
-                raw,
-                time,
-                watermark,
-            } => Output::Late {
-                pattern,
-                raw,
-                time,
-                watermark,
-            },
-            Notice::Reject { pattern, reason } => Output::Reject { pattern, reason },
         }
     }
 }
@@ -183,7 +164,7 @@ pub struct Engine {
     nfas: Vec<Arc<Nfa>>,
     stats: Stats,
     routed: Vec<Routed>,
-    notices: Vec<Notice>,
+    notices: Vec<Output>,
     shard_out: Vec<ShardOutput>,
 }
 
@@ -283,7 +264,7 @@ impl Engine {
     }
 
     fn dispatch(&mut self, out: &mut Vec<Output>) {
-        out.extend(self.notices.drain(..).map(Output::from));
+        out.append(&mut self.notices);
         let n = self.shards.len() as u64;
         for r in self.routed.drain(..) {
             match r {

@@ -19,9 +19,9 @@ use std::thread::JoinHandle;
 use crate::nfa::{CompileError, Nfa};
 use crate::output;
 use crate::pattern::PatternDecl;
-use crate::runtime::front::{Front, Notice, Routed};
+use crate::runtime::front::{Front, Routed};
 use crate::runtime::shard::{Shard, ShardOutput};
-use crate::runtime::{compile_all, EngineOptions, Stats};
+use crate::runtime::{compile_all, EngineOptions, Output, Stats};
 use crate::value::Value;
 
 const BATCH: usize = 1024;
@@ -102,7 +102,7 @@ pub struct ParallelEngine {
     ordered: bool,
     held: BTreeSet<Line>,
     routed: Vec<Routed>,
-    notices: Vec<Notice>,
+    notices: Vec<Output>,
     stats: Stats,
 }
 
@@ -265,7 +265,7 @@ impl ParallelEngine {
             let mut text = String::new();
             let mut human = None;
             let stream = match &n {
-                Notice::Late {
+                Output::Late {
                     pattern,
                     raw,
                     time,
@@ -281,7 +281,7 @@ impl ParallelEngine {
                     );
                     Stream::Late
                 }
-                Notice::Reject { pattern, reason } => {
+                Output::Reject { pattern, reason } => {
                     self.stats.rejected += 1;
                     let reason = match pattern {
                         Some(p) => format!("pattern {}: {reason}", self.nfas[*p].name),
@@ -291,6 +291,8 @@ impl ParallelEngine {
                     human = Some(format!("motif: {origin}:{line_no}: rejected: {reason}"));
                     Stream::Reject
                 }
+                // The front reports only late and rejected records.
+                Output::Match { .. } => continue,
             };
             let line = Line {
                 seq,
