@@ -164,7 +164,6 @@ pub struct Engine {
     nfas: Vec<Arc<Nfa>>,
     stats: Stats,
     routed: Vec<Routed>,
-    notices: Vec<Output>,
     shard_out: Vec<ShardOutput>,
 }
 
@@ -190,7 +189,6 @@ impl Engine {
             nfas: c.patterns.into_iter().map(|(n, _)| n).collect(),
             stats: Stats::default(),
             routed: Vec::new(),
-            notices: Vec::new(),
             shard_out: Vec::new(),
         })
     }
@@ -238,8 +236,7 @@ impl Engine {
     pub fn push_json(&mut self, line: &str, out: &mut Vec<Output>) {
         self.stats.records += 1;
         let before = out.len();
-        self.front
-            .route_json(line, 0, 0, &mut self.routed, &mut self.notices);
+        self.front.route_json(line, 0, 0, &mut self.routed, out);
         self.dispatch(out);
         self.stats.count(&out[before..]);
     }
@@ -249,8 +246,7 @@ impl Engine {
     pub fn push_row(&mut self, row: Box<[Value]>, raw: Arc<str>, out: &mut Vec<Output>) {
         self.stats.records += 1;
         let before = out.len();
-        self.front
-            .route_row(row, raw, 0, 0, &mut self.routed, &mut self.notices);
+        self.front.route_row(row, raw, 0, 0, &mut self.routed, out);
         self.dispatch(out);
         self.stats.count(&out[before..]);
     }
@@ -264,7 +260,6 @@ impl Engine {
     }
 
     fn dispatch(&mut self, out: &mut Vec<Output>) {
-        out.append(&mut self.notices);
         let n = self.shards.len() as u64;
         for r in self.routed.drain(..) {
             match r {
