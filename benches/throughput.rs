@@ -12,6 +12,10 @@
 //! No assertion on any figure: this prints, tests assert.
 
 use std::sync::Arc;
+
+/// The allocator the `motif` binary uses, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Instant;
 
 use motif::gen::{generate, GenOptions};

@@ -20,7 +20,7 @@ pub enum Routed {
         pattern: usize,
         /// Partition key.
         key: Arc<str>,
-        /// Stable hash of the key (shard = hash % shards).
+        /// Stable hash of the key ([`key_hash`]; its shard is [`shard_of`]).
         hash: u64,
         /// Arrival number within the pattern (orders equal times).
         arrival: u64,
@@ -71,17 +71,39 @@ pub struct Front {
     patterns: Vec<FrontPattern>,
 }
 
-/// A stable hash of a partition key, the same in every process and run (FNV-1a with a
-/// final mix: fast on short keys, well spread over shards).
+/// A stable hash of a partition key, the same in every process and run: eight bytes at a
+/// time with a multiply-fold, then a full avalanche (murmur3's finaliser), so every bit of
+/// the result depends on every byte of the key.
 pub fn key_hash(key: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bytes = key.as_bytes();
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        h ^= h >> 29;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
     }
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
+}
+
+/// The shard (of `shards`) a key hash belongs to. It reads bits 20..52 of the hash, which
+/// the shards' own hash tables use neither for the bucket (low bits) nor for the tag (top
+/// bits), so the keys of one shard still spread over its whole table.
+pub fn shard_of(hash: u64, shards: usize) -> usize {
+    let mid = (hash >> 20) & 0xFFFF_FFFF;
+    ((mid * shards as u64) >> 32) as usize
 }
 
 impl Front {

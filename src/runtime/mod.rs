@@ -260,7 +260,7 @@ impl Engine {
     }
 
     fn dispatch(&mut self, out: &mut Vec<Output>) {
-        let n = self.shards.len() as u64;
+        let n = self.shards.len();
         for r in self.routed.drain(..) {
             match r {
                 Routed::Event {
@@ -271,22 +271,24 @@ impl Engine {
                     watermark,
                     event,
                 } => {
-                    self.shards[(hash % n) as usize].on_event(
+                    self.shards[front::shard_of(hash, n)].on_event(
                         pattern,
                         key,
+                        hash,
                         arrival,
                         watermark,
                         event,
                         &mut self.shard_out,
                     );
-                    out.extend(self.shard_out.drain(..).map(Output::from));
                 }
                 Routed::Watermark { pattern, wm } => {
                     for s in &mut self.shards {
                         s.on_watermark(pattern, wm, &mut self.shard_out);
                     }
-                    out.extend(self.shard_out.drain(..).map(Output::from));
                 }
+            }
+            if !self.shard_out.is_empty() {
+                out.extend(self.shard_out.drain(..).map(Output::from));
             }
         }
     }

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use crate::nfa::{CompileError, Nfa};
 use crate::output;
 use crate::pattern::PatternDecl;
-use crate::runtime::front::{Front, Routed};
+use crate::runtime::front::{shard_of, Front, Routed};
 use crate::runtime::shard::{Shard, ShardOutput};
 use crate::runtime::{compile_all, EngineOptions, Output, Stats};
 use crate::value::Value;
@@ -57,6 +57,7 @@ enum Msg {
     Event {
         pattern: usize,
         key: Arc<str>,
+        hash: u64,
         arrival: u64,
         watermark: i64,
         seq: u64,
@@ -133,12 +134,13 @@ fn worker(
                 Msg::Event {
                     pattern,
                     key,
+                    hash,
                     arrival,
                     watermark,
                     seq,
                     event,
                 } => {
-                    shard.on_event(pattern, key, arrival, watermark, event, &mut out);
+                    shard.on_event(pattern, key, hash, arrival, watermark, event, &mut out);
                     lines.extend(out.drain(..).map(|o| render(&nfas, seq, &o)));
                 }
                 Msg::Watermark { pattern, wm, seq } => {
@@ -308,7 +310,7 @@ impl ParallelEngine {
             }
         }
         let mut full = false;
-        let n = self.senders.len() as u64;
+        let n = self.senders.len();
         for r in self.routed.drain(..) {
             match r {
                 Routed::Event {
@@ -319,10 +321,11 @@ impl ParallelEngine {
                     watermark,
                     event,
                 } => {
-                    let w = (hash % n) as usize;
+                    let w = shard_of(hash, n);
                     self.buffers[w].push(Msg::Event {
                         pattern,
                         key,
+                        hash,
                         arrival,
                         watermark,
                         seq,

@@ -9,13 +9,14 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::nfa::matcher::{Scratch, StartProbe};
 use crate::nfa::{Match, Matcher, Nfa};
 use crate::output;
+use crate::runtime::front::key_hash;
 use crate::value::Value;
 
 /// What a shard produces when the watermark passes: matches and timed-out partial matches.
@@ -38,6 +39,13 @@ struct Partition {
     /// The key as matches show it, made when the first output needs it.
     key_json: Option<Arc<str>>,
     key: Arc<str>,
+    /// [`key_hash`] of `key` (recomputed on restore).
+    #[serde(skip)]
+    hash: u64,
+    /// Nothing pending (see [`PatternShard::settle`]): kept for a while in case the key
+    /// comes back, then swept. Snapshots leave idle partitions out.
+    #[serde(skip)]
+    idle: bool,
     /// Earliest time a timer is registered for (`i64::MAX`: none).
     #[serde(skip, default = "no_timer")]
     timer_at: i64,
@@ -59,6 +67,11 @@ struct Slot {
 /// Idle matchers kept for reuse, so a key that comes and goes does not allocate each time.
 const MATCHER_POOL: usize = 256;
 
+/// Idle partitions a pattern shard keeps before sweeping them (at least; it also keeps as
+/// many as it has partitions with state), so that a key whose partial matches come and go
+/// does not pay a removal and an insertion each time, while memory stays bounded.
+const IDLE_KEEP: usize = 4096;
+
 /// The per-pattern part of a shard.
 struct PatternShard {
     nfa: Arc<Nfa>,
@@ -69,14 +82,18 @@ struct PatternShard {
     max_total: Option<usize>,
     /// Open partial matches over all keys.
     open_runs: usize,
-    index: HashMap<Arc<str>, u32>,
+    /// (key hash, slot) of every partition; keys are compared in the slots.
+    index: HashTable<(u64, u32)>,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     pool: Vec<Matcher>,
     timers: BinaryHeap<Reverse<(i64, Handle)>>,
     watermark: i64,
     dropped_runs: u64,
+    /// Partitions in `slots`, idle ones included.
     live: usize,
+    /// Idle partitions in `slots`.
+    idle: usize,
     matches: Vec<Match>,
     timeouts: Vec<Match>,
     probe: StartProbe,
@@ -162,7 +179,7 @@ impl Shard {
                     max_runs,
                     max_total,
                     open_runs: 0,
-                    index: HashMap::new(),
+                    index: HashTable::new(),
                     slots: Vec::new(),
                     free_slots: Vec::new(),
                     pool: Vec::new(),
@@ -170,6 +187,7 @@ impl Shard {
                     watermark: i64::MIN,
                     dropped_runs: 0,
                     live: 0,
+                    idle: 0,
                     matches: Vec::new(),
                     timeouts: Vec::new(),
                     probe: StartProbe::new(nfa),
@@ -180,14 +198,17 @@ impl Shard {
         }
     }
 
-    /// An on-time event of `pattern` for key `key`; `watermark` is the pattern's watermark
+    /// An on-time event of `pattern` for key `key` (whose [`key_hash`] is `hash`); `watermark`
+    /// is the pattern's watermark
     /// once the event is counted. The event is fed at once when nothing can come before it
     /// (its key has nothing buffered and it is not after `watermark + 1`), else buffered
     /// until the watermark passes it. Outputs of an immediate feed go to `out`.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_event(
         &mut self,
         pattern: usize,
         key: Arc<str>,
+        hash: u64,
         arrival: u64,
         watermark: i64,
         event: Event,
@@ -196,6 +217,7 @@ impl Shard {
         self.patterns[pattern].on_event(
             pattern,
             key,
+            hash,
             arrival,
             watermark,
             event,
@@ -211,7 +233,7 @@ impl Shard {
 
     /// Partitions holding state, over all patterns.
     pub fn live_partitions(&self) -> usize {
-        self.patterns.iter().map(|p| p.live).sum()
+        self.patterns.iter().map(|p| p.live - p.idle).sum()
     }
 
     /// Open partial matches over all patterns and partitions.
@@ -237,7 +259,13 @@ impl Shard {
                 .map(|p| PatternShardState {
                     watermark: p.watermark,
                     dropped_runs: p.dropped_runs,
-                    partitions: p.slots.iter().filter_map(|s| s.partition.clone()).collect(),
+                    partitions: p
+                        .slots
+                        .iter()
+                        .filter_map(|s| s.partition.as_ref())
+                        .filter(|part| !part.idle)
+                        .cloned()
+                        .collect(),
                 })
                 .collect(),
         }
@@ -258,12 +286,16 @@ impl Shard {
             p.free_slots.clear();
             p.timers.clear();
             p.live = 0;
+            p.idle = 0;
             p.watermark = s.watermark;
             p.dropped_runs = s.dropped_runs;
             for mut part in s.partitions {
                 let slot = p.slots.len() as u32;
                 part.timer_at = i64::MAX;
-                p.index.insert(Arc::clone(&part.key), slot);
+                part.hash = key_hash(&part.key);
+                part.idle = false;
+                let hash = part.hash;
+                p.index.insert_unique(hash, (hash, slot), |&(h, _)| h);
                 p.slots.push(Slot {
                     generation: 0,
                     partition: Some(part),
@@ -282,6 +314,7 @@ impl PatternShard {
         &mut self,
         index: usize,
         key: Arc<str>,
+        hash: u64,
         arrival: u64,
         watermark: i64,
         event: Event,
@@ -290,8 +323,8 @@ impl PatternShard {
     ) {
         let time = event.time;
         let immediate = time <= watermark.saturating_add(1);
-        let slot = match self.index.get(&*key) {
-            Some(&slot) => slot,
+        let slot = match self.find(hash, &key) {
+            Some(slot) => slot,
             None if immediate => {
                 // A key with no state: most events start nothing; skip those outright.
                 if !self.probe.starts_on(&self.nfa, &event) {
@@ -322,13 +355,13 @@ impl PatternShard {
                     return;
                 }
                 self.open_runs += matcher.partial_matches();
-                let slot = self.insert_partition(key, matcher);
+                let slot = self.insert_partition(key, hash, matcher);
                 self.schedule(slot);
                 return;
             }
             None => {
                 let matcher = self.spare_matcher();
-                self.insert_partition(key, matcher)
+                self.insert_partition(key, hash, matcher)
             }
         };
         let s = &mut self.slots[slot as usize];
@@ -336,6 +369,20 @@ impl PatternShard {
         let Some(part) = s.partition.as_mut() else {
             return;
         };
+        if part.idle {
+            // As for a key without state (an idle partition has nothing pending).
+            if immediate {
+                if !self.probe.starts_on(&self.nfa, &event) {
+                    return;
+                }
+                if self.max_total.is_some_and(|cap| self.open_runs >= cap) {
+                    self.dropped_runs += 1;
+                    return;
+                }
+            }
+            part.idle = false;
+            self.idle -= 1;
+        }
         if immediate && part.pending.is_empty() {
             let nfa = &*self.nfa;
             let dropped_before = part.matcher.dropped_runs();
@@ -387,12 +434,28 @@ impl PatternShard {
         }
     }
 
-    fn insert_partition(&mut self, key: Arc<str>, matcher: Matcher) -> u32 {
+    /// The slot of the partition of `key`, if it has one.
+    fn find(&self, hash: u64, key: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&(h, s)| {
+                h == hash
+                    && slots[s as usize]
+                        .partition
+                        .as_ref()
+                        .is_some_and(|p| &*p.key == key)
+            })
+            .map(|&(_, s)| s)
+    }
+
+    fn insert_partition(&mut self, key: Arc<str>, hash: u64, matcher: Matcher) -> u32 {
         let part = Partition {
             matcher,
             pending: VecDeque::new(),
             key_json: None,
-            key: Arc::clone(&key),
+            key,
+            hash,
+            idle: false,
             timer_at: i64::MAX,
         };
         let slot = match self.free_slots.pop() {
@@ -408,7 +471,7 @@ impl PatternShard {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key, slot);
+        self.index.insert_unique(hash, (hash, slot), |&(h, _)| h);
         self.live += 1;
         slot
     }
@@ -416,16 +479,32 @@ impl PatternShard {
     fn remove_partition(&mut self, slot: u32) {
         let s = &mut self.slots[slot as usize];
         if let Some(p) = s.partition.take() {
-            self.index.remove(&*p.key);
+            if let Ok(entry) = self.index.find_entry(p.hash, |&(_, s)| s == slot) {
+                entry.remove();
+            }
             s.generation = s.generation.wrapping_add(1);
             self.free_slots.push(slot);
             self.live -= 1;
+            if p.idle {
+                self.idle -= 1;
+            }
             self.recycle(p.matcher);
         }
     }
 
-    /// After feeding a partition: counters, its outputs, and then either its removal (nothing
-    /// pending: the key keeps no state, its matcher goes back to the pool) or its next timer.
+    /// Removes every idle partition.
+    fn sweep_idle(&mut self) {
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].partition.as_ref().is_some_and(|p| p.idle) {
+                self.remove_partition(slot as u32);
+            }
+        }
+    }
+
+    /// After feeding a partition: counters, its outputs, and then either its next timer or,
+    /// with nothing pending, the idle mark: an idle partition holds no state (its matcher has
+    /// only the start run); it stays in place while idle ones are few, so a key that comes back
+    /// soon reuses it, and is swept (its matcher back to the pool) when they are not.
     fn settle(
         &mut self,
         slot: u32,
@@ -454,7 +533,13 @@ impl PatternShard {
             }
         }
         if part.pending.is_empty() && part.matcher.is_idle() {
-            self.remove_partition(slot);
+            if !part.idle {
+                part.idle = true;
+                self.idle += 1;
+                if self.idle > IDLE_KEEP.max(self.live - self.idle) {
+                    self.sweep_idle();
+                }
+            }
         } else {
             self.schedule(slot);
         }
@@ -538,5 +623,72 @@ impl PatternShard {
             );
             self.settle(slot, index, dropped_before, open_before, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::compile_all;
+
+    fn feed(
+        shard: &mut Shard,
+        schema: &crate::event::Schema,
+        key: &str,
+        t: i64,
+        ty: &str,
+    ) -> usize {
+        let raw = format!(r#"{{"key":"{key}","ts":{t},"type":"{ty}"}}"#);
+        let event = Event {
+            time: t,
+            fields: schema.decode_row(&raw).expect("test JSON decodes"),
+            raw: Arc::from(raw.as_str()),
+        };
+        let mut out = Vec::new();
+        shard.on_event(
+            0,
+            Arc::from(key),
+            key_hash(key),
+            t as u64,
+            t,
+            event,
+            &mut out,
+        );
+        out.len()
+    }
+
+    #[test]
+    fn idle_partitions_are_kept_for_reuse_then_swept() {
+        let decls = crate::syntax::load_str(
+            "<test>",
+            r#"pattern p key key time ts = begin("a").where(type == "A").next("b").where(type == "B");"#,
+        )
+        .expect("pattern loads");
+        let c = compile_all(&decls).expect("pattern compiles");
+        let mut shard = Shard::new(&c.patterns, false, None, None);
+        // Each key starts a partial match (A) and loses it (C): its partition goes idle.
+        let keys = 3 * IDLE_KEEP;
+        for i in 0..keys {
+            let key = format!("k{i}");
+            assert_eq!(feed(&mut shard, &c.schema, &key, 2 * i as i64, "A"), 0);
+            assert_eq!(
+                shard.live_partitions(),
+                1,
+                "key {key} holds a partial match"
+            );
+            assert_eq!(feed(&mut shard, &c.schema, &key, 2 * i as i64 + 1, "C"), 0);
+            assert_eq!(shard.live_partitions(), 0, "key {key} holds nothing");
+        }
+        let p = &shard.patterns[0];
+        assert!(p.live <= IDLE_KEEP, "{} idle partitions kept", p.live);
+        assert!(p.slots.len() <= IDLE_KEEP + 1, "{} slots", p.slots.len());
+        assert_eq!(p.live, p.idle);
+        assert!(shard.snapshot().patterns[0].partitions.is_empty());
+        // A key whose idle partition is still there matches as a new key would.
+        let t = 2 * keys as i64;
+        let last = format!("k{}", keys - 1);
+        assert_eq!(feed(&mut shard, &c.schema, &last, t, "A"), 0);
+        assert_eq!(feed(&mut shard, &c.schema, &last, t + 1, "B"), 1);
+        assert_eq!(shard.live_partitions(), 0);
     }
 }
