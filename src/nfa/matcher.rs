@@ -74,8 +74,7 @@ pub struct Matcher {
 /// path neither allocates nor grows each partition's footprint.
 #[derive(Debug, Clone, Default)]
 pub struct Scratch {
-    event_cache: Vec<u8>,
-    run_cache: Vec<u8>,
+    event_cache: CondCache,
     next_runs: Vec<Run>,
     outs: Vec<Run>,
     potential: Vec<Run>,
@@ -251,11 +250,8 @@ impl Matcher {
         self.next_seq += 1;
         // The event gets a buffer slot only when some run takes it.
         let mut eid: Option<u32> = None;
-        let n = nfa.conditions.len();
         let sc = scratch;
-        sc.event_cache.clear();
-        sc.event_cache.resize(n, 0);
-        sc.run_cache.resize(n, 0);
+        sc.event_cache = CondCache::default();
         let mut runs = std::mem::take(&mut self.runs);
         sc.next_runs.clear();
         for run in runs.drain(..) {
@@ -267,10 +263,14 @@ impl Matcher {
                 seq,
                 &mut eid,
                 &mut sc.event_cache,
-                &mut sc.run_cache,
                 &mut sc.outs,
             );
-            self.buffer.release(run.node);
+            if nfa.states[run.state].is_start {
+                // The start run stays, after the runs it started (Flink re-adds it last).
+                sc.outs.push(run);
+            } else {
+                self.buffer.release(run.node);
+            }
             let mut discard = false;
             let first_retained = sc.next_runs.len();
             for o in sc.outs.drain(..) {
@@ -294,11 +294,15 @@ impl Matcher {
         }
         self.runs = std::mem::replace(&mut sc.next_runs, runs);
         self.enforce_cap();
-        let mut potential = std::mem::take(&mut sc.potential);
-        self.emit_completed(nfa, &mut potential, matches);
-        sc.potential = potential;
+        if !(sc.potential.is_empty() && self.completed.is_empty()) {
+            let mut potential = std::mem::take(&mut sc.potential);
+            self.emit_completed(nfa, &mut potential, matches);
+            sc.potential = potential;
+        }
     }
 
+    /// The runs that follow `run` on `event` (the start run itself excepted: the caller keeps
+    /// it), in Flink's order.
     #[allow(clippy::too_many_arguments)]
     fn next_runs(
         &mut self,
@@ -307,11 +311,9 @@ impl Matcher {
         event: &Event,
         seq: u64,
         eid: &mut Option<u32>,
-        event_cache: &mut [u8],
-        run_cache: &mut [u8],
+        event_cache: &mut CondCache,
         outs: &mut Vec<Run>,
     ) {
-        run_cache.iter_mut().for_each(|c| *c = 0);
         let view = View {
             buffer: &self.buffer,
             node: run.node,
@@ -323,46 +325,47 @@ impl Matcher {
             run,
             view: &view,
             event_cache,
-            run_cache,
+            run_cache: CondCache::default(),
         };
 
         // The decision graph: follow PROCEED edges whose guards hold; collect TAKE and IGNORE
-        // edges whose guards hold, with the state they leave from.
-        let mut edges: SmallVec<[(StateId, usize); 8]> = SmallVec::new();
+        // edges whose guards hold, with the state they leave from and, for a TAKE, the Final
+        // state its target reaches through PROCEED edges right away, if any (judged with the
+        // run as it was before taking, as Flink does).
+        let mut edges: SmallVec<[Followed; 8]> = SmallVec::new();
+        let mut collect = |eval: &mut Eval, s: StateId, stack: &mut SmallVec<[StateId; 8]>| {
+            for (i, e) in nfa.states[s].edges.iter().enumerate() {
+                if eval.holds(&e.guard) {
+                    match e.action {
+                        Action::Proceed => stack.push(e.target),
+                        Action::Ignore => edges.push(Followed {
+                            state: s,
+                            edge: i,
+                            fin: None,
+                        }),
+                        Action::Take => edges.push(Followed {
+                            state: s,
+                            edge: i,
+                            fin: eval.final_after_proceed(e.target),
+                        }),
+                    }
+                }
+            }
+        };
         let mut stack: SmallVec<[StateId; 8]> = SmallVec::new();
-        stack.push(run.state);
-        let mut expansions = 0;
+        collect(&mut eval, run.state, &mut stack);
+        let mut expansions = 1;
         while let Some(s) = stack.pop() {
             expansions += 1;
             if expansions > MAX_PROCEED_EXPANSIONS {
                 break;
             }
-            for (i, e) in nfa.states[s].edges.iter().enumerate() {
-                if eval.holds(&e.guard) {
-                    match e.action {
-                        Action::Proceed => stack.push(e.target),
-                        Action::Take | Action::Ignore => edges.push((s, i)),
-                    }
-                }
-            }
+            collect(&mut eval, s, &mut stack);
         }
-        // For each TAKE: does the target reach Final through PROCEED edges right away? (Judged
-        // with the run as it was before taking, as Flink does.)
-        let finals: SmallVec<[Option<StateId>; 8]> = edges
-            .iter()
-            .map(|&(s, i)| {
-                let e = &nfa.states[s].edges[i];
-                if e.action == Action::Take {
-                    eval.final_after_proceed(e.target)
-                } else {
-                    None
-                }
-            })
-            .collect();
 
         let is_start = nfa.states[run.state].is_start;
-        for (k, &(s, i)) in edges.iter().enumerate() {
-            let e = &nfa.states[s].edges[i];
+        for f in &edges {
+            let e = &nfa.states[f.state].edges[f.edge];
             match e.action {
                 Action::Ignore => {
                     if !is_start {
@@ -375,7 +378,7 @@ impl Matcher {
                     }
                 }
                 Action::Take => {
-                    let var = nfa.states[s].var.unwrap_or(usize::MAX);
+                    let var = nfa.states[f.state].var.unwrap_or(usize::MAX);
                     let id = match *eid {
                         Some(id) => id,
                         None => {
@@ -408,21 +411,20 @@ impl Matcher {
                         aggs,
                     };
                     self.buffer.lock(node);
-                    let fin = finals[k].map(|f| Run {
-                        state: f,
-                        ..taken.clone()
-                    });
-                    outs.push(taken);
-                    if let Some(fin) = fin {
+                    if let Some(fin) = f.fin {
+                        let fin = Run {
+                            state: fin,
+                            ..taken.clone()
+                        };
+                        outs.push(taken);
                         self.buffer.lock(node);
                         outs.push(fin);
+                    } else {
+                        outs.push(taken);
                     }
                 }
                 Action::Proceed => {}
             }
-        }
-        if is_start {
-            outs.push(Run::start(nfa));
         }
     }
 
@@ -536,8 +538,6 @@ impl Run {
 pub struct StartProbe {
     start: Run,
     buffer: SharedBuffer,
-    event_cache: Vec<u8>,
-    run_cache: Vec<u8>,
 }
 
 impl StartProbe {
@@ -546,15 +546,12 @@ impl StartProbe {
         StartProbe {
             start: Run::start(nfa),
             buffer: SharedBuffer::new(),
-            event_cache: vec![0; nfa.conditions.len()],
-            run_cache: vec![0; nfa.conditions.len()],
         }
     }
 
     /// Whether a fresh partition would take `event` into some run.
     pub fn starts_on(&mut self, nfa: &Nfa, event: &Event) -> bool {
-        self.event_cache.iter_mut().for_each(|c| *c = 0);
-        self.run_cache.iter_mut().for_each(|c| *c = 0);
+        let mut event_cache = CondCache::default();
         let view = View {
             buffer: &self.buffer,
             node: NIL,
@@ -565,8 +562,8 @@ impl StartProbe {
             event,
             run: &self.start,
             view: &view,
-            event_cache: &mut self.event_cache,
-            run_cache: &mut self.run_cache,
+            event_cache: &mut event_cache,
+            run_cache: CondCache::default(),
         };
         let mut stack: SmallVec<[StateId; 8]> = SmallVec::new();
         stack.push(nfa.start);
@@ -596,6 +593,40 @@ impl StartProbe {
     }
 }
 
+/// A TAKE or IGNORE edge that holds for a run: the state it leaves from, its index there and,
+/// for a TAKE, the Final state reached right after it through PROCEED edges.
+struct Followed {
+    state: StateId,
+    edge: usize,
+    fin: Option<StateId>,
+}
+
+/// Results of conditions already evaluated, one bit each for the first 64 conditions (later
+/// ones, rare, are evaluated every time).
+#[derive(Debug, Clone, Copy, Default)]
+struct CondCache {
+    known: u64,
+    value: u64,
+}
+
+impl CondCache {
+    #[inline]
+    fn get(&self, i: usize) -> Option<bool> {
+        let bit = 1u64.checked_shl(i as u32)?;
+        (self.known & bit != 0).then_some(self.value & bit != 0)
+    }
+
+    #[inline]
+    fn set(&mut self, i: usize, v: bool) {
+        if let Some(bit) = 1u64.checked_shl(i as u32) {
+            self.known |= bit;
+            if v {
+                self.value |= bit;
+            }
+        }
+    }
+}
+
 /// Guard evaluation for one run and one event, with caches: conditions that read only the
 /// event are evaluated once per event for all runs, iterative ones once per run.
 struct Eval<'a> {
@@ -603,27 +634,25 @@ struct Eval<'a> {
     event: &'a Event,
     run: &'a Run,
     view: &'a View<'a>,
-    event_cache: &'a mut [u8],
-    run_cache: &'a mut [u8],
+    event_cache: &'a mut CondCache,
+    run_cache: CondCache,
 }
 
 impl Eval<'_> {
+    #[inline]
     fn cond(&mut self, i: usize) -> bool {
         let c = &self.nfa.conditions[i];
         let cache = if c.iterative {
-            &mut *self.run_cache
+            &mut self.run_cache
         } else {
             &mut *self.event_cache
         };
-        match cache[i] {
-            1 => false,
-            2 => true,
-            _ => {
-                let r = c.body.test(self.event, &self.run.aggs, self.view);
-                cache[i] = if r { 2 } else { 1 };
-                r
-            }
+        if let Some(v) = cache.get(i) {
+            return v;
         }
+        let r = c.body.test(self.event, &self.run.aggs, self.view);
+        cache.set(i, r);
+        r
     }
 
     fn holds(&mut self, g: &Guard) -> bool {
