@@ -186,7 +186,15 @@ impl StrCache {
     pub fn disabled() -> StrCache {
         StrCache { slots: Vec::new() }
     }
+}
 
+/// Whether two shared strings are equal: the same allocation (interned), or the same bytes.
+#[inline]
+pub fn shared_str_eq(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || short_str_eq(a.as_bytes(), b.as_bytes())
+}
+
+impl StrCache {
     /// The shared copy of `s`.
     #[inline]
     pub fn get(&mut self, s: &str) -> Arc<str> {
@@ -244,7 +252,7 @@ fn str_hash(s: &[u8]) -> usize {
 
 /// Byte equality, comparing short strings by word reads instead of calling `memcmp`.
 #[inline]
-fn short_str_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn short_str_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;

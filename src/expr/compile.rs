@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, Schema};
+use crate::event::{shared_str_eq, Event, Schema};
 use crate::expr::ast::{BinaryOp, UnaryOp};
 use crate::expr::resolve::{AggFunc, Func, Resolved};
 use crate::value::Value;
@@ -205,6 +205,10 @@ pub enum CExpr {
     Agg(usize),
     /// Fast path: `field op literal`.
     CmpSlotLit(CmpOp, usize, Value),
+    /// Fast path: `field == "literal"`.
+    StrEq(usize, Arc<str>),
+    /// Fast path: `field op aggregate` (such as `price > A.price`), compared in place.
+    CmpSlotAgg(CmpOp, usize, usize),
     /// Comparison.
     Cmp(CmpOp, Box<CExpr>, Box<CExpr>),
     /// Arithmetic.
@@ -279,8 +283,16 @@ impl Compiler<'_> {
                 };
                 if let Some(c) = cmp {
                     return match (a, b) {
+                        (CExpr::Slot(s), CExpr::Lit(Value::Str(v)))
+                        | (CExpr::Lit(Value::Str(v)), CExpr::Slot(s))
+                            if c == CmpOp::Eq =>
+                        {
+                            CExpr::StrEq(s, v)
+                        }
                         (CExpr::Slot(s), CExpr::Lit(v)) => CExpr::CmpSlotLit(c, s, v),
                         (CExpr::Lit(v), CExpr::Slot(s)) => CExpr::CmpSlotLit(flip(c), s, v),
+                        (CExpr::Slot(s), CExpr::Agg(i)) => CExpr::CmpSlotAgg(c, s, i),
+                        (CExpr::Agg(i), CExpr::Slot(s)) => CExpr::CmpSlotAgg(flip(c), s, i),
                         (a, b) => CExpr::Cmp(c, Box::new(a), Box::new(b)),
                     };
                 }
@@ -324,8 +336,8 @@ impl CExpr {
     /// the event).
     pub fn is_iterative(&self) -> bool {
         match self {
-            CExpr::Agg(_) => true,
-            CExpr::Lit(_) | CExpr::Slot(_) | CExpr::CmpSlotLit(..) => false,
+            CExpr::Agg(_) | CExpr::CmpSlotAgg(..) => true,
+            CExpr::Lit(_) | CExpr::Slot(_) | CExpr::CmpSlotLit(..) | CExpr::StrEq(..) => false,
             CExpr::Cmp(_, a, b) | CExpr::Arith(_, a, b) | CExpr::And(a, b) | CExpr::Or(a, b) => {
                 a.is_iterative() || b.is_iterative()
             }
@@ -339,7 +351,20 @@ impl CExpr {
     #[inline]
     pub fn test(&self, ev: &Event, aggs: &[AggAcc]) -> bool {
         match self {
+            CExpr::StrEq(s, lit) => match ev.slot(*s) {
+                Value::Str(v) => shared_str_eq(v, lit),
+                _ => false,
+            },
             CExpr::CmpSlotLit(op, s, lit) => op.apply(ev.slot(*s), lit),
+            CExpr::CmpSlotAgg(op, s, i) => {
+                let v = ev.slot(*s);
+                match aggs.get(*i) {
+                    Some(AggAcc::Min(a) | AggAcc::Max(a) | AggAcc::Last(a)) => op.apply(v, a),
+                    Some(AggAcc::First(Some(a))) => op.apply(v, a),
+                    Some(other) => op.apply(v, &other.value()),
+                    None => op.apply(v, &Value::Null),
+                }
+            }
             CExpr::And(a, b) => a.test(ev, aggs) && b.test(ev, aggs),
             CExpr::Or(a, b) => a.test(ev, aggs) || b.test(ev, aggs),
             CExpr::Not(a) => !a.test(ev, aggs),
@@ -354,9 +379,12 @@ impl CExpr {
             CExpr::Lit(v) => v.clone(),
             CExpr::Slot(s) => ev.slot(*s).clone(),
             CExpr::Agg(i) => aggs.get(*i).map(AggAcc::value).unwrap_or(Value::Null),
-            CExpr::CmpSlotLit(..) | CExpr::Cmp(..) | CExpr::And(..) | CExpr::Or(..) => {
-                Value::Bool(self.test(ev, aggs))
-            }
+            CExpr::CmpSlotLit(..)
+            | CExpr::StrEq(..)
+            | CExpr::CmpSlotAgg(..)
+            | CExpr::Cmp(..)
+            | CExpr::And(..)
+            | CExpr::Or(..) => Value::Bool(self.test(ev, aggs)),
             CExpr::Not(a) => Value::Bool(!a.test(ev, aggs)),
             CExpr::Neg(a) => match a.eval(ev, aggs) {
                 Value::Int(i) => i

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
-use crate::event::Event;
+use crate::event::{shared_str_eq, Event};
 use crate::nfa::matcher::{Scratch, StartProbe};
 use crate::nfa::{Match, Matcher, Nfa};
 use crate::output;
@@ -435,7 +435,7 @@ impl PatternShard {
     }
 
     /// The slot of the partition of `key`, if it has one.
-    fn find(&self, hash: u64, key: &str) -> Option<u32> {
+    fn find(&self, hash: u64, key: &Arc<str>) -> Option<u32> {
         let slots = &self.slots;
         self.index
             .find(hash, |&(h, s)| {
@@ -443,7 +443,7 @@ impl PatternShard {
                     && slots[s as usize]
                         .partition
                         .as_ref()
-                        .is_some_and(|p| &*p.key == key)
+                        .is_some_and(|p| shared_str_eq(&p.key, key))
             })
             .map(|&(_, s)| s)
     }
