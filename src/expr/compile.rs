@@ -321,6 +321,17 @@ impl Compiler<'_> {
     }
 }
 
+/// `value op aggregate`, reading the aggregate in place when it holds a value.
+#[inline]
+fn cmp_slot_agg(op: CmpOp, v: &Value, agg: Option<&AggAcc>) -> bool {
+    match agg {
+        Some(AggAcc::Min(a) | AggAcc::Max(a) | AggAcc::Last(a)) => op.apply(v, a),
+        Some(AggAcc::First(Some(a))) => op.apply(v, a),
+        Some(other) => op.apply(v, &other.value()),
+        None => op.apply(v, &Value::Null),
+    }
+}
+
 fn flip(c: CmpOp) -> CmpOp {
     match c {
         CmpOp::Lt => CmpOp::Gt,
@@ -351,20 +362,33 @@ impl CExpr {
     #[inline]
     pub fn test(&self, ev: &Event, aggs: &[AggAcc]) -> bool {
         match self {
+            CExpr::And(a, b) => a.test_leaf(ev, aggs) && b.test_leaf(ev, aggs),
+            other => other.test_leaf(ev, aggs),
+        }
+    }
+
+    /// [`CExpr::test`] with the commonest leaves inlined into the caller.
+    #[inline]
+    fn test_leaf(&self, ev: &Event, aggs: &[AggAcc]) -> bool {
+        match self {
+            CExpr::StrEq(s, lit) => match ev.slot(*s) {
+                Value::Str(v) => shared_str_eq(v, lit),
+                _ => false,
+            },
+            CExpr::CmpSlotAgg(op, s, i) => cmp_slot_agg(*op, ev.slot(*s), aggs.get(*i)),
+            other => other.test_general(ev, aggs),
+        }
+    }
+
+    #[inline(never)]
+    fn test_general(&self, ev: &Event, aggs: &[AggAcc]) -> bool {
+        match self {
             CExpr::StrEq(s, lit) => match ev.slot(*s) {
                 Value::Str(v) => shared_str_eq(v, lit),
                 _ => false,
             },
             CExpr::CmpSlotLit(op, s, lit) => op.apply(ev.slot(*s), lit),
-            CExpr::CmpSlotAgg(op, s, i) => {
-                let v = ev.slot(*s);
-                match aggs.get(*i) {
-                    Some(AggAcc::Min(a) | AggAcc::Max(a) | AggAcc::Last(a)) => op.apply(v, a),
-                    Some(AggAcc::First(Some(a))) => op.apply(v, a),
-                    Some(other) => op.apply(v, &other.value()),
-                    None => op.apply(v, &Value::Null),
-                }
-            }
+            CExpr::CmpSlotAgg(op, s, i) => cmp_slot_agg(*op, ev.slot(*s), aggs.get(*i)),
             CExpr::And(a, b) => a.test(ev, aggs) && b.test(ev, aggs),
             CExpr::Or(a, b) => a.test(ev, aggs) || b.test(ev, aggs),
             CExpr::Not(a) => !a.test(ev, aggs),

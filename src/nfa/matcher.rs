@@ -655,13 +655,19 @@ impl Eval<'_> {
         r
     }
 
+    #[inline]
     fn holds(&mut self, g: &Guard) -> bool {
         match g {
             Guard::True => true,
             Guard::Cond(i) => self.cond(*i),
-            Guard::Not(x) => !self.holds(x),
-            Guard::And(a, b) => self.holds(a) && self.holds(b),
+            Guard::Not(x) => !self.holds_nested(x),
+            Guard::And(a, b) => self.holds_nested(a) && self.holds_nested(b),
         }
+    }
+
+    #[inline(never)]
+    fn holds_nested(&mut self, g: &Guard) -> bool {
+        self.holds(g)
     }
 
     fn final_after_proceed(&mut self, from: StateId) -> Option<StateId> {

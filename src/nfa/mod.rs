@@ -111,7 +111,16 @@ pub struct Condition {
 
 impl CondBody {
     /// Evaluates the condition for an event within a partial match.
+    #[inline]
     pub fn test(&self, ev: &Event, aggs: &[AggAcc], partial: &dyn PartialMatch) -> bool {
+        match self {
+            CondBody::Expr(e) => e.test(ev, aggs),
+            other => other.test_other(ev, aggs, partial),
+        }
+    }
+
+    #[inline(never)]
+    fn test_other(&self, ev: &Event, aggs: &[AggAcc], partial: &dyn PartialMatch) -> bool {
         match self {
             CondBody::Expr(e) => e.test(ev, aggs),
             CondBody::Native(f) => (f.0)(ev, partial),
