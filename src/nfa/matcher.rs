@@ -76,7 +76,6 @@ pub struct Matcher {
 pub struct Scratch {
     event_cache: CondCache,
     next_runs: Vec<Run>,
-    outs: Vec<Run>,
     potential: Vec<Run>,
 }
 
@@ -255,7 +254,12 @@ impl Matcher {
         let mut runs = std::mem::take(&mut self.runs);
         sc.next_runs.clear();
         for run in runs.drain(..) {
-            sc.outs.clear();
+            let first_retained = sc.next_runs.len();
+            let mut succ = Successors {
+                next: &mut sc.next_runs,
+                potential: &mut sc.potential,
+                discard: false,
+            };
             self.next_runs(
                 nfa,
                 &run,
@@ -263,25 +267,14 @@ impl Matcher {
                 seq,
                 &mut eid,
                 &mut sc.event_cache,
-                &mut sc.outs,
+                &mut succ,
             );
+            let discard = succ.discard;
             if nfa.states[run.state].is_start {
                 // The start run stays, after the runs it started (Flink re-adds it last).
-                sc.outs.push(run);
+                sc.next_runs.push(run);
             } else {
                 self.buffer.release(run.node);
-            }
-            let mut discard = false;
-            let first_retained = sc.next_runs.len();
-            for o in sc.outs.drain(..) {
-                match nfa.states[o.state].kind {
-                    StateKind::Final => sc.potential.push(o),
-                    StateKind::Stop => {
-                        discard = true;
-                        self.buffer.release(o.node);
-                    }
-                    _ => sc.next_runs.push(o),
-                }
             }
             if discard {
                 for r in sc.next_runs.drain(first_retained..) {
@@ -312,7 +305,7 @@ impl Matcher {
         seq: u64,
         eid: &mut Option<u32>,
         event_cache: &mut CondCache,
-        outs: &mut Vec<Run>,
+        outs: &mut Successors,
     ) {
         let view = View {
             buffer: &self.buffer,
@@ -370,11 +363,15 @@ impl Matcher {
                 Action::Ignore => {
                     if !is_start {
                         self.buffer.lock(run.node);
-                        outs.push(Run {
-                            state: e.target,
-                            node: run.node,
-                            ..run.clone()
-                        });
+                        outs.push(
+                            nfa,
+                            &mut self.buffer,
+                            Run {
+                                state: e.target,
+                                node: run.node,
+                                ..run.clone()
+                            },
+                        );
                     }
                 }
                 Action::Take => {
@@ -416,11 +413,11 @@ impl Matcher {
                             state: fin,
                             ..taken.clone()
                         };
-                        outs.push(taken);
+                        outs.push(nfa, &mut self.buffer, taken);
                         self.buffer.lock(node);
-                        outs.push(fin);
+                        outs.push(nfa, &mut self.buffer, fin);
                     } else {
-                        outs.push(taken);
+                        outs.push(nfa, &mut self.buffer, taken);
                     }
                 }
                 Action::Proceed => {}
@@ -590,6 +587,29 @@ impl StartProbe {
             }
         }
         false
+    }
+}
+
+/// Where the runs that follow a run go, by the kind of state they are in: partial matches to
+/// `next`, completed ones to `potential`; reaching a Stop state marks the whole step for
+/// discarding (Flink's `shouldDiscardPath`).
+struct Successors<'a> {
+    next: &'a mut Vec<Run>,
+    potential: &'a mut Vec<Run>,
+    discard: bool,
+}
+
+impl Successors<'_> {
+    #[inline]
+    fn push(&mut self, nfa: &Nfa, buffer: &mut SharedBuffer, run: Run) {
+        match nfa.states[run.state].kind {
+            StateKind::Final => self.potential.push(run),
+            StateKind::Stop => {
+                self.discard = true;
+                buffer.release(run.node);
+            }
+            StateKind::Normal | StateKind::Pending => self.next.push(run),
+        }
     }
 }
 
