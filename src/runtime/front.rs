@@ -39,6 +39,49 @@ pub enum Routed {
     },
 }
 
+/// Where the front sends what it routes: a queue of [`Routed`] items (`Vec<Routed>`, for
+/// workers on other threads) or, in one thread, the shards themselves.
+pub trait RouteSink {
+    /// An on-time event for `pattern`'s partition `key` (see [`Routed::Event`]).
+    fn event(
+        &mut self,
+        pattern: usize,
+        key: Arc<str>,
+        hash: u64,
+        arrival: u64,
+        watermark: i64,
+        event: Event,
+    );
+
+    /// `pattern`'s watermark advanced to `wm`.
+    fn watermark(&mut self, pattern: usize, wm: i64);
+}
+
+impl RouteSink for Vec<Routed> {
+    fn event(
+        &mut self,
+        pattern: usize,
+        key: Arc<str>,
+        hash: u64,
+        arrival: u64,
+        watermark: i64,
+        event: Event,
+    ) {
+        self.push(Routed::Event {
+            pattern,
+            key,
+            hash,
+            arrival,
+            watermark,
+            event,
+        });
+    }
+
+    fn watermark(&mut self, pattern: usize, wm: i64) {
+        self.push(Routed::Watermark { pattern, wm });
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct FrontPattern {
     time: Option<(usize, String)>,
@@ -145,7 +188,7 @@ impl Front {
         line: &str,
         source: usize,
         now_ms: u64,
-        routed: &mut Vec<Routed>,
+        routed: &mut impl RouteSink,
         notices: &mut Vec<Output>,
     ) {
         match self.schema.decode_row_with(line, &mut self.strings) {
@@ -164,7 +207,7 @@ impl Front {
         raw: Arc<str>,
         source: usize,
         now_ms: u64,
-        routed: &mut Vec<Routed>,
+        routed: &mut impl RouteSink,
         notices: &mut Vec<Output>,
     ) {
         let n = self.patterns.len();
@@ -176,15 +219,18 @@ impl Front {
                         .as_ref()
                         .and_then(|r| r.get(*slot))
                         .unwrap_or(&Value::Null);
-                    match time_from_value(v, name) {
-                        Ok(t) => t,
-                        Err(reason) => {
-                            notices.push(Output::Reject {
-                                pattern: Some(i),
-                                reason,
-                            });
-                            continue;
-                        }
+                    match v {
+                        Value::Int(t) => *t,
+                        v => match time_from_value(v, name) {
+                            Ok(t) => t,
+                            Err(reason) => {
+                                notices.push(Output::Reject {
+                                    pattern: Some(i),
+                                    reason,
+                                });
+                                continue;
+                            }
+                        },
                     }
                 }
                 None => i64::try_from(p.arrivals).unwrap_or(i64::MAX),
@@ -213,40 +259,31 @@ impl Front {
                 key_hash(&key)
             };
             let advanced = p.frontier.observe(source, time, now_ms);
-            routed.push(Routed::Event {
-                pattern: i,
-                key,
-                hash,
-                arrival,
-                watermark: p.frontier.watermark(),
-                event: Event {
-                    time,
-                    fields,
-                    raw: Arc::clone(&raw),
-                },
-            });
+            let event = Event {
+                time,
+                fields,
+                raw: Arc::clone(&raw),
+            };
+            routed.event(i, key, hash, arrival, p.frontier.watermark(), event);
             if let Some(wm) = advanced {
-                routed.push(Routed::Watermark { pattern: i, wm });
+                routed.watermark(i, wm);
             }
         }
     }
 
     /// Processing time passed: idle sources may stop holding watermarks back.
-    pub fn tick(&mut self, now_ms: u64, routed: &mut Vec<Routed>) {
+    pub fn tick(&mut self, now_ms: u64, routed: &mut impl RouteSink) {
         for (i, p) in self.patterns.iter_mut().enumerate() {
             if let Some(wm) = p.frontier.tick(now_ms) {
-                routed.push(Routed::Watermark { pattern: i, wm });
+                routed.watermark(i, wm);
             }
         }
     }
 
     /// End of input: every watermark moves to +∞.
-    pub fn finish(&mut self, routed: &mut Vec<Routed>) {
+    pub fn finish(&mut self, routed: &mut impl RouteSink) {
         for (i, p) in self.patterns.iter_mut().enumerate() {
-            routed.push(Routed::Watermark {
-                pattern: i,
-                wm: p.frontier.finish(),
-            });
+            routed.watermark(i, p.frontier.finish());
         }
     }
 

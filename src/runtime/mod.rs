@@ -23,7 +23,7 @@ use crate::output;
 use crate::pattern::PatternDecl;
 use crate::value::Value;
 
-use front::{Front, FrontState, Routed};
+use front::{Front, FrontState, RouteSink};
 use shard::{Shard, ShardOutput, ShardState};
 
 /// What the engine produced for one input record or for the end of input.
@@ -148,6 +148,34 @@ pub fn compile_all(decls: &[PatternDecl]) -> Result<Compiled, CompileError> {
     })
 }
 
+/// The shards of an engine in this thread, fed directly by the front.
+struct ShardSink<'a> {
+    shards: &'a mut [Shard],
+    out: &'a mut Vec<ShardOutput>,
+}
+
+impl RouteSink for ShardSink<'_> {
+    fn event(
+        &mut self,
+        pattern: usize,
+        key: Arc<str>,
+        hash: u64,
+        arrival: u64,
+        watermark: i64,
+        event: crate::event::Event,
+    ) {
+        let n = self.shards.len();
+        self.shards[front::shard_of(hash, n)]
+            .on_event(pattern, key, hash, arrival, watermark, event, self.out);
+    }
+
+    fn watermark(&mut self, pattern: usize, wm: i64) {
+        for s in self.shards.iter_mut() {
+            s.on_watermark(pattern, wm, self.out);
+        }
+    }
+}
+
 /// The whole state of an engine as data: the front's watermarks and counters and every
 /// shard's partitions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,7 +191,6 @@ pub struct Engine {
     shards: Vec<Shard>,
     nfas: Vec<Arc<Nfa>>,
     stats: Stats,
-    routed: Vec<Routed>,
     shard_out: Vec<ShardOutput>,
 }
 
@@ -188,7 +215,6 @@ impl Engine {
             shards,
             nfas: c.patterns.into_iter().map(|(n, _)| n).collect(),
             stats: Stats::default(),
-            routed: Vec::new(),
             shard_out: Vec::new(),
         })
     }
@@ -236,8 +262,12 @@ impl Engine {
     pub fn push_json(&mut self, line: &str, out: &mut Vec<Output>) {
         self.stats.records += 1;
         let before = out.len();
-        self.front.route_json(line, 0, 0, &mut self.routed, out);
-        self.dispatch(out);
+        let mut shards = ShardSink {
+            shards: &mut self.shards,
+            out: &mut self.shard_out,
+        };
+        self.front.route_json(line, 0, 0, &mut shards, out);
+        self.flush(out);
         self.stats.count(&out[before..]);
     }
 
@@ -246,50 +276,31 @@ impl Engine {
     pub fn push_row(&mut self, row: Box<[Value]>, raw: Arc<str>, out: &mut Vec<Output>) {
         self.stats.records += 1;
         let before = out.len();
-        self.front.route_row(row, raw, 0, 0, &mut self.routed, out);
-        self.dispatch(out);
+        let mut shards = ShardSink {
+            shards: &mut self.shards,
+            out: &mut self.shard_out,
+        };
+        self.front.route_row(row, raw, 0, 0, &mut shards, out);
+        self.flush(out);
         self.stats.count(&out[before..]);
     }
 
     /// Ends the input: the watermark moves to +∞ and every windowed run is decided.
     pub fn finish(&mut self, out: &mut Vec<Output>) {
         let before = out.len();
-        self.front.finish(&mut self.routed);
-        self.dispatch(out);
+        let mut shards = ShardSink {
+            shards: &mut self.shards,
+            out: &mut self.shard_out,
+        };
+        self.front.finish(&mut shards);
+        self.flush(out);
         self.stats.count(&out[before..]);
     }
 
-    fn dispatch(&mut self, out: &mut Vec<Output>) {
-        let n = self.shards.len();
-        for r in self.routed.drain(..) {
-            match r {
-                Routed::Event {
-                    pattern,
-                    key,
-                    hash,
-                    arrival,
-                    watermark,
-                    event,
-                } => {
-                    self.shards[front::shard_of(hash, n)].on_event(
-                        pattern,
-                        key,
-                        hash,
-                        arrival,
-                        watermark,
-                        event,
-                        &mut self.shard_out,
-                    );
-                }
-                Routed::Watermark { pattern, wm } => {
-                    for s in &mut self.shards {
-                        s.on_watermark(pattern, wm, &mut self.shard_out);
-                    }
-                }
-            }
-            if !self.shard_out.is_empty() {
-                out.extend(self.shard_out.drain(..).map(Output::from));
-            }
+    /// Moves the shards' outputs of the last record to `out`, after the record's notices.
+    fn flush(&mut self, out: &mut Vec<Output>) {
+        if !self.shard_out.is_empty() {
+            out.extend(self.shard_out.drain(..).map(Output::from));
         }
     }
 
