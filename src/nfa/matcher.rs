@@ -535,6 +535,8 @@ impl Run {
 pub struct StartProbe {
     start: Run,
     buffer: SharedBuffer,
+    /// The start state has no PROCEED edge: only its own TAKE edges need checking.
+    direct: bool,
 }
 
 impl StartProbe {
@@ -543,6 +545,10 @@ impl StartProbe {
         StartProbe {
             start: Run::start(nfa),
             buffer: SharedBuffer::new(),
+            direct: nfa.states[nfa.start]
+                .edges
+                .iter()
+                .all(|e| e.action != Action::Proceed),
         }
     }
 
@@ -562,6 +568,12 @@ impl StartProbe {
             event_cache: &mut event_cache,
             run_cache: CondCache::default(),
         };
+        if self.direct {
+            return nfa.states[nfa.start]
+                .edges
+                .iter()
+                .any(|e| e.action == Action::Take && eval.holds(&e.guard));
+        }
         let mut stack: SmallVec<[StateId; 8]> = SmallVec::new();
         stack.push(nfa.start);
         let mut expansions = 0;
@@ -675,19 +687,37 @@ impl Eval<'_> {
         r
     }
 
+    /// Whether a guard holds. The shapes the compiler makes most (a condition, its negation,
+    /// a conjunction of those) are evaluated here without recursion.
     #[inline]
     fn holds(&mut self, g: &Guard) -> bool {
+        match g {
+            Guard::And(a, b) => self.holds_literal(a) && self.holds_literal(b),
+            other => self.holds_literal(other),
+        }
+    }
+
+    #[inline]
+    fn holds_literal(&mut self, g: &Guard) -> bool {
+        match g {
+            Guard::True => true,
+            Guard::Cond(i) => self.cond(*i),
+            Guard::Not(x) => match &**x {
+                Guard::Cond(i) => !self.cond(*i),
+                other => !self.holds_nested(other),
+            },
+            Guard::And(..) => self.holds_nested(g),
+        }
+    }
+
+    #[inline(never)]
+    fn holds_nested(&mut self, g: &Guard) -> bool {
         match g {
             Guard::True => true,
             Guard::Cond(i) => self.cond(*i),
             Guard::Not(x) => !self.holds_nested(x),
             Guard::And(a, b) => self.holds_nested(a) && self.holds_nested(b),
         }
-    }
-
-    #[inline(never)]
-    fn holds_nested(&mut self, g: &Guard) -> bool {
-        self.holds(g)
     }
 
     fn final_after_proceed(&mut self, from: StateId) -> Option<StateId> {
