@@ -211,7 +211,9 @@ impl Front {
         notices: &mut Vec<Output>,
     ) {
         let n = self.patterns.len();
+        // The last pattern takes the row and the text; the others get copies.
         let mut row = Some(row);
+        let mut raw = Some(raw);
         for (i, p) in self.patterns.iter_mut().enumerate() {
             let time = match &p.time {
                 Some((slot, name)) => {
@@ -240,18 +242,18 @@ impl Front {
             if p.frontier.is_late(time) {
                 notices.push(Output::Late {
                     pattern: i,
-                    raw: Arc::clone(&raw),
+                    raw: raw.clone().unwrap_or_else(|| Arc::from("")),
                     time,
                     watermark: p.frontier.watermark(),
                 });
                 continue;
             }
-            // The last pattern takes the row; the others get a copy.
-            let fields = if i + 1 == n {
-                row.take().unwrap_or_default()
+            let (fields, text) = if i + 1 == n {
+                (row.take(), raw.take())
             } else {
-                row.clone().unwrap_or_default()
+                (row.clone(), raw.clone())
             };
+            let fields = fields.unwrap_or_default();
             let key = key_of(&p.key_slots, &fields);
             let hash = if p.key_slots.is_empty() {
                 0
@@ -262,7 +264,7 @@ impl Front {
             let event = Event {
                 time,
                 fields,
-                raw: Arc::clone(&raw),
+                raw: text.unwrap_or_else(|| Arc::from("")),
             };
             routed.event(i, key, hash, arrival, p.frontier.watermark(), event);
             if let Some(wm) = advanced {
