@@ -1,7 +1,8 @@
 //! Throughput of motif, in events per second on one core, each scenario also stated as a
 //! ratio against the decode-only baseline measured in the same process.
 //!
-//! `cargo bench --bench throughput` (or `-- --events N` for a different stream length).
+//! `cargo bench --bench throughput` (options after `--`: `--events N` stream length,
+//! `--repeat N` runs per scenario, median reported (default 3), `--only c,e` some scenarios).
 //! Scenarios:
 //!   (a) decode only: JSON line → event row with the fields the patterns read (the ceiling);
 //!   (b) ../shared/peer/abc.motif over 1,000 keys, end to end from JSON lines, and
@@ -155,25 +156,38 @@ fn decode_only(source: &str, input: &[String]) -> Figures {
     }
 }
 
+/// The run with the median throughput of `runs`.
+fn median(mut runs: Vec<Figures>) -> Figures {
+    runs.sort_by(|a, b| a.per_sec().total_cmp(&b.per_sec()));
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let events: u64 = args
-        .iter()
-        .position(|a| a == "--events")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
-    let only: Option<String> = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
-    let want = |tag: &str| only.as_deref().is_none_or(|o| o == tag);
-    println!("motif throughput, {events} generated events per scenario, one core\n");
+    let events: u64 = arg(&args, "--events").unwrap_or(1_000_000);
+    // Each scenario runs this many times and the median is reported: on a shared machine
+    // single runs vary by tens of percent.
+    let repeat: usize = arg::<usize>(&args, "--repeat").unwrap_or(3).max(1);
+    let only: Option<String> = arg(&args, "--only");
+    let want = |tag: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|t| t == tag))
+    };
+    println!(
+        "motif throughput, {events} generated events per scenario, one core, median of {repeat} runs\n"
+    );
     let k1 = lines(events, 1_000);
     let k10 = lines(events, 10_000);
 
-    let base = decode_only(ABC, &k1);
+    let base = median((0..repeat).map(|_| decode_only(ABC, &k1)).collect());
     let report = |name: &str, f: &Figures| {
         println!(
             "{name:<58} {:>12.0} events/s/core  {:>6.2}× of decode-only  ({} outputs, {:.2}s)",
@@ -185,41 +199,56 @@ fn main() {
     };
     report("(a) decode only (the ceiling)", &base);
     if want("b") {
-        report(
-            "(b) abc.motif, 1,000 keys, from JSON lines",
-            &run_json(ABC, &k1),
-        );
+        let f = median((0..repeat).map(|_| run_json(ABC, &k1)).collect());
+        report("(b) abc.motif, 1,000 keys, from JSON lines", &f);
     }
     if want("b'") {
+        let f = median((0..repeat).map(|_| run_decoded(ABC, &k1)).collect());
+        report("(b') abc.motif, 1,000 keys, pre-decoded", &f);
+    }
+    // (c) and (e) alternate, so that both see the same machine; the ratio is the median of
+    // the ratios of each pair.
+    let (mut cs, mut es, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repeat {
+        let c = want("c").then(|| run_json(&three_step("10s"), &k10));
+        let e = want("e").then(|| run_json(&three_step("40s"), &k10));
+        if let (Some(c), Some(e)) = (&c, &e) {
+            ratios.push(e.per_sec() / c.per_sec());
+        }
+        cs.extend(c);
+        es.extend(e);
+    }
+    if !cs.is_empty() {
         report(
-            "(b') abc.motif, 1,000 keys, pre-decoded",
-            &run_decoded(ABC, &k1),
+            "(c) 3-step followedBy within(10s), 10,000 keys",
+            &median(cs),
         );
     }
-    let c = want("c").then(|| run_json(&three_step("10s"), &k10));
-    if let Some(c) = &c {
-        report("(c) 3-step followedBy within(10s), 10,000 keys", c);
+    if !es.is_empty() {
+        report("(e) (c) with within(40s)", &median(es));
     }
-    let e = want("e").then(|| run_json(&three_step("40s"), &k10));
-    if let Some(e) = &e {
-        report("(e) (c) with within(40s)", e);
-    }
-    if let (Some(c), Some(e)) = (&c, &e) {
+    if !ratios.is_empty() {
+        ratios.sort_by(f64::total_cmp);
         println!(
-            "    (e)/(c) throughput ratio: {:.2} (target: at least 0.75)",
-            e.per_sec() / c.per_sec()
+            "    (e)/(c) throughput ratio: median {:.2}, range {:.2}-{:.2} over {} pairs (target: at least 0.75)",
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+            ratios.len()
         );
     }
     if want("d") {
-        report(
-            "(d) oneOrMore with iterative aggregates, 1,000 keys",
-            &run_json(ITERATIVE, &k1),
-        );
+        let f = median((0..repeat).map(|_| run_json(ITERATIVE, &k1)).collect());
+        report("(d) oneOrMore with iterative aggregates, 1,000 keys", &f);
     }
     if want("f") {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         for workers in [1, 2] {
-            let f = run_parallel(ABC, &k1, workers);
+            let f = median(
+                (0..repeat)
+                    .map(|_| run_parallel(ABC, &k1, workers))
+                    .collect(),
+            );
             println!(
                 "(f) abc.motif, --workers {workers}: {:>12.0} events/s in all, {:>10.0} events/s per core ({cores} cores), {} outputs",
                 f.per_sec(),

@@ -13,6 +13,7 @@
 //! yields exactly one path (the invariant Flink checks at extraction).
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::event::Event;
 
@@ -48,10 +49,12 @@ pub struct PathStep {
 /// Events and match nodes of one partition.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SharedBuffer {
-    events: Vec<EventSlot>,
-    free_events: Vec<u32>,
-    nodes: Vec<Node>,
-    free_nodes: Vec<u32>,
+    // Small inline capacities: a partition with a partial match or two keeps its events and
+    // nodes next to its other state instead of in four separate allocations.
+    events: SmallVec<[EventSlot; 2]>,
+    free_events: SmallVec<[u32; 4]>,
+    nodes: SmallVec<[Node; 4]>,
+    free_nodes: SmallVec<[u32; 4]>,
     live_nodes: usize,
     live_events: usize,
 }

@@ -63,7 +63,9 @@ pub struct Match {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Matcher {
     buffer: SharedBuffer,
-    runs: Vec<Run>,
+    /// Runs in Flink's order; two inline (the start run and one partial match, the common
+    /// case), so a partition's runs sit next to the rest of its state.
+    runs: SmallVec<[Run; 2]>,
     completed: Vec<Run>,
     next_seq: u64,
     max_runs: usize,
@@ -99,7 +101,7 @@ impl Matcher {
     pub fn new(nfa: &Nfa) -> Matcher {
         Matcher {
             buffer: SharedBuffer::new(),
-            runs: vec![Run::start(nfa)],
+            runs: smallvec::smallvec![Run::start(nfa)],
             completed: Vec::new(),
             next_seq: 0,
             max_runs: DEFAULT_MAX_RUNS,
@@ -201,7 +203,7 @@ impl Matcher {
         timeouts: &mut Vec<Match>,
     ) {
         let mut runs = std::mem::take(&mut scratch.next_runs);
-        std::mem::swap(&mut runs, &mut self.runs);
+        runs.extend(self.runs.drain(..));
         let mut potential = std::mem::take(&mut scratch.potential);
         for run in runs.drain(..) {
             let state = &nfa.states[run.state];
@@ -226,7 +228,7 @@ impl Matcher {
                     _ => run.start_ts.saturating_add(nfa.window),
                 };
                 let path = self.buffer.extract(run.node);
-                timeouts.push(self.materialize(&path, Some(at)));
+                timeouts.push(materialize(&self.buffer, &path, Some(at)));
             }
             self.buffer.release(run.node);
         }
@@ -251,18 +253,19 @@ impl Matcher {
         let mut eid: Option<u32> = None;
         let sc = scratch;
         sc.event_cache = CondCache::default();
-        let mut runs = std::mem::take(&mut self.runs);
         sc.next_runs.clear();
-        for run in runs.drain(..) {
+        let buffer = &mut self.buffer;
+        for run in &self.runs {
             let first_retained = sc.next_runs.len();
             let mut succ = Successors {
                 next: &mut sc.next_runs,
                 potential: &mut sc.potential,
                 discard: false,
             };
-            self.next_runs(
+            next_runs(
                 nfa,
-                &run,
+                buffer,
+                run,
                 &event,
                 seq,
                 &mut eid,
@@ -272,156 +275,26 @@ impl Matcher {
             let discard = succ.discard;
             if nfa.states[run.state].is_start {
                 // The start run stays, after the runs it started (Flink re-adds it last).
-                sc.next_runs.push(run);
+                sc.next_runs.push(run.clone());
             } else {
-                self.buffer.release(run.node);
+                buffer.release(run.node);
             }
             if discard {
                 for r in sc.next_runs.drain(first_retained..) {
-                    self.buffer.release(r.node);
+                    buffer.release(r.node);
                 }
             }
         }
         if let Some(eid) = eid {
             self.buffer.fill_event(eid, event);
         }
-        self.runs = std::mem::replace(&mut sc.next_runs, runs);
+        self.runs.clear();
+        self.runs.extend(sc.next_runs.drain(..));
         self.enforce_cap();
         if !(sc.potential.is_empty() && self.completed.is_empty()) {
             let mut potential = std::mem::take(&mut sc.potential);
             self.emit_completed(nfa, &mut potential, matches);
             sc.potential = potential;
-        }
-    }
-
-    /// The runs that follow `run` on `event` (the start run itself excepted: the caller keeps
-    /// it), in Flink's order.
-    #[allow(clippy::too_many_arguments)]
-    fn next_runs(
-        &mut self,
-        nfa: &Nfa,
-        run: &Run,
-        event: &Event,
-        seq: u64,
-        eid: &mut Option<u32>,
-        event_cache: &mut CondCache,
-        outs: &mut Successors,
-    ) {
-        let view = View {
-            buffer: &self.buffer,
-            node: run.node,
-            nfa,
-        };
-        let mut eval = Eval {
-            nfa,
-            event,
-            run,
-            view: &view,
-            event_cache,
-            run_cache: CondCache::default(),
-        };
-
-        // The decision graph: follow PROCEED edges whose guards hold; collect TAKE and IGNORE
-        // edges whose guards hold, with the state they leave from and, for a TAKE, the Final
-        // state its target reaches through PROCEED edges right away, if any (judged with the
-        // run as it was before taking, as Flink does).
-        let mut edges: SmallVec<[Followed; 8]> = SmallVec::new();
-        let mut collect = |eval: &mut Eval, s: StateId, stack: &mut SmallVec<[StateId; 8]>| {
-            for (i, e) in nfa.states[s].edges.iter().enumerate() {
-                if eval.holds(&e.guard) {
-                    match e.action {
-                        Action::Proceed => stack.push(e.target),
-                        Action::Ignore => edges.push(Followed {
-                            state: s,
-                            edge: i,
-                            fin: None,
-                        }),
-                        Action::Take => edges.push(Followed {
-                            state: s,
-                            edge: i,
-                            fin: eval.final_after_proceed(e.target),
-                        }),
-                    }
-                }
-            }
-        };
-        let mut stack: SmallVec<[StateId; 8]> = SmallVec::new();
-        collect(&mut eval, run.state, &mut stack);
-        let mut expansions = 1;
-        while let Some(s) = stack.pop() {
-            expansions += 1;
-            if expansions > MAX_PROCEED_EXPANSIONS {
-                break;
-            }
-            collect(&mut eval, s, &mut stack);
-        }
-
-        let is_start = nfa.states[run.state].is_start;
-        for f in &edges {
-            let e = &nfa.states[f.state].edges[f.edge];
-            match e.action {
-                Action::Ignore => {
-                    if !is_start {
-                        self.buffer.lock(run.node);
-                        outs.push(
-                            nfa,
-                            &mut self.buffer,
-                            Run {
-                                state: e.target,
-                                node: run.node,
-                                ..run.clone()
-                            },
-                        );
-                    }
-                }
-                Action::Take => {
-                    let var = nfa.states[f.state].var.unwrap_or(usize::MAX);
-                    let id = match *eid {
-                        Some(id) => id,
-                        None => {
-                            let id = self.buffer.reserve_event(seq);
-                            *eid = Some(id);
-                            id
-                        }
-                    };
-                    let node = self.buffer.put(var, id, run.node);
-                    let (start_ts, start_seq) = if is_start {
-                        (event.time, seq)
-                    } else {
-                        (run.start_ts, run.start_seq)
-                    };
-                    let mut aggs = run.aggs.clone();
-                    for (acc, spec) in aggs.iter_mut().zip(&nfa.aggs) {
-                        if spec.var == var {
-                            match spec.slot {
-                                Some(slot) => acc.add(event.slot(slot)),
-                                None => acc.add(&crate::value::Value::Null),
-                            }
-                        }
-                    }
-                    let taken = Run {
-                        state: e.target,
-                        node,
-                        start_ts,
-                        prev_ts: event.time,
-                        start_seq,
-                        aggs,
-                    };
-                    self.buffer.lock(node);
-                    if let Some(fin) = f.fin {
-                        let fin = Run {
-                            state: fin,
-                            ..taken.clone()
-                        };
-                        outs.push(nfa, &mut self.buffer, taken);
-                        self.buffer.lock(node);
-                        outs.push(nfa, &mut self.buffer, fin);
-                    } else {
-                        outs.push(nfa, &mut self.buffer, taken);
-                    }
-                }
-                Action::Proceed => {}
-            }
         }
     }
 
@@ -442,7 +315,7 @@ impl Matcher {
             if let Some(pruning) = pruning_id(nfa.skip, &path) {
                 self.prune(pruning);
             }
-            out.push(self.materialize(&path, None));
+            out.push(materialize(&self.buffer, &path, None));
             self.buffer.release(m.node);
         }
     }
@@ -460,23 +333,155 @@ impl Matcher {
             }
             !drop
         };
-        self.runs.retain(&mut keep);
+        self.runs.retain(|r| keep(r));
         self.completed.retain(&mut keep);
     }
+}
 
-    fn materialize(&self, path: &[PathStep], timed_out: Option<i64>) -> Match {
-        Match {
-            events: path
-                .iter()
-                .filter_map(|s| {
-                    self.buffer.event(s.event).map(|e| MatchedEvent {
-                        var: s.var,
-                        time: e.time,
-                        raw: Arc::clone(&e.raw),
-                    })
+/// The match a path of `buffer` stands for.
+fn materialize(buffer: &SharedBuffer, path: &[PathStep], timed_out: Option<i64>) -> Match {
+    Match {
+        events: path
+            .iter()
+            .filter_map(|s| {
+                buffer.event(s.event).map(|e| MatchedEvent {
+                    var: s.var,
+                    time: e.time,
+                    raw: Arc::clone(&e.raw),
                 })
-                .collect(),
-            timed_out,
+            })
+            .collect(),
+        timed_out,
+    }
+}
+
+/// The runs that follow `run` on `event` (the start run itself excepted: the caller keeps
+/// it), in Flink's order.
+#[allow(clippy::too_many_arguments)]
+fn next_runs(
+    nfa: &Nfa,
+    buffer: &mut SharedBuffer,
+    run: &Run,
+    event: &Event,
+    seq: u64,
+    eid: &mut Option<u32>,
+    event_cache: &mut CondCache,
+    outs: &mut Successors,
+) {
+    let view = View {
+        buffer: &*buffer,
+        node: run.node,
+        nfa,
+    };
+    let mut eval = Eval {
+        nfa,
+        event,
+        run,
+        view: &view,
+        event_cache,
+        run_cache: CondCache::default(),
+    };
+
+    // The decision graph: follow PROCEED edges whose guards hold; collect TAKE and IGNORE
+    // edges whose guards hold, with the state they leave from and, for a TAKE, the Final
+    // state its target reaches through PROCEED edges right away, if any (judged with the
+    // run as it was before taking, as Flink does).
+    let mut edges: SmallVec<[Followed; 8]> = SmallVec::new();
+    let mut collect = |eval: &mut Eval, s: StateId, stack: &mut SmallVec<[StateId; 8]>| {
+        for (i, e) in nfa.states[s].edges.iter().enumerate() {
+            if eval.holds(&e.guard) {
+                match e.action {
+                    Action::Proceed => stack.push(e.target),
+                    Action::Ignore => edges.push(Followed {
+                        state: s,
+                        edge: i,
+                        fin: None,
+                    }),
+                    Action::Take => edges.push(Followed {
+                        state: s,
+                        edge: i,
+                        fin: eval.final_after_proceed(e.target),
+                    }),
+                }
+            }
+        }
+    };
+    let mut stack: SmallVec<[StateId; 8]> = SmallVec::new();
+    collect(&mut eval, run.state, &mut stack);
+    let mut expansions = 1;
+    while let Some(s) = stack.pop() {
+        expansions += 1;
+        if expansions > MAX_PROCEED_EXPANSIONS {
+            break;
+        }
+        collect(&mut eval, s, &mut stack);
+    }
+
+    let is_start = nfa.states[run.state].is_start;
+    for f in &edges {
+        let e = &nfa.states[f.state].edges[f.edge];
+        match e.action {
+            Action::Ignore => {
+                if !is_start {
+                    buffer.lock(run.node);
+                    outs.push(
+                        nfa,
+                        buffer,
+                        Run {
+                            state: e.target,
+                            node: run.node,
+                            ..run.clone()
+                        },
+                    );
+                }
+            }
+            Action::Take => {
+                let var = nfa.states[f.state].var.unwrap_or(usize::MAX);
+                let id = match *eid {
+                    Some(id) => id,
+                    None => {
+                        let id = buffer.reserve_event(seq);
+                        *eid = Some(id);
+                        id
+                    }
+                };
+                let node = buffer.put(var, id, run.node);
+                let (start_ts, start_seq) = if is_start {
+                    (event.time, seq)
+                } else {
+                    (run.start_ts, run.start_seq)
+                };
+                let mut aggs = run.aggs.clone();
+                for (acc, spec) in aggs.iter_mut().zip(&nfa.aggs) {
+                    if spec.var == var {
+                        match spec.slot {
+                            Some(slot) => acc.add(event.slot(slot)),
+                            None => acc.add(&crate::value::Value::Null),
+                        }
+                    }
+                }
+                let taken = Run {
+                    state: e.target,
+                    node,
+                    start_ts,
+                    prev_ts: event.time,
+                    start_seq,
+                    aggs,
+                };
+                buffer.lock(node);
+                if let Some(fin) = f.fin {
+                    let fin = Run {
+                        state: fin,
+                        ..taken.clone()
+                    };
+                    outs.push(nfa, buffer, taken);
+                    buffer.lock(node);
+                    outs.push(nfa, buffer, fin);
+                } else {
+                    outs.push(nfa, buffer, taken);
+                }
+            }
+            Action::Proceed => {}
         }
     }
 }
