@@ -78,8 +78,15 @@ pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileEr
         .iter()
         .map(|s| b.window_times.get(&s.name).copied())
         .collect();
+    let ignore_loops = b.states.iter().enumerate().any(|(i, s)| {
+        !s.is_start
+            && s.edges
+                .iter()
+                .any(|e| e.action == Action::Ignore && e.target == i)
+    });
     Ok(Nfa {
         name: decl.name.clone(),
+        ignore_loops,
         skip: Skip::from_model(&decl.pattern.skip, &variables),
         variables,
         start,

@@ -253,6 +253,11 @@ impl Matcher {
         let mut eid: Option<u32> = None;
         let sc = scratch;
         sc.event_cache = CondCache::default();
+        if nfa.ignore_loops && self.ignores_in_place(nfa, &event, &mut sc.event_cache) {
+            // Every run stays as it is: the event changes nothing (its number is used up, as
+            // in the general case).
+            return;
+        }
         sc.next_runs.clear();
         let buffer = &mut self.buffer;
         for run in &self.runs {
@@ -296,6 +301,48 @@ impl Matcher {
             self.emit_completed(nfa, &mut potential, matches);
             sc.potential = potential;
         }
+    }
+
+    /// Whether `event` leaves every run exactly as it is: the start run takes nothing (no TAKE
+    /// or PROCEED edge of the start state holds) and each other run has only its IGNORE loop
+    /// back to its own state holding. Then [`Matcher::process`] would rebuild the same runs,
+    /// so it skips the rebuilding (the common case of an event a waiting run skips over).
+    fn ignores_in_place(&self, nfa: &Nfa, event: &Event, event_cache: &mut CondCache) -> bool {
+        for run in &self.runs {
+            let state = &nfa.states[run.state];
+            let view = View {
+                buffer: &self.buffer,
+                node: run.node,
+                nfa,
+            };
+            let mut eval = Eval {
+                nfa,
+                event,
+                run,
+                view: &view,
+                event_cache: &mut *event_cache,
+                run_cache: CondCache::default(),
+            };
+            // The start run stays whatever holds; any other run only through its loop.
+            let mut stays = state.is_start;
+            for e in &state.edges {
+                let in_place = match e.action {
+                    Action::Ignore => state.is_start || e.target == run.state,
+                    Action::Take | Action::Proceed => false,
+                };
+                if in_place {
+                    if !stays && eval.holds(&e.guard) {
+                        stays = true;
+                    }
+                } else if eval.holds(&e.guard) {
+                    return false;
+                }
+            }
+            if !stays {
+                return false;
+            }
+        }
+        true
     }
 
     /// Moves newly completed runs through the skip strategy and emits those that may go out:

@@ -151,6 +151,9 @@ pub struct Nfa {
     pub state_windows: Vec<Option<i64>>,
     /// After-match skip strategy, with the variable resolved to its index.
     pub skip: Skip,
+    /// Some state other than the start has an IGNORE edge back to itself (runs can skip an
+    /// event in place: `followedBy`-style waiting), which the matcher's fast path looks for.
+    pub ignore_loops: bool,
 }
 
 /// The after-match skip strategy with variable indexes.
