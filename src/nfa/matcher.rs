@@ -77,6 +77,9 @@ pub struct Matcher {
 #[derive(Debug, Clone, Default)]
 pub struct Scratch {
     event_cache: CondCache,
+    /// The runs being offered an event, swapped out of the matcher while it collects their
+    /// successors in place of them.
+    current: SmallVec<[Run; 2]>,
     next_runs: Vec<Run>,
     potential: Vec<Run>,
 }
@@ -258,19 +261,21 @@ impl Matcher {
             // in the general case).
             return;
         }
-        sc.next_runs.clear();
+        let mut current = std::mem::take(&mut sc.current);
+        std::mem::swap(&mut current, &mut self.runs);
+        self.runs.clear();
         let buffer = &mut self.buffer;
-        for run in &self.runs {
-            let first_retained = sc.next_runs.len();
+        for run in current.drain(..) {
+            let first_retained = self.runs.len();
             let mut succ = Successors {
-                next: &mut sc.next_runs,
+                next: &mut self.runs,
                 potential: &mut sc.potential,
                 discard: false,
             };
             next_runs(
                 nfa,
                 buffer,
-                run,
+                &run,
                 &event,
                 seq,
                 &mut eid,
@@ -280,21 +285,20 @@ impl Matcher {
             let discard = succ.discard;
             if nfa.states[run.state].is_start {
                 // The start run stays, after the runs it started (Flink re-adds it last).
-                sc.next_runs.push(run.clone());
+                self.runs.push(run);
             } else {
                 buffer.release(run.node);
             }
             if discard {
-                for r in sc.next_runs.drain(first_retained..) {
+                for r in self.runs.drain(first_retained..) {
                     buffer.release(r.node);
                 }
             }
         }
+        sc.current = current;
         if let Some(eid) = eid {
             self.buffer.fill_event(eid, event);
         }
-        self.runs.clear();
-        self.runs.extend(sc.next_runs.drain(..));
         self.enforce_cap();
         if !(sc.potential.is_empty() && self.completed.is_empty()) {
             let mut potential = std::mem::take(&mut sc.potential);
@@ -658,7 +662,7 @@ impl StartProbe {
 /// `next`, completed ones to `potential`; reaching a Stop state marks the whole step for
 /// discarding (Flink's `shouldDiscardPath`).
 struct Successors<'a> {
-    next: &'a mut Vec<Run>,
+    next: &'a mut SmallVec<[Run; 2]>,
     potential: &'a mut Vec<Run>,
     discard: bool,
 }
