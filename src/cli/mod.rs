@@ -54,6 +54,16 @@ struct RunArgs {
     /// JSON lines, or CSV with a header for `.csv` files (see --format).
     #[arg(long, short, default_value = "-")]
     input: String,
+    /// Read the input files in turn, one record from each, each file a source partition with
+    /// its own watermark (as a Kafka partition would be): a pattern's watermark is the
+    /// minimum over files still being read. Without it files are read one after the other
+    /// as one stream.
+    #[arg(long)]
+    partitioned: bool,
+    /// With --partitioned: a file that yields nothing for this many milliseconds (a pipe,
+    /// say) stops holding the watermark back until it does.
+    #[arg(long, requires = "partitioned")]
+    idle_timeout: Option<u64>,
     /// Input format: `jsonl` or `csv` (default: by file extension; stdin is JSON lines).
     #[arg(long, value_parser = ["jsonl", "csv"])]
     format: Option<String>,
@@ -307,12 +317,18 @@ fn run(args: RunArgs) -> i32 {
         Some(_) => Some(Format::JsonLines),
         None => None,
     };
-    let mut records = Records::new(files, format);
+    let mut records = if args.partitioned {
+        Records::interleaved(files, format)
+    } else {
+        Records::new(files, format)
+    };
     let options = EngineOptions {
         timeouts: args.timeouts || args.timeouts_output.is_some(),
         max_runs_per_key: args.max_partial_matches,
         shards: 1,
         max_partial_matches_total: args.max_partial_matches_total,
+        source_partitions: records.partitions(),
+        idle_timeout_ms: args.idle_timeout,
     };
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -419,6 +435,7 @@ fn run_single(
     let mut outs = Vec::new();
     let mut text = String::new();
     let mut failed = None;
+    let clock = Clock::new(options.idle_timeout_ms);
     while let Some(r) = records.next_record() {
         let rec = match r {
             Ok(r) => r,
@@ -427,7 +444,7 @@ fn run_single(
                 break;
             }
         };
-        engine.push_json(rec.json, &mut outs);
+        engine.push_json_from(rec.json, rec.partition, clock.now_ms(), &mut outs);
         let rejected = write_outputs(
             &engine, &mut outs, &mut text, rec.origin, rec.line, rec.json, sinks,
         );
@@ -438,6 +455,13 @@ fn run_single(
             ));
             break;
         }
+        while let Some(p) = records.ended() {
+            engine.end_source(p, &mut outs);
+        }
+        if clock.ticking() {
+            engine.tick(clock.now_ms(), &mut outs);
+        }
+        write_outputs(&engine, &mut outs, &mut text, "", 0, "", sinks);
         if status.due() {
             status.show(
                 &engine.stats(),
@@ -468,6 +492,7 @@ fn run_parallel(
         ParallelEngine::new(decls, options, workers, ordered).map_err(|e| format!("motif: {e}"))?;
     let mut failed = None;
     let mut emit = |l: Line| sinks.put(l.stream, &l.text, l.human.as_deref(), l.timed_out);
+    let clock = Clock::new(options.idle_timeout_ms);
     while let Some(r) = records.next_record() {
         let rec = match r {
             Ok(r) => r,
@@ -477,7 +502,14 @@ fn run_parallel(
             }
         };
         let before = engine.stats().rejected;
-        engine.push_json(rec.json, rec.origin, rec.line, &mut emit);
+        engine.push_json_from(
+            rec.json,
+            rec.partition,
+            clock.now_ms(),
+            rec.origin,
+            rec.line,
+            &mut emit,
+        );
         if strict && engine.stats().rejected > before {
             failed = Some(format!(
                 "motif: {}:{}: rejected record (--strict): stopping",
@@ -485,12 +517,47 @@ fn run_parallel(
             ));
             break;
         }
+        while let Some(p) = records.ended() {
+            engine.end_source(p, &mut emit);
+        }
+        if clock.ticking() {
+            engine.tick(clock.now_ms(), &mut emit);
+        }
         if status.due() {
             status.show(&engine.stats(), None, engine.watermark_lag());
         }
     }
     let stats = engine.finish(&mut emit);
     Ok((stats, failed))
+}
+
+/// Processing time for idle source partitions: milliseconds since the run started, read
+/// only when an idle timeout is set.
+struct Clock {
+    start: std::time::Instant,
+    idle_timeout: bool,
+}
+
+impl Clock {
+    fn new(idle_timeout_ms: Option<u64>) -> Clock {
+        Clock {
+            start: std::time::Instant::now(),
+            idle_timeout: idle_timeout_ms.is_some(),
+        }
+    }
+
+    /// Whether idle partitions are looked for at all.
+    fn ticking(&self) -> bool {
+        self.idle_timeout
+    }
+
+    fn now_ms(&self) -> u64 {
+        if self.idle_timeout {
+            u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+        } else {
+            0
+        }
+    }
 }
 
 /// Writes the outputs of one record; returns whether it was rejected.

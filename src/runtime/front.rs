@@ -282,6 +282,15 @@ impl Front {
         }
     }
 
+    /// Source partition `source` has ended: it no longer holds the watermarks back.
+    pub fn end_source(&mut self, source: usize, routed: &mut impl RouteSink) {
+        for (i, p) in self.patterns.iter_mut().enumerate() {
+            if let Some(wm) = p.frontier.end(source) {
+                routed.watermark(i, wm);
+            }
+        }
+    }
+
     /// End of input: every watermark moves to +∞.
     pub fn finish(&mut self, routed: &mut impl RouteSink) {
         for (i, p) in self.patterns.iter_mut().enumerate() {

@@ -21,6 +21,9 @@ struct SourcePart {
     max_time: i64,
     last_seen_ms: u64,
     idle: bool,
+    /// The partition has ended: it never holds the watermark back again.
+    #[serde(default)]
+    ended: bool,
 }
 
 impl Frontier {
@@ -34,6 +37,7 @@ impl Frontier {
                     max_time: i64::MIN,
                     last_seen_ms: 0,
                     idle: false,
+                    ended: false,
                 };
                 partitions.max(1)
             ],
@@ -84,6 +88,15 @@ impl Frontier {
         self.recompute()
     }
 
+    /// `partition` has ended (its file is read to the end): it stops holding the watermark
+    /// back; returns the new watermark if that let it advance. When every partition has
+    /// ended, the watermark stays where the events put it until [`Frontier::finish`].
+    pub fn end(&mut self, partition: usize) -> Option<i64> {
+        let i = partition.min(self.parts.len() - 1);
+        self.parts[i].ended = true;
+        self.recompute()
+    }
+
     /// End of all input: the watermark moves to +∞.
     pub fn finish(&mut self) -> i64 {
         self.watermark = i64::MAX;
@@ -91,7 +104,7 @@ impl Frontier {
     }
 
     fn recompute(&mut self) -> Option<i64> {
-        let active = self.parts.iter().filter(|p| !p.idle);
+        let active = self.parts.iter().filter(|p| !p.idle && !p.ended);
         let min_max = active.map(|p| p.max_time).min()?;
         if min_max == i64::MIN {
             return None;
@@ -137,6 +150,30 @@ mod tests {
             f.observe(1, 60, 1020),
             None,
             "back, but the watermark never goes back"
+        );
+        assert_eq!(f.finish(), i64::MAX);
+    }
+
+    #[test]
+    fn an_ended_partition_stops_holding_the_watermark_back() {
+        let mut f = Frontier::new(2, 0, None);
+        assert_eq!(
+            f.observe(0, 100, 0),
+            None,
+            "partition 1 has sent nothing yet"
+        );
+        assert_eq!(f.observe(1, 40, 0), Some(39));
+        assert_eq!(f.observe(0, 200, 0), None, "held back by partition 1 at 40");
+        assert_eq!(
+            f.end(1),
+            Some(199),
+            "partition 1 ended: partition 0 alone decides"
+        );
+        assert_eq!(f.observe(1, 300, 0), None, "an ended partition stays ended");
+        assert_eq!(
+            f.end(0),
+            None,
+            "all ended: the watermark waits for finish()"
         );
         assert_eq!(f.finish(), i64::MAX);
     }

@@ -112,6 +112,13 @@ pub struct EngineOptions {
     /// cap, keys without state start no new partial matches until some end; each refusal is
     /// counted in [`Stats::dropped_runs`]. With several shards each gets an equal share.
     pub max_partial_matches_total: Option<usize>,
+    /// Number of source partitions (0 or 1: one), each with its own watermark; the pattern's
+    /// watermark is the minimum over partitions that are neither idle nor ended. Records say
+    /// their partition in [`Engine::push_json_from`].
+    pub source_partitions: usize,
+    /// A source partition that sends nothing for this long (processing time, as given to
+    /// [`Engine::tick`]) stops holding the watermark back until it sends again.
+    pub idle_timeout_ms: Option<u64>,
 }
 
 /// The compiled patterns of a run and how the front reads their events.
@@ -211,7 +218,12 @@ impl Engine {
             })
             .collect();
         Ok(Engine {
-            front: Front::new(c.schema, c.front, 1, None),
+            front: Front::new(
+                c.schema,
+                c.front,
+                options.source_partitions.max(1),
+                options.idle_timeout_ms,
+            ),
             shards,
             nfas: c.patterns.into_iter().map(|(n, _)| n).collect(),
             stats: Stats::default(),
@@ -260,13 +272,52 @@ impl Engine {
 
     /// Decodes and processes one JSON record (one line, without its newline).
     pub fn push_json(&mut self, line: &str, out: &mut Vec<Output>) {
+        self.push_json_from(line, 0, 0, out);
+    }
+
+    /// [`Engine::push_json`] for a record of source partition `source` (see
+    /// [`EngineOptions::source_partitions`]) read at processing time `now_ms`.
+    pub fn push_json_from(
+        &mut self,
+        line: &str,
+        source: usize,
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
         self.stats.records += 1;
         let before = out.len();
         let mut shards = ShardSink {
             shards: &mut self.shards,
             out: &mut self.shard_out,
         };
-        self.front.route_json(line, 0, 0, &mut shards, out);
+        self.front
+            .route_json(line, source, now_ms, &mut shards, out);
+        self.flush(out);
+        self.stats.count(&out[before..]);
+    }
+
+    /// Source partition `source` has ended: it no longer holds the watermark back, so what
+    /// waited for it may be decided now.
+    pub fn end_source(&mut self, source: usize, out: &mut Vec<Output>) {
+        let before = out.len();
+        let mut shards = ShardSink {
+            shards: &mut self.shards,
+            out: &mut self.shard_out,
+        };
+        self.front.end_source(source, &mut shards);
+        self.flush(out);
+        self.stats.count(&out[before..]);
+    }
+
+    /// Processing time is now `now_ms`: source partitions silent for the idle timeout stop
+    /// holding the watermark back.
+    pub fn tick(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+        let before = out.len();
+        let mut shards = ShardSink {
+            shards: &mut self.shards,
+            out: &mut self.shard_out,
+        };
+        self.front.tick(now_ms, &mut shards);
         self.flush(out);
         self.stats.count(&out[before..]);
     }

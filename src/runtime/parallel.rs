@@ -196,7 +196,12 @@ impl ParallelEngine {
             senders.push(tx);
         }
         Ok(ParallelEngine {
-            front: Front::new(c.schema, c.front, 1, None),
+            front: Front::new(
+                c.schema,
+                c.front,
+                options.source_partitions.max(1),
+                options.idle_timeout_ms,
+            ),
             nfas,
             senders,
             buffers: (0..workers).map(|_| Vec::with_capacity(BATCH)).collect(),
@@ -240,10 +245,40 @@ impl ParallelEngine {
         line_no: u64,
         emit: &mut dyn FnMut(Line),
     ) {
+        self.push_json_from(line, 0, 0, origin, line_no, emit);
+    }
+
+    /// [`ParallelEngine::push_json`] for a record of source partition `source` read at
+    /// processing time `now_ms` (see [`EngineOptions::source_partitions`]).
+    pub fn push_json_from(
+        &mut self,
+        line: &str,
+        source: usize,
+        now_ms: u64,
+        origin: &str,
+        line_no: u64,
+        emit: &mut dyn FnMut(Line),
+    ) {
         self.stats.records += 1;
         self.front
-            .route_json(line, 0, 0, &mut self.routed, &mut self.notices);
+            .route_json(line, source, now_ms, &mut self.routed, &mut self.notices);
         self.after_record(origin, line_no, line, emit);
+    }
+
+    /// Source partition `source` has ended (see [`Engine::end_source`]).
+    ///
+    /// [`Engine::end_source`]: crate::runtime::Engine::end_source
+    pub fn end_source(&mut self, source: usize, emit: &mut dyn FnMut(Line)) {
+        self.front.end_source(source, &mut self.routed);
+        self.after_record("", 0, "", emit);
+    }
+
+    /// Processing time is now `now_ms` (see [`Engine::tick`]).
+    ///
+    /// [`Engine::tick`]: crate::runtime::Engine::tick
+    pub fn tick(&mut self, now_ms: u64, emit: &mut dyn FnMut(Line)) {
+        self.front.tick(now_ms, &mut self.routed);
+        self.after_record("", 0, "", emit);
     }
 
     /// Sends one decoded record on.

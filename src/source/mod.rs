@@ -77,12 +77,20 @@ pub fn expand(input: &str) -> Result<Vec<Option<PathBuf>>, SourceError> {
     }
 }
 
-/// Reads records one at a time from a list of files (or stdin).
+/// Reads records one at a time from a list of files (or stdin): one after the other, or
+/// in turn (one record from each) when each file is a source partition of its own.
 pub struct Records {
     files: std::vec::IntoIter<Option<PathBuf>>,
     forced: Option<Format>,
     current: Option<Current>,
     buf: String,
+    /// Interleaved mode: every file open at once, read in turn.
+    open: Vec<Option<Current>>,
+    interleaved: bool,
+    /// Next file to read from in interleaved mode.
+    turn: usize,
+    /// Partitions that ended since the caller last asked ([`Records::ended`]).
+    ended: Vec<usize>,
 }
 
 struct Current {
@@ -90,6 +98,7 @@ struct Current {
     origin: String,
     line: u64,
     csv: Option<csv::Header>,
+    partition: usize,
 }
 
 /// One record: its text as a JSON object, where it came from.
@@ -100,6 +109,9 @@ pub struct Record<'a> {
     pub origin: &'a str,
     /// 1-based line number in that file.
     pub line: u64,
+    /// The source partition: the file's index among the inputs when they are read in turn
+    /// ([`Records::interleaved`]), else 0.
+    pub partition: usize,
 }
 
 impl Records {
@@ -110,7 +122,48 @@ impl Records {
             forced: format,
             current: None,
             buf: String::new(),
+            open: Vec::new(),
+            interleaved: false,
+            turn: 0,
+            ended: Vec::new(),
         }
+    }
+
+    /// Records of the inputs read in turn, one record from each file, each file a source
+    /// partition of its own (numbered in input order). A file that cannot be opened is an
+    /// error from the first [`Records::next_record`].
+    pub fn interleaved(files: Vec<Option<PathBuf>>, format: Option<Format>) -> Records {
+        let mut r = Records::new(files, format);
+        r.interleaved = true;
+        r
+    }
+
+    /// Number of source partitions: the number of files when read in turn, else 1.
+    pub fn partitions(&self) -> usize {
+        if self.interleaved {
+            self.open.len().max(self.files.len())
+        } else {
+            1
+        }
+    }
+
+    /// A source partition that has ended (its file is read to the end) since the last call,
+    /// if any; call until `None` after each record.
+    pub fn ended(&mut self) -> Option<usize> {
+        self.ended.pop()
+    }
+
+    fn open_all(&mut self) -> Result<(), SourceError> {
+        let files: Vec<Option<PathBuf>> = self.files.by_ref().collect();
+        for (i, f) in files.into_iter().enumerate() {
+            self.open(f)?;
+            let mut cur = self.current.take();
+            if let Some(c) = cur.as_mut() {
+                c.partition = i;
+            }
+            self.open.push(cur);
+        }
+        Ok(())
     }
 
     fn open(&mut self, f: Option<PathBuf>) -> Result<(), SourceError> {
@@ -138,6 +191,7 @@ impl Records {
             origin,
             line: 0,
             csv: (format == Format::Csv).then(csv::Header::default),
+            partition: 0,
         });
         Ok(())
     }
@@ -146,6 +200,9 @@ impl Records {
     /// row that does not fit its header still comes out (as text that is not JSON) so the
     /// engine rejects and counts it with its line number.
     pub fn next_record(&mut self) -> Option<Result<Record<'_>, SourceError>> {
+        if self.interleaved {
+            return self.next_interleaved();
+        }
         loop {
             if self.current.is_none() {
                 let f = self.files.next()?;
@@ -188,7 +245,76 @@ impl Records {
                 json: &self.buf,
                 origin: &cur.origin,
                 line: cur.line,
+                partition: 0,
             }));
         }
+    }
+
+    fn next_interleaved(&mut self) -> Option<Result<Record<'_>, SourceError>> {
+        if self.open.is_empty() && self.files.len() > 0 {
+            if let Err(e) = self.open_all() {
+                self.open.clear();
+                return Some(Err(e));
+            }
+        }
+        let n = self.open.len();
+        // Every open file gets its turn; a file at its end leaves the rotation.
+        for _ in 0..=n {
+            let i = self.turn % n.max(1);
+            self.turn = (i + 1) % n.max(1);
+            let Some(cur) = self.open.get_mut(i).and_then(Option::as_mut) else {
+                if self.open.iter().all(Option::is_none) {
+                    return None;
+                }
+                continue;
+            };
+            match read_record(cur, &mut self.buf) {
+                Ok(true) => {
+                    let cur = self.open.get(i)?.as_ref()?;
+                    return Some(Ok(Record {
+                        json: &self.buf,
+                        origin: &cur.origin,
+                        line: cur.line,
+                        partition: cur.partition,
+                    }));
+                }
+                Ok(false) => {
+                    self.ended.push(cur.partition);
+                    self.open[i] = None;
+                }
+                Err(e) => {
+                    let path = cur.origin.clone();
+                    self.ended.push(cur.partition);
+                    self.open[i] = None;
+                    return Some(Err(SourceError::Io { path, source: e }));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Reads the next record of `cur` into `buf` (as JSON); `false` at the end of the file.
+fn read_record(cur: &mut Current, buf: &mut String) -> io::Result<bool> {
+    loop {
+        buf.clear();
+        if cur.reader.read_line(buf)? == 0 {
+            return Ok(false);
+        }
+        cur.line += 1;
+        let text = buf.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() {
+            continue;
+        }
+        if let Some(h) = cur.csv.as_mut() {
+            match h.row_to_json(text) {
+                None => continue, // the header line
+                Some(json) => *buf = json,
+            }
+        } else if text.len() != buf.len() {
+            let n = text.len();
+            buf.truncate(n);
+        }
+        return Ok(true);
     }
 }

@@ -369,3 +369,87 @@ fn timeouts_output_gets_its_own_file() {
     assert!(t.contains("\"timed_out\":true"));
     assert!(t.contains("\"timeout\":17"), "{t}");
 }
+
+#[test]
+fn partitioned_files_each_hold_their_own_watermark() {
+    // Two sources, each in time order, whose times overlap: read one after the other as one
+    // stream, the second file's events are behind the first's watermark and late; read in
+    // turn as two partitions (--partitioned), nothing is late and the matches are those of
+    // the merged stream.
+    let dir = scratch("partitioned");
+    let pat = write(&dir, "ab.motif", AB);
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).expect("create input dir");
+    let mut a = String::new();
+    let mut b = String::new();
+    let mut merged = Vec::new();
+    for i in 0..50u64 {
+        let kind = if i % 2 == 0 { "a" } else { "b" };
+        let la = format!(
+            r#"{{"card":"x{}","kind":"{kind}","ts":{}}}"#,
+            i % 5,
+            1000 + 10 * i
+        );
+        let lb = format!(
+            r#"{{"card":"y{}","kind":"{kind}","ts":{}}}"#,
+            i % 5,
+            1005 + 10 * i
+        );
+        a.push_str(&la);
+        a.push('\n');
+        b.push_str(&lb);
+        b.push('\n');
+        merged.push(la);
+        merged.push(lb);
+    }
+    write(&inputs, "0.jsonl", &a);
+    write(&inputs, "1.jsonl", &b);
+    let input = inputs.to_string_lossy().to_string();
+    let pat = pat.to_string_lossy().to_string();
+    let late_one = dir.join("late-one.jsonl");
+    let one = motif()
+        .args(["run", &pat, "--input", &input, "--quiet", "--workers", "1"])
+        .args(["--late-output", &late_one.to_string_lossy()])
+        .output()
+        .expect("motif runs");
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let late_lines = std::fs::read_to_string(&late_one).expect("late output");
+    assert!(
+        late_lines.lines().count() > 0,
+        "one stream: the second file is late"
+    );
+
+    let want = run_with_stdin(
+        &["run", &pat, "--quiet", "--workers", "1"],
+        &merged.join("\n"),
+    );
+    let mut want = stdout_json(&want);
+    want.sort_by_key(|v| v.to_string());
+    assert!(!want.is_empty());
+    for workers in ["1", "2"] {
+        let late = dir.join(format!("late-{workers}.jsonl"));
+        let got = motif()
+            .args(["run", &pat, "--input", &input, "--quiet", "--partitioned"])
+            .args([
+                "--workers",
+                workers,
+                "--late-output",
+                &late.to_string_lossy(),
+            ])
+            .output()
+            .expect("motif runs");
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&late).expect("late output"), "");
+        let mut got = stdout_json(&got);
+        got.sort_by_key(|v| v.to_string());
+        assert_eq!(got, want, "--partitioned --workers {workers}");
+    }
+}
