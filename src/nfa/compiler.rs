@@ -84,9 +84,11 @@ pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileEr
                 .iter()
                 .any(|e| e.action == Action::Ignore && e.target == i)
     });
+    let keep_event_fields = b.conditions.iter().any(|c| c.body.has_native());
     Ok(Nfa {
         name: decl.name.clone(),
         ignore_loops,
+        keep_event_fields,
         skip: Skip::from_model(&decl.pattern.skip, &variables),
         variables,
         start,

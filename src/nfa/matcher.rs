@@ -297,6 +297,11 @@ impl Matcher {
         }
         sc.current = current;
         if let Some(eid) = eid {
+            let mut event = event;
+            if !nfa.keep_event_fields {
+                // Dropped now while warm, not when the partial match ends.
+                event.fields = Box::default();
+            }
             self.buffer.fill_event(eid, event);
         }
         self.enforce_cap();

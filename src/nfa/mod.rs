@@ -110,6 +110,15 @@ pub struct Condition {
 }
 
 impl CondBody {
+    /// Whether a Rust closure is part of this condition.
+    pub fn has_native(&self) -> bool {
+        match self {
+            CondBody::Expr(_) => false,
+            CondBody::Native(_) => true,
+            CondBody::And(a, b) | CondBody::Or(a, b) => a.has_native() || b.has_native(),
+        }
+    }
+
     /// Evaluates the condition for an event within a partial match.
     #[inline]
     pub fn test(&self, ev: &Event, aggs: &[AggAcc], partial: &dyn PartialMatch) -> bool {
@@ -154,6 +163,10 @@ pub struct Nfa {
     /// Some state other than the start has an IGNORE edge back to itself (runs can skip an
     /// event in place: `followedBy`-style waiting), which the matcher's fast path looks for.
     pub ignore_loops: bool,
+    /// Some condition is a Rust closure, which may read any field of the events of the
+    /// partial match; otherwise a stored event keeps only its time and text (expression
+    /// conditions read earlier events through aggregates kept in the runs).
+    pub keep_event_fields: bool,
 }
 
 /// The after-match skip strategy with variable indexes.
