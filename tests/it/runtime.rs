@@ -350,3 +350,40 @@ fn a_run_whose_deadline_moves_earlier_times_out_on_time() {
     // The watermark is 29 > 13: the timeout is out before the end of input.
     assert_eq!(canonical(&e, &out), ["p \"k\" [a:0,b:10] Some(13)"]);
 }
+
+#[test]
+fn a_rust_closure_reads_fields_of_earlier_events_of_the_partial_match() {
+    // Stored events of patterns without closures keep only time and text; with a closure
+    // the partial match's events stay whole. This one compares prices across events.
+    use motif::expr::parse_expr;
+    use motif::pattern::Pattern;
+    let rising = Pattern::begin("low")
+        .where_(parse_expr(r#"kind == "quote""#).expect("expression parses"))
+        .followed_by("high")
+        .where_fn(|event, partial| {
+            let low = partial.events_of("low");
+            let (Some(first), Some(now)) = (low.first(), event.field("price").as_f64()) else {
+                return false;
+            };
+            first.field("price").as_f64().is_some_and(|p| p < now)
+        })
+        .declare("rising")
+        .key(&["sym"])
+        .time("ts");
+    let mut e = Engine::new(&[rising], EngineOptions::default()).expect("pattern compiles");
+    let mut out = Vec::new();
+    for (ts, price) in [(1, 10.0), (2, 9.0), (3, 12.0)] {
+        let line = format!(r#"{{"sym":"x","kind":"quote","ts":{ts},"price":{price}}}"#);
+        e.push_json(&line, &mut out);
+    }
+    e.finish(&mut out);
+    let ends: Vec<i64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Match { m, .. } => m.events.last().map(|ev| ev.time),
+            _ => None,
+        })
+        .collect();
+    // 10 -> 12 and 9 -> 12 rise; 10 -> 9 does not.
+    assert_eq!(ends, vec![3, 3], "{out:?}");
+}
