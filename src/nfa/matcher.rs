@@ -732,7 +732,7 @@ struct Eval<'a> {
 }
 
 impl Eval<'_> {
-    #[inline]
+    #[inline(always)]
     fn cond(&mut self, i: usize) -> bool {
         let c = &self.nfa.conditions[i];
         let cache = if c.iterative {

@@ -354,7 +354,9 @@ impl PatternShard {
                     self.recycle(matcher);
                     return;
                 }
-                self.open_runs += matcher.partial_matches();
+                if self.max_total.is_some() {
+                    self.open_runs += matcher.partial_matches();
+                }
                 let slot = self.insert_partition(key, hash, matcher);
                 self.schedule(slot);
                 return;
@@ -386,7 +388,11 @@ impl PatternShard {
         if immediate && part.pending.is_empty() {
             let nfa = &*self.nfa;
             let dropped_before = part.matcher.dropped_runs();
-            let open_before = part.matcher.partial_matches();
+            let open_before = if self.max_total.is_some() {
+                part.matcher.partial_matches()
+            } else {
+                0
+            };
             // `timer_at` is never later than the partition's next deadline (set after every
             // feed), so before it nothing can time out.
             if time >= part.timer_at {
@@ -517,8 +523,12 @@ impl PatternShard {
             return;
         };
         self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
-        self.open_runs =
-            (self.open_runs + part.matcher.partial_matches()).saturating_sub(open_before);
+        if self.max_total.is_some() {
+            // Kept only for the cap on open partial matches (counting costs a pass over the
+            // runs).
+            self.open_runs =
+                (self.open_runs + part.matcher.partial_matches()).saturating_sub(open_before);
+        }
         if !(self.matches.is_empty() && self.timeouts.is_empty()) {
             if part.key_json.is_none() {
                 part.key_json = key_json(self.key_slots.len(), &part.key);
@@ -591,9 +601,17 @@ impl PatternShard {
                 continue;
             }
             part.timer_at = i64::MAX;
+            if part.idle {
+                // Registered before the partition went idle: nothing can time out.
+                continue;
+            }
             let nfa = &*self.nfa;
             let dropped_before = part.matcher.dropped_runs();
-            let open_before = part.matcher.partial_matches();
+            let open_before = if self.max_total.is_some() {
+                part.matcher.partial_matches()
+            } else {
+                0
+            };
             // Feed every buffered event up to the watermark, one timestamp at a time: first
             // expire runs against that time, then the events at it in arrival order.
             while let Some(&(t, _, _)) = part.pending.front() {
