@@ -162,6 +162,7 @@ struct ShardSink<'a> {
 }
 
 impl RouteSink for ShardSink<'_> {
+    #[inline]
     fn event(
         &mut self,
         pattern: usize,

@@ -204,6 +204,7 @@ impl Shard {
     /// (its key has nothing buffered and it is not after `watermark + 1`), else buffered
     /// until the watermark passes it. Outputs of an immediate feed go to `out`.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn on_event(
         &mut self,
         pattern: usize,
