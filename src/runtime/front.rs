@@ -18,8 +18,10 @@ pub enum Routed {
     Event {
         /// Pattern index.
         pattern: usize,
-        /// Partition key.
-        key: Arc<str>,
+        /// Partition key when the front built it (several key fields, or one that is not a
+        /// string); `None` when it is the event's own single string key field, read there by
+        /// the shard, or the pattern is unkeyed.
+        key: Option<Arc<str>>,
         /// Stable hash of the key ([`key_hash`]; its shard is [`shard_of`]).
         hash: u64,
         /// Arrival number within the pattern (orders equal times).
@@ -46,7 +48,7 @@ pub trait RouteSink {
     fn event(
         &mut self,
         pattern: usize,
-        key: Arc<str>,
+        key: Option<Arc<str>>,
         hash: u64,
         arrival: u64,
         watermark: i64,
@@ -61,7 +63,7 @@ impl RouteSink for Vec<Routed> {
     fn event(
         &mut self,
         pattern: usize,
-        key: Arc<str>,
+        key: Option<Arc<str>>,
         hash: u64,
         arrival: u64,
         watermark: i64,
@@ -254,11 +256,23 @@ impl Front {
                 (row.clone(), raw.clone())
             };
             let fields = fields.unwrap_or_default();
-            let key = key_of(&p.key_slots, &fields);
-            let hash = if p.key_slots.is_empty() {
-                0
-            } else {
-                key_hash(&key)
+            // A single string key field stays in the event (the shard reads it there); other
+            // keys are built here.
+            let own_field = match p.key_slots.as_slice() {
+                [one] => match fields.get(*one) {
+                    Some(Value::Str(s)) => Some(key_hash(s)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let (key, hash) = match (p.key_slots.is_empty(), own_field) {
+                (true, _) => (None, 0),
+                (false, Some(h)) => (None, h),
+                (false, None) => {
+                    let k = key_of(&p.key_slots, &fields);
+                    let h = key_hash(&k);
+                    (Some(k), h)
+                }
             };
             let advanced = p.frontier.observe(source, time, now_ms);
             let event = Event {

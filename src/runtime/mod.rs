@@ -166,7 +166,7 @@ impl RouteSink for ShardSink<'_> {
     fn event(
         &mut self,
         pattern: usize,
-        key: Arc<str>,
+        key: Option<Arc<str>>,
         hash: u64,
         arrival: u64,
         watermark: i64,

@@ -56,7 +56,7 @@ pub struct Line {
 enum Msg {
     Event {
         pattern: usize,
-        key: Arc<str>,
+        key: Option<Arc<str>>,
         hash: u64,
         arrival: u64,
         watermark: i64,

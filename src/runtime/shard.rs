@@ -76,6 +76,8 @@ const IDLE_KEEP: usize = 4096;
 struct PatternShard {
     nfa: Arc<Nfa>,
     key_slots: Vec<usize>,
+    /// The one key of an unkeyed pattern.
+    unkeyed: Arc<str>,
     max_runs: Option<usize>,
     /// Cap on open partial matches over all keys: at the cap, keys without state start no
     /// new partial matches (counted in `dropped_runs`) until some end.
@@ -144,6 +146,23 @@ pub fn key_of(key_slots: &[usize], fields: &[Value]) -> Arc<str> {
     }
 }
 
+/// An event's partition key: the one the front built (`given`), else the event's own single
+/// string key field (the common case, borrowed, not copied).
+fn event_key<'a>(
+    given: &'a Option<Arc<str>>,
+    key_slots: &[usize],
+    event: &'a Event,
+) -> Option<&'a Arc<str>> {
+    match (given, key_slots) {
+        (Some(k), _) => Some(k),
+        (None, [one]) => match event.slot(*one) {
+            Value::Str(s) => Some(s),
+            _ => None,
+        },
+        (None, _) => None,
+    }
+}
+
 /// The key as it appears in matches: a JSON string for one key field, an array of strings
 /// for several (rebuilt from the map key made by [`key_of`]).
 fn key_json(key_fields: usize, key: &str) -> Option<Arc<str>> {
@@ -176,6 +195,7 @@ impl Shard {
                 .map(|(nfa, key_slots)| PatternShard {
                     nfa: Arc::clone(nfa),
                     key_slots: key_slots.clone(),
+                    unkeyed: Arc::from(""),
                     max_runs,
                     max_total,
                     open_runs: 0,
@@ -208,7 +228,7 @@ impl Shard {
     pub fn on_event(
         &mut self,
         pattern: usize,
-        key: Arc<str>,
+        key: Option<Arc<str>>,
         hash: u64,
         arrival: u64,
         watermark: i64,
@@ -314,7 +334,7 @@ impl PatternShard {
     fn on_event(
         &mut self,
         index: usize,
-        key: Arc<str>,
+        key: Option<Arc<str>>,
         hash: u64,
         arrival: u64,
         watermark: i64,
@@ -324,7 +344,16 @@ impl PatternShard {
     ) {
         let time = event.time;
         let immediate = time <= watermark.saturating_add(1);
-        let slot = match self.find(hash, &key) {
+        let key = match key {
+            Some(k) => Some(k),
+            None if self.key_slots.is_empty() => Some(Arc::clone(&self.unkeyed)),
+            None => None,
+        };
+        let found = match event_key(&key, &self.key_slots, &event) {
+            Some(k) => self.find(hash, k),
+            None => return,
+        };
+        let slot = match found {
             Some(slot) => slot,
             None if immediate => {
                 // A key with no state: most events start nothing; skip those outright.
@@ -337,6 +366,9 @@ impl PatternShard {
                 }
                 // Run the event on a spare matcher and keep a partition only if something is
                 // left pending.
+                let Some(key) = event_key(&key, &self.key_slots, &event).cloned() else {
+                    return;
+                };
                 let mut matcher = self.spare_matcher();
                 matcher.process(&self.nfa, &mut self.scratch, event, &mut self.matches);
                 let key_json = if self.matches.is_empty() {
@@ -363,6 +395,9 @@ impl PatternShard {
                 return;
             }
             None => {
+                let Some(key) = event_key(&key, &self.key_slots, &event).cloned() else {
+                    return;
+                };
                 let matcher = self.spare_matcher();
                 self.insert_partition(key, hash, matcher)
             }
@@ -664,15 +699,7 @@ mod tests {
             raw: Arc::from(raw.as_str()),
         };
         let mut out = Vec::new();
-        shard.on_event(
-            0,
-            Arc::from(key),
-            key_hash(key),
-            t as u64,
-            t,
-            event,
-            &mut out,
-        );
+        shard.on_event(0, None, key_hash(key), t as u64, t, event, &mut out);
         out.len()
     }
 
