@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::event::Event;
-use crate::expr::compile::AggAcc;
+use crate::expr::compile::{AggAcc, CExpr};
 use crate::nfa::buffer::{PathStep, SharedBuffer, NIL};
-use crate::nfa::{Action, Guard, Nfa, Skip, StateId, StateKind};
+use crate::nfa::{Action, CondBody, Guard, Nfa, Skip, StateId, StateKind};
 use crate::pattern::PartialMatch;
 
 /// `start_seq` of a run that has taken nothing yet (sorts after every real event).
@@ -598,23 +598,47 @@ pub struct StartProbe {
     buffer: SharedBuffer,
     /// The start state has no PROCEED edge: only its own TAKE edges need checking.
     direct: bool,
+    /// When every TAKE edge of such a start state is guarded by one expression on the event
+    /// alone (the usual `begin(..).where(type == "X")`): those expressions, tested directly.
+    plain: Option<Vec<CExpr>>,
 }
 
 impl StartProbe {
     /// A probe for `nfa`.
     pub fn new(nfa: &Nfa) -> StartProbe {
+        let edges = &nfa.states[nfa.start].edges;
+        let direct = edges.iter().all(|e| e.action != Action::Proceed);
+        let plain = if direct {
+            edges
+                .iter()
+                .filter(|e| e.action == Action::Take)
+                .map(|e| match &e.guard {
+                    Guard::Cond(i) => match nfa.conditions.get(*i) {
+                        Some(c) if !c.iterative => match &c.body {
+                            CondBody::Expr(x) => Some(x.clone()),
+                            _ => None,
+                        },
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect::<Option<Vec<CExpr>>>()
+        } else {
+            None
+        };
         StartProbe {
             start: Run::start(nfa),
             buffer: SharedBuffer::new(),
-            direct: nfa.states[nfa.start]
-                .edges
-                .iter()
-                .all(|e| e.action != Action::Proceed),
+            direct,
+            plain,
         }
     }
 
     /// Whether a fresh partition would take `event` into some run.
     pub fn starts_on(&mut self, nfa: &Nfa, event: &Event) -> bool {
+        if let Some(exprs) = &self.plain {
+            return exprs.iter().any(|x| x.test(event, &[]));
+        }
         let mut event_cache = CondCache::default();
         let view = View {
             buffer: &self.buffer,
