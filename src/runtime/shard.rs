@@ -248,8 +248,18 @@ impl Shard {
     }
 
     /// The watermark of `pattern` moved to `wm`: feed and time out what is due.
+    #[inline]
     pub fn on_watermark(&mut self, pattern: usize, wm: i64, out: &mut Vec<ShardOutput>) {
-        self.patterns[pattern].on_watermark(pattern, wm, self.timeouts, out);
+        let timeouts = self.timeouts;
+        let Some(p) = self.patterns.get_mut(pattern) else {
+            return;
+        };
+        // The usual case, inline: no timer due yet.
+        if wm > p.watermark && p.timers.peek().is_none_or(|Reverse((t, _))| *t > wm) {
+            p.watermark = wm;
+            return;
+        }
+        p.on_watermark(pattern, wm, timeouts, out);
     }
 
     /// Partitions holding state, over all patterns.
