@@ -286,65 +286,51 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         self.stats.records += 1;
-        let before = out.len();
-        let mut shards = ShardSink {
-            shards: &mut self.shards,
-            out: &mut self.shard_out,
-        };
-        self.front
-            .route_json(line, source, now_ms, &mut shards, out);
-        self.flush(out);
-        self.stats.count(&out[before..]);
+        self.drive(out, |front, shards, out| {
+            front.route_json(line, source, now_ms, shards, out)
+        });
     }
 
     /// Source partition `source` has ended: it no longer holds the watermark back, so what
     /// waited for it may be decided now.
     pub fn end_source(&mut self, source: usize, out: &mut Vec<Output>) {
-        let before = out.len();
-        let mut shards = ShardSink {
-            shards: &mut self.shards,
-            out: &mut self.shard_out,
-        };
-        self.front.end_source(source, &mut shards);
-        self.flush(out);
-        self.stats.count(&out[before..]);
+        self.drive(out, |front, shards, _| front.end_source(source, shards));
     }
 
     /// Processing time is now `now_ms`: source partitions silent for the idle timeout stop
     /// holding the watermark back.
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<Output>) {
-        let before = out.len();
-        let mut shards = ShardSink {
-            shards: &mut self.shards,
-            out: &mut self.shard_out,
-        };
-        self.front.tick(now_ms, &mut shards);
-        self.flush(out);
-        self.stats.count(&out[before..]);
+        self.drive(out, |front, shards, _| front.tick(now_ms, shards));
     }
 
     /// Processes one already decoded record: `row` holds the schema's slots, `raw` is the
     /// JSON text matches echo.
     pub fn push_row(&mut self, row: Box<[Value]>, raw: Arc<str>, out: &mut Vec<Output>) {
         self.stats.records += 1;
-        let before = out.len();
-        let mut shards = ShardSink {
-            shards: &mut self.shards,
-            out: &mut self.shard_out,
-        };
-        self.front.route_row(row, raw, 0, 0, &mut shards, out);
-        self.flush(out);
-        self.stats.count(&out[before..]);
+        self.drive(out, |front, shards, out| {
+            front.route_row(row, raw, 0, 0, shards, out)
+        });
     }
 
     /// Ends the input: the watermark moves to +∞ and every windowed run is decided.
     pub fn finish(&mut self, out: &mut Vec<Output>) {
+        self.drive(out, |front, shards, _| front.finish(shards));
+    }
+
+    /// Runs one step of the front with the shards as its sink; the step's notices go to
+    /// `out` first, then the shards' outputs, and both are counted.
+    #[inline]
+    fn drive(
+        &mut self,
+        out: &mut Vec<Output>,
+        step: impl FnOnce(&mut Front, &mut ShardSink<'_>, &mut Vec<Output>),
+    ) {
         let before = out.len();
         let mut shards = ShardSink {
             shards: &mut self.shards,
             out: &mut self.shard_out,
         };
-        self.front.finish(&mut shards);
+        step(&mut self.front, &mut shards, out);
         self.flush(out);
         self.stats.count(&out[before..]);
     }

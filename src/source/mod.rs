@@ -211,42 +211,23 @@ impl Records {
                 }
             }
             let cur = self.current.as_mut()?;
-            self.buf.clear();
-            match cur.reader.read_line(&mut self.buf) {
-                Ok(0) => {
-                    self.current = None;
-                    continue;
+            match read_record(cur, &mut self.buf) {
+                Ok(true) => {
+                    let cur = self.current.as_ref()?;
+                    return Some(Ok(Record {
+                        json: &self.buf,
+                        origin: &cur.origin,
+                        line: cur.line,
+                        partition: 0,
+                    }));
                 }
-                Ok(_) => {}
+                Ok(false) => self.current = None,
                 Err(e) => {
                     let path = cur.origin.clone();
                     self.current = None;
                     return Some(Err(SourceError::Io { path, source: e }));
                 }
             }
-            cur.line += 1;
-            let text = self.buf.trim_end_matches(['\n', '\r']);
-            if text.trim().is_empty() {
-                continue;
-            }
-            if let Some(h) = cur.csv.as_mut() {
-                match h.row_to_json(text) {
-                    None => continue, // the header line
-                    Some(json) => {
-                        self.buf = json;
-                    }
-                }
-            } else if text.len() != self.buf.len() {
-                let n = text.len();
-                self.buf.truncate(n);
-            }
-            let cur = self.current.as_ref()?;
-            return Some(Ok(Record {
-                json: &self.buf,
-                origin: &cur.origin,
-                line: cur.line,
-                partition: 0,
-            }));
         }
     }
 
