@@ -11,27 +11,31 @@ use crate::runtime::shard::key_of;
 use crate::runtime::Output;
 use crate::value::Value;
 
+/// An on-time event on its way to its pattern's partition.
+#[derive(Debug, Clone)]
+pub struct KeyedEvent {
+    /// Pattern index.
+    pub pattern: usize,
+    /// Partition key when the front built it (several key fields, or one that is not a
+    /// string); `None` when it is the event's own single string key field, read there by the
+    /// shard, or the pattern is unkeyed.
+    pub key: Option<Arc<str>>,
+    /// Stable hash of the key ([`key_hash`]; its shard is [`shard_of`]).
+    pub hash: u64,
+    /// Arrival number within the pattern (orders equal times).
+    pub arrival: u64,
+    /// The pattern's watermark once this event is counted: an event not after
+    /// `watermark + 1` can be fed at once (no on-time event can come before it).
+    pub watermark: i64,
+    /// The event.
+    pub event: Event,
+}
+
 /// What the front sends on for one record, in order.
 #[derive(Debug, Clone)]
 pub enum Routed {
-    /// An on-time event for `pattern`'s partition `key`.
-    Event {
-        /// Pattern index.
-        pattern: usize,
-        /// Partition key when the front built it (several key fields, or one that is not a
-        /// string); `None` when it is the event's own single string key field, read there by
-        /// the shard, or the pattern is unkeyed.
-        key: Option<Arc<str>>,
-        /// Stable hash of the key ([`key_hash`]; its shard is [`shard_of`]).
-        hash: u64,
-        /// Arrival number within the pattern (orders equal times).
-        arrival: u64,
-        /// The pattern's watermark once this event is counted: an event not after
-        /// `watermark + 1` can be fed at once (no on-time event can come before it).
-        watermark: i64,
-        /// The event.
-        event: Event,
-    },
+    /// An on-time event.
+    Event(KeyedEvent),
     /// `pattern`'s watermark advanced to `wm`.
     Watermark {
         /// Pattern index.
@@ -44,39 +48,16 @@ pub enum Routed {
 /// Where the front sends what it routes: a queue of [`Routed`] items (`Vec<Routed>`, for
 /// workers on other threads) or, in one thread, the shards themselves.
 pub trait RouteSink {
-    /// An on-time event for `pattern`'s partition `key` (see [`Routed::Event`]).
-    fn event(
-        &mut self,
-        pattern: usize,
-        key: Option<Arc<str>>,
-        hash: u64,
-        arrival: u64,
-        watermark: i64,
-        event: Event,
-    );
+    /// An on-time event.
+    fn event(&mut self, event: KeyedEvent);
 
     /// `pattern`'s watermark advanced to `wm`.
     fn watermark(&mut self, pattern: usize, wm: i64);
 }
 
 impl RouteSink for Vec<Routed> {
-    fn event(
-        &mut self,
-        pattern: usize,
-        key: Option<Arc<str>>,
-        hash: u64,
-        arrival: u64,
-        watermark: i64,
-        event: Event,
-    ) {
-        self.push(Routed::Event {
-            pattern,
-            key,
-            hash,
-            arrival,
-            watermark,
-            event,
-        });
+    fn event(&mut self, event: KeyedEvent) {
+        self.push(Routed::Event(event));
     }
 
     fn watermark(&mut self, pattern: usize, wm: i64) {
@@ -280,7 +261,14 @@ impl Front {
                 fields,
                 raw: text.unwrap_or_else(|| Arc::from("")),
             };
-            routed.event(i, key, hash, arrival, p.frontier.watermark(), event);
+            routed.event(KeyedEvent {
+                pattern: i,
+                key,
+                hash,
+                arrival,
+                watermark: p.frontier.watermark(),
+                event,
+            });
             if let Some(wm) = advanced {
                 routed.watermark(i, wm);
             }

@@ -163,18 +163,9 @@ struct ShardSink<'a> {
 
 impl RouteSink for ShardSink<'_> {
     #[inline]
-    fn event(
-        &mut self,
-        pattern: usize,
-        key: Option<Arc<str>>,
-        hash: u64,
-        arrival: u64,
-        watermark: i64,
-        event: crate::event::Event,
-    ) {
+    fn event(&mut self, event: front::KeyedEvent) {
         let n = self.shards.len();
-        self.shards[front::shard_of(hash, n)]
-            .on_event(pattern, key, hash, arrival, watermark, event, self.out);
+        self.shards[front::shard_of(event.hash, n)].on_event(event, self.out);
     }
 
     fn watermark(&mut self, pattern: usize, wm: i64) {

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use crate::nfa::{CompileError, Nfa};
 use crate::output;
 use crate::pattern::PatternDecl;
-use crate::runtime::front::{shard_of, Front, Routed};
+use crate::runtime::front::{shard_of, Front, KeyedEvent, Routed};
 use crate::runtime::shard::{Shard, ShardOutput};
 use crate::runtime::{compile_all, EngineOptions, Output, Stats};
 use crate::value::Value;
@@ -54,20 +54,8 @@ pub struct Line {
 }
 
 enum Msg {
-    Event {
-        pattern: usize,
-        key: Option<Arc<str>>,
-        hash: u64,
-        arrival: u64,
-        watermark: i64,
-        seq: u64,
-        event: crate::event::Event,
-    },
-    Watermark {
-        pattern: usize,
-        wm: i64,
-        seq: u64,
-    },
+    Event { seq: u64, event: KeyedEvent },
+    Watermark { pattern: usize, wm: i64, seq: u64 },
 }
 
 struct WorkerReport {
@@ -131,16 +119,8 @@ fn worker(
         let mut lines = Vec::new();
         for m in batch {
             match m {
-                Msg::Event {
-                    pattern,
-                    key,
-                    hash,
-                    arrival,
-                    watermark,
-                    seq,
-                    event,
-                } => {
-                    shard.on_event(pattern, key, hash, arrival, watermark, event, &mut out);
+                Msg::Event { seq, event } => {
+                    shard.on_event(event, &mut out);
                     lines.extend(out.drain(..).map(|o| render(&nfas, seq, &o)));
                 }
                 Msg::Watermark { pattern, wm, seq } => {
@@ -348,24 +328,9 @@ impl ParallelEngine {
         let n = self.senders.len();
         for r in self.routed.drain(..) {
             match r {
-                Routed::Event {
-                    pattern,
-                    key,
-                    hash,
-                    arrival,
-                    watermark,
-                    event,
-                } => {
-                    let w = shard_of(hash, n);
-                    self.buffers[w].push(Msg::Event {
-                        pattern,
-                        key,
-                        hash,
-                        arrival,
-                        watermark,
-                        seq,
-                        event,
-                    });
+                Routed::Event(event) => {
+                    let w = shard_of(event.hash, n);
+                    self.buffers[w].push(Msg::Event { seq, event });
                     full |= self.buffers[w].len() >= BATCH;
                 }
                 Routed::Watermark { pattern, wm } => {

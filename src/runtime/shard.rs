@@ -16,7 +16,7 @@ use crate::event::{shared_str_eq, Event};
 use crate::nfa::matcher::{Scratch, StartProbe};
 use crate::nfa::{Match, Matcher, Nfa};
 use crate::output;
-use crate::runtime::front::key_hash;
+use crate::runtime::front::{key_hash, KeyedEvent};
 use crate::value::Value;
 
 /// What a shard produces when the watermark passes: matches and timed-out partial matches.
@@ -223,28 +223,12 @@ impl Shard {
     /// once the event is counted. The event is fed at once when nothing can come before it
     /// (its key has nothing buffered and it is not after `watermark + 1`), else buffered
     /// until the watermark passes it. Outputs of an immediate feed go to `out`.
-    #[allow(clippy::too_many_arguments)]
     #[inline]
-    pub fn on_event(
-        &mut self,
-        pattern: usize,
-        key: Option<Arc<str>>,
-        hash: u64,
-        arrival: u64,
-        watermark: i64,
-        event: Event,
-        out: &mut Vec<ShardOutput>,
-    ) {
-        self.patterns[pattern].on_event(
-            pattern,
-            key,
-            hash,
-            arrival,
-            watermark,
-            event,
-            self.timeouts,
-            out,
-        );
+    pub fn on_event(&mut self, e: KeyedEvent, out: &mut Vec<ShardOutput>) {
+        let Some(p) = self.patterns.get_mut(e.pattern) else {
+            return;
+        };
+        p.on_event(e, self.timeouts, out);
     }
 
     /// The watermark of `pattern` moved to `wm`: feed and time out what is due.
@@ -341,17 +325,15 @@ impl Shard {
 
 impl PatternShard {
     #[allow(clippy::too_many_arguments)]
-    fn on_event(
-        &mut self,
-        index: usize,
-        key: Option<Arc<str>>,
-        hash: u64,
-        arrival: u64,
-        watermark: i64,
-        event: Event,
-        timeouts: bool,
-        out: &mut Vec<ShardOutput>,
-    ) {
+    fn on_event(&mut self, e: KeyedEvent, timeouts: bool, out: &mut Vec<ShardOutput>) {
+        let KeyedEvent {
+            pattern: index,
+            key,
+            hash,
+            arrival,
+            watermark,
+            event,
+        } = e;
         let time = event.time;
         let immediate = time <= watermark.saturating_add(1);
         let key = match key {
@@ -709,7 +691,15 @@ mod tests {
             raw: Arc::from(raw.as_str()),
         };
         let mut out = Vec::new();
-        shard.on_event(0, None, key_hash(key), t as u64, t, event, &mut out);
+        let keyed = KeyedEvent {
+            pattern: 0,
+            key: None,
+            hash: key_hash(key),
+            arrival: t as u64,
+            watermark: t,
+            event,
+        };
+        shard.on_event(keyed, &mut out);
         out.len()
     }
 
