@@ -324,14 +324,7 @@ impl Matcher {
                 node: run.node,
                 nfa,
             };
-            let mut eval = Eval {
-                nfa,
-                event,
-                run,
-                view: &view,
-                event_cache: &mut *event_cache,
-                run_cache: CondCache::default(),
-            };
+            let mut eval = Eval::new(nfa, event, run, &view, &mut *event_cache);
             // The start run stays whatever holds; any other run only through its loop.
             let mut stays = state.is_start;
             for e in &state.edges {
@@ -429,14 +422,7 @@ fn next_runs(
         node: run.node,
         nfa,
     };
-    let mut eval = Eval {
-        nfa,
-        event,
-        run,
-        view: &view,
-        event_cache,
-        run_cache: CondCache::default(),
-    };
+    let mut eval = Eval::new(nfa, event, run, &view, event_cache);
 
     // The decision graph: follow PROCEED edges whose guards hold; collect TAKE and IGNORE
     // edges whose guards hold, with the state they leave from and, for a TAKE, the Final
@@ -645,14 +631,7 @@ impl StartProbe {
             node: NIL,
             nfa,
         };
-        let mut eval = Eval {
-            nfa,
-            event,
-            run: &self.start,
-            view: &view,
-            event_cache: &mut event_cache,
-            run_cache: CondCache::default(),
-        };
+        let mut eval = Eval::new(nfa, event, &self.start, &view, &mut event_cache);
         if self.direct {
             return nfa.states[nfa.start]
                 .edges
@@ -755,7 +734,24 @@ struct Eval<'a> {
     run_cache: CondCache,
 }
 
-impl Eval<'_> {
+impl<'a> Eval<'a> {
+    fn new(
+        nfa: &'a Nfa,
+        event: &'a Event,
+        run: &'a Run,
+        view: &'a View<'a>,
+        event_cache: &'a mut CondCache,
+    ) -> Eval<'a> {
+        Eval {
+            nfa,
+            event,
+            run,
+            view,
+            event_cache,
+            run_cache: CondCache::default(),
+        }
+    }
+
     #[inline(always)]
     fn cond(&mut self, i: usize) -> bool {
         let c = &self.nfa.conditions[i];
