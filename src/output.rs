@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::event::DecodeError;
 use crate::nfa::{Match, Nfa};
 
 /// Appends one match (or timed-out partial match) as a JSON line, without allocating a JSON
@@ -68,4 +69,23 @@ pub fn write_reject(out: &mut String, origin: &str, line: u64, reason: &str, raw
     out.push_str(",\"record\":");
     push_json_str(out, raw);
     out.push_str("}\n");
+}
+
+/// A record rejected for `reason` (by `pattern`, if the reason is that pattern's, such as a
+/// missing time field): appends its JSON line to `out` and returns the one-line message for a
+/// person (stderr).
+pub fn write_rejection(
+    out: &mut String,
+    pattern: Option<&str>,
+    reason: &DecodeError,
+    origin: &str,
+    line: u64,
+    raw: &str,
+) -> String {
+    let reason = match pattern {
+        Some(p) => format!("pattern {p}: {reason}"),
+        None => reason.to_string(),
+    };
+    write_reject(out, origin, line, &reason, raw);
+    format!("motif: {origin}:{line}: rejected: {reason}")
 }

@@ -589,12 +589,8 @@ fn write_outputs(
             }
             Output::Reject { pattern, reason } => {
                 rejected = true;
-                let reason = match pattern {
-                    Some(p) => format!("pattern {}: {reason}", engine.nfa(p).name),
-                    None => reason.to_string(),
-                };
-                output::write_reject(text, origin, line_no, &reason, line);
-                let human = format!("motif: {origin}:{line_no}: rejected: {reason}");
+                let pattern = pattern.map(|p| engine.nfa(p).name.as_str());
+                let human = output::write_rejection(text, pattern, &reason, origin, line_no, line);
                 sinks.put(Stream::Reject, text, Some(&human), false);
             }
         }

@@ -300,12 +300,10 @@ impl ParallelEngine {
                 }
                 Output::Reject { pattern, reason } => {
                     self.stats.rejected += 1;
-                    let reason = match pattern {
-                        Some(p) => format!("pattern {}: {reason}", self.nfas[*p].name),
-                        None => reason.to_string(),
-                    };
-                    output::write_reject(&mut text, origin, line_no, &reason, record);
-                    human = Some(format!("motif: {origin}:{line_no}: rejected: {reason}"));
+                    let pattern = pattern.map(|p| self.nfas[p].name.as_str());
+                    human = Some(output::write_rejection(
+                        &mut text, pattern, reason, origin, line_no, record,
+                    ));
                     Stream::Reject
                 }
                 // The front reports only late and rejected records.
