@@ -147,14 +147,17 @@ pub fn key_of(key_slots: &[usize], fields: &[Value]) -> Arc<str> {
 }
 
 /// An event's partition key: the one the front built (`given`), else the event's own single
-/// string key field (the common case, borrowed, not copied).
+/// string key field (the common case, borrowed, not copied), or `unkeyed` for a pattern
+/// without key.
 fn event_key<'a>(
     given: &'a Option<Arc<str>>,
     key_slots: &[usize],
+    unkeyed: &'a Arc<str>,
     event: &'a Event,
 ) -> Option<&'a Arc<str>> {
     match (given, key_slots) {
         (Some(k), _) => Some(k),
+        (None, []) => Some(unkeyed),
         (None, [one]) => match event.slot(*one) {
             Value::Str(s) => Some(s),
             _ => None,
@@ -336,29 +339,20 @@ impl PatternShard {
         } = e;
         let time = event.time;
         let immediate = time <= watermark.saturating_add(1);
-        let key = match key {
-            Some(k) => Some(k),
-            None if self.key_slots.is_empty() => Some(Arc::clone(&self.unkeyed)),
-            None => None,
-        };
-        let found = match event_key(&key, &self.key_slots, &event) {
+        let found = match event_key(&key, &self.key_slots, &self.unkeyed, &event) {
             Some(k) => self.find(hash, k),
             None => return,
         };
         let slot = match found {
             Some(slot) => slot,
             None if immediate => {
-                // A key with no state: most events start nothing; skip those outright.
-                if !self.probe.starts_on(&self.nfa, &event) {
-                    return;
-                }
-                if self.max_total.is_some_and(|cap| self.open_runs >= cap) {
-                    self.dropped_runs += 1;
+                if !self.may_start(&event) {
                     return;
                 }
                 // Run the event on a spare matcher and keep a partition only if something is
                 // left pending.
-                let Some(key) = event_key(&key, &self.key_slots, &event).cloned() else {
+                let Some(key) = event_key(&key, &self.key_slots, &self.unkeyed, &event).cloned()
+                else {
                     return;
                 };
                 let mut matcher = self.spare_matcher();
@@ -387,29 +381,28 @@ impl PatternShard {
                 return;
             }
             None => {
-                let Some(key) = event_key(&key, &self.key_slots, &event).cloned() else {
+                let Some(key) = event_key(&key, &self.key_slots, &self.unkeyed, &event).cloned()
+                else {
                     return;
                 };
                 let matcher = self.spare_matcher();
                 self.insert_partition(key, hash, matcher)
             }
         };
+        let idle = self.slots[slot as usize]
+            .partition
+            .as_ref()
+            .is_some_and(|p| p.idle);
+        // As for a key without state (an idle partition has nothing pending).
+        if idle && immediate && !self.may_start(&event) {
+            return;
+        }
         let s = &mut self.slots[slot as usize];
         let generation = s.generation;
         let Some(part) = s.partition.as_mut() else {
             return;
         };
-        if part.idle {
-            // As for a key without state (an idle partition has nothing pending).
-            if immediate {
-                if !self.probe.starts_on(&self.nfa, &event) {
-                    return;
-                }
-                if self.max_total.is_some_and(|cap| self.open_runs >= cap) {
-                    self.dropped_runs += 1;
-                    return;
-                }
-            }
+        if idle {
             part.idle = false;
             self.idle -= 1;
         }
@@ -466,6 +459,20 @@ impl PatternShard {
             matcher.reset(&self.nfa);
             self.pool.push(matcher);
         }
+    }
+
+    /// For a key without state: whether `event` starts a partial match (one probe of the
+    /// start state) and the cap on open partial matches lets it (a refusal is counted).
+    #[inline]
+    fn may_start(&mut self, event: &Event) -> bool {
+        if !self.probe.starts_on(&self.nfa, event) {
+            return false;
+        }
+        if self.max_total.is_some_and(|cap| self.open_runs >= cap) {
+            self.dropped_runs += 1;
+            return false;
+        }
+        true
     }
 
     /// The slot of the partition of `key`, if it has one.
