@@ -77,10 +77,9 @@ pub struct Matcher {
 #[derive(Debug, Clone, Default)]
 pub struct Scratch {
     event_cache: CondCache,
-    /// The runs being offered an event, swapped out of the matcher while it collects their
-    /// successors in place of them.
+    /// The runs being offered an event or a time, swapped out of the matcher while it
+    /// collects what follows them in their place.
     current: SmallVec<[Run; 2]>,
-    next_runs: Vec<Run>,
     potential: Vec<Run>,
 }
 
@@ -205,8 +204,9 @@ impl Matcher {
         matches: &mut Vec<Match>,
         timeouts: &mut Vec<Match>,
     ) {
-        let mut runs = std::mem::take(&mut scratch.next_runs);
-        runs.extend(self.runs.drain(..));
+        let mut runs = std::mem::take(&mut scratch.current);
+        std::mem::swap(&mut runs, &mut self.runs);
+        self.runs.clear();
         let mut potential = std::mem::take(&mut scratch.potential);
         for run in runs.drain(..) {
             let state = &nfa.states[run.state];
@@ -235,7 +235,7 @@ impl Matcher {
             }
             self.buffer.release(run.node);
         }
-        scratch.next_runs = runs;
+        scratch.current = runs;
         self.emit_completed(nfa, &mut potential, matches);
         scratch.potential = potential;
     }
