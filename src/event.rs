@@ -136,7 +136,17 @@ pub enum DecodeError {
 
 /// Reads event time from a decoded value: an integer of epoch milliseconds, a float with no
 /// fraction, or an RFC 3339 string.
+#[inline]
 pub fn time_from_value(v: &Value, field: &str) -> Result<i64, DecodeError> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        other => time_from_other(other, field),
+    }
+}
+
+/// [`time_from_value`] for anything but an integer.
+#[inline(never)]
+fn time_from_other(v: &Value, field: &str) -> Result<i64, DecodeError> {
     match v {
         Value::Int(i) => Ok(*i),
         Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(*f as i64),

@@ -124,6 +124,25 @@ pub fn key_hash(key: &str) -> u64 {
     h ^ (h >> 33)
 }
 
+/// The key of an event as it travels ([`KeyedEvent::key`]) and its hash: a single string key
+/// field stays in the event (the shard reads it there), other keys are built here; an unkeyed
+/// pattern has no key and hash 0.
+#[inline(always)]
+fn route_key(key_slots: &[usize], fields: &[Value]) -> (Option<Arc<str>>, u64) {
+    match key_slots {
+        [] => return (None, 0),
+        [one] => {
+            if let Some(Value::Str(s)) = fields.get(*one) {
+                return (None, key_hash(s));
+            }
+        }
+        _ => {}
+    }
+    let key = key_of(key_slots, fields);
+    let hash = key_hash(&key);
+    (Some(key), hash)
+}
+
 /// The shard (of `shards`) a key hash belongs to. It reads bits 20..52 of the hash, which
 /// the shards' own hash tables use neither for the bucket (low bits) nor for the tag (top
 /// bits), so the keys of one shard still spread over its whole table.
@@ -204,18 +223,15 @@ impl Front {
                         .as_ref()
                         .and_then(|r| r.get(*slot))
                         .unwrap_or(&Value::Null);
-                    match v {
-                        Value::Int(t) => *t,
-                        v => match time_from_value(v, name) {
-                            Ok(t) => t,
-                            Err(reason) => {
-                                notices.push(Output::Reject {
-                                    pattern: Some(i),
-                                    reason,
-                                });
-                                continue;
-                            }
-                        },
+                    match time_from_value(v, name) {
+                        Ok(t) => t,
+                        Err(reason) => {
+                            notices.push(Output::Reject {
+                                pattern: Some(i),
+                                reason,
+                            });
+                            continue;
+                        }
                     }
                 }
                 None => i64::try_from(p.arrivals).unwrap_or(i64::MAX),
@@ -237,24 +253,7 @@ impl Front {
                 (row.clone(), raw.clone())
             };
             let fields = fields.unwrap_or_default();
-            // A single string key field stays in the event (the shard reads it there); other
-            // keys are built here.
-            let own_field = match p.key_slots.as_slice() {
-                [one] => match fields.get(*one) {
-                    Some(Value::Str(s)) => Some(key_hash(s)),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let (key, hash) = match (p.key_slots.is_empty(), own_field) {
-                (true, _) => (None, 0),
-                (false, Some(h)) => (None, h),
-                (false, None) => {
-                    let k = key_of(&p.key_slots, &fields);
-                    let h = key_hash(&k);
-                    (Some(k), h)
-                }
-            };
+            let (key, hash) = route_key(&p.key_slots, &fields);
             let advanced = p.frontier.observe(source, time, now_ms);
             let event = Event {
                 time,
