@@ -169,8 +169,9 @@ fn write_path(f: &mut fmt::Formatter<'_>, path: &[String]) -> fmt::Result {
     Ok(())
 }
 
-/// Pretty-prints in the language's own syntax, fully parenthesised where precedence needs it,
-/// so that printing and parsing again gives the same tree.
+/// Pretty-prints in the language's own syntax with every operation in brackets, so the tree
+/// shows at a glance (`explain` and error messages use it; the source printer in
+/// `syntax::printer` writes only the brackets precedence needs).
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {

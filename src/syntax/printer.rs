@@ -20,8 +20,8 @@
 //!   `optional`, `consecutive`/`allowCombinations`, `greedy`, `until`, `within`.
 //! - `timesOrMore(1)` prints as `oneOrMore()`, `times(n, n)` as `times(n)`, and `times(0, m)`
 //!   as `times(1, m).optional()` (what the model holds, as in Flink).
-//! - Expressions are printed fully parenthesised below the top operator, by [`Expr`]'s
-//!   `Display`.
+//! - Expressions are printed with parentheses only where the operators' binding needs them,
+//!   so a printed pattern is never nested deeper than the text it was parsed from.
 //! - Durations use the largest unit that divides them: `90s` stays `90s`, `120s` becomes
 //!   `2m`; a lateness of 0 and `noSkip()` are left out.
 //! - A condition written as a Rust closure cannot be printed: it appears as
@@ -29,7 +29,7 @@
 
 use std::fmt::Write as _;
 
-use crate::expr::ast::{Expr, ExprKind};
+use crate::expr::ast::{Expr, ExprKind, UnaryOp};
 use crate::pattern::{
     Condition, Contiguity, InnerContiguity, Pattern, PatternDecl, Repeat, SkipStrategy, Step,
     StepNode,
@@ -183,7 +183,7 @@ fn is_leaf(c: &Condition) -> bool {
 /// A condition as the argument of a call: the top operator without parentheses.
 fn top_condition(c: &Condition) -> String {
     match c {
-        Condition::Expr(e) => top_expr(e),
+        Condition::Expr(e) => expr_text(e),
         Condition::Native(_) => NATIVE.to_string(),
         Condition::And(a, b) => format!("{} and {}", nested_condition(a), nested_condition(b)),
         Condition::Or(a, b) => format!("{} or {}", nested_condition(a), nested_condition(b)),
@@ -192,30 +192,95 @@ fn top_condition(c: &Condition) -> String {
 
 fn nested_condition(c: &Condition) -> String {
     match c {
-        Condition::Expr(e) => expr_text(e),
+        Condition::Expr(e) => expr_at(e, NOT),
         Condition::Native(_) => NATIVE.to_string(),
         Condition::And(a, b) => format!("({} and {})", nested_condition(a), nested_condition(b)),
         Condition::Or(a, b) => format!("({} or {})", nested_condition(a), nested_condition(b)),
     }
 }
 
-/// An expression as the argument of a call: [`expr_text`] without the outer parentheses.
-fn top_expr(e: &Expr) -> String {
-    let text = e.to_string();
-    match &e.kind {
-        ExprKind::Binary(..) | ExprKind::In(..) | ExprKind::Unary(..) => text
-            .strip_prefix('(')
-            .and_then(|t| t.strip_suffix(')'))
-            .map(str::to_string)
-            .unwrap_or(text),
-        _ => text,
-    }
+/// An expression in the language that parses back to the same tree, with parentheses only
+/// where the operators' binding needs them (so the text is never nested deeper than the
+/// text it was parsed from).
+pub(crate) fn expr_text(e: &Expr) -> String {
+    expr_at(e, 0)
 }
 
-/// An expression in the language, fully parenthesised (`Expr`'s `Display`), so that it
-/// parses back to the same tree.
-pub(crate) fn expr_text(e: &Expr) -> String {
-    e.to_string()
+// Binding levels as the Pratt parser in `parser.rs` has them, loosest first: `or` 1, `and` 2
+// ([`BinaryOp::precedence`] gives the infix ones, which all associate to the left), then:
+const NOT: u8 = 3;
+const CMP: u8 = 4;
+const NEG: u8 = 7;
+const ATOM: u8 = 8;
+
+/// `e` printed where an operand must bind at least as tightly as `min`.
+fn expr_at(e: &Expr, min: u8) -> String {
+    let mut out = String::new();
+    write_expr(e, min, &mut out);
+    out
+}
+
+fn write_expr(e: &Expr, min: u8, out: &mut String) {
+    let level = match &e.kind {
+        ExprKind::Binary(op, ..) => op.precedence(),
+        ExprKind::In(..) => CMP,
+        ExprKind::Unary(UnaryOp::Not, _) => NOT,
+        ExprKind::Unary(UnaryOp::Neg, _) => NEG,
+        // A negative number is written with a leading `-`.
+        ExprKind::Literal(Value::Int(i)) if *i < 0 => NEG,
+        ExprKind::Literal(Value::Float(f)) if f.is_sign_negative() => NEG,
+        _ => ATOM,
+    };
+    let wrap = level < min;
+    if wrap {
+        out.push('(');
+    }
+    match &e.kind {
+        ExprKind::Binary(op, a, b) => {
+            write_expr(a, level, out);
+            let _ = write!(out, " {} ", op.symbol());
+            write_expr(b, level + 1, out);
+        }
+        ExprKind::In(x, list) => {
+            write_expr(x, level, out);
+            out.push_str(" in [");
+            for (i, item) in list.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_expr(item, 0, out);
+            }
+            out.push(']');
+        }
+        ExprKind::Unary(UnaryOp::Not, x) => {
+            out.push_str("not ");
+            write_expr(x, NOT, out);
+        }
+        ExprKind::Unary(UnaryOp::Neg, x) => {
+            out.push('-');
+            write_expr(x, NEG, out);
+        }
+        ExprKind::Call { name, args } => {
+            let _ = write!(out, "{name}(");
+            for (i, a) in args.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_expr(a, 0, out);
+            }
+            out.push(')');
+        }
+        ExprKind::Member { base, path } => {
+            write_expr(base, ATOM, out);
+            let _ = write!(out, ".{}", path.join("."));
+        }
+        ExprKind::Literal(_) | ExprKind::Path(_) => {
+            let _ = write!(out, "{e}");
+        }
+    }
+    if wrap {
+        out.push(')');
+    }
 }
 
 /// A variable name as a string literal.
