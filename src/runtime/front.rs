@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{time_from_value, Event, Schema, StrCache};
+use crate::event::{time_from_value, DecodeError, Event, Schema, StrCache};
 use crate::runtime::frontier::Frontier;
 use crate::runtime::shard::key_of;
 use crate::runtime::Output;
@@ -65,10 +65,16 @@ impl RouteSink for Vec<Routed> {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct FrontPattern {
+/// How one pattern reads a decoded record: its time field and its key fields.
+#[derive(Debug, Clone)]
+struct PatternRead {
     time: Option<(usize, String)>,
     key_slots: Vec<usize>,
+}
+
+/// One pattern's event-time bookkeeping: arrivals so far and the watermark frontier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PatternClock {
     frontier: Frontier,
     arrivals: u64,
 }
@@ -76,7 +82,7 @@ struct FrontPattern {
 /// The serialisable state of the front.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FrontState {
-    patterns: Vec<FrontPattern>,
+    patterns: Vec<PatternClock>,
 }
 
 /// How the front reads one pattern's events.
@@ -90,11 +96,49 @@ pub struct PatternInput {
     pub lateness: i64,
 }
 
-/// Decoding, time and watermarks for all patterns.
-pub struct Front {
+/// The stateless half of the front: decodes a record and reads, per pattern, its event
+/// time and routing key. A parallel engine runs one per worker, each on its own records.
+pub struct Decoder {
     schema: Schema,
     strings: StrCache,
-    patterns: Vec<FrontPattern>,
+    patterns: Vec<PatternRead>,
+}
+
+/// The stateful half of the front: per pattern, the arrival count and the watermark. It
+/// sees every record in input order; a parallel engine runs one copy per worker, all in
+/// step, so each decides lateness and watermarks exactly as one thread would.
+#[derive(Debug, Clone)]
+pub struct Clocks {
+    patterns: Vec<PatternClock>,
+}
+
+/// What [`Clocks::admit`] decided for one event of one pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Not after the watermark: goes to the late output.
+    Late {
+        /// The event's time.
+        time: i64,
+        /// The watermark it arrived after.
+        watermark: i64,
+    },
+    /// On time.
+    OnTime {
+        /// The event's time (its arrival number for a pattern without a time field).
+        time: i64,
+        /// Arrival number within the pattern (orders equal times).
+        arrival: u64,
+        /// The pattern's watermark once the event is counted.
+        watermark: i64,
+        /// The new watermark, if the event moved it.
+        advanced: Option<i64>,
+    },
+}
+
+/// Decoding, time and watermarks for all patterns.
+pub struct Front {
+    decoder: Decoder,
+    clocks: Clocks,
 }
 
 /// A stable hash of a partition key, the same in every process and run: eight bytes at a
@@ -151,22 +195,68 @@ pub fn shard_of(hash: u64, shards: usize) -> usize {
     ((mid * shards as u64) >> 32) as usize
 }
 
-impl Front {
-    /// A front over `schema`; per pattern: (time field slot and name, key slots, lateness).
-    pub fn new(
-        schema: Schema,
-        patterns: Vec<PatternInput>,
-        source_partitions: usize,
-        idle_timeout_ms: Option<u64>,
-    ) -> Front {
-        Front {
+impl Decoder {
+    /// A decoder over `schema` for these patterns.
+    pub fn new(schema: Schema, patterns: &[PatternInput]) -> Decoder {
+        Decoder {
             schema,
             strings: StrCache::new(),
             patterns: patterns
-                .into_iter()
-                .map(|p| FrontPattern {
-                    time: p.time,
-                    key_slots: p.key_slots,
+                .iter()
+                .map(|p| PatternRead {
+                    time: p.time.clone(),
+                    key_slots: p.key_slots.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The schema records are decoded with.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Number of patterns.
+    pub fn patterns(&self) -> usize {
+        self.patterns.len()
+    }
+
+    /// Decodes one JSON record into the schema's slots.
+    #[inline]
+    pub fn decode(&mut self, line: &str) -> Result<Box<[Value]>, DecodeError> {
+        self.schema.decode_row_with(line, &mut self.strings)
+    }
+
+    /// Pattern `i`'s event time in `row`; `None` for a pattern without a time field (its
+    /// events are ordered by arrival, see [`Clocks::admit`]).
+    #[inline]
+    pub fn time(&self, i: usize, row: &[Value]) -> Result<Option<i64>, DecodeError> {
+        match &self.patterns[i].time {
+            Some((slot, name)) => {
+                time_from_value(row.get(*slot).unwrap_or(&Value::Null), name).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Pattern `i`'s routing key and its hash (see [`KeyedEvent::key`]).
+    #[inline]
+    pub fn route_key(&self, i: usize, row: &[Value]) -> (Option<Arc<str>>, u64) {
+        route_key(&self.patterns[i].key_slots, row)
+    }
+}
+
+impl Clocks {
+    /// Clocks for these patterns over `source_partitions` source partitions.
+    pub fn new(
+        patterns: &[PatternInput],
+        source_partitions: usize,
+        idle_timeout_ms: Option<u64>,
+    ) -> Clocks {
+        Clocks {
+            patterns: patterns
+                .iter()
+                .map(|p| PatternClock {
                     frontier: Frontier::new(source_partitions, p.lateness, idle_timeout_ms),
                     arrivals: 0,
                 })
@@ -179,9 +269,80 @@ impl Front {
         self.patterns.iter().filter_map(|p| p.frontier.lag()).max()
     }
 
+    /// Counts an event of pattern `i` at `time` (`None`: the pattern orders by arrival)
+    /// from source partition `source`, read at processing time `now_ms`, and decides
+    /// whether it is late.
+    #[inline]
+    pub fn admit(&mut self, i: usize, time: Option<i64>, source: usize, now_ms: u64) -> Admission {
+        let p = &mut self.patterns[i];
+        let arrival = p.arrivals;
+        let time = time.unwrap_or_else(|| i64::try_from(arrival).unwrap_or(i64::MAX));
+        p.arrivals += 1;
+        if p.frontier.is_late(time) {
+            return Admission::Late {
+                time,
+                watermark: p.frontier.watermark(),
+            };
+        }
+        let advanced = p.frontier.observe(source, time, now_ms);
+        Admission::OnTime {
+            time,
+            arrival,
+            watermark: p.frontier.watermark(),
+            advanced,
+        }
+    }
+
+    /// Processing time passed: idle sources may stop holding watermarks back; each
+    /// (pattern, new watermark) goes to `advanced`.
+    pub fn tick(&mut self, now_ms: u64, advanced: &mut impl FnMut(usize, i64)) {
+        for (i, p) in self.patterns.iter_mut().enumerate() {
+            if let Some(wm) = p.frontier.tick(now_ms) {
+                advanced(i, wm);
+            }
+        }
+    }
+
+    /// Source partition `source` has ended: it no longer holds the watermarks back.
+    pub fn end_source(&mut self, source: usize, advanced: &mut impl FnMut(usize, i64)) {
+        for (i, p) in self.patterns.iter_mut().enumerate() {
+            if let Some(wm) = p.frontier.end(source) {
+                advanced(i, wm);
+            }
+        }
+    }
+
+    /// End of input: every watermark moves to +∞.
+    pub fn finish(&mut self, advanced: &mut impl FnMut(usize, i64)) {
+        for (i, p) in self.patterns.iter_mut().enumerate() {
+            advanced(i, p.frontier.finish());
+        }
+    }
+}
+
+impl Front {
+    /// A front over `schema` for these patterns, with `source_partitions` watermark
+    /// partitions.
+    pub fn new(
+        schema: Schema,
+        patterns: Vec<PatternInput>,
+        source_partitions: usize,
+        idle_timeout_ms: Option<u64>,
+    ) -> Front {
+        Front {
+            clocks: Clocks::new(&patterns, source_partitions, idle_timeout_ms),
+            decoder: Decoder::new(schema, &patterns),
+        }
+    }
+
+    /// The largest watermark lag over the patterns (see [`Frontier::lag`]).
+    pub fn watermark_lag(&self) -> Option<i64> {
+        self.clocks.watermark_lag()
+    }
+
     /// The schema records are decoded with.
     pub fn schema(&self) -> &Schema {
-        &self.schema
+        self.decoder.schema()
     }
 
     /// Decodes one JSON record and routes it.
@@ -193,7 +354,7 @@ impl Front {
         routed: &mut impl RouteSink,
         notices: &mut Vec<Output>,
     ) {
-        match self.schema.decode_row_with(line, &mut self.strings) {
+        match self.decoder.decode(line) {
             Ok(row) => self.route_row(row, Arc::from(line.trim()), source, now_ms, routed, notices),
             Err(reason) => notices.push(Output::Reject {
                 pattern: None,
@@ -212,61 +373,57 @@ impl Front {
         routed: &mut impl RouteSink,
         notices: &mut Vec<Output>,
     ) {
-        let n = self.patterns.len();
+        let n = self.decoder.patterns();
         // The last pattern takes the row and the text; the others get copies.
         let mut row = Some(row);
         let mut raw = Some(raw);
-        for (i, p) in self.patterns.iter_mut().enumerate() {
-            let time = match &p.time {
-                Some((slot, name)) => {
-                    let v = row
-                        .as_ref()
-                        .and_then(|r| r.get(*slot))
-                        .unwrap_or(&Value::Null);
-                    match time_from_value(v, name) {
-                        Ok(t) => t,
-                        Err(reason) => {
-                            notices.push(Output::Reject {
-                                pattern: Some(i),
-                                reason,
-                            });
-                            continue;
-                        }
-                    }
+        for i in 0..n {
+            let fields_now: &[Value] = row.as_deref().unwrap_or_default();
+            let time = match self.decoder.time(i, fields_now) {
+                Ok(t) => t,
+                Err(reason) => {
+                    notices.push(Output::Reject {
+                        pattern: Some(i),
+                        reason,
+                    });
+                    continue;
                 }
-                None => i64::try_from(p.arrivals).unwrap_or(i64::MAX),
             };
-            let arrival = p.arrivals;
-            p.arrivals += 1;
-            if p.frontier.is_late(time) {
-                notices.push(Output::Late {
-                    pattern: i,
-                    raw: raw.clone().unwrap_or_else(|| Arc::from("")),
-                    time,
-                    watermark: p.frontier.watermark(),
-                });
-                continue;
-            }
+            let (time, arrival, watermark, advanced) =
+                match self.clocks.admit(i, time, source, now_ms) {
+                    Admission::Late { time, watermark } => {
+                        notices.push(Output::Late {
+                            pattern: i,
+                            raw: raw.clone().unwrap_or_else(|| Arc::from("")),
+                            time,
+                            watermark,
+                        });
+                        continue;
+                    }
+                    Admission::OnTime {
+                        time,
+                        arrival,
+                        watermark,
+                        advanced,
+                    } => (time, arrival, watermark, advanced),
+                };
+            let (key, hash) = self.decoder.route_key(i, fields_now);
             let (fields, text) = if i + 1 == n {
                 (row.take(), raw.take())
             } else {
                 (row.clone(), raw.clone())
-            };
-            let fields = fields.unwrap_or_default();
-            let (key, hash) = route_key(&p.key_slots, &fields);
-            let advanced = p.frontier.observe(source, time, now_ms);
-            let event = Event {
-                time,
-                fields,
-                raw: text.unwrap_or_else(|| Arc::from("")),
             };
             routed.event(KeyedEvent {
                 pattern: i,
                 key,
                 hash,
                 arrival,
-                watermark: p.frontier.watermark(),
-                event,
+                watermark,
+                event: Event {
+                    time,
+                    fields: fields.unwrap_or_default(),
+                    raw: text.unwrap_or_else(|| Arc::from("")),
+                },
             });
             if let Some(wm) = advanced {
                 routed.watermark(i, wm);
@@ -276,46 +433,38 @@ impl Front {
 
     /// Processing time passed: idle sources may stop holding watermarks back.
     pub fn tick(&mut self, now_ms: u64, routed: &mut impl RouteSink) {
-        for (i, p) in self.patterns.iter_mut().enumerate() {
-            if let Some(wm) = p.frontier.tick(now_ms) {
-                routed.watermark(i, wm);
-            }
-        }
+        self.clocks
+            .tick(now_ms, &mut |i, wm| routed.watermark(i, wm));
     }
 
     /// Source partition `source` has ended: it no longer holds the watermarks back.
     pub fn end_source(&mut self, source: usize, routed: &mut impl RouteSink) {
-        for (i, p) in self.patterns.iter_mut().enumerate() {
-            if let Some(wm) = p.frontier.end(source) {
-                routed.watermark(i, wm);
-            }
-        }
+        self.clocks
+            .end_source(source, &mut |i, wm| routed.watermark(i, wm));
     }
 
     /// End of input: every watermark moves to +∞.
     pub fn finish(&mut self, routed: &mut impl RouteSink) {
-        for (i, p) in self.patterns.iter_mut().enumerate() {
-            routed.watermark(i, p.frontier.finish());
-        }
+        self.clocks.finish(&mut |i, wm| routed.watermark(i, wm));
     }
 
     /// The state as data.
     pub fn snapshot(&self) -> FrontState {
         FrontState {
-            patterns: self.patterns.clone(),
+            patterns: self.clocks.patterns.clone(),
         }
     }
 
     /// Restores a snapshot of a front over the same patterns.
     pub fn restore(&mut self, state: FrontState) -> Result<(), String> {
-        if state.patterns.len() != self.patterns.len() {
+        if state.patterns.len() != self.clocks.patterns.len() {
             return Err(format!(
                 "snapshot has {} patterns, this engine {}",
                 state.patterns.len(),
-                self.patterns.len()
+                self.clocks.patterns.len()
             ));
         }
-        self.patterns = state.patterns;
+        self.clocks.patterns = state.patterns;
         Ok(())
     }
 }
