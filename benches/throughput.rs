@@ -285,7 +285,7 @@ fn run_parallel(source: &str, input: &[String], workers: usize) -> Figures {
         for (i, l) in input.iter().enumerate() {
             e.push_json(l, "<bench>", i as u64 + 1, &mut emit);
         }
-        e.finish(&mut emit);
+        e.finish(&mut emit).expect("no worker fails");
     }
     Figures {
         events: input.len() as u64,

@@ -224,6 +224,14 @@ impl Sinks {
         }
     }
 
+    /// Writes out what is buffered now (a live input has paused); an error is kept for
+    /// the end of the run.
+    fn flush_now(&mut self) {
+        if let Err(e) = self.flush() {
+            self.error.get_or_insert(e);
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         if let Some(w) = &mut self.timeouts {
             w.flush()?;
@@ -462,6 +470,9 @@ fn run_single(
             engine.tick(clock.now_ms(), &mut outs);
         }
         write_outputs(&engine, &mut outs, &mut text, "", 0, "", sinks);
+        if records.may_wait() {
+            sinks.flush_now();
+        }
         if status.due() {
             status.show(
                 &engine.stats(),
@@ -490,8 +501,8 @@ fn run_parallel(
 ) -> RunResult {
     let mut engine =
         ParallelEngine::new(decls, options, workers, ordered).map_err(|e| format!("motif: {e}"))?;
+    engine.set_strict(strict);
     let mut failed = None;
-    let mut emit = |l: Line| sinks.put(l.stream, &l.text, l.human.as_deref(), l.timed_out);
     let clock = Clock::new(options.idle_timeout_ms);
     while let Some(r) = records.next_record() {
         let rec = match r {
@@ -501,34 +512,43 @@ fn run_parallel(
                 break;
             }
         };
-        let before = engine.stats().rejected;
         engine.push_json_from(
             rec.json,
             rec.partition,
             clock.now_ms(),
             rec.origin,
             rec.line,
-            &mut emit,
+            &mut to(sinks),
         );
-        if strict && engine.stats().rejected > before {
-            failed = Some(format!(
-                "motif: {}:{}: rejected record (--strict): stopping",
-                rec.origin, rec.line
-            ));
-            break;
-        }
         while let Some(p) = records.ended() {
-            engine.end_source(p, &mut emit);
+            engine.end_source(p, &mut to(sinks));
         }
         if clock.ticking() {
-            engine.tick(clock.now_ms(), &mut emit);
+            engine.tick(clock.now_ms(), &mut to(sinks));
+        }
+        if engine.stopped_at().is_some() {
+            break;
+        }
+        if records.may_wait() {
+            engine.flush(&mut to(sinks));
+            sinks.flush_now();
         }
         if status.due() {
             status.show(&engine.stats(), None, engine.watermark_lag());
         }
     }
-    let stats = engine.finish(&mut emit);
+    let stats = engine
+        .finish(&mut to(sinks))
+        .map_err(|e| format!("motif: {e}"))?;
+    if let Some(why) = engine.stopped_at() {
+        failed.get_or_insert(format!("{why}; stopping (--strict)"));
+    }
     Ok((stats, failed))
+}
+
+/// Where a parallel engine's lines go.
+fn to(sinks: &mut Sinks) -> impl FnMut(Line) + '_ {
+    |l: Line| sinks.put(l.stream, &l.text, l.human.as_deref(), l.timed_out)
 }
 
 /// Processing time for idle source partitions: milliseconds since the run started, read

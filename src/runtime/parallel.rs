@@ -1,31 +1,40 @@
-//! Parallel execution: the front (decode, time, watermarks, routing) on the calling thread,
-//! shards on worker threads, keys spread by hash.
+//! Parallel execution: the calling thread only reads and packs records into chunks; the
+//! workers decode the chunks (each a share of them) and match (each its share of the keys).
 //!
-//! Each worker owns its keys, so there are no locks on the hot path. The front sends every
-//! worker the watermark advances in input order alongside its events (coalesced per batch),
-//! so each key sees exactly the same sequence of events and watermarks as with one worker:
-//! results do not depend on the number of workers. Bounded channels give back-pressure.
+//! Chunk `k` goes to worker `k mod N`, which decodes it and reads every record's event time
+//! and key: it keeps the chunk's *timeline* (per record and pattern: time, source, owning
+//! worker) for everybody and hands each worker the decoded events of its own keys. Every
+//! worker then walks every timeline in chunk order with its own copy of the [`Clocks`], so
+//! all of them decide lateness and watermarks exactly as one thread would, and feeds its
+//! shard its own events and every watermark. Each key therefore sees the same sequence of
+//! events and watermarks whatever the number of workers, and there are no locks on the hot
+//! path. Decoding, the dearest step before matching, is spread over the workers; only the
+//! clock step (a comparison and a maximum per event) is done by all of them.
 //!
 //! Every output is tagged with the number of the input record that caused it (the record
 //! whose arrival moved the watermark; `u64::MAX` for the end of input). With `ordered`, the
 //! collector releases outputs sorted by (record, text), a deterministic order whatever the
 //! number of workers.
 
-use std::collections::BTreeSet;
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::event::{DecodeError, Event};
 use crate::nfa::{CompileError, Nfa};
 use crate::output;
 use crate::pattern::PatternDecl;
-use crate::runtime::front::{shard_of, Front, KeyedEvent, Routed};
+use crate::runtime::front::{shard_of, Admission, Clocks, Decoder, KeyedEvent};
 use crate::runtime::shard::{Shard, ShardOutput};
-use crate::runtime::{compile_all, EngineOptions, Output, Stats};
-use crate::value::Value;
+use crate::runtime::{compile_all, EngineOptions, Stats};
 
-const BATCH: usize = 1024;
-const CHANNEL_BATCHES: usize = 16;
+/// Records per chunk.
+const CHUNK_RECORDS: usize = 1024;
+/// Bytes of record text after which a chunk is sent even if it has fewer records.
+const CHUNK_BYTES: usize = 256 << 10;
+/// Chunks sent ahead of the slowest worker, per worker (bounds memory in flight).
+const WINDOW_PER_WORKER: u64 = 4;
 
 /// Where an output line goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,17 +62,114 @@ pub struct Line {
     pub human: Option<String>,
 }
 
-enum Msg {
-    Event { seq: u64, event: KeyedEvent },
-    Watermark { pattern: usize, wm: i64, seq: u64 },
+/// One input record as the reading thread packed it.
+enum Entry {
+    /// A JSON record: its text is `text[start..end]` of the chunk.
+    Json {
+        start: usize,
+        end: usize,
+        source: usize,
+        now_ms: u64,
+        /// Index into the chunk's `origins`.
+        origin: usize,
+        line_no: u64,
+    },
+    /// A source partition ended.
+    EndSource(usize),
+    /// Processing time is now this.
+    Tick(u64),
+}
+
+/// Consecutive records, numbered from `first_seq`.
+#[derive(Default)]
+struct Chunk {
+    first_seq: u64,
+    text: String,
+    entries: Vec<Entry>,
+    /// Names of the inputs the records came from (for reject reports).
+    origins: Vec<String>,
+}
+
+impl Chunk {
+    fn starting_at(first_seq: u64) -> Chunk {
+        Chunk {
+            first_seq,
+            text: String::with_capacity(CHUNK_BYTES + 4096),
+            entries: Vec::with_capacity(CHUNK_RECORDS),
+            origins: Vec::new(),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.entries.len() >= CHUNK_RECORDS || self.text.len() >= CHUNK_BYTES
+    }
+}
+
+/// One step of a chunk's timeline, in input order.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Record `seq` has an event of `pattern` at `time` (`None`: the pattern orders by
+    /// arrival), owned by worker `owner`.
+    Event {
+        seq: u64,
+        pattern: usize,
+        owner: usize,
+        source: usize,
+        time: Option<i64>,
+        now_ms: u64,
+    },
+    /// Record `seq`: source partition `source` ended.
+    EndSource { seq: u64, source: usize },
+    /// Record `seq`: processing time is `now_ms`.
+    Tick { seq: u64, now_ms: u64 },
+}
+
+/// A decoded event on its way to the worker that owns its key.
+struct Owned {
+    key: Option<Arc<str>>,
+    hash: u64,
+    event: Event,
+}
+
+/// What one worker gets of a decoded chunk: the shared timeline and its own events, in
+/// timeline order.
+struct Share {
+    timeline: Arc<Vec<Step>>,
+    events: Vec<Owned>,
+}
+
+enum Inbox {
+    /// Chunk number `k` to decode.
+    Decode(u64, Chunk),
+    /// This worker's share of chunk `k`.
+    Share(u64, Share),
+    /// The input has `k` chunks in all.
+    End(u64),
+    /// Another worker failed: stop.
+    Abort,
 }
 
 struct WorkerReport {
     lines: Vec<Line>,
-    /// Every record up to this one has been fully processed by the worker.
-    upto: Option<u64>,
+    /// Chunks fully processed, and the last record of those.
+    progress: Option<(u64, u64)>,
     dropped_runs: u64,
+    watermark_lag: Option<i64>,
     finished: bool,
+    failed: Option<String>,
+}
+
+impl WorkerReport {
+    fn lines(lines: Vec<Line>) -> WorkerReport {
+        WorkerReport {
+            lines,
+            progress: None,
+            dropped_runs: 0,
+            watermark_lag: None,
+            finished: false,
+            failed: None,
+        }
+    }
 }
 
 /// Why a parallel engine could not start.
@@ -75,24 +181,23 @@ pub enum ParallelError {
     /// The operating system refused a worker thread.
     #[error("cannot start a worker thread: {0}")]
     Spawn(std::io::Error),
+    /// A worker thread failed; the run stopped early.
+    #[error("{0}")]
+    Worker(String),
 }
 
-/// A multi-threaded engine.
-pub struct ParallelEngine {
-    front: Front,
+/// One worker: a decoder for the chunks it is given, clocks in step with every other
+/// worker's, and the shard of its keys.
+struct Worker {
+    id: usize,
+    workers: usize,
+    decoder: Decoder,
+    clocks: Clocks,
+    shard: Shard,
     nfas: Vec<Arc<Nfa>>,
-    senders: Vec<SyncSender<(u64, Vec<Msg>)>>,
-    buffers: Vec<Vec<Msg>>,
-    reports: Receiver<(usize, WorkerReport)>,
-    handles: Vec<JoinHandle<()>>,
-    progress: Vec<u64>,
-    dropped: Vec<u64>,
-    seq: u64,
-    ordered: bool,
-    held: BTreeSet<Line>,
-    routed: Vec<Routed>,
-    notices: Vec<Output>,
-    stats: Stats,
+    inboxes: Vec<Sender<Inbox>>,
+    reports: Sender<(usize, WorkerReport)>,
+    out: Vec<ShardOutput>,
 }
 
 fn render(nfas: &[Arc<Nfa>], seq: u64, o: &ShardOutput) -> Line {
@@ -107,38 +212,305 @@ fn render(nfas: &[Arc<Nfa>], seq: u64, o: &ShardOutput) -> Line {
     }
 }
 
-fn worker(
-    id: usize,
-    mut shard: Shard,
-    nfas: Vec<Arc<Nfa>>,
-    input: Receiver<(u64, Vec<Msg>)>,
-    reports: Sender<(usize, WorkerReport)>,
-) {
-    let mut out = Vec::new();
-    while let Ok((upto, batch)) = input.recv() {
-        let mut lines = Vec::new();
-        for m in batch {
-            match m {
-                Msg::Event { seq, event } => {
-                    shard.on_event(event, &mut out);
-                    lines.extend(out.drain(..).map(|o| render(&nfas, seq, &o)));
+impl Worker {
+    fn run(mut self, inbox: Receiver<Inbox>) {
+        let mut next = 0u64;
+        let mut shares: BTreeMap<u64, Share> = BTreeMap::new();
+        let mut total = None;
+        while let Ok(msg) = inbox.recv() {
+            match msg {
+                Inbox::Decode(k, chunk) => {
+                    let mine = self.decode(k, chunk);
+                    shares.insert(k, mine);
                 }
-                Msg::Watermark { pattern, wm, seq } => {
-                    shard.on_watermark(pattern, wm, &mut out);
-                    lines.extend(out.drain(..).map(|o| render(&nfas, seq, &o)));
+                Inbox::Share(k, share) => {
+                    shares.insert(k, share);
+                }
+                Inbox::End(k) => total = Some(k),
+                Inbox::Abort => return,
+            }
+            while let Some(share) = shares.remove(&next) {
+                next += 1;
+                let (lines, last) = self.process(share);
+                let report = WorkerReport {
+                    progress: last.map(|last| (next, last)),
+                    dropped_runs: self.shard.dropped_runs(),
+                    watermark_lag: self.clocks.watermark_lag(),
+                    ..WorkerReport::lines(lines)
+                };
+                if self.reports.send((self.id, report)).is_err() {
+                    return;
+                }
+            }
+            if total == Some(next) {
+                self.finish();
+                return;
+            }
+        }
+    }
+
+    fn reject(
+        &self,
+        seq: u64,
+        pattern: Option<usize>,
+        reason: &DecodeError,
+        chunk: &Chunk,
+        e: &Entry,
+    ) -> Line {
+        let (origin, line_no, record) = match e {
+            Entry::Json {
+                start,
+                end,
+                origin,
+                line_no,
+                ..
+            } => (
+                chunk.origins.get(*origin).map_or("", String::as_str),
+                *line_no,
+                chunk.text.get(*start..*end).unwrap_or(""),
+            ),
+            _ => ("", 0, ""),
+        };
+        let mut text = String::new();
+        let pattern = pattern.map(|p| self.nfas[p].name.as_str());
+        let human = output::write_rejection(&mut text, pattern, reason, origin, line_no, record);
+        Line {
+            seq,
+            stream: Stream::Reject,
+            text,
+            timed_out: false,
+            human: Some(human),
+        }
+    }
+
+    /// Decodes chunk `k`: sends every other worker its share, reports the rejected records,
+    /// and returns this worker's own share.
+    fn decode(&mut self, k: u64, chunk: Chunk) -> Share {
+        let patterns = self.decoder.patterns();
+        let mut timeline = Vec::with_capacity(chunk.entries.len() * patterns);
+        let mut events: Vec<Vec<Owned>> = (0..self.workers)
+            .map(|_| Vec::with_capacity(chunk.entries.len() * patterns / self.workers + 16))
+            .collect();
+        let mut rejects = Vec::new();
+        for (j, e) in chunk.entries.iter().enumerate() {
+            let seq = chunk.first_seq + j as u64;
+            match *e {
+                Entry::Json {
+                    start,
+                    end,
+                    source,
+                    now_ms,
+                    ..
+                } => {
+                    let line = chunk.text.get(start..end).unwrap_or("");
+                    let row = match self.decoder.decode(line) {
+                        Ok(row) => row,
+                        Err(reason) => {
+                            rejects.push(self.reject(seq, None, &reason, &chunk, e));
+                            continue;
+                        }
+                    };
+                    let raw: Arc<str> = Arc::from(line.trim());
+                    let mut row = Some(row);
+                    for i in 0..patterns {
+                        let fields: &[_] = row.as_deref().unwrap_or_default();
+                        let time = match self.decoder.time(i, fields) {
+                            Ok(t) => t,
+                            Err(reason) => {
+                                rejects.push(self.reject(seq, Some(i), &reason, &chunk, e));
+                                continue;
+                            }
+                        };
+                        let (key, hash) = self.decoder.route_key(i, fields);
+                        let owner = shard_of(hash, self.workers);
+                        let fields = if i + 1 == patterns {
+                            row.take()
+                        } else {
+                            row.clone()
+                        };
+                        timeline.push(Step::Event {
+                            seq,
+                            pattern: i,
+                            owner,
+                            source,
+                            time,
+                            now_ms,
+                        });
+                        events[owner].push(Owned {
+                            key,
+                            hash,
+                            event: Event {
+                                // Set when the clocks admit it (arrival order without a
+                                // time field).
+                                time: time.unwrap_or(0),
+                                fields: fields.unwrap_or_default(),
+                                raw: Arc::clone(&raw),
+                            },
+                        });
+                    }
+                }
+                Entry::EndSource(source) => timeline.push(Step::EndSource { seq, source }),
+                Entry::Tick(now_ms) => timeline.push(Step::Tick { seq, now_ms }),
+            }
+        }
+        if !rejects.is_empty() {
+            // Before any progress report that covers these records, so an ordered collector
+            // holds them in time.
+            let _ = self.reports.send((self.id, WorkerReport::lines(rejects)));
+        }
+        let timeline = Arc::new(timeline);
+        let mut mine = None;
+        for (w, events) in events.into_iter().enumerate() {
+            let share = Share {
+                timeline: Arc::clone(&timeline),
+                events,
+            };
+            if w == self.id {
+                mine = Some(share);
+            } else {
+                // A worker that has gone has reported why; the engine is stopping.
+                let _ = self.inboxes[w].send(Inbox::Share(k, share));
+            }
+        }
+        mine.unwrap_or(Share {
+            timeline,
+            events: Vec::new(),
+        })
+    }
+
+    /// Walks a chunk's timeline: clocks for every event, the shard for this worker's own.
+    /// Returns the output lines and the chunk's last record number.
+    fn process(&mut self, share: Share) -> (Vec<Line>, Option<u64>) {
+        let mut lines = Vec::new();
+        let mut events = share.events.into_iter();
+        let mut last = None;
+        for step in share.timeline.iter() {
+            match *step {
+                Step::Event {
+                    seq,
+                    pattern,
+                    owner,
+                    source,
+                    time,
+                    now_ms,
+                } => {
+                    last = Some(seq);
+                    let mine = owner == self.id;
+                    match self.clocks.admit(pattern, time, source, now_ms) {
+                        Admission::Late { time, watermark } => {
+                            if let Some(o) = mine.then(|| events.next()).flatten() {
+                                let mut text = String::new();
+                                output::write_late(
+                                    &mut text,
+                                    &self.nfas[pattern].name,
+                                    &o.event.raw,
+                                    time,
+                                    watermark,
+                                );
+                                lines.push(Line {
+                                    seq,
+                                    stream: Stream::Late,
+                                    text,
+                                    timed_out: false,
+                                    human: None,
+                                });
+                            }
+                        }
+                        Admission::OnTime {
+                            time,
+                            arrival,
+                            watermark,
+                            advanced,
+                        } => {
+                            if let Some(mut o) = mine.then(|| events.next()).flatten() {
+                                o.event.time = time;
+                                self.shard.on_event(
+                                    KeyedEvent {
+                                        pattern,
+                                        key: o.key,
+                                        hash: o.hash,
+                                        arrival,
+                                        watermark,
+                                        event: o.event,
+                                    },
+                                    &mut self.out,
+                                );
+                            }
+                            if let Some(wm) = advanced {
+                                self.shard.on_watermark(pattern, wm, &mut self.out);
+                            }
+                        }
+                    }
+                    self.drain(seq, &mut lines);
+                }
+                Step::EndSource { seq, source } => {
+                    last = Some(seq);
+                    let (clocks, shard, out) = (&mut self.clocks, &mut self.shard, &mut self.out);
+                    clocks.end_source(source, &mut |p, wm| shard.on_watermark(p, wm, out));
+                    self.drain(seq, &mut lines);
+                }
+                Step::Tick { seq, now_ms } => {
+                    last = Some(seq);
+                    let (clocks, shard, out) = (&mut self.clocks, &mut self.shard, &mut self.out);
+                    clocks.tick(now_ms, &mut |p, wm| shard.on_watermark(p, wm, out));
+                    self.drain(seq, &mut lines);
                 }
             }
         }
-        let report = WorkerReport {
-            lines,
-            upto: Some(upto),
-            dropped_runs: shard.dropped_runs(),
-            finished: upto == u64::MAX,
-        };
-        if reports.send((id, report)).is_err() {
-            return;
+        (lines, last)
+    }
+
+    fn drain(&mut self, seq: u64, lines: &mut Vec<Line>) {
+        if !self.out.is_empty() {
+            let nfas = &self.nfas;
+            lines.extend(self.out.drain(..).map(|o| render(nfas, seq, &o)));
         }
     }
+
+    /// End of input: watermarks to +∞, the last outputs, and the final report.
+    fn finish(&mut self) {
+        let (clocks, shard, out) = (&mut self.clocks, &mut self.shard, &mut self.out);
+        clocks.finish(&mut |p, wm| shard.on_watermark(p, wm, out));
+        let mut lines = Vec::new();
+        self.drain(u64::MAX, &mut lines);
+        let report = WorkerReport {
+            progress: Some((u64::MAX, u64::MAX)),
+            dropped_runs: self.shard.dropped_runs(),
+            finished: true,
+            ..WorkerReport::lines(lines)
+        };
+        let _ = self.reports.send((self.id, report));
+    }
+}
+
+/// A multi-threaded engine.
+pub struct ParallelEngine {
+    nfas: Vec<Arc<Nfa>>,
+    inboxes: Vec<Sender<Inbox>>,
+    reports: Receiver<(usize, WorkerReport)>,
+    handles: Vec<JoinHandle<()>>,
+    chunk: Chunk,
+    /// Chunks sent.
+    sent: u64,
+    /// Per worker: chunks processed, and the last record of those.
+    done: Vec<(u64, u64)>,
+    dropped: Vec<u64>,
+    watermark_lag: Option<i64>,
+    finished: usize,
+    failed: Option<String>,
+    seq: u64,
+    ordered: bool,
+    /// Stop at the first rejected record (see [`ParallelEngine::set_strict`]).
+    strict: bool,
+    /// The rejected record the engine stopped at, and its report.
+    stopped: Option<(u64, String)>,
+    held: BTreeSet<Line>,
+    /// With `strict`: numbers of the records not yet final, so that a stop can say how many
+    /// records came before it.
+    in_flight: std::collections::VecDeque<u64>,
+    /// With `strict`: records final before `in_flight`.
+    records_final: u64,
+    stats: Stats,
 }
 
 impl ParallelEngine {
@@ -153,49 +525,79 @@ impl ParallelEngine {
         let nfas: Vec<Arc<Nfa>> = c.patterns.iter().map(|(n, _)| Arc::clone(n)).collect();
         let workers = workers.max(1);
         let (report_tx, reports) = channel();
-        let mut senders = Vec::new();
-        let mut handles = Vec::new();
-        for id in 0..workers {
-            let (tx, rx) = sync_channel(CHANNEL_BATCHES);
-            let shard = Shard::new(
-                &c.patterns,
-                options.timeouts,
-                options.max_runs_per_key,
-                options
-                    .max_partial_matches_total
-                    .map(|t| t.div_ceil(workers)),
-            );
-            let nfas = nfas.clone();
-            let report_tx = report_tx.clone();
-            handles.push(
-                std::thread::Builder::new()
-                    .name(format!("motif-worker-{id}"))
-                    .spawn(move || worker(id, shard, nfas, rx, report_tx))
-                    .map_err(ParallelError::Spawn)?,
-            );
-            senders.push(tx);
-        }
-        Ok(ParallelEngine {
-            front: Front::new(
-                c.schema,
-                c.front,
-                options.source_partitions.max(1),
-                options.idle_timeout_ms,
-            ),
-            nfas,
-            senders,
-            buffers: (0..workers).map(|_| Vec::with_capacity(BATCH)).collect(),
+        let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| channel()).unzip();
+        let mut engine = ParallelEngine {
+            nfas: nfas.clone(),
+            inboxes: inboxes.clone(),
             reports,
-            handles,
-            progress: vec![0; workers],
+            handles: Vec::new(),
+            chunk: Chunk::starting_at(0),
+            sent: 0,
+            done: vec![(0, 0); workers],
             dropped: vec![0; workers],
+            watermark_lag: None,
+            finished: 0,
+            failed: None,
             seq: 0,
             ordered,
+            strict: false,
+            stopped: None,
             held: BTreeSet::new(),
-            routed: Vec::new(),
-            notices: Vec::new(),
+            in_flight: std::collections::VecDeque::new(),
+            records_final: 0,
             stats: Stats::default(),
-        })
+        };
+        for (id, rx) in receivers.into_iter().enumerate() {
+            let worker = Worker {
+                id,
+                workers,
+                decoder: Decoder::new(c.schema.clone(), &c.front),
+                clocks: Clocks::new(
+                    &c.front,
+                    options.source_partitions.max(1),
+                    options.idle_timeout_ms,
+                ),
+                shard: Shard::new(
+                    &c.patterns,
+                    options.timeouts,
+                    options.max_runs_per_key,
+                    options
+                        .max_partial_matches_total
+                        .map(|t| t.div_ceil(workers)),
+                ),
+                nfas: nfas.clone(),
+                inboxes: inboxes.clone(),
+                reports: report_tx.clone(),
+                out: Vec::new(),
+            };
+            let report_tx = report_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("motif-worker-{id}"))
+                .spawn(move || {
+                    let run = std::panic::AssertUnwindSafe(|| worker.run(rx));
+                    if let Err(panic) = std::panic::catch_unwind(run) {
+                        let why = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".to_string());
+                        let report = WorkerReport {
+                            failed: Some(format!("worker {id} failed: {why}")),
+                            ..WorkerReport::lines(Vec::new())
+                        };
+                        let _ = report_tx.send((id, report));
+                    }
+                })
+                .map_err(ParallelError::Spawn);
+            match handle {
+                Ok(h) => engine.handles.push(h),
+                Err(e) => {
+                    engine.abort();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(engine)
     }
 
     /// The compiled patterns.
@@ -203,12 +605,14 @@ impl ParallelEngine {
         &self.nfas[i]
     }
 
-    /// How far the watermark trails the newest event time (ms), if known.
+    /// How far the watermark trails the newest event time (ms), as of the last chunk the
+    /// workers finished, if known.
     pub fn watermark_lag(&self) -> Option<i64> {
-        self.front.watermark_lag()
+        self.watermark_lag
     }
 
-    /// Counters so far (matches counted as they reach the caller).
+    /// Counters so far (matches, late and rejected records counted as their lines reach
+    /// the caller).
     pub fn stats(&self) -> Stats {
         Stats {
             dropped_runs: self.dropped.iter().sum(),
@@ -216,8 +620,26 @@ impl ParallelEngine {
         }
     }
 
-    /// Decodes one JSON record and sends it on; ready output lines go to `emit`. `origin`
-    /// and `line_no` name the record in reject reports.
+    /// Why the engine stopped early (a worker failed), if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// Stop at the first rejected record: nothing caused by a later record is emitted (the
+    /// workers run ahead, so lines wait until every worker is past them), and
+    /// [`ParallelEngine::stopped_at`] says where it stopped.
+    pub fn set_strict(&mut self, strict: bool) {
+        self.strict = strict;
+    }
+
+    /// With [`ParallelEngine::set_strict`]: the report of the rejected record the engine
+    /// stopped at, once its line has been emitted.
+    pub fn stopped_at(&self) -> Option<&str> {
+        self.stopped.as_ref().map(|(_, why)| why.as_str())
+    }
+
+    /// Takes one JSON record; ready output lines go to `emit`. `origin` and `line_no` name
+    /// the record in reject reports.
     pub fn push_json(
         &mut self,
         line: &str,
@@ -239,202 +661,232 @@ impl ParallelEngine {
         line_no: u64,
         emit: &mut dyn FnMut(Line),
     ) {
+        if self.stopped.is_some() || self.failed.is_some() {
+            return;
+        }
         self.stats.records += 1;
-        self.front
-            .route_json(line, source, now_ms, &mut self.routed, &mut self.notices);
-        self.after_record(origin, line_no, line, emit);
+        if self.strict {
+            self.in_flight.push_back(self.seq);
+        }
+        let c = &mut self.chunk;
+        if c.origins.last().is_none_or(|o| o != origin) {
+            c.origins.push(origin.to_string());
+        }
+        let start = c.text.len();
+        c.text.push_str(line);
+        c.entries.push(Entry::Json {
+            start,
+            end: c.text.len(),
+            source,
+            now_ms,
+            origin: c.origins.len() - 1,
+            line_no,
+        });
+        self.after_record(emit);
     }
 
     /// Source partition `source` has ended (see [`Engine::end_source`]).
     ///
     /// [`Engine::end_source`]: crate::runtime::Engine::end_source
     pub fn end_source(&mut self, source: usize, emit: &mut dyn FnMut(Line)) {
-        self.front.end_source(source, &mut self.routed);
-        self.after_record("", 0, "", emit);
+        self.chunk.entries.push(Entry::EndSource(source));
+        self.after_record(emit);
     }
 
     /// Processing time is now `now_ms` (see [`Engine::tick`]).
     ///
     /// [`Engine::tick`]: crate::runtime::Engine::tick
     pub fn tick(&mut self, now_ms: u64, emit: &mut dyn FnMut(Line)) {
-        self.front.tick(now_ms, &mut self.routed);
-        self.after_record("", 0, "", emit);
+        self.chunk.entries.push(Entry::Tick(now_ms));
+        self.after_record(emit);
     }
 
-    /// Sends one decoded record on.
-    pub fn push_row(&mut self, row: Box<[Value]>, raw: Arc<str>, emit: &mut dyn FnMut(Line)) {
-        self.stats.records += 1;
-        self.front
-            .route_row(row, raw, 0, 0, &mut self.routed, &mut self.notices);
-        self.after_record("", 0, "", emit);
-    }
-
-    fn after_record(
-        &mut self,
-        origin: &str,
-        line_no: u64,
-        record: &str,
-        emit: &mut dyn FnMut(Line),
-    ) {
-        let seq = self.seq;
-        self.seq += 1;
-        for n in self.notices.drain(..) {
-            let mut text = String::new();
-            let mut human = None;
-            let stream = match &n {
-                Output::Late {
-                    pattern,
-                    raw,
-                    time,
-                    watermark,
-                } => {
-                    self.stats.late += 1;
-                    output::write_late(
-                        &mut text,
-                        &self.nfas[*pattern].name,
-                        raw,
-                        *time,
-                        *watermark,
-                    );
-                    Stream::Late
-                }
-                Output::Reject { pattern, reason } => {
-                    self.stats.rejected += 1;
-                    let pattern = pattern.map(|p| self.nfas[p].name.as_str());
-                    human = Some(output::write_rejection(
-                        &mut text, pattern, reason, origin, line_no, record,
-                    ));
-                    Stream::Reject
-                }
-                // The front reports only late and rejected records.
-                Output::Match { .. } => continue,
-            };
-            let line = Line {
-                seq,
-                stream,
-                text,
-                timed_out: false,
-                human,
-            };
-            if self.ordered {
-                self.held.insert(line);
-            } else {
-                emit(line);
-            }
+    /// Sends the records taken so far to the workers without waiting for a full chunk and
+    /// waits until the workers have processed them, passing on every line they caused: for
+    /// a live input that has paused, so its matches are not held back until more comes.
+    pub fn flush(&mut self, emit: &mut dyn FnMut(Line)) {
+        if !self.chunk.entries.is_empty() {
+            self.send_chunk(emit);
         }
-        let mut full = false;
-        let n = self.senders.len();
-        for r in self.routed.drain(..) {
-            match r {
-                Routed::Event(event) => {
-                    let w = shard_of(event.hash, n);
-                    self.buffers[w].push(Msg::Event { seq, event });
-                    full |= self.buffers[w].len() >= BATCH;
-                }
-                Routed::Watermark { pattern, wm } => {
-                    for b in &mut self.buffers {
-                        // Coalesce: a later watermark of the same pattern replaces one that
-                        // no event follows yet.
-                        if let Some(Msg::Watermark {
-                            pattern: p,
-                            wm: w,
-                            seq: s,
-                        }) = b.last_mut()
-                        {
-                            if *p == pattern {
-                                *w = wm;
-                                *s = seq;
-                                continue;
-                            }
-                        }
-                        b.push(Msg::Watermark { pattern, wm, seq });
-                    }
-                }
+        while self.failed.is_none() && self.stopped.is_none() && self.slowest() < self.sent {
+            match self.reports.recv() {
+                Ok(r) => self.take_report(r, emit),
+                Err(_) => break,
             }
-        }
-        if full {
-            self.flush(seq);
         }
         self.collect(false, emit);
     }
 
-    fn flush(&mut self, upto: u64) {
-        for (tx, b) in self.senders.iter().zip(&mut self.buffers) {
-            let batch = std::mem::replace(b, Vec::with_capacity(BATCH));
-            // A worker that died has reported why on stderr; keep the others going.
-            let _ = tx.send((upto, batch));
+    fn after_record(&mut self, emit: &mut dyn FnMut(Line)) {
+        self.seq += 1;
+        if self.chunk.is_full() {
+            self.send_chunk(emit);
+            self.collect(false, emit);
         }
     }
 
-    fn collect(&mut self, block_until_finished: bool, emit: &mut dyn FnMut(Line)) {
-        let mut finished = 0;
+    /// Sends the current chunk to the worker whose turn it is to decode, first waiting
+    /// while the slowest worker is a full window behind.
+    fn send_chunk(&mut self, emit: &mut dyn FnMut(Line)) {
+        let workers = self.inboxes.len() as u64;
+        while self.failed.is_none() && self.sent >= self.slowest() + WINDOW_PER_WORKER * workers {
+            match self.reports.recv() {
+                Ok(r) => self.take_report(r, emit),
+                Err(_) => break,
+            }
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Chunk::starting_at(self.seq));
+        if self.failed.is_some() {
+            return;
+        }
+        let k = self.sent;
+        self.sent += 1;
+        let _ = self.inboxes[(k % workers) as usize].send(Inbox::Decode(k, chunk));
+    }
+
+    /// Chunks every worker has processed.
+    fn slowest(&self) -> u64 {
+        self.done.iter().map(|d| d.0).min().unwrap_or(0)
+    }
+
+    fn take_report(&mut self, (id, report): (usize, WorkerReport), emit: &mut dyn FnMut(Line)) {
+        if let Some(why) = report.failed {
+            if self.failed.is_none() {
+                self.failed = Some(why);
+                self.abort();
+            }
+            self.finished += 1;
+            return;
+        }
+        self.dropped[id] = report.dropped_runs;
+        if let Some(p) = report.progress {
+            self.done[id] = p;
+        }
+        if report.watermark_lag.is_some() {
+            self.watermark_lag = report.watermark_lag;
+        }
+        if report.finished {
+            self.finished += 1;
+        }
+        for l in report.lines {
+            if self.stopped.as_ref().is_some_and(|(at, _)| l.seq > *at) {
+                continue;
+            }
+            if self.ordered || self.strict {
+                self.held.insert(l);
+            } else {
+                self.deliver(l, emit);
+            }
+        }
+    }
+
+    /// Counts a line and passes it on.
+    fn deliver(&mut self, l: Line, emit: &mut dyn FnMut(Line)) {
+        match l.stream {
+            Stream::Match if l.timed_out => self.stats.timeouts += 1,
+            Stream::Match => self.stats.matches += 1,
+            Stream::Late => self.stats.late += 1,
+            Stream::Reject => self.stats.rejected += 1,
+        }
+        emit(l);
+    }
+
+    /// Emits a held line, unless the engine stopped at an earlier rejected record; a
+    /// rejected record stops a strict engine.
+    fn release(&mut self, l: Line, emit: &mut dyn FnMut(Line)) {
+        if let Some((at, _)) = &self.stopped {
+            if l.seq > *at {
+                return;
+            }
+        } else if self.strict && l.stream == Stream::Reject {
+            let why = l
+                .human
+                .clone()
+                .unwrap_or_else(|| l.text.trim_end().to_string());
+            self.stopped = Some((l.seq, why));
+            // The records read: those up to the rejected one.
+            let upto = self.in_flight.iter().take_while(|s| **s <= l.seq).count() as u64;
+            self.stats.records = self.records_final + upto;
+            self.abort();
+        }
+        self.deliver(l, emit);
+    }
+
+    /// Tells every worker to stop.
+    fn abort(&mut self) {
+        for tx in &self.inboxes {
+            let _ = tx.send(Inbox::Abort);
+        }
+    }
+
+    fn collect(&mut self, until_finished: bool, emit: &mut dyn FnMut(Line)) {
+        let workers = self.inboxes.len();
         loop {
-            let msg = if block_until_finished {
+            let r = if until_finished {
+                if self.finished >= workers {
+                    break;
+                }
                 match self.reports.recv() {
-                    Ok(m) => m,
+                    Ok(r) => r,
                     Err(_) => break,
                 }
             } else {
                 match self.reports.try_recv() {
-                    Ok(m) => m,
+                    Ok(r) => r,
                     Err(_) => break,
                 }
             };
-            let (id, report) = msg;
-            self.dropped[id] = report.dropped_runs;
-            if let Some(u) = report.upto {
-                self.progress[id] = u;
+            self.take_report(r, emit);
+        }
+        // Everything caused by records up to the slowest worker's last one is final.
+        let all = until_finished || self.finished >= workers;
+        let safe = self.done.iter().map(|d| d.1).min().unwrap_or(0);
+        while let Some(first) = self.held.first() {
+            if !all && (self.slowest() == 0 || first.seq > safe) {
+                break;
             }
-            for l in report.lines {
-                if l.timed_out {
-                    self.stats.timeouts += 1;
-                } else {
-                    self.stats.matches += 1;
-                }
-                if self.ordered {
-                    self.held.insert(l);
-                } else {
-                    emit(l);
-                }
-            }
-            if report.finished {
-                finished += 1;
-                if block_until_finished && finished == self.senders.len() {
-                    break;
-                }
+            if let Some(l) = self.held.pop_first() {
+                self.release(l, emit);
             }
         }
-        if self.ordered {
-            // Everything caused by records before the slowest worker's progress is final.
-            let safe = self.progress.iter().copied().min().unwrap_or(0);
-            while let Some(first) = self.held.first() {
-                if first.seq > safe && !(block_until_finished && finished == self.senders.len()) {
-                    break;
-                }
-                if let Some(l) = self.held.pop_first() {
-                    emit(l);
-                }
+        // After the release: a line held until now has a later number than any record
+        // counted final before.
+        if self.slowest() > 0 && self.stopped.is_none() {
+            while self.in_flight.front().is_some_and(|s| *s <= safe) {
+                self.in_flight.pop_front();
+                self.records_final += 1;
             }
         }
     }
 
     /// Ends the input: watermarks to +∞, workers drained and joined, every line emitted.
-    pub fn finish(mut self, emit: &mut dyn FnMut(Line)) -> Stats {
-        self.front.finish(&mut self.routed);
-        let seq = u64::MAX;
-        for r in self.routed.drain(..) {
-            if let Routed::Watermark { pattern, wm } = r {
-                for b in &mut self.buffers {
-                    b.push(Msg::Watermark { pattern, wm, seq });
-                }
+    ///
+    /// # Errors
+    /// A worker failed (its panic message): the run stopped early.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(Line)) -> Result<Stats, ParallelError> {
+        if self.stopped.is_none() && self.failed.is_none() {
+            if !self.chunk.entries.is_empty() {
+                self.send_chunk(emit);
+            }
+            for tx in &self.inboxes {
+                let _ = tx.send(Inbox::End(self.sent));
             }
         }
-        self.flush(u64::MAX);
         self.collect(true, emit);
-        self.senders.clear();
+        self.inboxes.clear();
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
-        self.stats()
+        match self.failed.take() {
+            Some(why) => Err(ParallelError::Worker(why)),
+            None => Ok(self.stats()),
+        }
+    }
+}
+
+impl Drop for ParallelEngine {
+    /// An engine dropped before [`ParallelEngine::finish`] stops its workers.
+    fn drop(&mut self) {
+        self.abort();
     }
 }

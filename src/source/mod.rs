@@ -4,7 +4,7 @@
 pub mod csv;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// Input formats.
@@ -94,7 +94,9 @@ pub struct Records {
 }
 
 struct Current {
-    reader: Box<dyn BufRead>,
+    reader: BufReader<Box<dyn Read>>,
+    /// Standard input: a live stream may pause between records.
+    live: bool,
     origin: String,
     line: u64,
     csv: Option<csv::Header>,
@@ -167,9 +169,10 @@ impl Records {
     }
 
     fn open(&mut self, f: Option<PathBuf>) -> Result<(), SourceError> {
-        let (reader, origin, format): (Box<dyn BufRead>, String, Format) = match f {
+        let live = f.is_none();
+        let (reader, origin, format): (Box<dyn Read>, String, Format) = match f {
             None => (
-                Box::new(BufReader::with_capacity(1 << 16, io::stdin())),
+                Box::new(io::stdin()),
                 "<stdin>".into(),
                 self.forced.unwrap_or(Format::JsonLines),
             ),
@@ -179,21 +182,28 @@ impl Records {
                     source: e,
                 })?;
                 let fmt = self.forced.unwrap_or_else(|| Format::guess(&p));
-                (
-                    Box::new(BufReader::with_capacity(1 << 16, file)),
-                    p.display().to_string(),
-                    fmt,
-                )
+                (Box::new(file), p.display().to_string(), fmt)
             }
         };
         self.current = Some(Current {
-            reader,
+            reader: BufReader::with_capacity(1 << 16, reader),
+            live,
             origin,
             line: 0,
             csv: (format == Format::Csv).then(csv::Header::default),
             partition: 0,
         });
         Ok(())
+    }
+
+    /// Whether the next record would have to wait: the input is standard input (a live
+    /// stream may pause), nothing of it is buffered and nothing more is ready to read. A
+    /// caller that batches records or output passes on what it holds first, so a paused
+    /// stream's matches are not held back until more comes.
+    pub fn may_wait(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|c| c.live && c.reader.buffer().is_empty() && !stdin_ready())
     }
 
     /// The next record, `None` at the end of all inputs. Blank lines are skipped; a CSV
@@ -298,4 +308,23 @@ fn read_record(cur: &mut Current, buf: &mut String) -> io::Result<bool> {
         }
         return Ok(true);
     }
+}
+
+/// Whether standard input has data (or its end) ready to read without blocking.
+#[cfg(unix)]
+fn stdin_ready() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout; poll only writes `revents`.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n != 0
+}
+
+/// Without `poll`, standard input is taken to be always ready (nothing is flushed early).
+#[cfg(not(unix))]
+fn stdin_ready() -> bool {
+    true
 }

@@ -311,6 +311,174 @@ fn workers_do_not_change_matches_and_ordered_is_deterministic() {
     assert_eq!(sorted(&ordered1), sorted(&one));
 }
 
+/// Events with bad records and late events mixed in, as a file: every 997th line is not
+/// JSON, every 1,013th repeats a line from 5,000 records earlier (late by far).
+fn messy_events(dir: &Path) -> PathBuf {
+    let clean = gen_events(dir, 20_000, 100);
+    let lines: Vec<String> = std::fs::read_to_string(&clean)
+        .expect("read generated events")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut text = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        text.push_str(l);
+        text.push('\n');
+        if i % 997 == 996 {
+            text.push_str("{\"key\": oops}\n");
+        }
+        if i % 1013 == 1012 && i >= 5_000 {
+            text.push_str(&lines[i - 5_000]);
+            text.push('\n');
+        }
+    }
+    write(dir, "messy.jsonl", &text)
+}
+
+/// Runs `motif run` with these extra arguments; (exit code, matches, late, rejects, stderr).
+fn run_outputs(
+    dir: &Path,
+    pat: &Path,
+    input: &Path,
+    extra: &[&str],
+) -> (i32, String, String, String, String) {
+    let (late, rejects, out) = (
+        dir.join("late.out"),
+        dir.join("rejects.out"),
+        dir.join("matches.out"),
+    );
+    for f in [&late, &rejects, &out] {
+        let _ = std::fs::remove_file(f);
+    }
+    let o = motif()
+        .args([
+            "run",
+            pat.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ])
+        .args(["--late-output", late.to_str().unwrap()])
+        .args(["--rejects-output", rejects.to_str().unwrap()])
+        .args(["-o", out.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .expect("motif runs");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    (
+        o.status.code().unwrap_or(-1),
+        read(&out),
+        read(&late),
+        read(&rejects),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn workers_give_the_same_late_and_rejected_records_and_strict_stops_at_the_same_one() {
+    let dir = scratch("messy");
+    let pat = write(&dir, "abc.motif", ABC_FILE);
+    let input = messy_events(&dir);
+    let sorted = |s: &str| {
+        let mut v: Vec<&str> = s.lines().collect();
+        v.sort_unstable();
+        v.join("\n")
+    };
+    let summary = |err: &str| {
+        err.lines()
+            .find(|l| l.contains(" records, "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (code, m1, late1, rej1, err1) = run_outputs(&dir, &pat, &input, &["--workers", "1"]);
+    assert_eq!(code, 0, "{err1}");
+    assert!(late1.lines().count() > 10, "late: {late1}");
+    assert!(rej1.lines().count() >= 20, "rejects: {rej1}");
+    for w in ["2", "3"] {
+        let (code, m, late, rej, err) = run_outputs(&dir, &pat, &input, &["--workers", w]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(sorted(&m), sorted(&m1), "matches, --workers {w}");
+        assert_eq!(sorted(&late), sorted(&late1), "late events, --workers {w}");
+        assert_eq!(sorted(&rej), sorted(&rej1), "rejects, --workers {w}");
+        assert_eq!(summary(&err), summary(&err1), "summary, --workers {w}");
+    }
+    // --strict stops at the first bad record (line 998) with the same outputs and counts.
+    let (code, m1, late1, rej1, err1) =
+        run_outputs(&dir, &pat, &input, &["--workers", "1", "--strict"]);
+    assert_eq!(code, 2, "{err1}");
+    assert!(
+        summary(&err1).contains("997 records") || summary(&err1).contains("998 records"),
+        "{err1}"
+    );
+    for w in ["2", "3"] {
+        let (code, m, late, rej, err) =
+            run_outputs(&dir, &pat, &input, &["--workers", w, "--strict"]);
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(
+            sorted(&m),
+            sorted(&m1),
+            "matches before the stop, --workers {w}"
+        );
+        assert_eq!(late, late1);
+        assert_eq!(rej, rej1, "only the first rejected record");
+        assert_eq!(summary(&err), summary(&err1), "summary, --workers {w}");
+    }
+}
+
+#[test]
+fn matches_of_a_live_stream_come_out_before_it_ends() {
+    let dir = scratch("live");
+    let pat = write(&dir, "ab.motif", AB);
+    for workers in ["1", "2"] {
+        live_stream_case(&pat, workers);
+    }
+}
+
+fn live_stream_case(pat: &Path, workers: &str) {
+    let mut child = motif()
+        .args([
+            "run",
+            pat.to_str().unwrap(),
+            "--workers",
+            workers,
+            "--quiet",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn motif");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    stdin
+        .write_all(
+            b"{\"card\":\"c1\",\"kind\":\"a\",\"ts\":1}\n{\"card\":\"c1\",\"kind\":\"b\",\"ts\":2}\n{\"card\":\"c9\",\"kind\":\"x\",\"ts\":10}\n",
+        )
+        .expect("write stdin");
+    stdin.flush().expect("flush stdin");
+    // Three records, far fewer than a chunk, and the input stays open: the match must come
+    // out anyway (no timing is asserted beyond "before the input ends").
+    let first = rx.recv_timeout(std::time::Duration::from_secs(60));
+    drop(stdin);
+    let status = child.wait().expect("motif exits");
+    let _ = reader.join();
+    let first =
+        first.unwrap_or_else(|_| panic!("no match while the input is open, --workers {workers}"));
+    assert!(first.contains("\"pattern\":\"ab\""), "{first}");
+    assert!(status.success());
+}
+
 #[test]
 fn directory_and_csv_inputs() {
     let dir = scratch("inputs");
