@@ -9,7 +9,8 @@
 //!   (b') the same on pre-decoded events;
 //!   (c) a 3-step followedBy pattern with `within(10s)` over 10,000 keys;
 //!   (d) a oneOrMore with an iterative aggregate condition;
-//!   (e) (c) with `within` 4× longer.
+//!   (e) (c) with `within` 4× longer;
+//!   (f) (b) with `--workers 1` (one thread) and `--workers 2` (parallel engine).
 //! No assertion on any figure: this prints, tests assert.
 
 use std::sync::Arc;
@@ -251,13 +252,18 @@ fn main() {
         report("(d) oneOrMore with iterative aggregates, 1,000 keys", &f);
     }
     if want("f") {
+        // As the CLI runs them: `--workers 1` is the single-threaded engine, `--workers N`
+        // the parallel one (a reading thread and N workers). Alternating, like (c)/(e).
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        for workers in [1, 2] {
-            let f = median(
-                (0..repeat)
-                    .map(|_| run_parallel(ABC, &k1, workers))
-                    .collect(),
-            );
+        let (mut ones, mut twos, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..repeat {
+            let one = run_json(ABC, &k1);
+            let two = run_parallel(ABC, &k1, 2);
+            ratios.push(two.per_sec() / one.per_sec());
+            ones.push(one);
+            twos.push(two);
+        }
+        for (workers, f) in [(1, median(ones)), (2, median(twos))] {
             println!(
                 "(f) abc.motif, --workers {workers}: {:>12.0} events/s in all, {:>10.0} events/s per core ({cores} cores), {} outputs",
                 f.per_sec(),
@@ -265,6 +271,14 @@ fn main() {
                 f.matches
             );
         }
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "    --workers 2 / --workers 1: median {:.2}, range {:.2}-{:.2} over {} pairs",
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+            ratios.len()
+        );
     }
 }
 
