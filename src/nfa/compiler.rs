@@ -85,10 +85,12 @@ pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileEr
                 .any(|e| e.action == Action::Ignore && e.target == i)
     });
     let keep_event_fields = b.conditions.iter().any(|c| c.body.has_native());
+    let skip_tests = super::skip::SkipTests::new(&b.states, &b.conditions);
     Ok(Nfa {
         name: decl.name.clone(),
         ignore_loops,
         keep_event_fields,
+        skip_tests,
         skip: Skip::from_model(&decl.pattern.skip, &variables),
         variables,
         start,

@@ -60,16 +60,30 @@ pub struct Match {
 }
 
 /// The matcher state of one partition.
+///
+/// `repr(C)` keeps the declared order: what [`Matcher::skips`] reads and writes first, so
+/// an event the runs skip touches one cache line of the matcher.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[repr(C)]
 pub struct Matcher {
-    buffer: SharedBuffer,
+    /// The states the runs are in, one bit each ([`UNKNOWN_STATES`]: not known).
+    #[serde(skip, default = "unknown_states")]
+    waiting: u64,
+    next_seq: u64,
     /// Runs in Flink's order; two inline (the start run and one partial match, the common
     /// case), so a partition's runs sit next to the rest of its state.
     runs: SmallVec<[Run; 2]>,
     completed: Vec<Run>,
-    next_seq: u64,
     max_runs: usize,
     dropped: u64,
+    buffer: SharedBuffer,
+}
+
+/// [`Matcher`]'s state bits when they are not known (or a state is past bit 62).
+const UNKNOWN_STATES: u64 = u64::MAX;
+
+fn unknown_states() -> u64 {
+    UNKNOWN_STATES
 }
 
 /// Buffers reused from event to event (and shared by all partitions of a shard) so the hot
@@ -101,14 +115,17 @@ impl PartialMatch for View<'_> {
 impl Matcher {
     /// A matcher with only the start run.
     pub fn new(nfa: &Nfa) -> Matcher {
-        Matcher {
-            buffer: SharedBuffer::new(),
+        let mut m = Matcher {
+            waiting: UNKNOWN_STATES,
+            next_seq: 0,
             runs: smallvec::smallvec![Run::start(nfa)],
             completed: Vec::new(),
-            next_seq: 0,
             max_runs: DEFAULT_MAX_RUNS,
             dropped: 0,
-        }
+            buffer: SharedBuffer::new(),
+        };
+        m.note_states();
+        m
     }
 
     /// Returns an idle matcher to its initial state, keeping its allocations (for reuse by
@@ -120,6 +137,41 @@ impl Matcher {
         self.runs.push(Run::start(nfa));
         self.next_seq = 0;
         self.dropped = 0;
+        self.note_states();
+    }
+
+    /// Records which states the runs are in, for [`Matcher::skips`].
+    fn note_states(&mut self) {
+        let mut bits = 0u64;
+        for r in &self.runs {
+            if r.state >= 63 {
+                bits = UNKNOWN_STATES;
+                break;
+            }
+            bits |= 1 << r.state;
+        }
+        self.waiting = bits;
+    }
+
+    /// Takes `event` without loading the runs when every run surely stays where it is (see
+    /// [`crate::nfa::skip`]): only its number is used up, as [`Matcher::process`] would.
+    /// Call it only when no time-out is due (see [`Matcher::next_deadline`]); `false`: call
+    /// [`Matcher::process`].
+    #[inline]
+    pub fn skips(&mut self, nfa: &Nfa, event: &Event) -> bool {
+        let mut bits = self.waiting;
+        if bits == UNKNOWN_STATES {
+            return false;
+        }
+        while bits != 0 {
+            let state = bits.trailing_zeros() as usize;
+            if !nfa.skip_tests.skips(state, event) {
+                return false;
+            }
+            bits &= bits - 1;
+        }
+        self.next_seq += 1;
+        true
     }
 
     /// Caps the partial matches of this partition. When an event leaves more, the runs that
@@ -238,6 +290,7 @@ impl Matcher {
         scratch.current = runs;
         self.emit_completed(nfa, &mut potential, matches);
         scratch.potential = potential;
+        self.note_states();
     }
 
     /// Offers one event to every run (Flink's `process`); completed matches go to `matches`.
@@ -310,6 +363,7 @@ impl Matcher {
             self.emit_completed(nfa, &mut potential, matches);
             sc.potential = potential;
         }
+        self.note_states();
     }
 
     /// Whether `event` leaves every run exactly as it is: the start run takes nothing (no TAKE

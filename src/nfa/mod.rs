@@ -10,6 +10,7 @@ pub mod buffer;
 pub mod compiler;
 pub mod explain;
 pub mod matcher;
+pub mod skip;
 
 use crate::event::Event;
 use crate::expr::compile::{AggAcc, AggSpec, CExpr};
@@ -167,6 +168,9 @@ pub struct Nfa {
     /// partial match; otherwise a stored event keeps only its time and text (expression
     /// conditions read earlier events through aggregates kept in the runs).
     pub keep_event_fields: bool,
+    /// Per state, tests on the event alone that tell when a run there surely stays put
+    /// (see [`skip::SkipTests`]).
+    pub skip_tests: skip::SkipTests,
 }
 
 /// The after-match skip strategy with variable indexes.

@@ -31,24 +31,29 @@ pub struct ShardOutput {
 }
 
 /// One key's state: its matcher and the events waiting for the watermark.
+///
+/// `repr(C)` keeps the declared order, so that an event its runs skip (the usual case with
+/// many keys) touches only the first two cache lines: the key, the timer and the pending
+/// queue here, then the matcher's state bits and event count (see [`Matcher::skips`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[repr(C)]
 struct Partition {
-    matcher: Matcher,
+    key: Arc<str>,
+    /// Earliest time a timer is registered for (`i64::MAX`: none).
+    #[serde(skip, default = "no_timer")]
+    timer_at: i64,
     /// Events not yet fed, by (time, arrival); almost always short and in order.
     pending: VecDeque<(i64, u64, Event)>,
-    /// The key as matches show it, made when the first output needs it.
-    key_json: Option<Arc<str>>,
-    key: Arc<str>,
-    /// [`key_hash`] of `key` (recomputed on restore).
-    #[serde(skip)]
-    hash: u64,
     /// Nothing pending (see [`PatternShard::settle`]): kept for a while in case the key
     /// comes back, then swept. Snapshots leave idle partitions out.
     #[serde(skip)]
     idle: bool,
-    /// Earliest time a timer is registered for (`i64::MAX`: none).
-    #[serde(skip, default = "no_timer")]
-    timer_at: i64,
+    matcher: Matcher,
+    /// [`key_hash`] of `key` (recomputed on restore).
+    #[serde(skip)]
+    hash: u64,
+    /// The key as matches show it, made when the first output needs it.
+    key_json: Option<Arc<str>>,
 }
 
 fn no_timer() -> i64 {
@@ -58,10 +63,12 @@ fn no_timer() -> i64 {
 /// Slot index and generation of a partition, for timers that may outlive it.
 type Handle = (u32, u32);
 
+/// Aligned to a cache line, so a partition's first lines are whole lines.
 #[derive(Debug, Clone, Default)]
+#[repr(C, align(64))]
 struct Slot {
-    generation: u32,
     partition: Option<Partition>,
+    generation: u32,
 }
 
 /// Idle matchers kept for reuse, so a key that comes and goes does not allocate each time.
@@ -398,7 +405,6 @@ impl PatternShard {
             return;
         }
         let s = &mut self.slots[slot as usize];
-        let generation = s.generation;
         let Some(part) = s.partition.as_mut() else {
             return;
         };
@@ -408,6 +414,10 @@ impl PatternShard {
         }
         if immediate && part.pending.is_empty() {
             let nfa = &*self.nfa;
+            // Nothing due, and every run surely stays put: nothing to load or settle.
+            if !idle && time < part.timer_at && part.matcher.skips(nfa, &event) {
+                return;
+            }
             let dropped_before = part.matcher.dropped_runs();
             let open_before = if self.max_total.is_some() {
                 part.matcher.partial_matches()
@@ -439,7 +449,7 @@ impl PatternShard {
         part.pending.insert(at, (time, arrival, event));
         if time < part.timer_at {
             part.timer_at = time;
-            self.timers.push(Reverse((time, (slot, generation))));
+            self.timers.push(Reverse((time, (slot, s.generation))));
         }
     }
 
