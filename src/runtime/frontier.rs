@@ -67,13 +67,38 @@ impl Frontier {
 
     /// Records an event of `partition` at `time`, seen at processing time `now_ms`; returns
     /// the new combined watermark if it advanced.
+    #[inline]
     pub fn observe(&mut self, partition: usize, time: i64, now_ms: u64) -> Option<i64> {
         let i = partition.min(self.parts.len() - 1);
         let p = &mut self.parts[i];
-        p.max_time = p.max_time.max(time);
         p.last_seen_ms = now_ms;
+        if time <= p.max_time && !p.idle {
+            // Not newer than what this partition has shown: nothing moves.
+            return None;
+        }
+        p.max_time = p.max_time.max(time);
         p.idle = false;
+        let (max_time, ended) = (p.max_time, p.ended);
+        if self.parts.len() == 1 && !ended {
+            // One partition (the usual case): its watermark is the watermark.
+            return self.advance_to(max_time);
+        }
         self.recompute()
+    }
+
+    /// Moves the watermark to what `max_time` allows, if that is later.
+    #[inline]
+    fn advance_to(&mut self, max_time: i64) -> Option<i64> {
+        if max_time == i64::MIN {
+            return None;
+        }
+        let wm = max_time.saturating_sub(self.lateness).saturating_sub(1);
+        if wm > self.watermark {
+            self.watermark = wm;
+            Some(wm)
+        } else {
+            None
+        }
     }
 
     /// Marks partitions idle whose last event is older than the idle timeout at `now_ms`;
@@ -106,16 +131,7 @@ impl Frontier {
     fn recompute(&mut self) -> Option<i64> {
         let active = self.parts.iter().filter(|p| !p.idle && !p.ended);
         let min_max = active.map(|p| p.max_time).min()?;
-        if min_max == i64::MIN {
-            return None;
-        }
-        let wm = min_max.saturating_sub(self.lateness).saturating_sub(1);
-        if wm > self.watermark {
-            self.watermark = wm;
-            Some(wm)
-        } else {
-            None
-        }
+        self.advance_to(min_max)
     }
 }
 
