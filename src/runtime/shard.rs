@@ -12,7 +12,7 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{shared_str_eq, Event};
+use crate::event::{shared_str_eq, short_str_eq, Event};
 use crate::nfa::matcher::{Scratch, StartProbe};
 use crate::nfa::{Match, Matcher, Nfa};
 use crate::output;
@@ -33,8 +33,9 @@ pub struct ShardOutput {
 /// One key's state: its matcher and the events waiting for the watermark.
 ///
 /// `repr(C)` keeps the declared order, so that an event its runs skip (the usual case with
-/// many keys) touches only the first two cache lines: the key, the timer and the pending
-/// queue here, then the matcher's state bits and event count (see [`Matcher::skips`]).
+/// many keys) touches only the first two cache lines: the key (a short one inline, compared
+/// there), the timer and the pending queue here, then the matcher's state bits and event
+/// count (see [`Matcher::skips`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[repr(C)]
 struct Partition {
@@ -42,18 +43,104 @@ struct Partition {
     /// Earliest time a timer is registered for (`i64::MAX`: none).
     #[serde(skip, default = "no_timer")]
     timer_at: i64,
-    /// Events not yet fed, by (time, arrival); almost always short and in order.
-    pending: VecDeque<(i64, u64, Event)>,
+    pending: Pending,
     /// Nothing pending (see [`PatternShard::settle`]): kept for a while in case the key
     /// comes back, then swept. Snapshots leave idle partitions out.
     #[serde(skip)]
     idle: bool,
+    /// `key`, when it is short (recomputed on restore).
+    #[serde(skip)]
+    inline_key: InlineKey,
     matcher: Matcher,
     /// [`key_hash`] of `key` (recomputed on restore).
     #[serde(skip)]
     hash: u64,
     /// The key as matches show it, made when the first output needs it.
     key_json: Option<Arc<str>>,
+}
+
+/// Events of one key waiting for the watermark, by (time, arrival). In-order input never
+/// buffers, so the queue is allocated only while something waits (one word otherwise).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+// The box is the point: one word in the partition instead of a `VecDeque`'s four.
+#[allow(clippy::box_collection)]
+struct Pending(Option<Box<VecDeque<(i64, u64, Event)>>>);
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|q| q.is_empty())
+    }
+
+    /// The time of the first waiting event.
+    fn first_time(&self) -> Option<i64> {
+        self.0.as_ref()?.front().map(|(t, _, _)| *t)
+    }
+
+    /// Adds an event in (time, arrival) order; in-order input appends.
+    fn insert(&mut self, time: i64, arrival: u64, event: Event) {
+        let q = self.0.get_or_insert_with(Box::default);
+        let at = match q.back() {
+            Some(&(t, _, _)) if t > time => q.partition_point(|(t, _, _)| *t <= time),
+            _ => q.len(),
+        };
+        q.insert(at, (time, arrival, event));
+    }
+
+    /// Takes the first waiting event if its time is `t`; the queue goes once empty.
+    fn pop_at(&mut self, t: i64) -> Option<Event> {
+        let q = self.0.as_mut()?;
+        let ev = q.pop_front_if(|(et, _, _)| *et == t).map(|(_, _, ev)| ev);
+        if q.is_empty() {
+            self.0 = None;
+        }
+        ev
+    }
+}
+
+/// Length of the longest key kept inline in a partition.
+const INLINE_KEY: usize = 16;
+
+/// A short key's bytes, kept where the partition's lookup reads anyway.
+#[derive(Debug, Clone, Copy)]
+struct InlineKey {
+    /// Length, or `u8::MAX` when the key is longer than [`INLINE_KEY`].
+    len: u8,
+    bytes: [u8; INLINE_KEY],
+}
+
+impl Default for InlineKey {
+    fn default() -> Self {
+        InlineKey {
+            len: u8::MAX,
+            bytes: [0; INLINE_KEY],
+        }
+    }
+}
+
+impl InlineKey {
+    fn of(key: &str) -> InlineKey {
+        let b = key.as_bytes();
+        let mut k = InlineKey::default();
+        if b.len() <= INLINE_KEY {
+            k.len = b.len() as u8;
+            k.bytes[..b.len()].copy_from_slice(b);
+        }
+        k
+    }
+}
+
+impl Partition {
+    /// Whether this is the partition of `key`.
+    #[inline]
+    fn has_key(&self, key: &Arc<str>) -> bool {
+        let b = key.as_bytes();
+        if self.inline_key.len != u8::MAX {
+            let n = usize::from(self.inline_key.len);
+            return n == b.len() && short_str_eq(&self.inline_key.bytes[..n], b);
+        }
+        shared_str_eq(&self.key, key)
+    }
 }
 
 fn no_timer() -> i64 {
@@ -318,6 +405,7 @@ impl Shard {
                 let slot = p.slots.len() as u32;
                 part.timer_at = i64::MAX;
                 part.hash = key_hash(&part.key);
+                part.inline_key = InlineKey::of(&part.key);
                 part.idle = false;
                 let hash = part.hash;
                 p.index.insert_unique(hash, (hash, slot), |&(h, _)| h);
@@ -441,12 +529,7 @@ impl PatternShard {
             self.settle(slot, index, dropped_before, open_before, out);
             return;
         }
-        // Keep (time, arrival) order; in-order input appends.
-        let at = match part.pending.back() {
-            Some(&(t, _, _)) if t > time => part.pending.partition_point(|(t, _, _)| *t <= time),
-            _ => part.pending.len(),
-        };
-        part.pending.insert(at, (time, arrival, event));
+        part.pending.insert(time, arrival, event);
         if time < part.timer_at {
             part.timer_at = time;
             self.timers.push(Reverse((time, (slot, s.generation))));
@@ -494,7 +577,7 @@ impl PatternShard {
                     && slots[s as usize]
                         .partition
                         .as_ref()
-                        .is_some_and(|p| shared_str_eq(&p.key, key))
+                        .is_some_and(|p| p.has_key(key))
             })
             .map(|&(_, s)| s)
     }
@@ -502,7 +585,8 @@ impl PatternShard {
     fn insert_partition(&mut self, key: Arc<str>, hash: u64, matcher: Matcher) -> u32 {
         let part = Partition {
             matcher,
-            pending: VecDeque::new(),
+            pending: Pending::default(),
+            inline_key: InlineKey::of(&key),
             key_json: None,
             key,
             hash,
@@ -610,8 +694,7 @@ impl PatternShard {
         };
         let next = part
             .pending
-            .front()
-            .map(|(t, _, _)| *t)
+            .first_time()
             .into_iter()
             .chain(part.matcher.next_deadline(&self.nfa))
             .min();
@@ -659,7 +742,7 @@ impl PatternShard {
             };
             // Feed every buffered event up to the watermark, one timestamp at a time: first
             // expire runs against that time, then the events at it in arrival order.
-            while let Some(&(t, _, _)) = part.pending.front() {
+            while let Some(t) = part.pending.first_time() {
                 if t > wm {
                     break;
                 }
@@ -671,7 +754,7 @@ impl PatternShard {
                     &mut self.matches,
                     &mut self.timeouts,
                 );
-                while let Some((_, _, ev)) = part.pending.pop_front_if(|(et, _, _)| *et == t) {
+                while let Some(ev) = part.pending.pop_at(t) {
                     part.matcher
                         .process(nfa, &mut self.scratch, ev, &mut self.matches);
                 }
