@@ -76,8 +76,9 @@ struct RunArgs {
     /// Stop at the first rejected record instead of reporting and skipping it.
     #[arg(long)]
     strict: bool,
-    /// Worker threads; keys are spread over them by hash (default: all cores). Results do
-    /// not depend on it.
+    /// Worker threads, each decoding a share of the input and matching a share of the keys
+    /// (by hash); 1 runs everything on one thread (default: all cores). Results do not
+    /// depend on it.
     #[arg(long, short)]
     workers: Option<usize>,
     /// Deterministic output order: by input record, then by text.
