@@ -237,16 +237,11 @@ fn main() {
     if !es.is_empty() {
         report("(e) (c) with within(40s)", &median(es));
     }
-    if !ratios.is_empty() {
-        ratios.sort_by(f64::total_cmp);
-        println!(
-            "    (e)/(c) throughput ratio: median {:.2}, range {:.2}-{:.2} over {} pairs (target: at least 0.75)",
-            ratios[ratios.len() / 2],
-            ratios[0],
-            ratios[ratios.len() - 1],
-            ratios.len()
-        );
-    }
+    print_ratios(
+        "(e)/(c) throughput ratio",
+        &mut ratios,
+        " (target: at least 0.75)",
+    );
     if want("d") {
         let f = median((0..repeat).map(|_| run_json(ITERATIVE, &k1)).collect());
         report("(d) oneOrMore with iterative aggregates, 1,000 keys", &f);
@@ -271,15 +266,23 @@ fn main() {
                 f.matches
             );
         }
-        ratios.sort_by(f64::total_cmp);
-        println!(
-            "    --workers 2 / --workers 1: median {:.2}, range {:.2}-{:.2} over {} pairs",
-            ratios[ratios.len() / 2],
-            ratios[0],
-            ratios[ratios.len() - 1],
-            ratios.len()
-        );
+        print_ratios("--workers 2 / --workers 1", &mut ratios, "");
     }
+}
+
+/// Prints the median and range of per-pair throughput ratios, if there are any.
+fn print_ratios(label: &str, ratios: &mut [f64], note: &str) {
+    if ratios.is_empty() {
+        return;
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "    {label}: median {:.2}, range {:.2}-{:.2} over {} pairs{note}",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+        ratios.len()
+    );
 }
 
 fn run_parallel(source: &str, input: &[String], workers: usize) -> Figures {

@@ -244,6 +244,60 @@ impl Decoder {
     pub fn route_key(&self, i: usize, row: &[Value]) -> (Option<Arc<str>>, u64) {
         route_key(&self.patterns[i].key_slots, row)
     }
+
+    /// One decoded record as each pattern reads it, in pattern order: its time and key, or
+    /// why the pattern cannot use it. The last pattern gets the row and the text, the others
+    /// copies.
+    #[inline(always)]
+    pub fn for_each_pattern(
+        &self,
+        row: Box<[Value]>,
+        raw: Arc<str>,
+        mut each: impl FnMut(usize, Result<PatternEvent, DecodeError>),
+    ) {
+        let n = self.patterns.len();
+        let (mut row, mut raw) = (Some(row), Some(raw));
+        for i in 0..n {
+            let fields: &[Value] = row.as_deref().unwrap_or_default();
+            let time = match self.time(i, fields) {
+                Ok(t) => t,
+                Err(reason) => {
+                    each(i, Err(reason));
+                    continue;
+                }
+            };
+            let (key, hash) = self.route_key(i, fields);
+            let (fields, raw) = if i + 1 == n {
+                (row.take(), raw.take())
+            } else {
+                (row.clone(), raw.clone())
+            };
+            each(
+                i,
+                Ok(PatternEvent {
+                    time,
+                    key,
+                    hash,
+                    fields: fields.unwrap_or_default(),
+                    raw: raw.unwrap_or_else(|| Arc::from("")),
+                }),
+            );
+        }
+    }
+}
+
+/// A decoded record as one pattern reads it (see [`Decoder::for_each_pattern`]).
+pub struct PatternEvent {
+    /// Its time (`None`: the pattern orders by arrival).
+    pub time: Option<i64>,
+    /// Its routing key, as [`KeyedEvent::key`].
+    pub key: Option<Arc<str>>,
+    /// The key's hash.
+    pub hash: u64,
+    /// The schema's slots.
+    pub fields: Box<[Value]>,
+    /// The record's text.
+    pub raw: Arc<str>,
 }
 
 impl Clocks {
@@ -373,62 +427,49 @@ impl Front {
         routed: &mut impl RouteSink,
         notices: &mut Vec<Output>,
     ) {
-        let n = self.decoder.patterns();
-        // The last pattern takes the row and the text; the others get copies.
-        let mut row = Some(row);
-        let mut raw = Some(raw);
-        for i in 0..n {
-            let fields_now: &[Value] = row.as_deref().unwrap_or_default();
-            let time = match self.decoder.time(i, fields_now) {
-                Ok(t) => t,
+        let Front { decoder, clocks } = self;
+        decoder.for_each_pattern(row, raw, |i, read| {
+            let e = match read {
+                Ok(e) => e,
                 Err(reason) => {
                     notices.push(Output::Reject {
                         pattern: Some(i),
                         reason,
                     });
-                    continue;
+                    return;
                 }
             };
-            let (time, arrival, watermark, advanced) =
-                match self.clocks.admit(i, time, source, now_ms) {
-                    Admission::Late { time, watermark } => {
-                        notices.push(Output::Late {
-                            pattern: i,
-                            raw: raw.clone().unwrap_or_else(|| Arc::from("")),
-                            time,
-                            watermark,
-                        });
-                        continue;
-                    }
-                    Admission::OnTime {
-                        time,
+            match clocks.admit(i, e.time, source, now_ms) {
+                Admission::Late { time, watermark } => notices.push(Output::Late {
+                    pattern: i,
+                    raw: e.raw,
+                    time,
+                    watermark,
+                }),
+                Admission::OnTime {
+                    time,
+                    arrival,
+                    watermark,
+                    advanced,
+                } => {
+                    routed.event(KeyedEvent {
+                        pattern: i,
+                        key: e.key,
+                        hash: e.hash,
                         arrival,
                         watermark,
-                        advanced,
-                    } => (time, arrival, watermark, advanced),
-                };
-            let (key, hash) = self.decoder.route_key(i, fields_now);
-            let (fields, text) = if i + 1 == n {
-                (row.take(), raw.take())
-            } else {
-                (row.clone(), raw.clone())
-            };
-            routed.event(KeyedEvent {
-                pattern: i,
-                key,
-                hash,
-                arrival,
-                watermark,
-                event: Event {
-                    time,
-                    fields: fields.unwrap_or_default(),
-                    raw: text.unwrap_or_else(|| Arc::from("")),
-                },
-            });
-            if let Some(wm) = advanced {
-                routed.watermark(i, wm);
+                        event: Event {
+                            time,
+                            fields: e.fields,
+                            raw: e.raw,
+                        },
+                    });
+                    if let Some(wm) = advanced {
+                        routed.watermark(i, wm);
+                    }
+                }
             }
-        }
+        });
     }
 
     /// Processing time passed: idle sources may stop holding watermarks back.

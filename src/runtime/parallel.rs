@@ -310,44 +310,37 @@ impl Worker {
                             continue;
                         }
                     };
-                    let raw: Arc<str> = Arc::from(line.trim());
-                    let mut row = Some(row);
-                    for i in 0..patterns {
-                        let fields: &[_] = row.as_deref().unwrap_or_default();
-                        let time = match self.decoder.time(i, fields) {
-                            Ok(t) => t,
-                            Err(reason) => {
-                                rejects.push(self.reject(seq, Some(i), &reason, &chunk, e));
-                                continue;
-                            }
-                        };
-                        let (key, hash) = self.decoder.route_key(i, fields);
-                        let owner = shard_of(hash, self.workers);
-                        let fields = if i + 1 == patterns {
-                            row.take()
-                        } else {
-                            row.clone()
-                        };
-                        timeline.push(Step::Event {
-                            seq,
-                            pattern: i,
-                            owner,
-                            source,
-                            time,
-                            now_ms,
+                    let workers = self.workers;
+                    self.decoder
+                        .for_each_pattern(row, Arc::from(line.trim()), |i, read| {
+                            let pe = match read {
+                                Ok(pe) => pe,
+                                Err(reason) => {
+                                    rejects.push(self.reject(seq, Some(i), &reason, &chunk, e));
+                                    return;
+                                }
+                            };
+                            let owner = shard_of(pe.hash, workers);
+                            timeline.push(Step::Event {
+                                seq,
+                                pattern: i,
+                                owner,
+                                source,
+                                time: pe.time,
+                                now_ms,
+                            });
+                            events[owner].push(Owned {
+                                key: pe.key,
+                                hash: pe.hash,
+                                event: Event {
+                                    // Set when the clocks admit it (arrival order without a
+                                    // time field).
+                                    time: pe.time.unwrap_or(0),
+                                    fields: pe.fields,
+                                    raw: pe.raw,
+                                },
+                            });
                         });
-                        events[owner].push(Owned {
-                            key,
-                            hash,
-                            event: Event {
-                                // Set when the clocks admit it (arrival order without a
-                                // time field).
-                                time: time.unwrap_or(0),
-                                fields: fields.unwrap_or_default(),
-                                raw: Arc::clone(&raw),
-                            },
-                        });
-                    }
                 }
                 Entry::EndSource(source) => timeline.push(Step::EndSource { seq, source }),
                 Entry::Tick(now_ms) => timeline.push(Step::Tick { seq, now_ms }),
