@@ -136,6 +136,9 @@ struct Owned {
 struct Share {
     timeline: Arc<Vec<Step>>,
     events: Vec<Owned>,
+    /// The chunk's last record (progress is reported up to it even when no record of the
+    /// chunk had an event, say because all were rejected).
+    last_seq: u64,
 }
 
 enum Inbox {
@@ -231,9 +234,10 @@ impl Worker {
             }
             while let Some(share) = shares.remove(&next) {
                 next += 1;
-                let (lines, last) = self.process(share);
+                let last = share.last_seq;
+                let lines = self.process(share);
                 let report = WorkerReport {
-                    progress: last.map(|last| (next, last)),
+                    progress: Some((next, last)),
                     dropped_runs: self.shard.dropped_runs(),
                     watermark_lag: self.clocks.watermark_lag(),
                     ..WorkerReport::lines(lines)
@@ -352,11 +356,13 @@ impl Worker {
             let _ = self.reports.send((self.id, WorkerReport::lines(rejects)));
         }
         let timeline = Arc::new(timeline);
+        let last_seq = (chunk.first_seq + chunk.entries.len() as u64).saturating_sub(1);
         let mut mine = None;
         for (w, events) in events.into_iter().enumerate() {
             let share = Share {
                 timeline: Arc::clone(&timeline),
                 events,
+                last_seq,
             };
             if w == self.id {
                 mine = Some(share);
@@ -368,15 +374,15 @@ impl Worker {
         mine.unwrap_or(Share {
             timeline,
             events: Vec::new(),
+            last_seq,
         })
     }
 
     /// Walks a chunk's timeline: clocks for every event, the shard for this worker's own.
-    /// Returns the output lines and the chunk's last record number.
-    fn process(&mut self, share: Share) -> (Vec<Line>, Option<u64>) {
+    /// Returns the output lines.
+    fn process(&mut self, share: Share) -> Vec<Line> {
         let mut lines = Vec::new();
         let mut events = share.events.into_iter();
-        let mut last = None;
         for step in share.timeline.iter() {
             match *step {
                 Step::Event {
@@ -387,7 +393,6 @@ impl Worker {
                     time,
                     now_ms,
                 } => {
-                    last = Some(seq);
                     let mine = owner == self.id;
                     match self.clocks.admit(pattern, time, source, now_ms) {
                         Admission::Late { time, watermark } => {
@@ -437,20 +442,18 @@ impl Worker {
                     self.drain(seq, &mut lines);
                 }
                 Step::EndSource { seq, source } => {
-                    last = Some(seq);
                     let (clocks, shard, out) = (&mut self.clocks, &mut self.shard, &mut self.out);
                     clocks.end_source(source, &mut |p, wm| shard.on_watermark(p, wm, out));
                     self.drain(seq, &mut lines);
                 }
                 Step::Tick { seq, now_ms } => {
-                    last = Some(seq);
                     let (clocks, shard, out) = (&mut self.clocks, &mut self.shard, &mut self.out);
                     clocks.tick(now_ms, &mut |p, wm| shard.on_watermark(p, wm, out));
                     self.drain(seq, &mut lines);
                 }
             }
         }
-        (lines, last)
+        lines
     }
 
     fn drain(&mut self, seq: u64, lines: &mut Vec<Line>) {

@@ -480,6 +480,58 @@ fn live_stream_case(pat: &Path, workers: &str) {
 }
 
 #[test]
+fn parallel_run_of_nothing_but_bad_records_ends_and_counts_them() {
+    // Chunks without a single usable event still count as progress: the reading thread,
+    // which waits for the workers to catch up, must not wait forever.
+    let dir = scratch("all-bad");
+    let pat = write(&dir, "abc.motif", ABC_FILE);
+    let mut text = String::new();
+    for i in 0..20_000 {
+        text.push_str(&format!("not json {i}\n"));
+    }
+    let input = write(&dir, "bad.jsonl", &text);
+    for extra in [&[][..], &["--ordered"][..]] {
+        let mut child = motif()
+            .args([
+                "run",
+                pat.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+            ])
+            .args([
+                "--workers",
+                "2",
+                "--rejects-output",
+                dir.join("rej").to_str().unwrap(),
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn motif");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait for motif") {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("motif did not finish {extra:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+            .expect("read stderr");
+        assert!(status.success(), "{err}");
+        assert!(
+            err.contains("20000 records") && err.contains("20000 rejected"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn directory_and_csv_inputs() {
     let dir = scratch("inputs");
     let pat = write(&dir, "ab.motif", AB);
