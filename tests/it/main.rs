@@ -4,5 +4,6 @@ mod cli;
 mod conformance;
 mod differential;
 mod examples;
+mod parallel;
 mod reference;
 mod runtime;
