@@ -4,6 +4,66 @@ use std::fmt::Write;
 
 use crate::event::DecodeError;
 use crate::nfa::{Match, Nfa};
+use crate::runtime::Output;
+
+/// Where an output line goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stream {
+    /// A match or a timed-out partial match.
+    Match,
+    /// A late event.
+    Late,
+    /// A rejected record.
+    Reject,
+}
+
+/// How one engine output was rendered (see [`write_output`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// Where the line goes.
+    pub stream: Stream,
+    /// Whether it is a timed-out partial match.
+    pub timed_out: bool,
+    /// For a rejected record: a one-line human message (for stderr).
+    pub human: Option<String>,
+}
+
+/// Appends one output of an engine as its JSON line; `nfa` gives a pattern by index, and
+/// `origin`, `line_no` and `record` name the record in a reject report.
+pub fn write_output<'a>(
+    out: &mut String,
+    nfa: impl Fn(usize) -> &'a Nfa,
+    o: &Output,
+    origin: &str,
+    line_no: u64,
+    record: &str,
+) -> Rendered {
+    let (stream, timed_out, human) = match o {
+        Output::Match { pattern, key, m } => {
+            write_match(out, nfa(*pattern), key.as_deref(), m);
+            (Stream::Match, m.timed_out.is_some(), None)
+        }
+        Output::Late {
+            pattern,
+            raw,
+            time,
+            watermark,
+        } => {
+            write_late(out, &nfa(*pattern).name, raw, *time, *watermark);
+            (Stream::Late, false, None)
+        }
+        Output::Reject { pattern, reason } => {
+            let name = pattern.map(|p| nfa(p).name.as_str());
+            let human = write_rejection(out, name, reason, origin, line_no, record);
+            (Stream::Reject, false, Some(human))
+        }
+    };
+    Rendered {
+        stream,
+        timed_out,
+        human,
+    }
+}
 
 /// Appends one match (or timed-out partial match) as a JSON line, without allocating a JSON
 /// tree: input events are echoed as the text they arrived as.

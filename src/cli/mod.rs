@@ -594,27 +594,9 @@ fn write_outputs(
     let mut rejected = false;
     for o in outs.drain(..) {
         text.clear();
-        match o {
-            Output::Match { pattern, key, m } => {
-                output::write_match(text, engine.nfa(pattern), key.as_deref(), &m);
-                sinks.put(Stream::Match, text, None, m.timed_out.is_some());
-            }
-            Output::Late {
-                pattern,
-                raw,
-                time,
-                watermark,
-            } => {
-                output::write_late(text, &engine.nfa(pattern).name, &raw, time, watermark);
-                sinks.put(Stream::Late, text, None, false);
-            }
-            Output::Reject { pattern, reason } => {
-                rejected = true;
-                let pattern = pattern.map(|p| engine.nfa(p).name.as_str());
-                let human = output::write_rejection(text, pattern, &reason, origin, line_no, line);
-                sinks.put(Stream::Reject, text, Some(&human), false);
-            }
-        }
+        let r = output::write_output(text, |p| engine.nfa(p), &o, origin, line_no, line);
+        rejected |= r.stream == Stream::Reject;
+        sinks.put(r.stream, text, r.human.as_deref(), r.timed_out);
     }
     rejected
 }

@@ -36,16 +36,7 @@ const CHUNK_BYTES: usize = 256 << 10;
 /// Chunks sent ahead of the slowest worker, per worker (bounds memory in flight).
 const WINDOW_PER_WORKER: u64 = 4;
 
-/// Where an output line goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Stream {
-    /// A match or a timed-out partial match.
-    Match,
-    /// A late event.
-    Late,
-    /// A rejected record.
-    Reject,
-}
+pub use crate::output::Stream;
 
 /// One rendered output line with the input record that caused it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -76,27 +76,8 @@ fn single(lines: &[String]) -> Vec<(Stream, String)> {
     let mut render = |e: &Engine, outs: &mut Vec<Output>, line_no: u64, record: &str| {
         for o in outs.drain(..) {
             let mut text = String::new();
-            let stream = match o {
-                Output::Match { pattern, key, m } => {
-                    output::write_match(&mut text, e.nfa(pattern), key.as_deref(), &m);
-                    Stream::Match
-                }
-                Output::Late {
-                    pattern,
-                    raw,
-                    time,
-                    watermark,
-                } => {
-                    output::write_late(&mut text, &e.nfa(pattern).name, &raw, time, watermark);
-                    Stream::Late
-                }
-                Output::Reject { pattern, reason } => {
-                    let name = pattern.map(|p| e.nfa(p).name.as_str());
-                    output::write_rejection(&mut text, name, &reason, "<test>", line_no, record);
-                    Stream::Reject
-                }
-            };
-            rendered.push((stream, text));
+            let r = output::write_output(&mut text, |p| e.nfa(p), &o, "<test>", line_no, record);
+            rendered.push((r.stream, text));
         }
     };
     for (i, l) in lines.iter().enumerate() {
