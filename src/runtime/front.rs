@@ -31,38 +31,13 @@ pub struct KeyedEvent {
     pub event: Event,
 }
 
-/// What the front sends on for one record, in order.
-#[derive(Debug, Clone)]
-pub enum Routed {
-    /// An on-time event.
-    Event(KeyedEvent),
-    /// `pattern`'s watermark advanced to `wm`.
-    Watermark {
-        /// Pattern index.
-        pattern: usize,
-        /// The new watermark.
-        wm: i64,
-    },
-}
-
-/// Where the front sends what it routes: a queue of [`Routed`] items (`Vec<Routed>`, for
-/// workers on other threads) or, in one thread, the shards themselves.
+/// Where the front sends what it routes, in order (the single-threaded engine's shards).
 pub trait RouteSink {
     /// An on-time event.
     fn event(&mut self, event: KeyedEvent);
 
     /// `pattern`'s watermark advanced to `wm`.
     fn watermark(&mut self, pattern: usize, wm: i64);
-}
-
-impl RouteSink for Vec<Routed> {
-    fn event(&mut self, event: KeyedEvent) {
-        self.push(Routed::Event(event));
-    }
-
-    fn watermark(&mut self, pattern: usize, wm: i64) {
-        self.push(Routed::Watermark { pattern, wm });
-    }
 }
 
 /// How one pattern reads a decoded record: its time field and its key fields.
@@ -230,7 +205,7 @@ impl Decoder {
     /// Pattern `i`'s event time in `row`; `None` for a pattern without a time field (its
     /// events are ordered by arrival, see [`Clocks::admit`]).
     #[inline]
-    pub fn time(&self, i: usize, row: &[Value]) -> Result<Option<i64>, DecodeError> {
+    fn time(&self, i: usize, row: &[Value]) -> Result<Option<i64>, DecodeError> {
         match &self.patterns[i].time {
             Some((slot, name)) => {
                 time_from_value(row.get(*slot).unwrap_or(&Value::Null), name).map(Some)
@@ -241,7 +216,7 @@ impl Decoder {
 
     /// Pattern `i`'s routing key and its hash (see [`KeyedEvent::key`]).
     #[inline]
-    pub fn route_key(&self, i: usize, row: &[Value]) -> (Option<Arc<str>>, u64) {
+    fn route_key(&self, i: usize, row: &[Value]) -> (Option<Arc<str>>, u64) {
         route_key(&self.patterns[i].key_slots, row)
     }
 
@@ -349,7 +324,7 @@ impl Clocks {
 
     /// Processing time passed: idle sources may stop holding watermarks back; each
     /// (pattern, new watermark) goes to `advanced`.
-    pub fn tick(&mut self, now_ms: u64, advanced: &mut impl FnMut(usize, i64)) {
+    pub fn tick(&mut self, now_ms: u64, advanced: &mut dyn FnMut(usize, i64)) {
         for (i, p) in self.patterns.iter_mut().enumerate() {
             if let Some(wm) = p.frontier.tick(now_ms) {
                 advanced(i, wm);
@@ -358,7 +333,7 @@ impl Clocks {
     }
 
     /// Source partition `source` has ended: it no longer holds the watermarks back.
-    pub fn end_source(&mut self, source: usize, advanced: &mut impl FnMut(usize, i64)) {
+    pub fn end_source(&mut self, source: usize, advanced: &mut dyn FnMut(usize, i64)) {
         for (i, p) in self.patterns.iter_mut().enumerate() {
             if let Some(wm) = p.frontier.end(source) {
                 advanced(i, wm);
@@ -367,7 +342,7 @@ impl Clocks {
     }
 
     /// End of input: every watermark moves to +∞.
-    pub fn finish(&mut self, advanced: &mut impl FnMut(usize, i64)) {
+    pub fn finish(&mut self, advanced: &mut dyn FnMut(usize, i64)) {
         for (i, p) in self.patterns.iter_mut().enumerate() {
             advanced(i, p.frontier.finish());
         }

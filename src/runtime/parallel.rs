@@ -27,7 +27,7 @@ use crate::output;
 use crate::pattern::PatternDecl;
 use crate::runtime::front::{shard_of, Admission, Clocks, Decoder, KeyedEvent};
 use crate::runtime::shard::{Shard, ShardOutput};
-use crate::runtime::{compile_all, EngineOptions, Stats};
+use crate::runtime::{compile_all, EngineOptions, Output, Stats};
 
 /// Records per chunk.
 const CHUNK_RECORDS: usize = 1024;
@@ -72,7 +72,6 @@ enum Entry {
 }
 
 /// Consecutive records, numbered from `first_seq`.
-#[derive(Default)]
 struct Chunk {
     first_seq: u64,
     text: String,
@@ -194,15 +193,24 @@ struct Worker {
     out: Vec<ShardOutput>,
 }
 
-fn render(nfas: &[Arc<Nfa>], seq: u64, o: &ShardOutput) -> Line {
+/// One output of record `seq` as a line; `origin`, `line_no` and `record` name the record in
+/// a reject report.
+fn render(
+    nfas: &[Arc<Nfa>],
+    seq: u64,
+    o: &Output,
+    origin: &str,
+    line_no: u64,
+    record: &str,
+) -> Line {
     let mut text = String::new();
-    output::write_match(&mut text, &nfas[o.pattern], o.key.as_deref(), &o.m);
+    let r = output::write_output(&mut text, |p| &*nfas[p], o, origin, line_no, record);
     Line {
         seq,
-        stream: Stream::Match,
+        stream: r.stream,
         text,
-        timed_out: o.m.timed_out.is_some(),
-        human: None,
+        timed_out: r.timed_out,
+        human: r.human,
     }
 }
 
@@ -248,7 +256,7 @@ impl Worker {
         &self,
         seq: u64,
         pattern: Option<usize>,
-        reason: &DecodeError,
+        reason: DecodeError,
         chunk: &Chunk,
         e: &Entry,
     ) -> Line {
@@ -266,16 +274,8 @@ impl Worker {
             ),
             _ => ("", 0, ""),
         };
-        let mut text = String::new();
-        let pattern = pattern.map(|p| self.nfas[p].name.as_str());
-        let human = output::write_rejection(&mut text, pattern, reason, origin, line_no, record);
-        Line {
-            seq,
-            stream: Stream::Reject,
-            text,
-            timed_out: false,
-            human: Some(human),
-        }
+        let o = Output::Reject { pattern, reason };
+        render(&self.nfas, seq, &o, origin, line_no, record)
     }
 
     /// Decodes chunk `k`: sends every other worker its share, reports the rejected records,
@@ -301,7 +301,7 @@ impl Worker {
                     let row = match self.decoder.decode(line) {
                         Ok(row) => row,
                         Err(reason) => {
-                            rejects.push(self.reject(seq, None, &reason, &chunk, e));
+                            rejects.push(self.reject(seq, None, reason, &chunk, e));
                             continue;
                         }
                     };
@@ -311,7 +311,7 @@ impl Worker {
                             let pe = match read {
                                 Ok(pe) => pe,
                                 Err(reason) => {
-                                    rejects.push(self.reject(seq, Some(i), &reason, &chunk, e));
+                                    rejects.push(self.reject(seq, Some(i), reason, &chunk, e));
                                     return;
                                 }
                             };
@@ -388,21 +388,13 @@ impl Worker {
                     match self.clocks.admit(pattern, time, source, now_ms) {
                         Admission::Late { time, watermark } => {
                             if let Some(o) = mine.then(|| events.next()).flatten() {
-                                let mut text = String::new();
-                                output::write_late(
-                                    &mut text,
-                                    &self.nfas[pattern].name,
-                                    &o.event.raw,
+                                let late = Output::Late {
+                                    pattern,
+                                    raw: o.event.raw,
                                     time,
                                     watermark,
-                                );
-                                lines.push(Line {
-                                    seq,
-                                    stream: Stream::Late,
-                                    text,
-                                    timed_out: false,
-                                    human: None,
-                                });
+                                };
+                                lines.push(render(&self.nfas, seq, &late, "", 0, ""));
                             }
                         }
                         Admission::OnTime {
@@ -433,13 +425,11 @@ impl Worker {
                     self.drain(seq, &mut lines);
                 }
                 Step::EndSource { seq, source } => {
-                    let (clocks, shard, out) = (&mut self.clocks, &mut self.shard, &mut self.out);
-                    clocks.end_source(source, &mut |p, wm| shard.on_watermark(p, wm, out));
+                    self.advance_clocks(|c, moved| c.end_source(source, moved));
                     self.drain(seq, &mut lines);
                 }
                 Step::Tick { seq, now_ms } => {
-                    let (clocks, shard, out) = (&mut self.clocks, &mut self.shard, &mut self.out);
-                    clocks.tick(now_ms, &mut |p, wm| shard.on_watermark(p, wm, out));
+                    self.advance_clocks(|c, moved| c.tick(now_ms, moved));
                     self.drain(seq, &mut lines);
                 }
             }
@@ -447,17 +437,29 @@ impl Worker {
         lines
     }
 
+    /// Runs a step of the clocks that is not an event (a source ended, a tick, the end of
+    /// input) and gives the shard every watermark it moves.
+    fn advance_clocks(&mut self, step: impl FnOnce(&mut Clocks, &mut dyn FnMut(usize, i64))) {
+        let (shard, out) = (&mut self.shard, &mut self.out);
+        step(&mut self.clocks, &mut |p, wm| {
+            shard.on_watermark(p, wm, out)
+        });
+    }
+
     fn drain(&mut self, seq: u64, lines: &mut Vec<Line>) {
         if !self.out.is_empty() {
             let nfas = &self.nfas;
-            lines.extend(self.out.drain(..).map(|o| render(nfas, seq, &o)));
+            lines.extend(
+                self.out
+                    .drain(..)
+                    .map(|o| render(nfas, seq, &Output::from(o), "", 0, "")),
+            );
         }
     }
 
     /// End of input: watermarks to +∞, the last outputs, and the final report.
     fn finish(&mut self) {
-        let (clocks, shard, out) = (&mut self.clocks, &mut self.shard, &mut self.out);
-        clocks.finish(&mut |p, wm| shard.on_watermark(p, wm, out));
+        self.advance_clocks(|c, moved| c.finish(moved));
         let mut lines = Vec::new();
         self.drain(u64::MAX, &mut lines);
         let report = WorkerReport {
@@ -607,11 +609,6 @@ impl ParallelEngine {
         }
     }
 
-    /// Why the engine stopped early (a worker failed), if it did.
-    pub fn failure(&self) -> Option<&str> {
-        self.failed.as_deref()
-    }
-
     /// Stop at the first rejected record: nothing caused by a later record is emitted (the
     /// workers run ahead, so lines wait until every worker is past them), and
     /// [`ParallelEngine::stopped_at`] says where it stopped.
@@ -695,12 +692,7 @@ impl ParallelEngine {
         if !self.chunk.entries.is_empty() {
             self.send_chunk(emit);
         }
-        while self.failed.is_none() && self.stopped.is_none() && self.slowest() < self.sent {
-            match self.reports.recv() {
-                Ok(r) => self.take_report(r, emit),
-                Err(_) => break,
-            }
-        }
+        self.take_reports_until(emit, |e| e.stopped.is_some() || e.slowest() >= e.sent);
         self.collect(false, emit);
     }
 
@@ -716,12 +708,7 @@ impl ParallelEngine {
     /// while the slowest worker is a full window behind.
     fn send_chunk(&mut self, emit: &mut dyn FnMut(Line)) {
         let workers = self.inboxes.len() as u64;
-        while self.failed.is_none() && self.sent >= self.slowest() + WINDOW_PER_WORKER * workers {
-            match self.reports.recv() {
-                Ok(r) => self.take_report(r, emit),
-                Err(_) => break,
-            }
-        }
+        self.take_reports_until(emit, |e| e.sent < e.slowest() + WINDOW_PER_WORKER * workers);
         let chunk = std::mem::replace(&mut self.chunk, Chunk::starting_at(self.seq));
         if self.failed.is_some() {
             return;
@@ -729,6 +716,21 @@ impl ParallelEngine {
         let k = self.sent;
         self.sent += 1;
         let _ = self.inboxes[(k % workers) as usize].send(Inbox::Decode(k, chunk));
+    }
+
+    /// Waits for reports, taking each, until `done` holds, a worker has failed or the
+    /// workers are gone.
+    fn take_reports_until(
+        &mut self,
+        emit: &mut dyn FnMut(Line),
+        done: impl Fn(&ParallelEngine) -> bool,
+    ) {
+        while self.failed.is_none() && !done(self) {
+            match self.reports.recv() {
+                Ok(r) => self.take_report(r, emit),
+                Err(_) => break,
+            }
+        }
     }
 
     /// Chunks every worker has processed.
