@@ -153,25 +153,13 @@ impl Matcher {
         self.waiting = bits;
     }
 
-    /// Takes `event` without loading the runs when every run surely stays where it is (see
-    /// [`crate::nfa::skip`]): only its number is used up, as [`Matcher::process`] would.
-    /// Call it only when no time-out is due (see [`Matcher::next_deadline`]); `false`: call
-    /// [`Matcher::process`].
+    /// The states the runs are in, one bit each (all bits set: not known), for
+    /// [`crate::nfa::skip::SkipTests::skips_all`]: when every run surely stays where it is on
+    /// an event and no time-out is due (see [`Matcher::next_deadline`]), the event need not be
+    /// offered at all. (Skipping it uses up no sequence number; numbers are only compared.)
     #[inline]
-    pub fn skips(&mut self, nfa: &Nfa, event: &Event) -> bool {
-        let mut bits = self.waiting;
-        if bits == UNKNOWN_STATES {
-            return false;
-        }
-        while bits != 0 {
-            let state = bits.trailing_zeros() as usize;
-            if !nfa.skip_tests.skips(state, event) {
-                return false;
-            }
-            bits &= bits - 1;
-        }
-        self.next_seq += 1;
-        true
+    pub fn waiting_states(&self) -> u64 {
+        self.waiting
     }
 
     /// Caps the partial matches of this partition. When an event leaves more, the runs that
@@ -319,6 +307,12 @@ impl Matcher {
         self.runs.clear();
         let buffer = &mut self.buffer;
         for run in current.drain(..) {
+            if nfa.skip_tests.skips(run.state, &event) {
+                // The run surely stays as it is (see `crate::nfa::skip`), where its IGNORE
+                // loop (or, for the start run, starting nothing) would leave it.
+                self.runs.push(run);
+                continue;
+            }
             let first_retained = self.runs.len();
             let mut succ = Successors {
                 next: &mut self.runs,

@@ -41,6 +41,23 @@ impl SkipTests {
             _ => false,
         }
     }
+
+    /// Whether runs in the states of `states` (bit `i` set: some run is in state `i`; all
+    /// bits set: not known) all surely stay where they are on `event`.
+    #[inline]
+    pub fn skips_all(&self, states: u64, event: &Event) -> bool {
+        if states == u64::MAX {
+            return false;
+        }
+        let mut bits = states;
+        while bits != 0 {
+            if !self.skips(bits.trailing_zeros() as usize, event) {
+                return false;
+            }
+            bits &= bits - 1;
+        }
+        true
+    }
 }
 
 fn state_tests(id: StateId, s: &State, conditions: &[Condition]) -> Option<Vec<CExpr>> {

@@ -30,33 +30,61 @@ pub struct ShardOutput {
     pub m: Match,
 }
 
-/// One key's state: its matcher and the events waiting for the watermark.
-///
-/// `repr(C)` keeps the declared order, so that an event its runs skip (the usual case with
-/// many keys) touches only the first two cache lines: the key (a short one inline, compared
-/// there), the timer and the pending queue here, then the matcher's state bits and event
-/// count (see [`Matcher::skips`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[repr(C)]
+/// One key's state: its matcher (the slot's [`Head`] holds the rest).
+#[derive(Debug, Clone)]
 struct Partition {
     key: Arc<str>,
-    /// Earliest time a timer is registered for (`i64::MAX`: none).
-    #[serde(skip, default = "no_timer")]
-    timer_at: i64,
-    pending: Pending,
-    /// Nothing pending (see [`PatternShard::settle`]): kept for a while in case the key
-    /// comes back, then swept. Snapshots leave idle partitions out.
-    #[serde(skip)]
-    idle: bool,
-    /// `key`, when it is short (recomputed on restore).
-    #[serde(skip)]
-    inline_key: InlineKey,
-    matcher: Matcher,
-    /// [`key_hash`] of `key` (recomputed on restore).
-    #[serde(skip)]
+    /// [`key_hash`] of `key`.
     hash: u64,
+    matcher: Matcher,
     /// The key as matches show it, made when the first output needs it.
     key_json: Option<Arc<str>>,
+}
+
+/// A partition as a snapshot holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SavedPartition {
+    key: Arc<str>,
+    pending: Pending,
+    matcher: Matcher,
+    key_json: Option<Arc<str>>,
+}
+
+/// What an event that changes nothing reads of its partition, on the slot's first cache
+/// line: the key (a short one, compared there), whether the partition is idle, its timer,
+/// the events waiting for the watermark and the states its runs are in. The rest of the
+/// partition is loaded only when the event is fed. With many keys, most events stop here.
+#[derive(Debug, Clone)]
+#[repr(C)]
+struct Head {
+    /// Earliest time a timer is registered for (`i64::MAX`: none).
+    timer_at: i64,
+    /// The matcher's [`Matcher::waiting_states`] after its last feed.
+    waiting_states: u64,
+    pending: Pending,
+    /// `key`, when it is short.
+    inline_key: InlineKey,
+    /// Nothing pending (see [`PatternShard::settle`]): kept for a while in case the key
+    /// comes back, then swept. Snapshots leave idle partitions out.
+    idle: bool,
+}
+
+impl Head {
+    fn new(key: &str, waiting_states: u64) -> Head {
+        Head {
+            timer_at: i64::MAX,
+            waiting_states,
+            pending: Pending::default(),
+            inline_key: InlineKey::of(key),
+            idle: false,
+        }
+    }
+}
+
+impl Default for Head {
+    fn default() -> Head {
+        Head::new("", u64::MAX)
+    }
 }
 
 /// Events of one key waiting for the watermark, by (time, arrival). In-order input never
@@ -130,32 +158,34 @@ impl InlineKey {
     }
 }
 
-impl Partition {
-    /// Whether this is the partition of `key`.
+impl Slot {
+    /// Whether this slot holds the partition of `key` (a short key is compared in the head).
     #[inline]
     fn has_key(&self, key: &Arc<str>) -> bool {
         let b = key.as_bytes();
-        if self.inline_key.len != u8::MAX {
-            let n = usize::from(self.inline_key.len);
-            return n == b.len() && short_str_eq(&self.inline_key.bytes[..n], b);
+        let inline = &self.head.inline_key;
+        if inline.len != u8::MAX {
+            let n = usize::from(inline.len);
+            return n == b.len() && short_str_eq(&inline.bytes[..n], b);
         }
-        shared_str_eq(&self.key, key)
+        self.partition
+            .as_ref()
+            .is_some_and(|p| shared_str_eq(&p.key, key))
     }
-}
-
-fn no_timer() -> i64 {
-    i64::MAX
 }
 
 /// Slot index and generation of a partition, for timers that may outlive it.
 type Handle = (u32, u32);
 
-/// Aligned to a cache line, so a partition's first lines are whole lines.
+/// A partition's place. Aligned to a cache line, with the head first: an event that changes
+/// nothing reads one line of it (the index only holds occupied slots, so the partition's
+/// `Option` is not read either).
 #[derive(Debug, Clone, Default)]
 #[repr(C, align(64))]
 struct Slot {
-    partition: Option<Partition>,
+    head: Head,
     generation: u32,
+    partition: Option<Partition>,
 }
 
 /// Idle matchers kept for reuse, so a key that comes and goes does not allocate each time.
@@ -201,7 +231,7 @@ struct PatternShard {
 pub struct PatternShardState {
     watermark: i64,
     dropped_runs: u64,
-    partitions: Vec<Partition>,
+    partitions: Vec<SavedPartition>,
 }
 
 /// The serialisable state of a shard.
@@ -374,9 +404,16 @@ impl Shard {
                     partitions: p
                         .slots
                         .iter()
-                        .filter_map(|s| s.partition.as_ref())
-                        .filter(|part| !part.idle)
-                        .cloned()
+                        .filter(|s| !s.head.idle)
+                        .filter_map(|s| {
+                            let part = s.partition.as_ref()?;
+                            Some(SavedPartition {
+                                key: Arc::clone(&part.key),
+                                pending: s.head.pending.clone(),
+                                matcher: part.matcher.clone(),
+                                key_json: part.key_json.clone(),
+                            })
+                        })
                         .collect(),
                 })
                 .collect(),
@@ -401,17 +438,21 @@ impl Shard {
             p.idle = 0;
             p.watermark = s.watermark;
             p.dropped_runs = s.dropped_runs;
-            for mut part in s.partitions {
+            for saved in s.partitions {
                 let slot = p.slots.len() as u32;
-                part.timer_at = i64::MAX;
-                part.hash = key_hash(&part.key);
-                part.inline_key = InlineKey::of(&part.key);
-                part.idle = false;
-                let hash = part.hash;
+                let hash = key_hash(&saved.key);
+                let mut head = Head::new(&saved.key, saved.matcher.waiting_states());
+                head.pending = saved.pending;
                 p.index.insert_unique(hash, (hash, slot), |&(h, _)| h);
                 p.slots.push(Slot {
+                    head,
                     generation: 0,
-                    partition: Some(part),
+                    partition: Some(Partition {
+                        key: saved.key,
+                        hash,
+                        matcher: saved.matcher,
+                        key_json: saved.key_json,
+                    }),
                 });
                 p.live += 1;
                 p.schedule(slot);
@@ -484,27 +525,30 @@ impl PatternShard {
                 self.insert_partition(key, hash, matcher)
             }
         };
-        let idle = self.slots[slot as usize]
-            .partition
-            .as_ref()
-            .is_some_and(|p| p.idle);
+        let s = &mut self.slots[slot as usize];
+        let idle = s.head.idle;
         // As for a key without state (an idle partition has nothing pending).
         if idle && immediate && !self.may_start(&event) {
             return;
         }
         let s = &mut self.slots[slot as usize];
-        let Some(part) = s.partition.as_mut() else {
-            return;
-        };
-        if idle {
-            part.idle = false;
-            self.idle -= 1;
-        }
-        if immediate && part.pending.is_empty() {
-            let nfa = &*self.nfa;
+        let nfa = &*self.nfa;
+        let head = &mut s.head;
+        if immediate && head.pending.is_empty() {
             // Nothing due, and every run surely stays put: nothing to load or settle.
-            if !idle && time < part.timer_at && part.matcher.skips(nfa, &event) {
+            if !idle
+                && time < head.timer_at
+                && nfa.skip_tests.skips_all(head.waiting_states, &event)
+            {
                 return;
+            }
+            let timer_due = time >= head.timer_at;
+            let Some(part) = s.partition.as_mut() else {
+                return;
+            };
+            if idle {
+                s.head.idle = false;
+                self.idle -= 1;
             }
             let dropped_before = part.matcher.dropped_runs();
             let open_before = if self.max_total.is_some() {
@@ -514,7 +558,7 @@ impl PatternShard {
             };
             // `timer_at` is never later than the partition's next deadline (set after every
             // feed), so before it nothing can time out.
-            if time >= part.timer_at {
+            if timer_due {
                 part.matcher.advance_time(
                     nfa,
                     &mut self.scratch,
@@ -529,9 +573,13 @@ impl PatternShard {
             self.settle(slot, index, dropped_before, open_before, out);
             return;
         }
-        part.pending.insert(time, arrival, event);
-        if time < part.timer_at {
-            part.timer_at = time;
+        if idle {
+            head.idle = false;
+            self.idle -= 1;
+        }
+        head.pending.insert(time, arrival, event);
+        if time < head.timer_at {
+            head.timer_at = time;
             self.timers.push(Reverse((time, (slot, s.generation))));
         }
     }
@@ -569,37 +617,32 @@ impl PatternShard {
     }
 
     /// The slot of the partition of `key`, if it has one.
+    #[inline]
     fn find(&self, hash: u64, key: &Arc<str>) -> Option<u32> {
         let slots = &self.slots;
         self.index
-            .find(hash, |&(h, s)| {
-                h == hash
-                    && slots[s as usize]
-                        .partition
-                        .as_ref()
-                        .is_some_and(|p| p.has_key(key))
-            })
+            .find(hash, |&(h, s)| h == hash && slots[s as usize].has_key(key))
             .map(|&(_, s)| s)
     }
 
     fn insert_partition(&mut self, key: Arc<str>, hash: u64, matcher: Matcher) -> u32 {
+        let head = Head::new(&key, matcher.waiting_states());
         let part = Partition {
             matcher,
-            pending: Pending::default(),
-            inline_key: InlineKey::of(&key),
             key_json: None,
             key,
             hash,
-            idle: false,
-            timer_at: i64::MAX,
         };
         let slot = match self.free_slots.pop() {
             Some(s) => {
-                self.slots[s as usize].partition = Some(part);
+                let s_ = &mut self.slots[s as usize];
+                s_.head = head;
+                s_.partition = Some(part);
                 s
             }
             None => {
                 self.slots.push(Slot {
+                    head,
                     generation: 0,
                     partition: Some(part),
                 });
@@ -614,13 +657,14 @@ impl PatternShard {
     fn remove_partition(&mut self, slot: u32) {
         let s = &mut self.slots[slot as usize];
         if let Some(p) = s.partition.take() {
+            let head = std::mem::take(&mut s.head);
             if let Ok(entry) = self.index.find_entry(p.hash, |&(_, s)| s == slot) {
                 entry.remove();
             }
             s.generation = s.generation.wrapping_add(1);
             self.free_slots.push(slot);
             self.live -= 1;
-            if p.idle {
+            if head.idle {
                 self.idle -= 1;
             }
             self.recycle(p.matcher);
@@ -630,7 +674,7 @@ impl PatternShard {
     /// Removes every idle partition.
     fn sweep_idle(&mut self) {
         for slot in 0..self.slots.len() {
-            if self.slots[slot].partition.as_ref().is_some_and(|p| p.idle) {
+            if self.slots[slot].partition.is_some() && self.slots[slot].head.idle {
                 self.remove_partition(slot as u32);
             }
         }
@@ -648,9 +692,12 @@ impl PatternShard {
         open_before: usize,
         out: &mut Vec<ShardOutput>,
     ) {
-        let Some(part) = self.slots[slot as usize].partition.as_mut() else {
+        let s = &mut self.slots[slot as usize];
+        let Some(part) = s.partition.as_mut() else {
             return;
         };
+        let head = &mut s.head;
+        head.waiting_states = part.matcher.waiting_states();
         self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
         if self.max_total.is_some() {
             // Kept only for the cap on open partial matches (counting costs a pass over the
@@ -671,9 +718,9 @@ impl PatternShard {
                 });
             }
         }
-        if part.pending.is_empty() && part.matcher.is_idle() {
-            if !part.idle {
-                part.idle = true;
+        if head.pending.is_empty() && part.matcher.is_idle() {
+            if !head.idle {
+                head.idle = true;
                 self.idle += 1;
                 if self.idle > IDLE_KEEP.max(self.live - self.idle) {
                     self.sweep_idle();
@@ -692,7 +739,8 @@ impl PatternShard {
         let Some(part) = s.partition.as_mut() else {
             return;
         };
-        let next = part
+        let head = &mut s.head;
+        let next = head
             .pending
             .first_time()
             .into_iter()
@@ -700,8 +748,8 @@ impl PatternShard {
             .min();
         if let Some(n) = next {
             let n = n.max(self.watermark.saturating_add(1));
-            if n < part.timer_at {
-                part.timer_at = n;
+            if n < head.timer_at {
+                head.timer_at = n;
                 self.timers.push(Reverse((n, (slot, generation))));
             }
         }
@@ -724,12 +772,13 @@ impl PatternShard {
             let Some(part) = s.partition.as_mut() else {
                 continue;
             };
-            if t != part.timer_at {
+            let head = &mut s.head;
+            if t != head.timer_at {
                 // Superseded by an earlier timer, or the partition fired since.
                 continue;
             }
-            part.timer_at = i64::MAX;
-            if part.idle {
+            head.timer_at = i64::MAX;
+            if head.idle {
                 // Registered before the partition went idle: nothing can time out.
                 continue;
             }
@@ -742,7 +791,7 @@ impl PatternShard {
             };
             // Feed every buffered event up to the watermark, one timestamp at a time: first
             // expire runs against that time, then the events at it in arrival order.
-            while let Some(t) = part.pending.first_time() {
+            while let Some(t) = head.pending.first_time() {
                 if t > wm {
                     break;
                 }
@@ -754,7 +803,7 @@ impl PatternShard {
                     &mut self.matches,
                     &mut self.timeouts,
                 );
-                while let Some(ev) = part.pending.pop_at(t) {
+                while let Some(ev) = head.pending.pop_at(t) {
                     part.matcher
                         .process(nfa, &mut self.scratch, ev, &mut self.matches);
                 }
