@@ -36,7 +36,10 @@ struct Partition {
     key: Arc<str>,
     /// [`key_hash`] of `key`.
     hash: u64,
-    matcher: Matcher,
+    /// `None` while the partition is idle: its matcher went back to the pool, so that only
+    /// the matchers of partitions with state take memory and cache (the pool hands out the
+    /// most recently returned one first).
+    matcher: Option<Box<Matcher>>,
     /// The key as matches show it, made when the first output needs it.
     key_json: Option<Arc<str>>,
 }
@@ -212,7 +215,10 @@ struct PatternShard {
     index: HashTable<(u64, u32)>,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
-    pool: Vec<Matcher>,
+    /// Matchers are moved between the pool and partitions as boxes: a pointer, not the
+    /// matcher's few hundred bytes.
+    #[allow(clippy::vec_box)]
+    pool: Vec<Box<Matcher>>,
     timers: BinaryHeap<Reverse<(i64, Handle)>>,
     watermark: i64,
     dropped_runs: u64,
@@ -383,7 +389,8 @@ impl Shard {
         self.patterns
             .iter()
             .flat_map(|p| p.slots.iter().filter_map(|s| s.partition.as_ref()))
-            .map(|p| p.matcher.partial_matches())
+            .filter_map(|p| p.matcher.as_ref())
+            .map(|m| m.partial_matches())
             .sum()
     }
 
@@ -410,7 +417,7 @@ impl Shard {
                             Some(SavedPartition {
                                 key: Arc::clone(&part.key),
                                 pending: s.head.pending.clone(),
-                                matcher: part.matcher.clone(),
+                                matcher: Matcher::clone(part.matcher.as_ref()?),
                                 key_json: part.key_json.clone(),
                             })
                         })
@@ -450,7 +457,7 @@ impl Shard {
                     partition: Some(Partition {
                         key: saved.key,
                         hash,
-                        matcher: saved.matcher,
+                        matcher: Some(Box::new(saved.matcher)),
                         key_json: saved.key_json,
                     }),
                 });
@@ -531,6 +538,9 @@ impl PatternShard {
         if idle && immediate && !self.may_start(&event) {
             return;
         }
+        if idle {
+            self.wake(slot);
+        }
         let s = &mut self.slots[slot as usize];
         let nfa = &*self.nfa;
         let head = &mut s.head;
@@ -543,23 +553,19 @@ impl PatternShard {
                 return;
             }
             let timer_due = time >= head.timer_at;
-            let Some(part) = s.partition.as_mut() else {
+            let Some(matcher) = s.partition.as_mut().and_then(|p| p.matcher.as_deref_mut()) else {
                 return;
             };
-            if idle {
-                s.head.idle = false;
-                self.idle -= 1;
-            }
-            let dropped_before = part.matcher.dropped_runs();
+            let dropped_before = matcher.dropped_runs();
             let open_before = if self.max_total.is_some() {
-                part.matcher.partial_matches()
+                matcher.partial_matches()
             } else {
                 0
             };
             // `timer_at` is never later than the partition's next deadline (set after every
             // feed), so before it nothing can time out.
             if timer_due {
-                part.matcher.advance_time(
+                matcher.advance_time(
                     nfa,
                     &mut self.scratch,
                     time,
@@ -568,14 +574,9 @@ impl PatternShard {
                     &mut self.timeouts,
                 );
             }
-            part.matcher
-                .process(nfa, &mut self.scratch, event, &mut self.matches);
+            matcher.process(nfa, &mut self.scratch, event, &mut self.matches);
             self.settle(slot, index, dropped_before, open_before, out);
             return;
-        }
-        if idle {
-            head.idle = false;
-            self.idle -= 1;
         }
         head.pending.insert(time, arrival, event);
         if time < head.timer_at {
@@ -584,10 +585,21 @@ impl PatternShard {
         }
     }
 
-    fn spare_matcher(&mut self) -> Matcher {
+    /// An idle partition gets state again: it takes a matcher from the pool.
+    fn wake(&mut self, slot: u32) {
+        let matcher = self.spare_matcher();
+        let s = &mut self.slots[slot as usize];
+        if let Some(part) = s.partition.as_mut() {
+            part.matcher = Some(matcher);
+            s.head.idle = false;
+            self.idle -= 1;
+        }
+    }
+
+    fn spare_matcher(&mut self) -> Box<Matcher> {
         let mut m = match self.pool.pop() {
             Some(m) => m,
-            None => Matcher::new(&self.nfa),
+            None => Box::new(Matcher::new(&self.nfa)),
         };
         if let Some(cap) = self.max_runs {
             m.set_max_runs(cap);
@@ -595,7 +607,7 @@ impl PatternShard {
         m
     }
 
-    fn recycle(&mut self, mut matcher: Matcher) {
+    fn recycle(&mut self, mut matcher: Box<Matcher>) {
         if self.pool.len() < MATCHER_POOL {
             matcher.reset(&self.nfa);
             self.pool.push(matcher);
@@ -625,10 +637,10 @@ impl PatternShard {
             .map(|&(_, s)| s)
     }
 
-    fn insert_partition(&mut self, key: Arc<str>, hash: u64, matcher: Matcher) -> u32 {
+    fn insert_partition(&mut self, key: Arc<str>, hash: u64, matcher: Box<Matcher>) -> u32 {
         let head = Head::new(&key, matcher.waiting_states());
         let part = Partition {
-            matcher,
+            matcher: Some(matcher),
             key_json: None,
             key,
             hash,
@@ -667,7 +679,9 @@ impl PatternShard {
             if head.idle {
                 self.idle -= 1;
             }
-            self.recycle(p.matcher);
+            if let Some(m) = p.matcher {
+                self.recycle(m);
+            }
         }
     }
 
@@ -681,9 +695,9 @@ impl PatternShard {
     }
 
     /// After feeding a partition: counters, its outputs, and then either its next timer or,
-    /// with nothing pending, the idle mark: an idle partition holds no state (its matcher has
-    /// only the start run); it stays in place while idle ones are few, so a key that comes back
-    /// soon reuses it, and is swept (its matcher back to the pool) when they are not.
+    /// with nothing pending, the idle mark: an idle partition holds no state (its matcher,
+    /// left with only the start run, goes back to the pool); it stays in place while idle ones
+    /// are few, so a key that comes back soon reuses it, and is swept when they are not.
     fn settle(
         &mut self,
         slot: u32,
@@ -697,14 +711,18 @@ impl PatternShard {
             return;
         };
         let head = &mut s.head;
-        head.waiting_states = part.matcher.waiting_states();
-        self.dropped_runs += part.matcher.dropped_runs() - dropped_before;
+        let Some(matcher) = part.matcher.as_deref() else {
+            return;
+        };
+        head.waiting_states = matcher.waiting_states();
+        self.dropped_runs += matcher.dropped_runs() - dropped_before;
         if self.max_total.is_some() {
             // Kept only for the cap on open partial matches (counting costs a pass over the
             // runs).
             self.open_runs =
-                (self.open_runs + part.matcher.partial_matches()).saturating_sub(open_before);
+                (self.open_runs + matcher.partial_matches()).saturating_sub(open_before);
         }
+        let goes_idle = head.pending.is_empty() && matcher.is_idle();
         if !(self.matches.is_empty() && self.timeouts.is_empty()) {
             if part.key_json.is_none() {
                 part.key_json = key_json(self.key_slots.len(), &part.key);
@@ -718,10 +736,13 @@ impl PatternShard {
                 });
             }
         }
-        if head.pending.is_empty() && part.matcher.is_idle() {
+        if goes_idle {
             if !head.idle {
                 head.idle = true;
                 self.idle += 1;
+                if let Some(m) = part.matcher.take() {
+                    self.recycle(m);
+                }
                 if self.idle > IDLE_KEEP.max(self.live - self.idle) {
                     self.sweep_idle();
                 }
@@ -744,7 +765,11 @@ impl PatternShard {
             .pending
             .first_time()
             .into_iter()
-            .chain(part.matcher.next_deadline(&self.nfa))
+            .chain(
+                part.matcher
+                    .as_ref()
+                    .and_then(|m| m.next_deadline(&self.nfa)),
+            )
             .min();
         if let Some(n) = next {
             let n = n.max(self.watermark.saturating_add(1));
@@ -782,10 +807,13 @@ impl PatternShard {
                 // Registered before the partition went idle: nothing can time out.
                 continue;
             }
+            let Some(matcher) = part.matcher.as_deref_mut() else {
+                continue;
+            };
             let nfa = &*self.nfa;
-            let dropped_before = part.matcher.dropped_runs();
+            let dropped_before = matcher.dropped_runs();
             let open_before = if self.max_total.is_some() {
-                part.matcher.partial_matches()
+                matcher.partial_matches()
             } else {
                 0
             };
@@ -795,7 +823,7 @@ impl PatternShard {
                 if t > wm {
                     break;
                 }
-                part.matcher.advance_time(
+                matcher.advance_time(
                     nfa,
                     &mut self.scratch,
                     t,
@@ -804,11 +832,10 @@ impl PatternShard {
                     &mut self.timeouts,
                 );
                 while let Some(ev) = head.pending.pop_at(t) {
-                    part.matcher
-                        .process(nfa, &mut self.scratch, ev, &mut self.matches);
+                    matcher.process(nfa, &mut self.scratch, ev, &mut self.matches);
                 }
             }
-            part.matcher.advance_time(
+            matcher.advance_time(
                 nfa,
                 &mut self.scratch,
                 wm,
