@@ -93,7 +93,8 @@ pub struct Scratch {
     event_cache: CondCache,
     /// The runs being offered an event or a time, swapped out of the matcher while it
     /// collects what follows them in their place.
-    current: SmallVec<[Run; 2]>,
+    /// (On the heap: moving it in and out is a pointer, not two inline runs.)
+    current: Vec<Run>,
     potential: Vec<Run>,
 }
 
@@ -245,8 +246,7 @@ impl Matcher {
         timeouts: &mut Vec<Match>,
     ) {
         let mut runs = std::mem::take(&mut scratch.current);
-        std::mem::swap(&mut runs, &mut self.runs);
-        self.runs.clear();
+        runs.extend(self.runs.drain(..));
         let mut potential = std::mem::take(&mut scratch.potential);
         for run in runs.drain(..) {
             let state = &nfa.states[run.state];
@@ -303,8 +303,7 @@ impl Matcher {
             return;
         }
         let mut current = std::mem::take(&mut sc.current);
-        std::mem::swap(&mut current, &mut self.runs);
-        self.runs.clear();
+        current.extend(self.runs.drain(..));
         let buffer = &mut self.buffer;
         for run in current.drain(..) {
             if nfa.skip_tests.skips(run.state, &event) {
