@@ -880,6 +880,14 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_slot_is_two_cache_lines_with_the_head_first() {
+        assert_eq!(std::mem::size_of::<Slot>(), 128);
+        assert_eq!(std::mem::offset_of!(Slot, head), 0);
+        assert!(std::mem::size_of::<Head>() <= 64 - std::mem::size_of::<u32>());
+    }
+
+    #[test]
     fn idle_partitions_are_kept_for_reuse_then_swept() {
         let decls = crate::syntax::load_str(
             "<test>",
