@@ -47,16 +47,31 @@ pub struct PathStep {
 }
 
 /// Events and match nodes of one partition.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SharedBuffer {
     // Small inline capacities: a partition with a partial match or two keeps its events and
-    // nodes next to its other state instead of in four separate allocations.
+    // nodes next to its other state instead of in separate allocations.
     events: SmallVec<[EventSlot; 2]>,
-    free_events: SmallVec<[u32; 4]>,
     nodes: SmallVec<[Node; 4]>,
-    free_nodes: SmallVec<[u32; 4]>,
-    live_nodes: usize,
-    live_events: usize,
+    /// The first free event slot (`NIL`: none); a free slot's `seq` holds the next one.
+    free_event: u32,
+    /// The first free node (`NIL`: none); a free node's `prev` holds the next one.
+    free_node: u32,
+    live_nodes: u32,
+    live_events: u32,
+}
+
+impl Default for SharedBuffer {
+    fn default() -> SharedBuffer {
+        SharedBuffer {
+            events: SmallVec::new(),
+            nodes: SmallVec::new(),
+            free_event: NIL,
+            free_node: NIL,
+            live_nodes: 0,
+            live_events: 0,
+        }
+    }
 }
 
 impl SharedBuffer {
@@ -67,12 +82,12 @@ impl SharedBuffer {
 
     /// Number of nodes in use.
     pub fn live_nodes(&self) -> usize {
-        self.live_nodes
+        self.live_nodes as usize
     }
 
     /// Number of events stored.
     pub fn live_events(&self) -> usize {
-        self.live_events
+        self.live_events as usize
     }
 
     /// Reserves a slot for the event being processed; nodes may refer to it before the event
@@ -84,9 +99,11 @@ impl SharedBuffer {
             refs: 0,
         };
         self.live_events += 1;
-        match self.free_events.pop() {
-            Some(i) => {
-                self.events[i as usize] = slot;
+        match self.events.get_mut(self.free_event as usize) {
+            Some(free) => {
+                let i = self.free_event;
+                self.free_event = free.seq as u32;
+                *free = slot;
                 i
             }
             None => {
@@ -107,8 +124,10 @@ impl SharedBuffer {
     }
 
     fn free_event(&mut self, id: u32) {
-        self.events[id as usize].event = None;
-        self.free_events.push(id);
+        let slot = &mut self.events[id as usize];
+        slot.event = None;
+        slot.seq = u64::from(self.free_event);
+        self.free_event = id;
         self.live_events -= 1;
     }
 
@@ -131,9 +150,11 @@ impl SharedBuffer {
             refs: 0,
         };
         self.live_nodes += 1;
-        match self.free_nodes.pop() {
-            Some(i) => {
-                self.nodes[i as usize] = node;
+        match self.nodes.get_mut(self.free_node as usize) {
+            Some(free) => {
+                let i = self.free_node;
+                self.free_node = free.prev;
+                *free = node;
                 i
             }
             None => {
@@ -161,7 +182,8 @@ impl SharedBuffer {
                 return;
             }
             let (event, prev) = (n.event, n.prev);
-            self.free_nodes.push(node);
+            n.prev = self.free_node;
+            self.free_node = node;
             self.live_nodes -= 1;
             let e = &mut self.events[event as usize];
             e.refs = e.refs.saturating_sub(1);

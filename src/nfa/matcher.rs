@@ -132,6 +132,12 @@ impl Matcher {
     /// Returns an idle matcher to its initial state, keeping its allocations (for reuse by
     /// another partition).
     pub fn reset(&mut self, nfa: &Nfa) {
+        if self.is_idle() {
+            // Only the start run, as it was made (it takes nothing itself): nothing to redo.
+            self.next_seq = 0;
+            self.dropped = 0;
+            return;
+        }
         for r in self.runs.drain(..).chain(self.completed.drain(..)) {
             self.buffer.release(r.node);
         }
@@ -540,7 +546,7 @@ fn next_runs(
                 } else {
                     (run.start_ts, run.start_seq)
                 };
-                let mut aggs = run.aggs.clone();
+                let mut aggs = copy_aggs(&run.aggs);
                 for (acc, spec) in aggs.iter_mut().zip(&nfa.aggs) {
                     if spec.var == var {
                         match spec.slot {
@@ -573,6 +579,17 @@ fn next_runs(
             Action::Proceed => {}
         }
     }
+}
+
+/// A copy of a run's aggregates, pushed one by one (the generic `SmallVec` clone goes through
+/// an iterator adapter and a growth check; there are usually one or two).
+#[inline]
+fn copy_aggs(aggs: &SmallVec<[AggAcc; 2]>) -> SmallVec<[AggAcc; 2]> {
+    let mut out = SmallVec::new();
+    for a in aggs {
+        out.push(a.clone());
+    }
+    out
 }
 
 #[derive(Clone, Copy)]
