@@ -53,8 +53,8 @@ struct SavedPartition {
     key_json: Option<Arc<str>>,
 }
 
-/// What an event that changes nothing reads of its partition, on the slot's first cache
-/// line: the key (a short one, compared there), whether the partition is idle, its timer,
+/// What an event that changes nothing reads of its partition, in the partition's index
+/// [`Entry`] (one cache line with the hash and slot): the key (a short one, compared there), whether the partition is idle, its timer,
 /// the events waiting for the watermark and the states its runs are in. The rest of the
 /// partition is loaded only when the event is fed. With many keys, most events stop here.
 #[derive(Debug, Clone)]
@@ -161,32 +161,47 @@ impl InlineKey {
     }
 }
 
-impl Slot {
-    /// Whether this slot holds the partition of `key` (a short key is compared in the head).
+/// A partition's entry in the shard's index: its key hash, its slot and its head, one cache
+/// line, so that finding a key and deciding an event that changes nothing read one line.
+#[derive(Debug, Clone)]
+#[repr(C, align(64))]
+struct Entry {
+    hash: u64,
+    slot: u32,
+    head: Head,
+}
+
+impl Entry {
+    /// Whether this is the partition of `key` (a short key is compared in the head).
     #[inline]
-    fn has_key(&self, key: &Arc<str>) -> bool {
+    fn has_key(&self, slots: &[Slot], key: &Arc<str>) -> bool {
         let b = key.as_bytes();
         let inline = &self.head.inline_key;
         if inline.len != u8::MAX {
             let n = usize::from(inline.len);
             return n == b.len() && short_str_eq(&inline.bytes[..n], b);
         }
-        self.partition
-            .as_ref()
+        slots
+            .get(self.slot as usize)
+            .and_then(|s| s.partition.as_ref())
             .is_some_and(|p| shared_str_eq(&p.key, key))
     }
+}
+
+/// The head of the partition in `slot` (whose key hash is `hash`).
+#[inline]
+fn head_mut(index: &mut HashTable<Entry>, hash: u64, slot: u32) -> Option<&mut Head> {
+    index
+        .find_mut(hash, |e| e.slot == slot)
+        .map(|e| &mut e.head)
 }
 
 /// Slot index and generation of a partition, for timers that may outlive it.
 type Handle = (u32, u32);
 
-/// A partition's place. Aligned to a cache line, with the head first: an event that changes
-/// nothing reads one line of it (the index only holds occupied slots, so the partition's
-/// `Option` is not read either).
+/// A partition's place (its head is in its [`Entry`]).
 #[derive(Debug, Clone, Default)]
-#[repr(C, align(64))]
 struct Slot {
-    head: Head,
     generation: u32,
     partition: Option<Partition>,
 }
@@ -212,7 +227,7 @@ struct PatternShard {
     /// Open partial matches over all keys.
     open_runs: usize,
     /// (key hash, slot) of every partition; keys are compared in the slots.
-    index: HashTable<(u64, u32)>,
+    index: HashTable<Entry>,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     /// Matchers are moved between the pool and partitions as boxes: a pointer, not the
@@ -411,12 +426,16 @@ impl Shard {
                     partitions: p
                         .slots
                         .iter()
-                        .filter(|s| !s.head.idle)
-                        .filter_map(|s| {
+                        .enumerate()
+                        .filter_map(|(slot, s)| {
                             let part = s.partition.as_ref()?;
+                            let entry = p.index.find(part.hash, |e| e.slot as usize == slot)?;
+                            if entry.head.idle {
+                                return None;
+                            }
                             Some(SavedPartition {
                                 key: Arc::clone(&part.key),
-                                pending: s.head.pending.clone(),
+                                pending: entry.head.pending.clone(),
                                 matcher: Matcher::clone(part.matcher.as_ref()?),
                                 key_json: part.key_json.clone(),
                             })
@@ -450,9 +469,9 @@ impl Shard {
                 let hash = key_hash(&saved.key);
                 let mut head = Head::new(&saved.key, saved.matcher.waiting_states());
                 head.pending = saved.pending;
-                p.index.insert_unique(hash, (hash, slot), |&(h, _)| h);
+                p.index
+                    .insert_unique(hash, Entry { hash, slot, head }, |e| e.hash);
                 p.slots.push(Slot {
-                    head,
                     generation: 0,
                     partition: Some(Partition {
                         key: saved.key,
@@ -532,18 +551,22 @@ impl PatternShard {
                 self.insert_partition(key, hash, matcher)
             }
         };
-        let s = &mut self.slots[slot as usize];
-        let idle = s.head.idle;
+        let Some(head) = head_mut(&mut self.index, hash, slot) else {
+            return;
+        };
+        let idle = head.idle;
         // As for a key without state (an idle partition has nothing pending).
         if idle && immediate && !self.may_start(&event) {
             return;
         }
         if idle {
-            self.wake(slot);
+            self.wake(slot, hash);
         }
+        let Some(head) = head_mut(&mut self.index, hash, slot) else {
+            return;
+        };
         let s = &mut self.slots[slot as usize];
         let nfa = &*self.nfa;
-        let head = &mut s.head;
         if immediate && head.pending.is_empty() {
             // Nothing due, and every run surely stays put: nothing to load or settle.
             if !idle
@@ -586,12 +609,12 @@ impl PatternShard {
     }
 
     /// An idle partition gets state again: it takes a matcher from the pool.
-    fn wake(&mut self, slot: u32) {
+    fn wake(&mut self, slot: u32, hash: u64) {
         let matcher = self.spare_matcher();
-        let s = &mut self.slots[slot as usize];
-        if let Some(part) = s.partition.as_mut() {
+        let part = self.slots[slot as usize].partition.as_mut();
+        if let (Some(part), Some(head)) = (part, head_mut(&mut self.index, hash, slot)) {
             part.matcher = Some(matcher);
-            s.head.idle = false;
+            head.idle = false;
             self.idle -= 1;
         }
     }
@@ -633,8 +656,8 @@ impl PatternShard {
     fn find(&self, hash: u64, key: &Arc<str>) -> Option<u32> {
         let slots = &self.slots;
         self.index
-            .find(hash, |&(h, s)| h == hash && slots[s as usize].has_key(key))
-            .map(|&(_, s)| s)
+            .find(hash, |e| e.hash == hash && e.has_key(slots, key))
+            .map(|e| e.slot)
     }
 
     fn insert_partition(&mut self, key: Arc<str>, hash: u64, matcher: Box<Matcher>) -> u32 {
@@ -647,21 +670,19 @@ impl PatternShard {
         };
         let slot = match self.free_slots.pop() {
             Some(s) => {
-                let s_ = &mut self.slots[s as usize];
-                s_.head = head;
-                s_.partition = Some(part);
+                self.slots[s as usize].partition = Some(part);
                 s
             }
             None => {
                 self.slots.push(Slot {
-                    head,
                     generation: 0,
                     partition: Some(part),
                 });
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert_unique(hash, (hash, slot), |&(h, _)| h);
+        self.index
+            .insert_unique(hash, Entry { hash, slot, head }, |e| e.hash);
         self.live += 1;
         slot
     }
@@ -669,16 +690,15 @@ impl PatternShard {
     fn remove_partition(&mut self, slot: u32) {
         let s = &mut self.slots[slot as usize];
         if let Some(p) = s.partition.take() {
-            let head = std::mem::take(&mut s.head);
-            if let Ok(entry) = self.index.find_entry(p.hash, |&(_, s)| s == slot) {
-                entry.remove();
+            if let Ok(entry) = self.index.find_entry(p.hash, |e| e.slot == slot) {
+                let (entry, _) = entry.remove();
+                if entry.head.idle {
+                    self.idle -= 1;
+                }
             }
             s.generation = s.generation.wrapping_add(1);
             self.free_slots.push(slot);
             self.live -= 1;
-            if head.idle {
-                self.idle -= 1;
-            }
             if let Some(m) = p.matcher {
                 self.recycle(m);
             }
@@ -687,10 +707,14 @@ impl PatternShard {
 
     /// Removes every idle partition.
     fn sweep_idle(&mut self) {
-        for slot in 0..self.slots.len() {
-            if self.slots[slot].partition.is_some() && self.slots[slot].head.idle {
-                self.remove_partition(slot as u32);
-            }
+        let idle: Vec<u32> = self
+            .index
+            .iter()
+            .filter(|e| e.head.idle)
+            .map(|e| e.slot)
+            .collect();
+        for slot in idle {
+            self.remove_partition(slot);
         }
     }
 
@@ -710,7 +734,9 @@ impl PatternShard {
         let Some(part) = s.partition.as_mut() else {
             return;
         };
-        let head = &mut s.head;
+        let Some(head) = head_mut(&mut self.index, part.hash, slot) else {
+            return;
+        };
         let Some(matcher) = part.matcher.as_deref() else {
             return;
         };
@@ -760,7 +786,9 @@ impl PatternShard {
         let Some(part) = s.partition.as_mut() else {
             return;
         };
-        let head = &mut s.head;
+        let Some(head) = head_mut(&mut self.index, part.hash, slot) else {
+            return;
+        };
         let next = head
             .pending
             .first_time()
@@ -797,7 +825,9 @@ impl PatternShard {
             let Some(part) = s.partition.as_mut() else {
                 continue;
             };
-            let head = &mut s.head;
+            let Some(head) = head_mut(&mut self.index, part.hash, slot) else {
+                continue;
+            };
             if t != head.timer_at {
                 // Superseded by an earlier timer, or the partition fired since.
                 continue;
@@ -881,10 +911,9 @@ mod tests {
 
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn a_slot_is_two_cache_lines_with_the_head_first() {
-        assert_eq!(std::mem::size_of::<Slot>(), 128);
-        assert_eq!(std::mem::offset_of!(Slot, head), 0);
-        assert!(std::mem::size_of::<Head>() <= 64 - std::mem::size_of::<u32>());
+    fn an_index_entry_with_its_head_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Entry>(), 64);
+        assert_eq!(std::mem::align_of::<Entry>(), 64);
     }
 
     #[test]
