@@ -188,6 +188,16 @@ impl Entry {
     }
 }
 
+/// A partition found by its key: [`PatternShard::find`].
+struct Found {
+    slot: u32,
+    idle: bool,
+    /// Events before this time find nothing due and nothing waiting (`i64::MIN`: events are
+    /// waiting).
+    quiet_before: i64,
+    waiting_states: u64,
+}
+
 /// The head of the partition in `slot` (whose key hash is `hash`).
 #[inline]
 fn head_mut(index: &mut HashTable<Entry>, hash: u64, slot: u32) -> Option<&mut Head> {
@@ -506,7 +516,24 @@ impl PatternShard {
             None => return,
         };
         let slot = match found {
-            Some(slot) => slot,
+            Some(found) => {
+                let nfa = &*self.nfa;
+                if immediate {
+                    if found.idle {
+                        // As for a key without state (an idle partition has nothing pending).
+                        if !self.may_start(&event) {
+                            return;
+                        }
+                    } else if found.quiet_before > time
+                        && nfa.skip_tests.skips_all(found.waiting_states, &event)
+                    {
+                        // Nothing due or waiting, and every run surely stays put: nothing to
+                        // load or settle.
+                        return;
+                    }
+                }
+                found.slot
+            }
             None if immediate => {
                 if !self.may_start(&event) {
                     return;
@@ -551,15 +578,7 @@ impl PatternShard {
                 self.insert_partition(key, hash, matcher)
             }
         };
-        let Some(head) = head_mut(&mut self.index, hash, slot) else {
-            return;
-        };
-        let idle = head.idle;
-        // As for a key without state (an idle partition has nothing pending).
-        if idle && immediate && !self.may_start(&event) {
-            return;
-        }
-        if idle {
+        if head_mut(&mut self.index, hash, slot).is_some_and(|h| h.idle) {
             self.wake(slot, hash);
         }
         let Some(head) = head_mut(&mut self.index, hash, slot) else {
@@ -568,13 +587,6 @@ impl PatternShard {
         let s = &mut self.slots[slot as usize];
         let nfa = &*self.nfa;
         if immediate && head.pending.is_empty() {
-            // Nothing due, and every run surely stays put: nothing to load or settle.
-            if !idle
-                && time < head.timer_at
-                && nfa.skip_tests.skips_all(head.waiting_states, &event)
-            {
-                return;
-            }
             let timer_due = time >= head.timer_at;
             let Some(matcher) = s.partition.as_mut().and_then(|p| p.matcher.as_deref_mut()) else {
                 return;
@@ -651,13 +663,24 @@ impl PatternShard {
         true
     }
 
-    /// The slot of the partition of `key`, if it has one.
+    /// The partition of `key`, if it has one: its slot and what decides an event that
+    /// changes nothing, read from its index entry.
     #[inline]
-    fn find(&self, hash: u64, key: &Arc<str>) -> Option<u32> {
+    fn find(&self, hash: u64, key: &Arc<str>) -> Option<Found> {
         let slots = &self.slots;
         self.index
             .find(hash, |e| e.hash == hash && e.has_key(slots, key))
-            .map(|e| e.slot)
+            .map(|e| Found {
+                slot: e.slot,
+                idle: e.head.idle,
+                // With events waiting, every event waits behind them.
+                quiet_before: if e.head.pending.is_empty() {
+                    e.head.timer_at
+                } else {
+                    i64::MIN
+                },
+                waiting_states: e.head.waiting_states,
+            })
     }
 
     fn insert_partition(&mut self, key: Arc<str>, hash: u64, matcher: Box<Matcher>) -> u32 {
