@@ -70,9 +70,9 @@ pub struct Matcher {
     #[serde(skip, default = "unknown_states")]
     waiting: u64,
     next_seq: u64,
-    /// Runs in Flink's order; two inline (the start run and one partial match, the common
-    /// case), so a partition's runs sit next to the rest of its state.
-    runs: SmallVec<[Run; 2]>,
+    /// Runs in Flink's order. On the heap: offering an event swaps this vector with the
+    /// scratch's (a pointer each), instead of moving every run out and back.
+    runs: Vec<Run>,
     completed: Vec<Run>,
     max_runs: usize,
     dropped: u64,
@@ -119,7 +119,7 @@ impl Matcher {
         let mut m = Matcher {
             waiting: UNKNOWN_STATES,
             next_seq: 0,
-            runs: smallvec::smallvec![Run::start(nfa)],
+            runs: vec![Run::start(nfa)],
             completed: Vec::new(),
             max_runs: DEFAULT_MAX_RUNS,
             dropped: 0,
@@ -252,7 +252,7 @@ impl Matcher {
         timeouts: &mut Vec<Match>,
     ) {
         let mut runs = std::mem::take(&mut scratch.current);
-        runs.extend(self.runs.drain(..));
+        std::mem::swap(&mut runs, &mut self.runs);
         let mut potential = std::mem::take(&mut scratch.potential);
         for run in runs.drain(..) {
             let state = &nfa.states[run.state];
@@ -309,7 +309,7 @@ impl Matcher {
             return;
         }
         let mut current = std::mem::take(&mut sc.current);
-        current.extend(self.runs.drain(..));
+        std::mem::swap(&mut current, &mut self.runs);
         let buffer = &mut self.buffer;
         for run in current.drain(..) {
             if nfa.skip_tests.skips(run.state, &event) {
@@ -734,7 +734,7 @@ impl StartProbe {
 /// `next`, completed ones to `potential`; reaching a Stop state marks the whole step for
 /// discarding (Flink's `shouldDiscardPath`).
 struct Successors<'a> {
-    next: &'a mut SmallVec<[Run; 2]>,
+    next: &'a mut Vec<Run>,
     potential: &'a mut Vec<Run>,
     discard: bool,
 }
