@@ -376,6 +376,7 @@ impl CExpr {
                 _ => false,
             },
             CExpr::CmpSlotAgg(op, s, i) => cmp_slot_agg(*op, ev.slot(*s), aggs.get(*i)),
+            CExpr::CmpSlotLit(op, s, lit) => op.apply(ev.slot(*s), lit),
             other => other.test_general(ev, aggs),
         }
     }
