@@ -84,12 +84,6 @@ impl Head {
     }
 }
 
-impl Default for Head {
-    fn default() -> Head {
-        Head::new("", u64::MAX)
-    }
-}
-
 /// Events of one key waiting for the watermark, by (time, arrival). In-order input never
 /// buffers, so the queue is allocated only while something waits (one word otherwise).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
