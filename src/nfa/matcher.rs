@@ -253,6 +253,8 @@ impl Matcher {
     ) {
         let mut runs = std::mem::take(&mut scratch.current);
         std::mem::swap(&mut runs, &mut self.runs);
+        // The scratch vector comes back drained; clearing keeps that true whatever happened.
+        self.runs.clear();
         let mut potential = std::mem::take(&mut scratch.potential);
         for run in runs.drain(..) {
             let state = &nfa.states[run.state];
@@ -310,6 +312,8 @@ impl Matcher {
         }
         let mut current = std::mem::take(&mut sc.current);
         std::mem::swap(&mut current, &mut self.runs);
+        // The scratch vector comes back drained; clearing keeps that true whatever happened.
+        self.runs.clear();
         let buffer = &mut self.buffer;
         for run in current.drain(..) {
             if nfa.skip_tests.skips(run.state, &event) {
