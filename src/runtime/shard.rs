@@ -509,7 +509,7 @@ impl PatternShard {
             Some(k) => self.find(hash, k),
             None => return,
         };
-        let slot = match found {
+        let (slot, idle) = match found {
             Some(found) => {
                 let nfa = &*self.nfa;
                 if immediate {
@@ -526,7 +526,7 @@ impl PatternShard {
                         return;
                     }
                 }
-                found.slot
+                (found.slot, found.idle)
             }
             None if immediate => {
                 if !self.may_start(&event) {
@@ -569,10 +569,10 @@ impl PatternShard {
                     return;
                 };
                 let matcher = self.spare_matcher();
-                self.insert_partition(key, hash, matcher)
+                (self.insert_partition(key, hash, matcher), false)
             }
         };
-        if head_mut(&mut self.index, hash, slot).is_some_and(|h| h.idle) {
+        if idle {
             self.wake(slot, hash);
         }
         let Some(head) = head_mut(&mut self.index, hash, slot) else {
