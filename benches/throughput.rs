@@ -242,6 +242,14 @@ fn main() {
         &mut ratios,
         " (target: at least 0.75)",
     );
+    if want("c") && want("e") {
+        for (name, within) in [("(c)", "10s"), ("(e)", "40s")] {
+            let (parts, runs) = state_held(&three_step(within), &k10);
+            println!(
+                "    {name} holds state for {parts:.0} of 10,000 keys, {runs:.0} partial matches (mean over the run, untimed)"
+            );
+        }
+    }
     if want("d") {
         let f = median((0..repeat).map(|_| run_json(ITERATIVE, &k1)).collect());
         report("(d) oneOrMore with iterative aggregates, 1,000 keys", &f);
@@ -268,6 +276,26 @@ fn main() {
         }
         print_ratios("--workers 2 / --workers 1", &mut ratios, "");
     }
+}
+
+/// The state an engine holds while it runs over `input`, sampled every 10,000 events in a
+/// separate, untimed pass: mean partitions with state and mean open partial matches. The
+/// longer the window, the more keys hold state at once, and the less of it stays in cache.
+fn state_held(source: &str, input: &[String]) -> (f64, f64) {
+    let mut e = engine(source);
+    let mut out = Vec::with_capacity(64);
+    let (mut parts, mut runs, mut samples) = (0usize, 0usize, 0usize);
+    for (i, l) in input.iter().enumerate() {
+        e.push_json(l, &mut out);
+        out.clear();
+        if i % 10_000 == 9_999 {
+            parts += e.live_partitions();
+            runs += e.open_partial_matches();
+            samples += 1;
+        }
+    }
+    let n = samples.max(1) as f64;
+    (parts as f64 / n, runs as f64 / n)
 }
 
 /// Prints the median and range of per-pair throughput ratios, if there are any.
