@@ -249,6 +249,10 @@ struct PatternShard {
     timeouts: Vec<Match>,
     probe: StartProbe,
     scratch: Scratch,
+    /// The pattern has no per-state windows (`within` of the whole pattern, if any): then a
+    /// partition's earliest deadline never moves earlier while a timer is registered for it
+    /// (see [`PatternShard::schedule`]).
+    deadlines_only_grow: bool,
 }
 
 /// The serialisable state of one pattern of a shard.
@@ -364,6 +368,7 @@ impl Shard {
                     timeouts: Vec::new(),
                     probe: StartProbe::new(nfa),
                     scratch: Scratch::default(),
+                    deadlines_only_grow: nfa.state_windows.iter().all(Option::is_none),
                 })
                 .collect(),
             timeouts,
@@ -806,6 +811,14 @@ impl PatternShard {
         let Some(head) = head_mut(&mut self.index, part.hash, slot) else {
             return;
         };
+        if self.deadlines_only_grow && head.timer_at != i64::MAX && head.pending.is_empty() {
+            // The registered timer is still early enough: with only the pattern's window, a
+            // run's deadline is its start plus the window, runs keep their start, and a new
+            // run starts at an on-time event (after the watermark, in time order), so no
+            // deadline can come before a timer set for an earlier one (or for the watermark).
+            // A timer that fires early finds nothing due and schedules the next.
+            return;
+        }
         let next = head
             .pending
             .first_time()
@@ -931,6 +944,35 @@ mod tests {
     fn an_index_entry_with_its_head_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<Entry>(), 64);
         assert_eq!(std::mem::align_of::<Entry>(), 64);
+    }
+
+    #[test]
+    fn each_partial_match_times_out_when_the_watermark_passes_its_own_window() {
+        let decls = crate::syntax::load_str(
+            "<test>",
+            r#"pattern p key key time ts = begin("a").where(type == "A").followedBy("b").where(type == "B").within(10ms);"#,
+        )
+        .expect("pattern loads");
+        let c = compile_all(&decls).expect("pattern compiles");
+        let mut shard = Shard::new(&c.patterns, true, None, None);
+        // Two partial matches of one key, ending at 10 and 15; a second key's at 17. Later
+        // runs never need an earlier timer than the one registered for the first.
+        assert_eq!(feed(&mut shard, &c.schema, "k", 0, "A"), 0);
+        assert_eq!(feed(&mut shard, &c.schema, "k", 5, "A"), 0);
+        assert_eq!(feed(&mut shard, &c.schema, "j", 7, "A"), 0);
+        let mut timed_out_at = |wm: i64| {
+            let mut out = Vec::new();
+            shard.on_watermark(0, wm, &mut out);
+            out.iter()
+                .map(|o| o.m.timed_out.expect("only time-outs"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(timed_out_at(9), Vec::<i64>::new());
+        assert_eq!(timed_out_at(10), vec![10]);
+        assert_eq!(timed_out_at(14), Vec::<i64>::new());
+        assert_eq!(timed_out_at(15), vec![15]);
+        assert_eq!(timed_out_at(16), Vec::<i64>::new());
+        assert_eq!(timed_out_at(17), vec![17]);
     }
 
     #[test]
