@@ -946,20 +946,25 @@ mod tests {
         assert_eq!(std::mem::align_of::<Entry>(), 64);
     }
 
+    /// A shard of the one pattern in `source` (reporting timed-out partial matches when
+    /// `timeouts`), with the schema its events are decoded with.
+    fn shard_of_pattern(source: &str, timeouts: bool) -> (Shard, crate::event::Schema) {
+        let decls = crate::syntax::load_str("<test>", source).expect("pattern loads");
+        let c = compile_all(&decls).expect("pattern compiles");
+        (Shard::new(&c.patterns, timeouts, None, None), c.schema)
+    }
+
     #[test]
     fn each_partial_match_times_out_when_the_watermark_passes_its_own_window() {
-        let decls = crate::syntax::load_str(
-            "<test>",
+        let (mut shard, schema) = shard_of_pattern(
             r#"pattern p key key time ts = begin("a").where(type == "A").followedBy("b").where(type == "B").within(10ms);"#,
-        )
-        .expect("pattern loads");
-        let c = compile_all(&decls).expect("pattern compiles");
-        let mut shard = Shard::new(&c.patterns, true, None, None);
+            true,
+        );
         // Two partial matches of one key, ending at 10 and 15; a second key's at 17. Later
         // runs never need an earlier timer than the one registered for the first.
-        assert_eq!(feed(&mut shard, &c.schema, "k", 0, "A"), 0);
-        assert_eq!(feed(&mut shard, &c.schema, "k", 5, "A"), 0);
-        assert_eq!(feed(&mut shard, &c.schema, "j", 7, "A"), 0);
+        assert_eq!(feed(&mut shard, &schema, "k", 0, "A"), 0);
+        assert_eq!(feed(&mut shard, &schema, "k", 5, "A"), 0);
+        assert_eq!(feed(&mut shard, &schema, "j", 7, "A"), 0);
         let mut timed_out_at = |wm: i64| {
             let mut out = Vec::new();
             shard.on_watermark(0, wm, &mut out);
@@ -977,24 +982,21 @@ mod tests {
 
     #[test]
     fn idle_partitions_are_kept_for_reuse_then_swept() {
-        let decls = crate::syntax::load_str(
-            "<test>",
+        let (mut shard, schema) = shard_of_pattern(
             r#"pattern p key key time ts = begin("a").where(type == "A").next("b").where(type == "B");"#,
-        )
-        .expect("pattern loads");
-        let c = compile_all(&decls).expect("pattern compiles");
-        let mut shard = Shard::new(&c.patterns, false, None, None);
+            false,
+        );
         // Each key starts a partial match (A) and loses it (C): its partition goes idle.
         let keys = 3 * IDLE_KEEP;
         for i in 0..keys {
             let key = format!("k{i}");
-            assert_eq!(feed(&mut shard, &c.schema, &key, 2 * i as i64, "A"), 0);
+            assert_eq!(feed(&mut shard, &schema, &key, 2 * i as i64, "A"), 0);
             assert_eq!(
                 shard.live_partitions(),
                 1,
                 "key {key} holds a partial match"
             );
-            assert_eq!(feed(&mut shard, &c.schema, &key, 2 * i as i64 + 1, "C"), 0);
+            assert_eq!(feed(&mut shard, &schema, &key, 2 * i as i64 + 1, "C"), 0);
             assert_eq!(shard.live_partitions(), 0, "key {key} holds nothing");
         }
         let p = &shard.patterns[0];
@@ -1005,8 +1007,8 @@ mod tests {
         // A key whose idle partition is still there matches as a new key would.
         let t = 2 * keys as i64;
         let last = format!("k{}", keys - 1);
-        assert_eq!(feed(&mut shard, &c.schema, &last, t, "A"), 0);
-        assert_eq!(feed(&mut shard, &c.schema, &last, t + 1, "B"), 1);
+        assert_eq!(feed(&mut shard, &schema, &last, t, "A"), 0);
+        assert_eq!(feed(&mut shard, &schema, &last, t + 1, "B"), 1);
         assert_eq!(shard.live_partitions(), 0);
     }
 }
