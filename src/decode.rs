@@ -27,7 +27,7 @@
 
 use hashbrown::HashMap;
 
-use crate::event::{DecodeError, StrCache};
+use crate::event::{padded_word, DecodeError, StrCache};
 use crate::value::Value;
 
 #[doc(hidden)]
@@ -93,7 +93,7 @@ impl Default for FieldTrie {
 }
 
 impl Node {
-    /// The child under `key`; `word` is [`word_of`]`(key)` when the key has at most 8 bytes.
+    /// The child under `key`; `word` is [`padded_word`]`(key)` when the key has at most 8 bytes.
     #[inline]
     fn child(&self, key: &[u8], word: u64) -> Option<usize> {
         if self.index.is_none() && key.len() <= 8 {
@@ -114,7 +114,7 @@ impl Node {
             return index.get(key).map(|&c| c as usize);
         }
         if key.len() <= 8 {
-            return self.child(key, word_of(key));
+            return self.child(key, padded_word(key));
         }
         self.long
             .iter()
@@ -147,7 +147,7 @@ impl FieldTrie {
                         let mut quoted = key.to_vec();
                         quoted.push(b'"');
                         node.fused.push(FusedKey {
-                            word: word_of(&quoted),
+                            word: padded_word(&quoted),
                             mask: LOW_BYTES[quoted.len()],
                             len: key.len() as u32,
                             node: c32,
@@ -155,7 +155,7 @@ impl FieldTrie {
                     }
                     if key.len() <= 8 {
                         node.short.push(ShortKey {
-                            word: word_of(key),
+                            word: padded_word(key),
                             len: key.len() as u32,
                             node: c32,
                         });
@@ -214,13 +214,6 @@ impl FieldTrie {
     }
 }
 
-/// `key` (at most 8 bytes) as a little-endian word, zero-padded.
-fn word_of(key: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w[..key.len()].copy_from_slice(key);
-    u64::from_le_bytes(w)
-}
-
 /// The low `n` bytes of a word, for `n` in 0..=8.
 const LOW_BYTES: [u64; 9] = [
     0,
@@ -264,7 +257,7 @@ fn word_at_end(b: &[u8], p: usize) -> u64 {
     }
     match load8(b, b.len().wrapping_sub(8)) {
         Some(w) => w >> (8 * (8 - left) as u32),
-        None => word_of(&b[p..]),
+        None => padded_word(&b[p..]),
     }
 }
 

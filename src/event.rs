@@ -238,6 +238,25 @@ fn word4(b: &[u8], i: usize) -> u64 {
     u64::from(u32::from_le_bytes(w))
 }
 
+/// Up to eight bytes as a little-endian word padded with zeros (the first eight of a longer
+/// slice), read with at most two loads: copying them into a zeroed word first would cost a
+/// store-forwarding stall each time.
+#[inline]
+pub(crate) fn padded_word(b: &[u8]) -> u64 {
+    let n = b.len();
+    match n {
+        8.. => word8(b, 0),
+        // Two overlapping words: bytes n-4..4 land in the same place from both.
+        4..=7 => word4(b, 0) | (word4(b, n - 4) << (8 * (n - 4))),
+        1..=3 => {
+            u64::from(b[0])
+                | (u64::from(b[n / 2]) << (8 * (n / 2)))
+                | (u64::from(b[n - 1]) << (8 * (n - 1)))
+        }
+        0 => 0,
+    }
+}
+
 /// A hash of a short string read a word at a time (overlapping reads at the ends), its top
 /// bits well mixed.
 #[inline]
@@ -292,6 +311,21 @@ mod tests {
 
     fn path(s: &str) -> Vec<String> {
         s.split('.').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_padded_word_holds_its_bytes_then_zeros() {
+        let bytes: Vec<u8> = (1..=9u8).map(|b| b.wrapping_mul(37)).collect();
+        for n in 0..=8 {
+            let mut w = [0u8; 8];
+            w[..n].copy_from_slice(&bytes[..n]);
+            assert_eq!(padded_word(&bytes[..n]), u64::from_le_bytes(w), "{n} bytes");
+        }
+        assert_eq!(
+            padded_word(&bytes),
+            padded_word(&bytes[..8]),
+            "first eight of nine"
+        );
     }
 
     #[test]

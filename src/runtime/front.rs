@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{time_from_value, DecodeError, Event, Schema, StrCache};
+use crate::event::{padded_word, time_from_value, DecodeError, Event, Schema, StrCache};
 use crate::runtime::frontier::Frontier;
 use crate::runtime::shard::key_of;
 use crate::runtime::Output;
@@ -132,33 +132,13 @@ pub fn key_hash(key: &str) -> u64 {
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        h = (h ^ tail_word(rest)).wrapping_mul(K);
+        h = (h ^ padded_word(rest)).wrapping_mul(K);
     }
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
-}
-
-/// The last 1–7 bytes of a key as a little-endian word padded with zeros, read with at most
-/// two loads (copying them into a zeroed word first would cost a store-forwarding stall on
-/// every key shorter than eight bytes).
-#[inline(always)]
-fn tail_word(rest: &[u8]) -> u64 {
-    let n = rest.len();
-    let u32_at = |i: usize| -> u64 {
-        rest.get(i..i + 4)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map_or(0, |w| u64::from(u32::from_le_bytes(w)))
-    };
-    let byte = |i: usize| -> u64 { rest.get(i).map_or(0, |b| u64::from(*b)) };
-    if n >= 4 {
-        // Two overlapping words: bytes n-4..4 land in the same place from both.
-        u32_at(0) | (u32_at(n - 4) << (8 * (n - 4)))
-    } else {
-        byte(0) | (byte(n / 2) << (8 * (n / 2))) | (byte(n - 1) << (8 * (n - 1)))
-    }
 }
 
 /// The key of an event as it travels ([`KeyedEvent::key`]) and its hash: a single string key
@@ -506,16 +486,6 @@ impl Front {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_key_tail_reads_as_its_bytes_padded_with_zeros() {
-        let bytes: Vec<u8> = (1..=7u8).map(|b| b.wrapping_mul(37)).collect();
-        for n in 1..=7 {
-            let mut w = [0u8; 8];
-            w[..n].copy_from_slice(&bytes[..n]);
-            assert_eq!(tail_word(&bytes[..n]), u64::from_le_bytes(w), "{n} bytes");
-        }
-    }
 
     #[test]
     fn key_hashes_are_stable() {
