@@ -30,6 +30,28 @@ impl Event {
         self.fields.get(slot).unwrap_or(&Value::Null)
     }
 
+    /// Starts loading what matching reads first of this event, its row of fields, and what
+    /// dropping it writes, its text's reference count. For an event decoded on another core,
+    /// a few events before it is needed.
+    #[inline]
+    pub fn prefetch(&self) {
+        let row = self.fields.as_ptr().cast::<u8>();
+        prefetch(row);
+        prefetch(row.wrapping_add(64));
+        prefetch(Arc::as_ptr(&self.raw).cast::<u8>());
+    }
+
+    /// Starts loading the text of this event's string fields. Reads the row: meant for a
+    /// few events after [`Event::prefetch`] asked for it.
+    #[inline]
+    pub fn prefetch_strings(&self) {
+        for v in self.fields.iter() {
+            if let Value::Str(s) = v {
+                prefetch(Arc::as_ptr(s).cast::<u8>());
+            }
+        }
+    }
+
     /// Reads any field by dotted path from the original JSON (slower than a slot: it parses
     /// the event text). Meant for Rust closures, which may read fields the schema lacks.
     pub fn field(&self, path: &str) -> Value {
@@ -45,6 +67,19 @@ impl Event {
         }
         Value::from_json(cur)
     }
+}
+
+/// Asks the processor to start loading the cache line holding `p`. Only a hint: it never
+/// faults, whatever the address, and changes no result.
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` reads nothing architecturally and cannot fault on any address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// The fields patterns read, each with a slot number, plus the time and key fields.

@@ -121,6 +121,28 @@ struct Owned {
     event: Event,
 }
 
+/// How many own events ahead of the one being matched a worker starts loading (they were
+/// decoded on another core, or long enough ago to have left the nearest caches).
+const PREFETCH_AHEAD: usize = 8;
+
+/// A worker's own events of a chunk, taken in timeline order.
+struct OwnEvents(std::vec::IntoIter<Owned>);
+
+impl OwnEvents {
+    /// The next event, after asking the processor to load the rows of the ones soon after it
+    /// and, a little closer, the strings those rows point to.
+    fn take(&mut self) -> Option<Owned> {
+        let ahead = self.0.as_slice();
+        if let Some(o) = ahead.get(PREFETCH_AHEAD) {
+            o.event.prefetch();
+        }
+        if let Some(o) = ahead.get(PREFETCH_AHEAD / 2) {
+            o.event.prefetch_strings();
+        }
+        self.0.next()
+    }
+}
+
 /// What one worker gets of a decoded chunk: the shared timeline and its own events, in
 /// timeline order.
 struct Share {
@@ -373,7 +395,7 @@ impl Worker {
     /// Returns the output lines.
     fn process(&mut self, share: Share) -> Vec<Line> {
         let mut lines = Vec::new();
-        let mut events = share.events.into_iter();
+        let mut events = OwnEvents(share.events.into_iter());
         for step in share.timeline.iter() {
             match *step {
                 Step::Event {
@@ -387,7 +409,7 @@ impl Worker {
                     let mine = owner == self.id;
                     match self.clocks.admit(pattern, time, source, now_ms) {
                         Admission::Late { time, watermark } => {
-                            if let Some(o) = mine.then(|| events.next()).flatten() {
+                            if let Some(o) = mine.then(|| events.take()).flatten() {
                                 let late = Output::Late {
                                     pattern,
                                     raw: o.event.raw,
@@ -403,7 +425,7 @@ impl Worker {
                             watermark,
                             advanced,
                         } => {
-                            if let Some(mut o) = mine.then(|| events.next()).flatten() {
+                            if let Some(mut o) = mine.then(|| events.take()).flatten() {
                                 o.event.time = time;
                                 self.shard.on_event(
                                     KeyedEvent {
