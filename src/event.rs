@@ -34,7 +34,7 @@ impl Event {
     /// dropping it writes, its text's reference count. For an event decoded on another core,
     /// a few events before it is needed.
     #[inline]
-    pub fn prefetch(&self) {
+    pub(crate) fn prefetch(&self) {
         let row = self.fields.as_ptr().cast::<u8>();
         prefetch(row);
         prefetch(row.wrapping_add(64));
@@ -44,7 +44,7 @@ impl Event {
     /// Starts loading the text of this event's string fields. Reads the row: meant for a
     /// few events after [`Event::prefetch`] asked for it.
     #[inline]
-    pub fn prefetch_strings(&self) {
+    pub(crate) fn prefetch_strings(&self) {
         for v in self.fields.iter() {
             if let Value::Str(s) = v {
                 prefetch(Arc::as_ptr(s).cast::<u8>());
@@ -72,7 +72,7 @@ impl Event {
 /// Asks the processor to start loading the cache line holding `p`. Only a hint: it never
 /// faults, whatever the address, and changes no result.
 #[inline(always)]
-pub fn prefetch(p: *const u8) {
+pub(crate) fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `prefetcht0` reads nothing architecturally and cannot fault on any address.
     unsafe {
