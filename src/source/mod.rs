@@ -4,7 +4,7 @@
 pub mod csv;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// Input formats.
@@ -44,6 +44,33 @@ pub enum SourceError {
     /// A directory holds no input files.
     #[error("{0}: no input files in this directory")]
     EmptyDir(String),
+    /// A saved position is of other inputs than these ([`Records::seek`]).
+    #[error("the saved source position does not fit these inputs: {what}")]
+    PositionMismatch {
+        /// What differs: the mode, the number of inputs, or an input's origin.
+        what: String,
+    },
+    /// A saved position is not one a [`Records`] could have been at.
+    #[error("invalid source position: {0}")]
+    InvalidPosition(String),
+    /// A file is shorter than the offset a saved position has read of it.
+    #[error("{path}: cannot continue after byte {offset}: the file is now {len} bytes (truncated or replaced)")]
+    Truncated {
+        /// The file.
+        path: String,
+        /// Bytes of it the position had consumed.
+        offset: u64,
+        /// Its length now.
+        len: u64,
+    },
+    /// A file no longer has a line end just before the offset a saved position has read.
+    #[error("{path}: cannot continue after byte {offset}: no line ends there now (the file was changed or replaced)")]
+    NotAtLineStart {
+        /// The file.
+        path: String,
+        /// Bytes of it the position had consumed.
+        offset: u64,
+    },
 }
 
 /// The files an input argument names: `-` (stdin), a file, or every file of a directory in
@@ -77,20 +104,78 @@ pub fn expand(input: &str) -> Result<Vec<Option<PathBuf>>, SourceError> {
     }
 }
 
+/// Where a source stands after the last record it returned: enough to reopen its inputs and
+/// go on ([`Records::position`], [`Records::seek`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourcePosition {
+    /// Interleaved (each input a partition) or sequential.
+    pub interleaved: bool,
+    /// Per input, in input order.
+    pub inputs: Vec<InputPosition>,
+    /// Interleaved: the input whose turn is next. Sequential: index of the input being read
+    /// (inputs before it are done; the number of inputs once all are done).
+    pub next: usize,
+}
+
+/// Where one input of a source stands ([`SourcePosition::inputs`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputPosition {
+    /// The file's path as given, or `<stdin>`.
+    pub origin: String,
+    /// Bytes of it consumed (records returned plus skipped blank and header lines), 0 if not
+    /// opened yet. For standard input, the bytes consumed over all runs.
+    pub offset: u64,
+    /// Lines consumed (the line number of the last record returned).
+    pub line: u64,
+    /// Done with: it will not be read again and has no [`Records::ended`] notice to come.
+    ///
+    /// Interleaved: read to its end (or given up after a read error) *and* its notice
+    /// already handed out by [`Records::ended`]. An input whose end was found but whose
+    /// notice is still pending is saved as not ended, at the offset of its end: the restored
+    /// source finds its end again on the input's next turn and reports it then, exactly
+    /// once. Take positions after draining `ended()` (as a caller does after each record)
+    /// and no notice is pending, so the restored stream is exactly the uninterrupted one.
+    ///
+    /// Sequential: `true` for the inputs before [`SourcePosition::next`], else `false`.
+    pub ended: bool,
+}
+
 /// Reads records one at a time from a list of files (or stdin): one after the other, or
 /// in turn (one record from each) when each file is a source partition of its own.
+///
+/// [`Records::position`] says where it stands, to be saved in a checkpoint;
+/// [`Records::seek`] continues a fresh `Records` over the same inputs from there.
 pub struct Records {
-    files: std::vec::IntoIter<Option<PathBuf>>,
+    /// Every input, in order (`None` is stdin).
+    inputs: Vec<Option<PathBuf>>,
+    /// Each input's origin: its path as given, or `<stdin>`.
+    origins: Vec<String>,
     forced: Option<Format>,
+    /// Sequential mode: the index of the next input to open (`current`, when open, is the
+    /// one before it).
+    next_file: usize,
     current: Option<Current>,
     buf: String,
     /// Interleaved mode: every file open at once, read in turn.
     open: Vec<Option<Current>>,
+    /// Interleaved mode: the inputs have been opened (or opening them failed).
+    opened: bool,
     interleaved: bool,
     /// Next file to read from in interleaved mode.
     turn: usize,
     /// Partitions that ended since the caller last asked ([`Records::ended`]).
     ended: Vec<usize>,
+    /// Per input, where it stood when it was closed (read to its end or given up).
+    closed: Vec<Closed>,
+}
+
+/// Where a closed input stood.
+#[derive(Debug, Clone, Copy, Default)]
+struct Closed {
+    offset: u64,
+    line: u64,
+    /// Read to its end, or given up after an error.
+    done: bool,
 }
 
 struct Current {
@@ -99,6 +184,8 @@ struct Current {
     live: bool,
     origin: String,
     line: u64,
+    /// Bytes consumed: the sum of what `read_line` returned.
+    offset: u64,
     csv: Option<csv::Header>,
     partition: usize,
 }
@@ -116,15 +203,27 @@ pub struct Record<'a> {
     pub partition: usize,
 }
 
+/// An input's origin: its path as given, or `<stdin>`.
+fn origin(f: &Option<PathBuf>) -> String {
+    match f {
+        None => "<stdin>".into(),
+        Some(p) => p.display().to_string(),
+    }
+}
+
 impl Records {
     /// Records of the inputs, in order; `format` forces a format, else it is guessed per file.
     pub fn new(files: Vec<Option<PathBuf>>, format: Option<Format>) -> Records {
         Records {
-            files: files.into_iter(),
+            origins: files.iter().map(origin).collect(),
+            closed: vec![Closed::default(); files.len()],
+            inputs: files,
             forced: format,
+            next_file: 0,
             current: None,
             buf: String::new(),
             open: Vec::new(),
+            opened: false,
             interleaved: false,
             turn: 0,
             ended: Vec::new(),
@@ -143,7 +242,7 @@ impl Records {
     /// Number of source partitions: the number of files when read in turn, else 1.
     pub fn partitions(&self) -> usize {
         if self.interleaved {
-            self.open.len().max(self.files.len())
+            self.inputs.len()
         } else {
             1
         }
@@ -155,45 +254,221 @@ impl Records {
         self.ended.pop()
     }
 
-    fn open_all(&mut self) -> Result<(), SourceError> {
-        let files: Vec<Option<PathBuf>> = self.files.by_ref().collect();
-        for (i, f) in files.into_iter().enumerate() {
-            self.open(f)?;
-            let mut cur = self.current.take();
-            if let Some(c) = cur.as_mut() {
-                c.partition = i;
+    /// The position after the last record returned by [`Records::next_record`] (and after
+    /// any blank lines consumed), to be given to [`Records::seek`] of a `Records` over the
+    /// same inputs in the same mode. See [`InputPosition::ended`] for notices still pending.
+    ///
+    /// If opening the inputs failed in interleaved mode, nothing of them was consumed and
+    /// the position has them unopened: seeking it tries them again.
+    pub fn position(&self) -> SourcePosition {
+        let inputs = (0..self.inputs.len())
+            .map(|i| {
+                let (offset, line, ended) = match self.open_input_ref(i) {
+                    Some(c) => (c.offset, c.line, false),
+                    None => {
+                        let c = self.closed[i];
+                        let done = if self.interleaved {
+                            c.done && !self.ended.contains(&i)
+                        } else {
+                            c.done
+                        };
+                        (c.offset, c.line, done)
+                    }
+                };
+                InputPosition {
+                    origin: self.origins[i].clone(),
+                    offset,
+                    line,
+                    ended,
+                }
+            })
+            .collect();
+        let next = if self.interleaved {
+            self.turn
+        } else if self.current.is_some() {
+            self.next_file - 1
+        } else {
+            self.next_file
+        };
+        SourcePosition {
+            interleaved: self.interleaved,
+            inputs,
+            next,
+        }
+    }
+
+    /// The open reader of input `i`, if it is open.
+    fn open_input_ref(&self, i: usize) -> Option<&Current> {
+        if self.interleaved {
+            self.open.get(i)?.as_ref()
+        } else if self.next_file == i + 1 {
+            self.current.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// Continues from `pos`, taken ([`Records::position`]) from a `Records` over the same
+    /// inputs in the same mode: each file not yet done is reopened and sought to its offset
+    /// (for CSV, the header line is first re-read from the file's start so rows map to the
+    /// right columns), line numbers continue, and ended inputs stay ended (their notice is
+    /// never given again). Whatever this `Records` had read or had pending is dropped.
+    ///
+    /// Standard input (and any file that is not a regular file, such as a named pipe)
+    /// cannot be re-read: seeking it keeps its line count and byte offset and goes on with
+    /// what it brings now; a CSV one learns its header again from its first line.
+    ///
+    /// Errors, with this `Records` left as it was: the inputs (mode, count or an origin)
+    /// differ from the position's ([`SourceError::PositionMismatch`]), the position is not
+    /// one a `Records` could be at ([`SourceError::InvalidPosition`]), a file is now shorter
+    /// than its offset ([`SourceError::Truncated`]) or no longer has a line end just before
+    /// it ([`SourceError::NotAtLineStart`]), I/O errors.
+    pub fn seek(&mut self, pos: &SourcePosition) -> Result<(), SourceError> {
+        self.check(pos)?;
+        let n = self.inputs.len();
+        let mut closed = vec![Closed::default(); n];
+        let done = |p: &InputPosition| Closed {
+            offset: p.offset,
+            line: p.line,
+            done: true,
+        };
+        if self.interleaved {
+            let mut open = Vec::with_capacity(n);
+            for (i, p) in pos.inputs.iter().enumerate() {
+                if p.ended {
+                    closed[i] = done(p);
+                    open.push(None);
+                } else {
+                    open.push(Some(self.open_input(i, p.offset, p.line)?));
+                }
             }
-            self.open.push(cur);
+            self.open = open;
+            self.opened = true;
+            self.turn = pos.next;
+            self.current = None;
+            self.next_file = n;
+        } else {
+            for (c, p) in closed.iter_mut().zip(&pos.inputs).take(pos.next) {
+                *c = done(p);
+            }
+            self.current = match pos.inputs.get(pos.next) {
+                Some(p) => Some(self.open_input(pos.next, p.offset, p.line)?),
+                None => None,
+            };
+            self.next_file = (pos.next + 1).min(n);
+            self.open = Vec::new();
+            self.opened = false;
+            self.turn = 0;
+        }
+        self.closed = closed;
+        self.ended.clear();
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Whether `pos` fits these inputs and could have come from a `Records` over them.
+    fn check(&self, pos: &SourcePosition) -> Result<(), SourceError> {
+        let mode = |i: bool| if i { "interleaved" } else { "sequential" };
+        if pos.interleaved != self.interleaved {
+            return Err(SourceError::PositionMismatch {
+                what: format!(
+                    "the position is of {} inputs, these are {}",
+                    mode(pos.interleaved),
+                    mode(self.interleaved)
+                ),
+            });
+        }
+        let n = self.inputs.len();
+        if pos.inputs.len() != n {
+            return Err(SourceError::PositionMismatch {
+                what: format!(
+                    "the position has {} inputs, these are {n}",
+                    pos.inputs.len()
+                ),
+            });
+        }
+        for (i, (p, o)) in pos.inputs.iter().zip(&self.origins).enumerate() {
+            if p.origin != *o {
+                return Err(SourceError::PositionMismatch {
+                    what: format!(
+                        "input {}: the position's is {}, this one {o}",
+                        i + 1,
+                        p.origin
+                    ),
+                });
+            }
+        }
+        let invalid = |what: String| Err(SourceError::InvalidPosition(what));
+        for p in &pos.inputs {
+            // Every line consumed is at least its line end; no input is 2^63 bytes long.
+            if p.line > p.offset || p.offset > i64::MAX as u64 {
+                return invalid(format!(
+                    "{}: {} lines in {} bytes",
+                    p.origin, p.line, p.offset
+                ));
+            }
+        }
+        if self.interleaved {
+            if pos.next >= n.max(1) {
+                return invalid(format!("the next turn is input index {} of {n}", pos.next));
+            }
+        } else {
+            if pos.next > n {
+                return invalid(format!("the input being read is index {} of {n}", pos.next));
+            }
+            for (i, p) in pos.inputs.iter().enumerate() {
+                if p.ended != (i < pos.next) {
+                    return invalid(format!(
+                        "{}: {} though the input being read is index {}",
+                        p.origin,
+                        if p.ended { "ended" } else { "not ended" },
+                        pos.next
+                    ));
+                }
+                if i > pos.next && (p.offset != 0 || p.line != 0) {
+                    return invalid(format!(
+                        "{}: read from though the input being read is index {}",
+                        p.origin, pos.next
+                    ));
+                }
+            }
         }
         Ok(())
     }
 
-    fn open(&mut self, f: Option<PathBuf>) -> Result<(), SourceError> {
-        let live = f.is_none();
-        let (reader, origin, format): (Box<dyn Read>, String, Format) = match f {
-            None => (
-                Box::new(io::stdin()),
-                "<stdin>".into(),
-                self.forced.unwrap_or(Format::JsonLines),
-            ),
+    fn open_all(&mut self) -> Result<(), SourceError> {
+        for i in 0..self.inputs.len() {
+            let cur = self.open_input(i, 0, 0)?;
+            self.open.push(Some(cur));
+        }
+        Ok(())
+    }
+
+    /// Opens input `i`, `offset` bytes and `line` lines of it already consumed.
+    fn open_input(&self, i: usize, offset: u64, line: u64) -> Result<Current, SourceError> {
+        let origin = self.origins[i].clone();
+        let (reader, live, csv): (Box<dyn Read>, bool, Option<csv::Header>) = match &self.inputs[i]
+        {
+            None => {
+                let format = self.forced.unwrap_or(Format::JsonLines);
+                let csv = (format == Format::Csv).then(csv::Header::default);
+                (Box::new(io::stdin()), true, csv)
+            }
             Some(p) => {
-                let file = File::open(&p).map_err(|e| SourceError::Io {
-                    path: p.display().to_string(),
-                    source: e,
-                })?;
-                let fmt = self.forced.unwrap_or_else(|| Format::guess(&p));
-                (Box::new(file), p.display().to_string(), fmt)
+                let format = self.forced.unwrap_or_else(|| Format::guess(p));
+                let (file, csv) = open_at(p, &origin, offset, format == Format::Csv)?;
+                (Box::new(file), false, csv)
             }
         };
-        self.current = Some(Current {
+        Ok(Current {
             reader: BufReader::with_capacity(1 << 16, reader),
             live,
             origin,
-            line: 0,
-            csv: (format == Format::Csv).then(csv::Header::default),
-            partition: 0,
-        });
-        Ok(())
+            line,
+            offset,
+            csv,
+            partition: if self.interleaved { i } else { 0 },
+        })
     }
 
     /// Whether the next record would have to wait: the input is standard input (a live
@@ -206,6 +481,19 @@ impl Records {
             .is_some_and(|c| c.live && c.reader.buffer().is_empty() && !stdin_ready())
     }
 
+    /// Closes the sequential mode's current input, noting where it stood.
+    fn close_current(&mut self) {
+        if let Some(c) = self.current.take() {
+            if let Some(slot) = self.closed.get_mut(self.next_file.wrapping_sub(1)) {
+                *slot = Closed {
+                    offset: c.offset,
+                    line: c.line,
+                    done: true,
+                };
+            }
+        }
+    }
+
     /// The next record, `None` at the end of all inputs. Blank lines are skipped; a CSV
     /// row that does not fit its header still comes out (as text that is not JSON) so the
     /// engine rejects and counts it with its line number.
@@ -215,9 +503,17 @@ impl Records {
         }
         loop {
             if self.current.is_none() {
-                let f = self.files.next()?;
-                if let Err(e) = self.open(f) {
-                    return Some(Err(e));
+                let i = self.next_file;
+                if i >= self.inputs.len() {
+                    return None;
+                }
+                self.next_file += 1;
+                match self.open_input(i, 0, 0) {
+                    Ok(c) => self.current = Some(c),
+                    Err(e) => {
+                        self.closed[i].done = true;
+                        return Some(Err(e));
+                    }
                 }
             }
             let cur = self.current.as_mut()?;
@@ -231,10 +527,10 @@ impl Records {
                         partition: 0,
                     }));
                 }
-                Ok(false) => self.current = None,
+                Ok(false) => self.close_current(),
                 Err(e) => {
                     let path = cur.origin.clone();
-                    self.current = None;
+                    self.close_current();
                     return Some(Err(SourceError::Io { path, source: e }));
                 }
             }
@@ -242,7 +538,8 @@ impl Records {
     }
 
     fn next_interleaved(&mut self) -> Option<Result<Record<'_>, SourceError>> {
-        if self.open.is_empty() && self.files.len() > 0 {
+        if !self.opened {
+            self.opened = true;
             if let Err(e) = self.open_all() {
                 self.open.clear();
                 return Some(Err(e));
@@ -259,29 +556,104 @@ impl Records {
                 }
                 continue;
             };
-            match read_record(cur, &mut self.buf) {
-                Ok(true) => {
-                    let cur = self.open.get(i)?.as_ref()?;
-                    return Some(Ok(Record {
-                        json: &self.buf,
-                        origin: &cur.origin,
-                        line: cur.line,
-                        partition: cur.partition,
-                    }));
-                }
-                Ok(false) => {
-                    self.ended.push(cur.partition);
-                    self.open[i] = None;
-                }
-                Err(e) => {
-                    let path = cur.origin.clone();
-                    self.ended.push(cur.partition);
-                    self.open[i] = None;
-                    return Some(Err(SourceError::Io { path, source: e }));
-                }
+            let read = read_record(cur, &mut self.buf);
+            if let Ok(true) = read {
+                let cur = self.open.get(i)?.as_ref()?;
+                return Some(Ok(Record {
+                    json: &self.buf,
+                    origin: &cur.origin,
+                    line: cur.line,
+                    partition: cur.partition,
+                }));
+            }
+            let cur = self.open.get_mut(i)?.take()?;
+            self.ended.push(cur.partition);
+            self.closed[i] = Closed {
+                offset: cur.offset,
+                line: cur.line,
+                done: true,
+            };
+            if let Err(e) = read {
+                return Some(Err(SourceError::Io {
+                    path: cur.origin,
+                    source: e,
+                }));
             }
         }
         None
+    }
+}
+
+/// Opens file `p` (`origin` names it in errors) for reading after its first `offset` bytes,
+/// with the CSV header those bytes hold if `csv`. A regular file is sought there, after
+/// checking that it is still that long and that a line ends just before; anything else (a
+/// named pipe) cannot be re-read and is read from where it is now.
+fn open_at(
+    p: &Path,
+    origin: &str,
+    offset: u64,
+    csv: bool,
+) -> Result<(File, Option<csv::Header>), SourceError> {
+    let io_err = |e| SourceError::Io {
+        path: origin.to_string(),
+        source: e,
+    };
+    let header = csv.then(csv::Header::default);
+    let mut file = File::open(p).map_err(io_err)?;
+    if offset == 0 {
+        return Ok((file, header));
+    }
+    let meta = file.metadata().map_err(io_err)?;
+    if !meta.is_file() {
+        return Ok((file, header));
+    }
+    let len = meta.len();
+    if len < offset {
+        return Err(SourceError::Truncated {
+            path: origin.to_string(),
+            offset,
+            len,
+        });
+    }
+    if offset < len {
+        let mut b = [0u8];
+        file.seek(SeekFrom::Start(offset - 1)).map_err(io_err)?;
+        file.read_exact(&mut b).map_err(io_err)?;
+        if b[0] != b'\n' {
+            return Err(SourceError::NotAtLineStart {
+                path: origin.to_string(),
+                offset,
+            });
+        }
+    }
+    let header = match header {
+        Some(mut h) => {
+            file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+            learn_header(&file, offset, &mut h).map_err(io_err)?;
+            Some(h)
+        }
+        None => None,
+    };
+    file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
+    Ok((file, header))
+}
+
+/// Learns the CSV header from the first line of `file` (read from where it is) that is not
+/// blank, looking no further than `limit` bytes; `h` stays unset if there is none.
+fn learn_header(file: &File, limit: u64, h: &mut csv::Header) -> io::Result<()> {
+    let mut r = BufReader::new(file.take(limit));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let text = line.trim_end_matches(['\n', '\r']);
+        if !text.trim().is_empty() {
+            // The first line that is not blank is the header: learnt, it gives no row.
+            let _ = h.row_to_json(text);
+            return Ok(());
+        }
     }
 }
 
@@ -289,9 +661,11 @@ impl Records {
 fn read_record(cur: &mut Current, buf: &mut String) -> io::Result<bool> {
     loop {
         buf.clear();
-        if cur.reader.read_line(buf)? == 0 {
+        let n = cur.reader.read_line(buf)?;
+        if n == 0 {
             return Ok(false);
         }
+        cur.offset += n as u64;
         cur.line += 1;
         let text = buf.trim_end_matches(['\n', '\r']);
         if text.trim().is_empty() {
@@ -328,3 +702,4 @@ fn stdin_ready() -> bool {
 fn stdin_ready() -> bool {
     true
 }
+
