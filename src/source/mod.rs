@@ -703,3 +703,342 @@ fn stdin_ready() -> bool {
     true
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A directory of its own under the system's temporary directory, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "motif-source-{}-{name}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        /// Writes `text` to file `name` in the directory; its path as an input.
+        fn file(&self, name: &str, text: &str) -> Option<PathBuf> {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).unwrap();
+            Some(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// What a reader of a source sees: records and ended partitions.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Seen {
+        Record {
+            json: String,
+            origin: String,
+            line: u64,
+            partition: usize,
+        },
+        Ended(usize),
+    }
+
+    fn records(files: &[Option<PathBuf>], interleaved: bool) -> Records {
+        if interleaved {
+            Records::interleaved(files.to_vec(), None)
+        } else {
+            Records::new(files.to_vec(), None)
+        }
+    }
+
+    /// Reads up to `limit` records (all if `None`, then what is ended at the end), each
+    /// followed by its ended partitions unless `drain_last` is false for the last one.
+    fn read(r: &mut Records, limit: Option<usize>, drain_last: bool) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        let mut n = 0;
+        while limit.is_none_or(|l| n < l) {
+            let Some(rec) = r.next_record() else {
+                while let Some(p) = r.ended() {
+                    seen.push(Seen::Ended(p));
+                }
+                break;
+            };
+            let rec = rec.unwrap();
+            seen.push(Seen::Record {
+                json: rec.json.to_string(),
+                origin: rec.origin.to_string(),
+                line: rec.line,
+                partition: rec.partition,
+            });
+            n += 1;
+            if drain_last || limit != Some(n) {
+                while let Some(p) = r.ended() {
+                    seen.push(Seen::Ended(p));
+                }
+            }
+        }
+        seen
+    }
+
+    /// A position through its serialized form, as a checkpoint would hold it.
+    fn saved(pos: &SourcePosition) -> SourcePosition {
+        serde_json::from_str(&serde_json::to_string(pos).unwrap()).unwrap()
+    }
+
+    /// For every k: k records read, the position taken, a fresh source sought to it and
+    /// read to the end gives the same as one uninterrupted read.
+    fn check_resume(files: &[Option<PathBuf>], interleaved: bool) -> Vec<Seen> {
+        let whole = read(&mut records(files, interleaved), None, true);
+        let total = whole
+            .iter()
+            .filter(|s| matches!(s, Seen::Record { .. }))
+            .count();
+        for k in 0..=total + 1 {
+            let mut first = records(files, interleaved);
+            let mut seen = read(&mut first, Some(k), true);
+            let pos = saved(&first.position());
+            let mut rest = records(files, interleaved);
+            rest.seek(&pos).unwrap();
+            assert_eq!(rest.position(), pos, "k = {k}");
+            seen.extend(read(&mut rest, None, true));
+            assert_eq!(seen, whole, "resumed after {k} records");
+            assert!(rest.next_record().is_none() && rest.ended().is_none());
+        }
+        whole
+    }
+
+    fn rec(json: &str, origin: &Option<PathBuf>, line: u64, partition: usize) -> Seen {
+        Seen::Record {
+            json: json.into(),
+            origin: super::origin(origin),
+            line,
+            partition,
+        }
+    }
+
+    #[test]
+    fn resume_sequential_json_lines() {
+        let d = TempDir::new("seq");
+        let a = d.file("a.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
+        let b = d.file("b.jsonl", "{\"b\":1}\n{\"b\":2}\n");
+        let whole = check_resume(&[a.clone(), b.clone()], false);
+        assert_eq!(whole.len(), 5);
+        assert_eq!(whole[3], rec("{\"b\":1}", &b, 1, 0));
+    }
+
+    #[test]
+    fn resume_csv_with_header() {
+        let d = TempDir::new("csv");
+        let a = d.file("a.csv", "\nkey,ts\nk1,1\n\nk2,2\r\nk3,3");
+        let b = d.file("b.csv", "ts,key\r\n4,k4\r\n");
+        let whole = check_resume(&[a.clone(), b.clone()], false);
+        assert_eq!(
+            whole,
+            vec![
+                rec("{\"key\":\"k1\",\"ts\":1}", &a, 3, 0),
+                rec("{\"key\":\"k2\",\"ts\":2}", &a, 5, 0),
+                rec("{\"key\":\"k3\",\"ts\":3}", &a, 6, 0),
+                rec("{\"ts\":4,\"key\":\"k4\"}", &b, 2, 0),
+            ]
+        );
+        check_resume(&[a, b], true);
+    }
+
+    #[test]
+    fn resume_interleaved_files_of_different_lengths() {
+        let d = TempDir::new("inter");
+        let a = d.file("a.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n{\"a\":4}\n");
+        let b = d.file("b.jsonl", "{\"b\":1}\n");
+        let c = d.file("c.jsonl", "{\"c\":1}\n{\"c\":2}\n");
+        let whole = check_resume(&[a.clone(), b.clone(), c.clone()], true);
+        assert_eq!(
+            whole,
+            vec![
+                rec("{\"a\":1}", &a, 1, 0),
+                rec("{\"b\":1}", &b, 1, 1),
+                rec("{\"c\":1}", &c, 1, 2),
+                rec("{\"a\":2}", &a, 2, 0),
+                // b's end is found on its next turn, in the call that returns c's record.
+                rec("{\"c\":2}", &c, 2, 2),
+                Seen::Ended(1),
+                rec("{\"a\":3}", &a, 3, 0),
+                rec("{\"a\":4}", &a, 4, 0),
+                Seen::Ended(2),
+                Seen::Ended(0),
+            ]
+        );
+        let e = d.file("e.jsonl", "");
+        check_resume(&[e.clone(), a.clone(), e, b, c], true);
+    }
+
+    #[test]
+    fn resume_blank_lines_and_crlf() {
+        let d = TempDir::new("blank");
+        let a = d.file("a.jsonl", "\r\n\n{\"a\":1}\r\n  \r\n\r\n{\"a\":2}\r\n\n \n");
+        let b = d.file("b.jsonl", "\n\n{\"b\":1}\n\r\n{\"b\":2}");
+        let c = d.file("c.jsonl", "\n\n\n");
+        let files = [a.clone(), b.clone(), c];
+        let whole = check_resume(&files, false);
+        assert_eq!(
+            whole,
+            vec![
+                rec("{\"a\":1}", &a, 3, 0),
+                rec("{\"a\":2}", &a, 6, 0),
+                rec("{\"b\":1}", &b, 3, 0),
+                rec("{\"b\":2}", &b, 5, 0),
+            ]
+        );
+        check_resume(&files, true);
+    }
+
+    #[test]
+    fn pending_end_is_reported_once() {
+        let d = TempDir::new("pending");
+        let a = d.file("a.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n\n");
+        let b = d.file("b.jsonl", "{\"b\":1}\n");
+        let c = d.file("c.jsonl", "\n{\"c\":1}\n{\"c\":2}\n");
+        let files = [a, b, c];
+        let whole = read(&mut records(&files, true), None, true);
+        let only = |s: &[Seen], records: bool| -> Vec<Seen> {
+            s.iter()
+                .filter(|s| matches!(s, Seen::Record { .. }) == records)
+                .cloned()
+                .collect()
+        };
+        for k in 1..=6 {
+            // The position is taken with the last record's ended partitions not drained.
+            let mut first = records(&files, true);
+            let mut seen = read(&mut first, Some(k), false);
+            let mut rest = records(&files, true);
+            rest.seek(&saved(&first.position())).unwrap();
+            seen.extend(read(&mut rest, None, true));
+            assert_eq!(only(&seen, true), only(&whole, true), "k = {k}");
+            let mut ended = only(&seen, false);
+            ended.sort_by_key(|s| format!("{s:?}"));
+            assert_eq!(
+                ended,
+                vec![Seen::Ended(0), Seen::Ended(1), Seen::Ended(2)],
+                "k = {k}"
+            );
+        }
+    }
+
+    #[test]
+    fn seek_to_the_very_end() {
+        let d = TempDir::new("end");
+        let a = d.file("a.jsonl", "{\"a\":1}\n");
+        let b = d.file("b.jsonl", "{\"b\":1}\n{\"b\":2}\n\n");
+        let files = [a, b];
+        for interleaved in [false, true] {
+            let mut first = records(&files, interleaved);
+            let seen = read(&mut first, None, true);
+            assert_eq!(seen.len(), if interleaved { 5 } else { 3 });
+            assert!(first.next_record().is_none());
+            let pos = saved(&first.position());
+            assert!(pos.inputs.iter().all(|i| i.ended), "{pos:?}");
+            let mut rest = records(&files, interleaved);
+            rest.seek(&pos).unwrap();
+            assert!(rest.next_record().is_none());
+            assert_eq!(
+                rest.ended(),
+                None,
+                "ended partitions are not reported again"
+            );
+            assert!(rest.next_record().is_none());
+            assert_eq!(rest.ended(), None);
+        }
+        // Ended but not yet reported at the end: reported once.
+        let mut first = records(&files, true);
+        while let Some(r) = first.next_record() {
+            r.unwrap();
+        }
+        let mut rest = records(&files, true);
+        rest.seek(&first.position()).unwrap();
+        assert!(rest.next_record().is_none());
+        let mut ended = vec![rest.ended(), rest.ended(), rest.ended()];
+        ended.sort();
+        assert_eq!(ended, vec![None, Some(0), Some(1)]);
+        assert!(rest.next_record().is_none());
+        assert_eq!(rest.ended(), None);
+    }
+
+    #[test]
+    fn mismatched_positions() {
+        let d = TempDir::new("mismatch");
+        let a = d.file("a.jsonl", "{\"a\":1}\n{\"a\":2}\n");
+        let b = d.file("b.jsonl", "{\"b\":1}\n");
+        let c = d.file("c.jsonl", "{\"c\":1}\n");
+        let mut first = records(&[a.clone(), b.clone()], false);
+        read(&mut first, Some(1), true);
+        let pos = first.position();
+        let mismatch = |r: Result<(), SourceError>, needle: &str| match r {
+            Err(e @ SourceError::PositionMismatch { .. }) => {
+                assert!(e.to_string().contains(needle), "{e}");
+            }
+            other => panic!("{other:?}"),
+        };
+        let mut r = records(&[a.clone(), b.clone()], true);
+        mismatch(r.seek(&pos), "sequential");
+        let mut r = records(std::slice::from_ref(&a), false);
+        mismatch(r.seek(&pos), "2 inputs");
+        let mut r = records(&[a.clone(), c.clone()], false);
+        mismatch(r.seek(&pos), "c.jsonl");
+        // A failed seek leaves the source as it was.
+        assert_eq!(read(&mut r, None, true).len(), 3);
+        let mut bad = pos.clone();
+        bad.next = 5;
+        let mut r = records(&[a.clone(), b.clone()], false);
+        assert!(matches!(r.seek(&bad), Err(SourceError::InvalidPosition(_))));
+        let mut bad = pos.clone();
+        bad.inputs[1].offset = 3;
+        assert!(matches!(r.seek(&bad), Err(SourceError::InvalidPosition(_))));
+        let mut bad = pos.clone();
+        bad.next = usize::MAX;
+        assert!(matches!(r.seek(&bad), Err(SourceError::InvalidPosition(_))));
+        let mut bad = pos.clone();
+        bad.inputs[0].line = u64::MAX;
+        assert!(matches!(r.seek(&bad), Err(SourceError::InvalidPosition(_))));
+        r.seek(&pos).unwrap();
+        assert_eq!(read(&mut r, None, true).len(), 2);
+    }
+
+    #[test]
+    fn truncated_or_changed_file() {
+        let d = TempDir::new("trunc");
+        let a = d.file("a.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
+        let b = d.file("b.csv", "k,v\nx,1\ny,2\n");
+        for interleaved in [false, true] {
+            let files = [a.clone(), b.clone()];
+            let mut first = records(&files, interleaved);
+            read(&mut first, Some(if interleaved { 4 } else { 2 }), true);
+            let pos = first.position();
+            d.file("a.jsonl", "{\"a\":1}\n");
+            let mut r = records(&files, interleaved);
+            match r.seek(&pos) {
+                Err(e @ SourceError::Truncated { .. }) => {
+                    assert!(e.to_string().contains("a.jsonl"), "{e}");
+                }
+                other => panic!("{other:?}"),
+            }
+            d.file("a.jsonl", "{\"a\":10}\n{\"a\":20}\n{\"a\":3}\n");
+            match r.seek(&pos) {
+                Err(e @ SourceError::NotAtLineStart { .. }) => {
+                    assert!(e.to_string().contains("a.jsonl"), "{e}");
+                }
+                other => panic!("{other:?}"),
+            }
+            // Grown (appended to) is fine: it goes on with what was added.
+            d.file("a.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n{\"a\":4}\n");
+            r.seek(&pos).unwrap();
+            let rest = read(&mut r, None, true);
+            assert!(rest.contains(&rec("{\"a\":4}", &a, 4, 0)), "{rest:?}");
+            d.file("a.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
+        }
+    }
+}
