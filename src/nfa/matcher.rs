@@ -172,8 +172,9 @@ impl Matcher {
     /// Caps the partial matches of this partition. When an event leaves more, the runs that
     /// started earliest are dropped (they are the closest to timing out) and counted in
     /// [`Matcher::dropped_runs`]; memory stays bounded whatever the pattern and input.
+    /// (The cap is kept below `usize::MAX`, which the check of the cap would overflow.)
     pub fn set_max_runs(&mut self, max: usize) {
-        self.max_runs = max.max(1);
+        self.max_runs = max.clamp(1, usize::MAX - 1);
     }
 
     /// Partial matches dropped because of the cap.
