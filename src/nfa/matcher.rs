@@ -14,7 +14,8 @@ use smallvec::SmallVec;
 
 use crate::event::Event;
 use crate::expr::compile::{AggAcc, CExpr};
-use crate::nfa::buffer::{PathStep, SharedBuffer, NIL};
+use crate::nfa::buffer::{Expected, PathStep, SharedBuffer, NIL};
+use crate::nfa::validate::{InvalidState, RunRef, COUNTER_LIMIT};
 use crate::nfa::{Action, CondBody, Guard, Nfa, Skip, StateId, StateKind};
 use crate::pattern::PartialMatch;
 
@@ -442,6 +443,199 @@ impl Matcher {
         };
         self.runs.retain(|r| keep(r));
         self.completed.retain(&mut keep);
+    }
+}
+
+/// Checking a restored matcher (see [`crate::nfa::validate`]).
+impl Matcher {
+    /// Checks that this matcher, typically just deserialised from a checkpoint, is
+    /// consistent with `nfa`, the pattern it is to run with: after `Ok`, none of its
+    /// operations ([`Matcher::process`], [`Matcher::advance_time`], the emitting of matches,
+    /// the dropping of runs, [`Matcher::reset`], ...) can panic, overflow or loop for ever
+    /// on the restored state, and every count it keeps is the true one.
+    ///
+    /// Besides what [`SharedBuffer::validate`] checks of the buffer:
+    ///
+    /// - the cap on runs is in `1..usize::MAX` (the cap check adds one to it), and the
+    ///   event and dropped-run counters are at most [`COUNTER_LIMIT`] (they cannot overflow);
+    /// - every run is in a state of `nfa`, of a kind its list holds: a partial match in a
+    ///   Normal or Pending state, a completed run in a Final or Pending one;
+    /// - exactly one run is in the start state (it is never dropped); it has taken nothing
+    ///   (no node, no start sequence number), and every run elsewhere has taken an event;
+    /// - a run's start sequence number and start time are those of the first event of its
+    ///   path, its previous-event time that of the last;
+    /// - a run has one accumulator per aggregate of `nfa`, of its function, and agreeing
+    ///   with the events of the aggregated variable on the run's path: empty when there is
+    ///   none, a `count` equal to them, an `avg` over at most them, a `first` set;
+    /// - every node is of a variable some (non-Stop) state of `nfa` takes events for.
+    ///
+    /// The check takes time and memory linear in the size of the state (the buffer's tables
+    /// times the pattern's aggregates, plus the runs); it is meant for restoring, not for the
+    /// event path.
+    pub fn validate(&self, nfa: &Nfa) -> Result<(), InvalidState> {
+        if self.max_runs == 0 || self.max_runs == usize::MAX {
+            return Err(InvalidState::MaxRuns { max: self.max_runs });
+        }
+        for (counter, value) in [
+            ("next event sequence number", self.next_seq),
+            ("dropped-run count", self.dropped),
+        ] {
+            if value > COUNTER_LIMIT {
+                return Err(InvalidState::CounterTooLarge { counter, value });
+            }
+        }
+
+        let all_runs = || {
+            let at = |completed| move |(index, run)| (RunRef { completed, index }, run);
+            (self.runs.iter().enumerate().map(at(false)))
+                .chain(self.completed.iter().enumerate().map(at(true)))
+        };
+        let mut start_run: Option<usize> = None;
+        for (at, run) in all_runs() {
+            let Some(state) = nfa.states.get(run.state) else {
+                return Err(InvalidState::StateOutOfRange {
+                    run: at,
+                    state: run.state,
+                    states: nfa.states.len(),
+                });
+            };
+            let kind_fits = match state.kind {
+                StateKind::Normal => !at.completed,
+                StateKind::Final => at.completed,
+                StateKind::Pending => true,
+                StateKind::Stop => false,
+            };
+            if !kind_fits {
+                return Err(InvalidState::WrongStateKind {
+                    run: at,
+                    state: run.state,
+                    kind: state.kind,
+                });
+            }
+            if state.is_start {
+                // Normal, hence a partial match.
+                if let Some(first) = start_run {
+                    return Err(InvalidState::TwoStartRuns {
+                        first,
+                        second: at.index,
+                    });
+                }
+                start_run = Some(at.index);
+                if run.node != NIL {
+                    return Err(InvalidState::StartRunWithPath {
+                        run: at,
+                        node: run.node,
+                    });
+                }
+                if run.start_seq != NO_START {
+                    return Err(InvalidState::StartRunStarted {
+                        run: at,
+                        start_seq: run.start_seq,
+                    });
+                }
+            } else if run.node == NIL {
+                return Err(InvalidState::RunWithoutPath {
+                    run: at,
+                    state: run.state,
+                });
+            }
+            if run.aggs.len() != nfa.aggs.len() {
+                return Err(InvalidState::AggCount {
+                    run: at,
+                    found: run.aggs.len(),
+                    expected: nfa.aggs.len(),
+                });
+            }
+            for (agg, (acc, spec)) in run.aggs.iter().zip(&nfa.aggs).enumerate() {
+                let empty = AggAcc::empty(spec.func);
+                if std::mem::discriminant(acc) != std::mem::discriminant(&empty) {
+                    return Err(InvalidState::AggKind {
+                        run: at,
+                        agg,
+                        func: spec.func.name(),
+                    });
+                }
+            }
+        }
+
+        if start_run.is_none() {
+            return Err(InvalidState::NoStartRun);
+        }
+
+        // Nodes are made by TAKE edges, of the taking state's variable; those of Stop states
+        // are released at once.
+        let mut taken_vars = vec![false; nfa.variables.len()];
+        for s in &nfa.states {
+            let takes = s.edges.iter().any(|e| e.action == Action::Take);
+            if let (true, Some(v)) = (takes && s.kind != StateKind::Stop, s.var) {
+                if let Some(t) = taken_vars.get_mut(v) {
+                    *t = true;
+                }
+            }
+        }
+        let holders: Vec<(RunRef, u32)> = all_runs().map(|(at, r)| (at, r.node)).collect();
+        let agg_vars: Vec<usize> = nfa.aggs.iter().map(|a| a.var).collect();
+        let facts = self.buffer.validate(&Expected {
+            taken_vars: &taken_vars,
+            next_seq: self.next_seq,
+            holders: &holders,
+            agg_vars: &agg_vars,
+        })?;
+
+        for (at, run) in all_runs() {
+            if run.node != NIL {
+                let (first_seq, first_ts) = facts.first_event(run.node);
+                if run.start_seq != first_seq {
+                    return Err(InvalidState::StartSeqMismatch {
+                        run: at,
+                        start_seq: run.start_seq,
+                        first_seq,
+                    });
+                }
+                if run.start_ts != first_ts {
+                    return Err(InvalidState::StartTimeMismatch {
+                        run: at,
+                        start_ts: run.start_ts,
+                        first_ts,
+                    });
+                }
+                let last_ts = facts.last_time(run.node);
+                if run.prev_ts != last_ts {
+                    return Err(InvalidState::PrevTimeMismatch {
+                        run: at,
+                        prev_ts: run.prev_ts,
+                        last_ts,
+                    });
+                }
+            }
+            for (agg, (acc, spec)) in run.aggs.iter().zip(&nfa.aggs).enumerate() {
+                let on_path = u64::from(facts.events_of(run.node, agg));
+                let mismatch = |counted| InvalidState::AggEventsMismatch {
+                    run: at,
+                    agg,
+                    var: spec.var,
+                    counted,
+                    on_path,
+                };
+                if on_path == 0 {
+                    if *acc != AggAcc::empty(spec.func) {
+                        return Err(InvalidState::AggNotEmpty {
+                            run: at,
+                            agg,
+                            var: spec.var,
+                        });
+                    }
+                    continue;
+                }
+                match acc {
+                    AggAcc::Count(n) if *n != on_path => return Err(mismatch(*n)),
+                    AggAcc::Avg { n, .. } if *n > on_path => return Err(mismatch(*n)),
+                    AggAcc::First(None) => return Err(mismatch(0)),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 }
 

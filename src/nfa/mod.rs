@@ -11,6 +11,7 @@ pub mod compiler;
 pub mod explain;
 pub mod matcher;
 pub mod skip;
+pub mod validate;
 
 use crate::event::Event;
 use crate::expr::compile::{AggAcc, AggSpec, CExpr};
@@ -18,6 +19,7 @@ use crate::pattern::{NativeCondition, PartialMatch, SkipStrategy};
 
 pub use compiler::{compile, CompileError};
 pub use matcher::{Match, Matcher};
+pub use validate::InvalidState;
 
 /// Index of a state in [`Nfa::states`].
 pub type StateId = usize;
