@@ -58,16 +58,20 @@
 //! }
 //! ```
 
+pub mod checkpoint;
 pub mod cli;
 pub mod decode;
 pub mod error;
 pub mod event;
 pub mod expr;
 pub mod gen;
+pub mod key;
 pub mod nfa;
 pub mod output;
 pub mod pattern;
+pub mod pipeline;
 pub mod runtime;
+pub mod sink;
 pub mod source;
 pub mod syntax;
 pub mod validate;

@@ -81,6 +81,15 @@ impl SharedBuffer {
         SharedBuffer::default()
     }
 
+    /// Calls `f` on every event stored (to move restored events to another schema's slots).
+    pub fn for_each_event_mut(&mut self, f: &mut dyn FnMut(&mut Event)) {
+        for slot in self.events.iter_mut() {
+            if let Some(e) = slot.event.as_mut() {
+                f(e);
+            }
+        }
+    }
+
     /// Number of nodes in use.
     pub fn live_nodes(&self) -> usize {
         self.live_nodes as usize

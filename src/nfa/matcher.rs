@@ -214,6 +214,11 @@ impl Matcher {
             && self.buffer.live_nodes() == 0
     }
 
+    /// Calls `f` on every event the matcher holds.
+    pub fn for_each_event_mut(&mut self, f: &mut dyn FnMut(&mut Event)) {
+        self.buffer.for_each_event_mut(f);
+    }
+
     /// Number of partial matches (runs that have taken at least one event).
     pub fn partial_matches(&self) -> usize {
         self.runs.iter().filter(|r| r.start_seq != NO_START).count()

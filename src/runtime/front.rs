@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{padded_word, time_from_value, DecodeError, Event, Schema, StrCache};
+use crate::key::{self, KeyBytes};
 use crate::runtime::frontier::Frontier;
-use crate::runtime::shard::key_of;
 use crate::runtime::Output;
 use crate::value::Value;
 
@@ -16,10 +16,10 @@ use crate::value::Value;
 pub struct KeyedEvent {
     /// Pattern index.
     pub pattern: usize,
-    /// Partition key when the front built it (several key fields, or one that is not a
-    /// string); `None` when it is the event's own single string key field, read there by the
-    /// shard, or the pattern is unkeyed.
-    pub key: Option<Arc<str>>,
+    /// Partition key ([`crate::key`]) when the front built it (several key fields, or one
+    /// that is not a string); `None` when it is the event's own single string key field, read
+    /// there by the shard, or the pattern is unkeyed.
+    pub key: Option<KeyBytes>,
     /// Stable hash of the key ([`key_hash`]; its shard is [`shard_of`]).
     pub hash: u64,
     /// Arrival number within the pattern (orders equal times).
@@ -49,15 +49,21 @@ struct PatternRead {
 
 /// One pattern's event-time bookkeeping: arrivals so far and the watermark frontier.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct PatternClock {
+pub struct PatternClock {
     frontier: Frontier,
     arrivals: u64,
 }
 
-/// The serialisable state of the front.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FrontState {
-    patterns: Vec<PatternClock>,
+impl PatternClock {
+    /// The pattern's watermark.
+    pub fn watermark(&self) -> i64 {
+        self.frontier.watermark()
+    }
+
+    /// Number of source partitions the clock keeps a watermark for.
+    pub fn partitions(&self) -> usize {
+        self.frontier.partitions()
+    }
 }
 
 /// How the front reads one pattern's events.
@@ -119,9 +125,8 @@ pub struct Front {
 /// A stable hash of a partition key, the same in every process and run: eight bytes at a
 /// time with a multiply-fold, then a full avalanche (murmur3's finaliser), so every bit of
 /// the result depends on every byte of the key.
-pub fn key_hash(key: &str) -> u64 {
+pub fn key_hash(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let bytes = key.as_bytes();
     let mut h = (bytes.len() as u64).wrapping_mul(K);
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
@@ -145,17 +150,17 @@ pub fn key_hash(key: &str) -> u64 {
 /// field stays in the event (the shard reads it there), other keys are built here; an unkeyed
 /// pattern has no key and hash 0.
 #[inline(always)]
-fn route_key(key_slots: &[usize], fields: &[Value]) -> (Option<Arc<str>>, u64) {
+fn route_key(key_slots: &[usize], fields: &[Value]) -> (Option<KeyBytes>, u64) {
     match key_slots {
         [] => return (None, 0),
         [one] => {
             if let Some(Value::Str(s)) = fields.get(*one) {
-                return (None, key_hash(s));
+                return (None, key_hash(s.as_bytes()));
             }
         }
         _ => {}
     }
-    let key = key_of(key_slots, fields);
+    let key = key::encode(key_slots, fields);
     let hash = key_hash(&key);
     (Some(key), hash)
 }
@@ -214,7 +219,7 @@ impl Decoder {
 
     /// Pattern `i`'s routing key and its hash (see [`KeyedEvent::key`]).
     #[inline]
-    fn route_key(&self, i: usize, row: &[Value]) -> (Option<Arc<str>>, u64) {
+    fn route_key(&self, i: usize, row: &[Value]) -> (Option<KeyBytes>, u64) {
         route_key(&self.patterns[i].key_slots, row)
     }
 
@@ -264,7 +269,7 @@ pub struct PatternEvent {
     /// Its time (`None`: the pattern orders by arrival).
     pub time: Option<i64>,
     /// Its routing key, as [`KeyedEvent::key`].
-    pub key: Option<Arc<str>>,
+    pub key: Option<KeyBytes>,
     /// The key's hash.
     pub hash: u64,
     /// The schema's slots.
@@ -294,6 +299,32 @@ impl Clocks {
     /// The largest watermark lag over the patterns (see [`Frontier::lag`]).
     pub fn watermark_lag(&self) -> Option<i64> {
         self.patterns.iter().filter_map(|p| p.frontier.lag()).max()
+    }
+
+    /// Each pattern's clock, as data.
+    pub fn snapshot(&self) -> Vec<PatternClock> {
+        self.patterns.clone()
+    }
+
+    /// Pattern `i` continues from `clock` (saved by an earlier run of the same pattern):
+    /// `Err` with the partition counts if the saved clock has another number of source
+    /// partitions than this run.
+    pub fn restore_pattern(&mut self, i: usize, clock: PatternClock) -> Result<(), (usize, usize)> {
+        let Some(p) = self.patterns.get_mut(i) else {
+            return Ok(());
+        };
+        let (saved, now) = (clock.frontier.partitions(), p.frontier.partitions());
+        let idle = p.frontier.idle_timeout_ms();
+        match clock.frontier.resumed(now, idle) {
+            Some(frontier) => {
+                *p = PatternClock {
+                    frontier,
+                    arrivals: clock.arrivals,
+                };
+                Ok(())
+            }
+            None => Err((saved, now)),
+        }
     }
 
     /// Counts an event of pattern `i` at `time` (`None`: the pattern orders by arrival)
@@ -462,24 +493,14 @@ impl Front {
         self.clocks.finish(&mut |i, wm| routed.watermark(i, wm));
     }
 
-    /// The state as data.
-    pub fn snapshot(&self) -> FrontState {
-        FrontState {
-            patterns: self.clocks.patterns.clone(),
-        }
+    /// The clocks (arrivals, watermarks) of every pattern.
+    pub fn clocks(&self) -> &Clocks {
+        &self.clocks
     }
 
-    /// Restores a snapshot of a front over the same patterns.
-    pub fn restore(&mut self, state: FrontState) -> Result<(), String> {
-        if state.patterns.len() != self.clocks.patterns.len() {
-            return Err(format!(
-                "snapshot has {} patterns, this engine {}",
-                state.patterns.len(),
-                self.clocks.patterns.len()
-            ));
-        }
-        self.clocks.patterns = state.patterns;
-        Ok(())
+    /// The clocks, to restore them.
+    pub fn clocks_mut(&mut self) -> &mut Clocks {
+        &mut self.clocks
     }
 }
 
@@ -490,9 +511,9 @@ mod tests {
     #[test]
     fn key_hashes_are_stable() {
         // Pinned: the hash decides which worker owns a key, and must not change silently.
-        assert_eq!(key_hash("k0001"), 0x67c7_05f0_4382_9108);
-        assert_eq!(key_hash("customer-000123"), 0xa41c_d5c7_c645_47be);
-        assert_ne!(key_hash("k0001"), key_hash("k0002"));
-        assert_ne!(key_hash("ab"), key_hash("ab\0"));
+        assert_eq!(key_hash(b"k0001"), 0x67c7_05f0_4382_9108);
+        assert_eq!(key_hash(b"customer-000123"), 0xa41c_d5c7_c645_47be);
+        assert_ne!(key_hash(b"k0001"), key_hash(b"k0002"));
+        assert_ne!(key_hash(b"ab"), key_hash(b"ab\0"));
     }
 }

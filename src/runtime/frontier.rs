@@ -45,6 +45,30 @@ impl Frontier {
         }
     }
 
+    /// This frontier, saved by an earlier run, continued in a run over `partitions` source
+    /// partitions with `idle_timeout_ms`: processing times start again from 0 (each run's
+    /// clock starts at 0). `None` if the partition count differs.
+    pub fn resumed(mut self, partitions: usize, idle_timeout_ms: Option<u64>) -> Option<Frontier> {
+        if self.parts.len() != partitions.max(1) {
+            return None;
+        }
+        self.idle_timeout_ms = idle_timeout_ms;
+        for p in &mut self.parts {
+            p.last_seen_ms = 0;
+        }
+        Some(self)
+    }
+
+    /// The idle timeout it was made with.
+    pub fn idle_timeout_ms(&self) -> Option<u64> {
+        self.idle_timeout_ms
+    }
+
+    /// Number of source partitions.
+    pub fn partitions(&self) -> usize {
+        self.parts.len()
+    }
+
     /// The combined watermark.
     pub fn watermark(&self) -> i64 {
         self.watermark

@@ -12,6 +12,7 @@ pub mod front;
 pub mod frontier;
 pub mod parallel;
 pub mod shard;
+pub mod state;
 
 use std::sync::Arc;
 
@@ -23,8 +24,9 @@ use crate::output;
 use crate::pattern::PatternDecl;
 use crate::value::Value;
 
-use front::{Front, FrontState, RouteSink};
-use shard::{Shard, ShardOutput, ShardState};
+use front::{Front, RouteSink};
+use shard::{PatternShardState, Shard, ShardOutput};
+pub use state::{EngineState, PatternState, RestoreError, RestoreReport};
 
 /// What the engine produced for one input record or for the end of input.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +131,23 @@ pub struct Compiled {
     pub patterns: Vec<(Arc<Nfa>, Vec<usize>)>,
     /// Per pattern: how the front reads its events.
     pub front: Vec<front::PatternInput>,
+    /// Per pattern: its [`state::fingerprint`].
+    pub fingerprints: Vec<u64>,
+}
+
+impl Compiled {
+    /// What restoring a state needs to know of each pattern.
+    fn targets(&self) -> Vec<state::Target<'_>> {
+        self.patterns
+            .iter()
+            .zip(&self.fingerprints)
+            .map(|((nfa, key_slots), fp)| state::Target {
+                nfa,
+                fingerprint: *fp,
+                key_fields: key_slots.len(),
+            })
+            .collect()
+    }
 }
 
 /// Compiles declarations over one shared schema.
@@ -136,11 +155,18 @@ pub fn compile_all(decls: &[PatternDecl]) -> Result<Compiled, CompileError> {
     let mut schema = Schema::new();
     let mut patterns = Vec::new();
     let mut front = Vec::new();
+    let mut fingerprints = Vec::new();
     for d in decls {
         let nfa = Arc::new(compile(d, &mut schema)?);
         let time = d.time.as_ref().map(|p| (schema.slot_of(p), p.join(".")));
         let key_slots: Vec<usize> = d.key.iter().map(|k| schema.slot_of(k)).collect();
         let lateness = i64::try_from(d.lateness_ms).unwrap_or(i64::MAX);
+        fingerprints.push(state::fingerprint(
+            &nfa,
+            &d.key,
+            time.as_ref().map(|t| t.1.as_str()),
+            lateness,
+        ));
         patterns.push((nfa, key_slots.clone()));
         front.push(front::PatternInput {
             time,
@@ -152,6 +178,7 @@ pub fn compile_all(decls: &[PatternDecl]) -> Result<Compiled, CompileError> {
         schema,
         patterns,
         front,
+        fingerprints,
     })
 }
 
@@ -175,20 +202,12 @@ impl RouteSink for ShardSink<'_> {
     }
 }
 
-/// The whole state of an engine as data: the front's watermarks and counters and every
-/// shard's partitions.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EngineState {
-    front: FrontState,
-    shards: Vec<ShardState>,
-    stats: Stats,
-}
-
 /// All patterns of a run, single-threaded: the front and the shards in one thread.
 pub struct Engine {
     front: Front,
     shards: Vec<Shard>,
     nfas: Vec<Arc<Nfa>>,
+    compiled: Compiled,
     stats: Stats,
     shard_out: Vec<ShardOutput>,
 }
@@ -211,13 +230,14 @@ impl Engine {
             .collect();
         Ok(Engine {
             front: Front::new(
-                c.schema,
-                c.front,
+                c.schema.clone(),
+                c.front.clone(),
                 options.source_partitions.max(1),
                 options.idle_timeout_ms,
             ),
             shards,
-            nfas: c.patterns.into_iter().map(|(n, _)| n).collect(),
+            nfas: c.patterns.iter().map(|(n, _)| Arc::clone(n)).collect(),
+            compiled: c,
             stats: Stats::default(),
             shard_out: Vec::new(),
         })
@@ -333,30 +353,68 @@ impl Engine {
         }
     }
 
-    /// The whole state as data (serialise it with serde).
+    /// The whole state as data (serialise it with serde; [`crate::checkpoint`] does).
     pub fn snapshot(&self) -> EngineState {
-        EngineState {
-            front: self.front.snapshot(),
-            shards: self.shards.iter().map(Shard::snapshot).collect(),
-            stats: self.stats,
-        }
+        let clocks = self.front.clocks().snapshot();
+        let mut per_shard: Vec<std::vec::IntoIter<PatternShardState>> = self
+            .shards
+            .iter()
+            .map(|s| s.snapshot().into_iter())
+            .collect();
+        let patterns = clocks
+            .into_iter()
+            .enumerate()
+            .map(|(i, clock)| {
+                let parts = per_shard.iter_mut().filter_map(Iterator::next).collect();
+                PatternState::new(
+                    self.nfas[i].name.clone(),
+                    self.compiled.fingerprints[i],
+                    clock,
+                    PatternShardState::merge(parts),
+                )
+            })
+            .collect();
+        EngineState::new(self.front.schema(), patterns, self.stats)
     }
 
-    /// Restores a snapshot taken from an engine over the same patterns and shard count.
-    pub fn restore(&mut self, state: EngineState) -> Result<(), String> {
-        if state.shards.len() != self.shards.len() {
-            return Err(format!(
-                "snapshot has {} shards, this engine {}",
-                state.shards.len(),
-                self.shards.len()
-            ));
+    /// Restores a state taken from an engine over the same patterns (any shard or worker
+    /// count): patterns are matched by name and must have the same compiled form; a pattern
+    /// not in the state starts fresh. With `fresh`, changed patterns start fresh and the
+    /// state of patterns no longer loaded is dropped, instead of being errors. Nothing
+    /// changes on an error.
+    pub fn restore(
+        &mut self,
+        state: EngineState,
+        fresh: bool,
+    ) -> Result<RestoreReport, RestoreError> {
+        let prepared = state::prepare(
+            state,
+            &self.compiled.targets(),
+            &self.compiled.schema,
+            fresh,
+        )?;
+        let shards = self.shards.len();
+        let mut clocks = self.front.clocks().clone();
+        let mut restored = Vec::new();
+        for (i, p) in prepared.patterns.into_iter().enumerate() {
+            let Some((clock, shard)) = p else { continue };
+            clocks
+                .restore_pattern(i, clock)
+                .map_err(|(saved, now)| RestoreError::Partitions {
+                    name: self.nfas[i].name.clone(),
+                    saved,
+                    now,
+                })?;
+            restored.push((i, shard));
         }
-        self.front.restore(state.front)?;
-        for (s, st) in self.shards.iter_mut().zip(state.shards) {
-            s.restore(st)?;
+        *self.front.clocks_mut() = clocks;
+        for (i, shard) in restored {
+            for (s, part) in self.shards.iter_mut().zip(shard.split(shards)) {
+                s.restore_pattern(i, part);
+            }
         }
-        self.stats = state.stats;
-        Ok(())
+        self.stats = prepared.stats;
+        Ok(prepared.report)
     }
 }
 

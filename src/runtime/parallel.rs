@@ -16,7 +16,7 @@
 //! collector releases outputs sorted by (record, text), a deterministic order whatever the
 //! number of workers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -25,9 +25,10 @@ use crate::event::{DecodeError, Event};
 use crate::nfa::{CompileError, Nfa};
 use crate::output;
 use crate::pattern::PatternDecl;
-use crate::runtime::front::{shard_of, Admission, Clocks, Decoder, KeyedEvent};
-use crate::runtime::shard::{Shard, ShardOutput};
-use crate::runtime::{compile_all, EngineOptions, Output, Stats};
+use crate::runtime::front::{shard_of, Admission, Clocks, Decoder, KeyedEvent, PatternClock};
+use crate::runtime::shard::{PatternShardState, Shard, ShardOutput};
+use crate::runtime::state::{self, EngineState, PatternState, RestoreError, RestoreReport};
+use crate::runtime::{compile_all, Compiled, EngineOptions, Output, Stats};
 
 /// Records per chunk.
 const CHUNK_RECORDS: usize = 1024;
@@ -116,7 +117,7 @@ enum Step {
 
 /// A decoded event on its way to the worker that owns its key.
 struct Owned {
-    key: Option<Arc<str>>,
+    key: Option<crate::key::KeyBytes>,
     hash: u64,
     event: Event,
 }
@@ -160,6 +161,8 @@ enum Inbox {
     Share(u64, Share),
     /// The input has `k` chunks in all.
     End(u64),
+    /// Report the state once chunks `0..k` are processed, before any later one.
+    Snapshot(u64),
     /// Another worker failed: stop.
     Abort,
 }
@@ -172,6 +175,14 @@ struct WorkerReport {
     watermark_lag: Option<i64>,
     finished: bool,
     failed: Option<String>,
+    /// The worker's state, asked for by [`Inbox::Snapshot`].
+    snapshot: Option<Box<WorkerState>>,
+}
+
+/// One worker's state at a snapshot: its clocks (the same in every worker) and its shard.
+struct WorkerState {
+    clocks: Vec<PatternClock>,
+    shard: Vec<PatternShardState>,
 }
 
 impl WorkerReport {
@@ -183,6 +194,7 @@ impl WorkerReport {
             watermark_lag: None,
             finished: false,
             failed: None,
+            snapshot: None,
         }
     }
 }
@@ -199,6 +211,9 @@ pub enum ParallelError {
     /// A worker thread failed; the run stopped early.
     #[error("{0}")]
     Worker(String),
+    /// The state to start from does not fit the patterns.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
 }
 
 /// One worker: a decoder for the chunks it is given, clocks in step with every other
@@ -241,6 +256,7 @@ impl Worker {
         let mut next = 0u64;
         let mut shares: BTreeMap<u64, Share> = BTreeMap::new();
         let mut total = None;
+        let mut snapshot_at = None;
         while let Ok(msg) = inbox.recv() {
             match msg {
                 Inbox::Decode(k, chunk) => {
@@ -251,9 +267,27 @@ impl Worker {
                     shares.insert(k, share);
                 }
                 Inbox::End(k) => total = Some(k),
+                Inbox::Snapshot(k) => snapshot_at = Some(k),
                 Inbox::Abort => return,
             }
-            while let Some(share) = shares.remove(&next) {
+            loop {
+                if snapshot_at == Some(next) {
+                    snapshot_at = None;
+                    let state = WorkerState {
+                        clocks: self.clocks.snapshot(),
+                        shard: self.shard.snapshot(),
+                    };
+                    let report = WorkerReport {
+                        snapshot: Some(Box::new(state)),
+                        ..WorkerReport::lines(Vec::new())
+                    };
+                    if self.reports.send((self.id, report)).is_err() {
+                        return;
+                    }
+                }
+                let Some(share) = shares.remove(&next) else {
+                    break;
+                };
                 next += 1;
                 let last = share.last_seq;
                 let lines = self.process(share);
@@ -497,6 +531,9 @@ impl Worker {
 /// A multi-threaded engine.
 pub struct ParallelEngine {
     nfas: Vec<Arc<Nfa>>,
+    compiled: Compiled,
+    /// Worker states received for the snapshot being taken.
+    snapshots: Vec<Option<Box<WorkerState>>>,
     inboxes: Vec<Sender<Inbox>>,
     reports: Receiver<(usize, WorkerReport)>,
     handles: Vec<JoinHandle<()>>,
@@ -515,7 +552,9 @@ pub struct ParallelEngine {
     strict: bool,
     /// The rejected record the engine stopped at, and its report.
     stopped: Option<(u64, String)>,
-    held: BTreeSet<Line>,
+    /// Lines waiting for their turn, each with how many times it came (equal lines are
+    /// distinct outputs: two matches of equal events).
+    held: BTreeMap<Line, usize>,
     /// With `strict`: numbers of the records not yet final, so that a stop can say how many
     /// records came before it.
     in_flight: std::collections::VecDeque<u64>,
@@ -532,13 +571,56 @@ impl ParallelEngine {
         workers: usize,
         ordered: bool,
     ) -> Result<ParallelEngine, ParallelError> {
+        Self::resume(decls, options, workers, ordered, None).map(|(e, _)| e)
+    }
+
+    /// [`ParallelEngine::new`] starting from a saved state (taken with any number of
+    /// workers, or by a single-threaded [`Engine`]): see [`Engine::restore`] for how patterns
+    /// are matched and what `fresh` does.
+    ///
+    /// [`Engine`]: crate::runtime::Engine
+    /// [`Engine::restore`]: crate::runtime::Engine::restore
+    pub fn resume(
+        decls: &[PatternDecl],
+        options: EngineOptions,
+        workers: usize,
+        ordered: bool,
+        state: Option<(EngineState, bool)>,
+    ) -> Result<(ParallelEngine, RestoreReport), ParallelError> {
         let c = compile_all(decls)?;
-        let nfas: Vec<Arc<Nfa>> = c.patterns.iter().map(|(n, _)| Arc::clone(n)).collect();
         let workers = workers.max(1);
+        let mut clocks = Clocks::new(
+            &c.front,
+            options.source_partitions.max(1),
+            options.idle_timeout_ms,
+        );
+        let mut shard_states: Vec<Vec<(usize, PatternShardState)>> = vec![Vec::new(); workers];
+        let mut report = RestoreReport::default();
+        let mut stats = Stats::default();
+        if let Some((saved, fresh)) = state {
+            let prepared = state::prepare(saved, &c.targets(), &c.schema, fresh)?;
+            for (i, p) in prepared.patterns.into_iter().enumerate() {
+                let Some((clock, shard)) = p else { continue };
+                clocks.restore_pattern(i, clock).map_err(|(saved, now)| {
+                    RestoreError::Partitions {
+                        name: c.patterns[i].0.name.clone(),
+                        saved,
+                        now,
+                    }
+                })?;
+                for (w, part) in shard.split(workers).into_iter().enumerate() {
+                    shard_states[w].push((i, part));
+                }
+            }
+            report = prepared.report;
+            stats = prepared.stats;
+        }
+        let nfas: Vec<Arc<Nfa>> = c.patterns.iter().map(|(n, _)| Arc::clone(n)).collect();
         let (report_tx, reports) = channel();
         let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| channel()).unzip();
         let mut engine = ParallelEngine {
             nfas: nfas.clone(),
+            snapshots: Vec::new(),
             inboxes: inboxes.clone(),
             reports,
             handles: Vec::new(),
@@ -553,34 +635,39 @@ impl ParallelEngine {
             ordered,
             strict: false,
             stopped: None,
-            held: BTreeSet::new(),
+            held: BTreeMap::new(),
             in_flight: std::collections::VecDeque::new(),
             records_final: 0,
-            stats: Stats::default(),
+            stats,
+            compiled: c,
         };
-        for (id, rx) in receivers.into_iter().enumerate() {
-            let worker = Worker {
+        let c = &engine.compiled;
+        let mut workers_made = Vec::with_capacity(workers);
+        for (id, restored) in shard_states.into_iter().enumerate() {
+            let mut shard = Shard::new(
+                &c.patterns,
+                options.timeouts,
+                options.max_runs_per_key,
+                options
+                    .max_partial_matches_total
+                    .map(|t| t.div_ceil(workers)),
+            );
+            for (i, part) in restored {
+                shard.restore_pattern(i, part);
+            }
+            workers_made.push(Worker {
                 id,
                 workers,
                 decoder: Decoder::new(c.schema.clone(), &c.front),
-                clocks: Clocks::new(
-                    &c.front,
-                    options.source_partitions.max(1),
-                    options.idle_timeout_ms,
-                ),
-                shard: Shard::new(
-                    &c.patterns,
-                    options.timeouts,
-                    options.max_runs_per_key,
-                    options
-                        .max_partial_matches_total
-                        .map(|t| t.div_ceil(workers)),
-                ),
+                clocks: clocks.clone(),
+                shard,
                 nfas: nfas.clone(),
                 inboxes: inboxes.clone(),
                 reports: report_tx.clone(),
                 out: Vec::new(),
-            };
+            });
+        }
+        for ((id, rx), worker) in receivers.into_iter().enumerate().zip(workers_made) {
             let report_tx = report_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("motif-worker-{id}"))
@@ -608,7 +695,7 @@ impl ParallelEngine {
                 }
             }
         }
-        Ok(engine)
+        Ok((engine, report))
     }
 
     /// The compiled patterns.
@@ -769,9 +856,14 @@ impl ParallelEngine {
             self.finished += 1;
             return;
         }
-        self.dropped[id] = report.dropped_runs;
         if let Some(p) = report.progress {
+            self.dropped[id] = report.dropped_runs;
             self.done[id] = p;
+        }
+        if let Some(state) = report.snapshot {
+            if let Some(slot) = self.snapshots.get_mut(id) {
+                *slot = Some(state);
+            }
         }
         if report.watermark_lag.is_some() {
             self.watermark_lag = report.watermark_lag;
@@ -784,7 +876,7 @@ impl ParallelEngine {
                 continue;
             }
             if self.ordered || self.strict {
-                self.held.insert(l);
+                *self.held.entry(l).or_insert(0) += 1;
             } else {
                 self.deliver(l, emit);
             }
@@ -852,11 +944,14 @@ impl ParallelEngine {
         // Everything caused by records up to the slowest worker's last one is final.
         let all = until_finished || self.finished >= workers;
         let safe = self.done.iter().map(|d| d.1).min().unwrap_or(0);
-        while let Some(first) = self.held.first() {
+        while let Some((first, _)) = self.held.first_key_value() {
             if !all && (self.slowest() == 0 || first.seq > safe) {
                 break;
             }
-            if let Some(l) = self.held.pop_first() {
+            if let Some((l, copies)) = self.held.pop_first() {
+                for _ in 1..copies {
+                    self.release(l.clone(), emit);
+                }
                 self.release(l, emit);
             }
         }
@@ -868,6 +963,60 @@ impl ParallelEngine {
                 self.records_final += 1;
             }
         }
+    }
+
+    /// The whole state at the current record boundary, as a single-threaded engine would
+    /// hold it: the records taken so far go to the workers, every line they cause is passed
+    /// to `emit` (held lines too, with `ordered`), and each worker reports its state before
+    /// it processes anything later.
+    ///
+    /// # Errors
+    /// A worker failed, or the engine stopped at a rejected record (`strict`).
+    pub fn snapshot(&mut self, emit: &mut dyn FnMut(Line)) -> Result<EngineState, ParallelError> {
+        if let Some((_, why)) = &self.stopped {
+            return Err(ParallelError::Worker(format!("stopped: {why}")));
+        }
+        if !self.chunk.entries.is_empty() {
+            self.send_chunk(emit);
+        }
+        let workers = self.inboxes.len();
+        self.snapshots = (0..workers).map(|_| None).collect();
+        for tx in &self.inboxes {
+            let _ = tx.send(Inbox::Snapshot(self.sent));
+        }
+        self.take_reports_until(emit, |e| e.snapshots.iter().all(Option::is_some));
+        if let Some(why) = &self.failed {
+            return Err(ParallelError::Worker(why.clone()));
+        }
+        // Every line caused by the records so far has arrived: pass on the held ones.
+        self.collect(false, emit);
+        let mut states: Vec<WorkerState> = self.snapshots.drain(..).flatten().map(|b| *b).collect();
+        if states.len() != workers {
+            return Err(ParallelError::Worker(
+                "a worker stopped before reporting its state".into(),
+            ));
+        }
+        let clocks = std::mem::take(&mut states[0].clocks);
+        let mut shards: Vec<std::vec::IntoIter<PatternShardState>> =
+            states.into_iter().map(|s| s.shard.into_iter()).collect();
+        let patterns = clocks
+            .into_iter()
+            .enumerate()
+            .map(|(i, clock)| {
+                let parts = shards.iter_mut().filter_map(Iterator::next).collect();
+                PatternState::new(
+                    self.nfas[i].name.clone(),
+                    self.compiled.fingerprints[i],
+                    clock,
+                    PatternShardState::merge(parts),
+                )
+            })
+            .collect();
+        Ok(EngineState::new(
+            &self.compiled.schema,
+            patterns,
+            self.stats(),
+        ))
     }
 
     /// Ends the input: watermarks to +∞, workers drained and joined, every line emitted.

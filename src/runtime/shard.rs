@@ -12,11 +12,11 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{shared_str_eq, short_str_eq, Event};
+use crate::event::{short_str_eq, Event};
+use crate::key::{self, KeyBytes};
 use crate::nfa::matcher::{Scratch, StartProbe};
 use crate::nfa::{Match, Matcher, Nfa};
-use crate::output;
-use crate::runtime::front::{key_hash, KeyedEvent};
+use crate::runtime::front::{key_hash, shard_of, KeyedEvent};
 use crate::value::Value;
 
 /// What a shard produces when the watermark passes: matches and timed-out partial matches.
@@ -33,7 +33,7 @@ pub struct ShardOutput {
 /// One key's state: its matcher (the slot's [`Head`] holds the rest).
 #[derive(Debug, Clone)]
 struct Partition {
-    key: Arc<str>,
+    key: KeyBytes,
     /// [`key_hash`] of `key`.
     hash: u64,
     /// `None` while the partition is idle: its matcher went back to the pool, so that only
@@ -47,10 +47,9 @@ struct Partition {
 /// A partition as a snapshot holds it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SavedPartition {
-    key: Arc<str>,
+    key: KeyBytes,
     pending: Pending,
     matcher: Matcher,
-    key_json: Option<Arc<str>>,
 }
 
 /// What an event that changes nothing reads of its partition, in the partition's index
@@ -73,7 +72,7 @@ struct Head {
 }
 
 impl Head {
-    fn new(key: &str, waiting_states: u64) -> Head {
+    fn new(key: &[u8], waiting_states: u64) -> Head {
         Head {
             timer_at: i64::MAX,
             waiting_states,
@@ -144,8 +143,7 @@ impl Default for InlineKey {
 }
 
 impl InlineKey {
-    fn of(key: &str) -> InlineKey {
-        let b = key.as_bytes();
+    fn of(b: &[u8]) -> InlineKey {
         let mut k = InlineKey::default();
         if b.len() <= INLINE_KEY {
             k.len = b.len() as u8;
@@ -168,8 +166,7 @@ struct Entry {
 impl Entry {
     /// Whether this is the partition of `key` (a short key is compared in the head).
     #[inline]
-    fn has_key(&self, slots: &[Slot], key: &Arc<str>) -> bool {
-        let b = key.as_bytes();
+    fn has_key(&self, slots: &[Slot], b: &[u8]) -> bool {
         let inline = &self.head.inline_key;
         if inline.len != u8::MAX {
             let n = usize::from(inline.len);
@@ -178,7 +175,7 @@ impl Entry {
         slots
             .get(self.slot as usize)
             .and_then(|s| s.partition.as_ref())
-            .is_some_and(|p| shared_str_eq(&p.key, key))
+            .is_some_and(|p| same_bytes(&p.key, b))
     }
 }
 
@@ -223,7 +220,7 @@ struct PatternShard {
     nfa: Arc<Nfa>,
     key_slots: Vec<usize>,
     /// The one key of an unkeyed pattern.
-    unkeyed: Arc<str>,
+    unkeyed: KeyBytes,
     max_runs: Option<usize>,
     /// Cap on open partial matches over all keys: at the cap, keys without state start no
     /// new partial matches (counted in `dropped_runs`) until some end.
@@ -255,18 +252,155 @@ struct PatternShard {
     deadlines_only_grow: bool,
 }
 
-/// The serialisable state of one pattern of a shard.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The serialisable state of one pattern in one shard, or (merged) in all of them: its
+/// watermark and every partition with state. Idle partitions are left out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PatternShardState {
     watermark: i64,
     dropped_runs: u64,
     partitions: Vec<SavedPartition>,
 }
 
-/// The serialisable state of a shard.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ShardState {
-    patterns: Vec<PatternShardState>,
+/// Why a saved pattern state cannot be used with a pattern (a damaged or crafted
+/// checkpoint: one written by motif for the same pattern always passes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// A partition's key does not decode for the pattern's key fields.
+    #[error("partition {index}: {source}")]
+    Key {
+        /// The partition's index in the state.
+        index: usize,
+        /// Why.
+        source: crate::key::KeyError,
+    },
+    /// Two partitions have the same key.
+    #[error("partitions {first} and {second} have the same key")]
+    DuplicateKey {
+        /// The first.
+        first: usize,
+        /// The second.
+        second: usize,
+    },
+    /// A partition's matcher does not fit the pattern.
+    #[error("partition {index}: {reason}")]
+    Matcher {
+        /// The partition's index in the state.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A partition's waiting events are not in (time, arrival) order.
+    #[error("partition {index}: waiting events out of order")]
+    Pending {
+        /// The partition's index in the state.
+        index: usize,
+    },
+}
+
+impl PatternShardState {
+    /// One state holding the partitions of all of `parts` (the shards of one pattern, which
+    /// all have the same watermark).
+    pub fn merge(parts: Vec<PatternShardState>) -> PatternShardState {
+        let mut all = PatternShardState {
+            watermark: i64::MIN,
+            ..PatternShardState::default()
+        };
+        for p in parts {
+            all.watermark = all.watermark.max(p.watermark);
+            all.dropped_runs += p.dropped_runs;
+            all.partitions.extend(p.partitions);
+        }
+        all
+    }
+
+    /// The state split over `shards` shards by key hash (as [`shard_of`] routes events);
+    /// the count of dropped partial matches goes to the first.
+    pub fn split(self, shards: usize) -> Vec<PatternShardState> {
+        let shards = shards.max(1);
+        let mut parts: Vec<PatternShardState> = (0..shards)
+            .map(|_| PatternShardState {
+                watermark: self.watermark,
+                ..PatternShardState::default()
+            })
+            .collect();
+        parts[0].dropped_runs = self.dropped_runs;
+        for saved in self.partitions {
+            let i = shard_of(key_hash(&saved.key), shards);
+            parts[i].partitions.push(saved);
+        }
+        parts
+    }
+
+    /// The pattern's watermark when the state was taken.
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Partitions (keys) with state.
+    pub fn keys(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Open partial matches over all partitions.
+    pub fn partial_matches(&self) -> usize {
+        self.partitions
+            .iter()
+            .map(|p| p.matcher.partial_matches())
+            .sum()
+    }
+
+    /// Events buffered for the watermark over all partitions.
+    pub fn waiting_events(&self) -> usize {
+        self.partitions
+            .iter()
+            .map(|p| p.pending.0.as_ref().map_or(0, |q| q.len()))
+            .sum()
+    }
+
+    /// Calls `f` on every event the state holds (to move their fields to another schema's
+    /// slots).
+    pub fn for_each_event_mut(&mut self, f: &mut dyn FnMut(&mut Event)) {
+        for p in &mut self.partitions {
+            if let Some(q) = p.pending.0.as_mut() {
+                for (_, _, e) in q.iter_mut() {
+                    f(e);
+                }
+            }
+            p.matcher.for_each_event_mut(f);
+        }
+    }
+
+    /// Checks that the state can be run by `nfa` with `key_fields` key fields: keys decode
+    /// and are unique, matchers fit the NFA, waiting events are in order.
+    pub fn validate(&self, nfa: &Nfa, key_fields: usize) -> Result<(), StateError> {
+        let mut seen: hashbrown::HashMap<&[u8], usize> = hashbrown::HashMap::new();
+        for (index, p) in self.partitions.iter().enumerate() {
+            if key_fields > 0 {
+                key::decode(key_fields, &p.key)
+                    .map_err(|source| StateError::Key { index, source })?;
+            }
+            if let Some(first) = seen.insert(&p.key, index) {
+                return Err(StateError::DuplicateKey {
+                    first,
+                    second: index,
+                });
+            }
+            p.matcher.validate(nfa).map_err(|e| StateError::Matcher {
+                index,
+                reason: e.to_string(),
+            })?;
+            if let Some(q) = p.pending.0.as_ref() {
+                let ordered = q
+                    .iter()
+                    .zip(q.iter().skip(1))
+                    .all(|(a, b)| (a.0, a.1) <= (b.0, b.1));
+                if !ordered {
+                    return Err(StateError::Pending { index });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The keys of every pattern assigned to one worker.
@@ -275,65 +409,61 @@ pub struct Shard {
     timeouts: bool,
 }
 
-fn key_text(v: &Value) -> String {
-    match v {
-        Value::Str(s) => s.to_string(),
-        other => other.to_string(),
-    }
+/// Whether two keys are equal: the same bytes (long keys are often the same shared string).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || short_str_eq(a, b)
 }
 
-/// The partition key of an event as a map key: the string itself for one string field (no
-/// copy), the fields' texts joined by U+001F for several.
-pub fn key_of(key_slots: &[usize], fields: &[Value]) -> Arc<str> {
-    let get = |s: usize| fields.get(s).unwrap_or(&Value::Null);
-    match key_slots {
-        [] => Arc::from(""),
-        [one] => match get(*one) {
-            Value::Str(s) => Arc::clone(s),
-            v => Arc::from(key_text(v)),
-        },
-        many => {
-            let texts: Vec<String> = many.iter().map(|s| key_text(get(*s))).collect();
-            Arc::from(texts.join("\u{1f}"))
+/// An event's partition key, borrowed: the one the front built, or the event's own single
+/// string key field (the common case, not copied).
+#[derive(Clone, Copy)]
+enum KeyRef<'a> {
+    Built(&'a KeyBytes),
+    Field(&'a Arc<str>),
+}
+
+impl KeyRef<'_> {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            KeyRef::Built(k) => k,
+            KeyRef::Field(s) => s.as_bytes(),
+        }
+    }
+
+    /// The key to keep in a partition (shares the string's or the built key's allocation).
+    fn to_owned(self) -> KeyBytes {
+        match self {
+            KeyRef::Built(k) => Arc::clone(k),
+            KeyRef::Field(s) => KeyBytes::from(Arc::clone(s)),
         }
     }
 }
 
 /// An event's partition key: the one the front built (`given`), else the event's own single
-/// string key field (the common case, borrowed, not copied), or `unkeyed` for a pattern
-/// without key.
+/// string key field, or `unkeyed` for a pattern without key.
+#[inline]
 fn event_key<'a>(
-    given: &'a Option<Arc<str>>,
+    given: &'a Option<KeyBytes>,
     key_slots: &[usize],
-    unkeyed: &'a Arc<str>,
+    unkeyed: &'a KeyBytes,
     event: &'a Event,
-) -> Option<&'a Arc<str>> {
+) -> Option<KeyRef<'a>> {
     match (given, key_slots) {
-        (Some(k), _) => Some(k),
-        (None, []) => Some(unkeyed),
+        (Some(k), _) => Some(KeyRef::Built(k)),
+        (None, []) => Some(KeyRef::Built(unkeyed)),
         (None, [one]) => match event.slot(*one) {
-            Value::Str(s) => Some(s),
+            Value::Str(s) => Some(KeyRef::Field(s)),
             _ => None,
         },
         (None, _) => None,
     }
 }
 
-/// The key as it appears in matches: a JSON string for one key field, an array of strings
-/// for several (rebuilt from the map key made by [`key_of`]).
-fn key_json(key_fields: usize, key: &str) -> Option<Arc<str>> {
-    match key_fields {
-        0 => None,
-        1 => {
-            let mut json = String::new();
-            output::push_json_str(&mut json, key);
-            Some(Arc::from(json))
-        }
-        _ => {
-            let texts: Vec<&str> = key.split('\u{1f}').collect();
-            Some(Arc::from(serde_json::to_string(&texts).unwrap_or_default()))
-        }
-    }
+/// The key as it appears in matches (see [`key::to_json`]).
+fn key_json(key_fields: usize, key: &[u8]) -> Option<Arc<str>> {
+    key::to_json(key_fields, key).map(Arc::from)
 }
 
 impl Shard {
@@ -351,7 +481,7 @@ impl Shard {
                 .map(|(nfa, key_slots)| PatternShard {
                     nfa: Arc::clone(nfa),
                     key_slots: key_slots.clone(),
-                    unkeyed: Arc::from(""),
+                    unkeyed: KeyBytes::from(Vec::new()),
                     max_runs,
                     max_total,
                     open_runs: 0,
@@ -423,81 +553,80 @@ impl Shard {
         self.patterns.iter().map(|p| p.dropped_runs).sum()
     }
 
-    /// The whole state as data.
-    pub fn snapshot(&self) -> ShardState {
-        ShardState {
-            patterns: self
-                .patterns
+    /// The state of each pattern, as data.
+    pub fn snapshot(&self) -> Vec<PatternShardState> {
+        self.patterns.iter().map(PatternShard::snapshot).collect()
+    }
+
+    /// Replaces pattern `pattern`'s state with `state` (taken from a shard of the same
+    /// pattern and checked with [`PatternShardState::validate`]).
+    pub fn restore_pattern(&mut self, pattern: usize, state: PatternShardState) {
+        if let Some(p) = self.patterns.get_mut(pattern) {
+            p.restore(state);
+        }
+    }
+}
+
+impl PatternShard {
+    fn snapshot(&self) -> PatternShardState {
+        PatternShardState {
+            watermark: self.watermark,
+            dropped_runs: self.dropped_runs,
+            partitions: self
+                .slots
                 .iter()
-                .map(|p| PatternShardState {
-                    watermark: p.watermark,
-                    dropped_runs: p.dropped_runs,
-                    partitions: p
-                        .slots
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(slot, s)| {
-                            let part = s.partition.as_ref()?;
-                            let entry = p.index.find(part.hash, |e| e.slot as usize == slot)?;
-                            if entry.head.idle {
-                                return None;
-                            }
-                            Some(SavedPartition {
-                                key: Arc::clone(&part.key),
-                                pending: entry.head.pending.clone(),
-                                matcher: Matcher::clone(part.matcher.as_ref()?),
-                                key_json: part.key_json.clone(),
-                            })
-                        })
-                        .collect(),
+                .enumerate()
+                .filter_map(|(slot, s)| {
+                    let part = s.partition.as_ref()?;
+                    let entry = self.index.find(part.hash, |e| e.slot as usize == slot)?;
+                    if entry.head.idle {
+                        return None;
+                    }
+                    Some(SavedPartition {
+                        key: Arc::clone(&part.key),
+                        pending: entry.head.pending.clone(),
+                        matcher: Matcher::clone(part.matcher.as_ref()?),
+                    })
                 })
                 .collect(),
         }
     }
 
-    /// Replaces this shard's state with a snapshot taken from a shard of the same patterns.
-    pub fn restore(&mut self, state: ShardState) -> Result<(), String> {
-        if state.patterns.len() != self.patterns.len() {
-            return Err(format!(
-                "snapshot has {} patterns, this shard {}",
-                state.patterns.len(),
-                self.patterns.len()
-            ));
-        }
-        for (p, s) in self.patterns.iter_mut().zip(state.patterns) {
-            p.index.clear();
-            p.slots.clear();
-            p.free_slots.clear();
-            p.timers.clear();
-            p.live = 0;
-            p.idle = 0;
-            p.watermark = s.watermark;
-            p.dropped_runs = s.dropped_runs;
-            for saved in s.partitions {
-                let slot = p.slots.len() as u32;
-                let hash = key_hash(&saved.key);
-                let mut head = Head::new(&saved.key, saved.matcher.waiting_states());
-                head.pending = saved.pending;
-                p.index
-                    .insert_unique(hash, Entry { hash, slot, head }, |e| e.hash);
-                p.slots.push(Slot {
-                    generation: 0,
-                    partition: Some(Partition {
-                        key: saved.key,
-                        hash,
-                        matcher: Some(Box::new(saved.matcher)),
-                        key_json: saved.key_json,
-                    }),
-                });
-                p.live += 1;
-                p.schedule(slot);
+    fn restore(&mut self, state: PatternShardState) {
+        self.index.clear();
+        self.slots.clear();
+        self.free_slots.clear();
+        self.timers.clear();
+        self.live = 0;
+        self.idle = 0;
+        self.open_runs = 0;
+        self.watermark = state.watermark;
+        self.dropped_runs = state.dropped_runs;
+        for saved in state.partitions {
+            let slot = self.slots.len() as u32;
+            let hash = key_hash(&saved.key);
+            let mut matcher = Box::new(saved.matcher);
+            if let Some(cap) = self.max_runs {
+                matcher.set_max_runs(cap);
             }
+            self.open_runs += matcher.partial_matches();
+            let mut head = Head::new(&saved.key, matcher.waiting_states());
+            head.pending = saved.pending;
+            self.index
+                .insert_unique(hash, Entry { hash, slot, head }, |e| e.hash);
+            self.slots.push(Slot {
+                generation: 0,
+                partition: Some(Partition {
+                    key: saved.key,
+                    hash,
+                    matcher: Some(matcher),
+                    key_json: None,
+                }),
+            });
+            self.live += 1;
+            self.schedule(slot);
         }
-        Ok(())
     }
-}
-
-impl PatternShard {
     #[allow(clippy::too_many_arguments)]
     fn on_event(&mut self, e: KeyedEvent, timeouts: bool, out: &mut Vec<ShardOutput>) {
         let KeyedEvent {
@@ -511,7 +640,7 @@ impl PatternShard {
         let time = event.time;
         let immediate = time <= watermark.saturating_add(1);
         let found = match event_key(&key, &self.key_slots, &self.unkeyed, &event) {
-            Some(k) => self.find(hash, k),
+            Some(k) => self.find(hash, k.bytes()),
             None => return,
         };
         let (slot, idle) = match found {
@@ -539,7 +668,8 @@ impl PatternShard {
                 }
                 // Run the event on a spare matcher and keep a partition only if something is
                 // left pending.
-                let Some(key) = event_key(&key, &self.key_slots, &self.unkeyed, &event).cloned()
+                let Some(key) =
+                    event_key(&key, &self.key_slots, &self.unkeyed, &event).map(KeyRef::to_owned)
                 else {
                     return;
                 };
@@ -569,7 +699,8 @@ impl PatternShard {
                 return;
             }
             None => {
-                let Some(key) = event_key(&key, &self.key_slots, &self.unkeyed, &event).cloned()
+                let Some(key) =
+                    event_key(&key, &self.key_slots, &self.unkeyed, &event).map(KeyRef::to_owned)
                 else {
                     return;
                 };
@@ -665,7 +796,7 @@ impl PatternShard {
     /// The partition of `key`, if it has one: its slot and what decides an event that
     /// changes nothing, read from its index entry.
     #[inline]
-    fn find(&self, hash: u64, key: &Arc<str>) -> Option<Found> {
+    fn find(&self, hash: u64, key: &[u8]) -> Option<Found> {
         let slots = &self.slots;
         self.index
             .find(hash, |e| e.hash == hash && e.has_key(slots, key))
@@ -682,7 +813,7 @@ impl PatternShard {
             })
     }
 
-    fn insert_partition(&mut self, key: Arc<str>, hash: u64, matcher: Box<Matcher>) -> u32 {
+    fn insert_partition(&mut self, key: KeyBytes, hash: u64, matcher: Box<Matcher>) -> u32 {
         let head = Head::new(&key, matcher.waiting_states());
         let part = Partition {
             matcher: Some(matcher),
@@ -930,7 +1061,7 @@ mod tests {
         let keyed = KeyedEvent {
             pattern: 0,
             key: None,
-            hash: key_hash(key),
+            hash: key_hash(key.as_bytes()),
             arrival: t as u64,
             watermark: t,
             event,
@@ -1003,7 +1134,7 @@ mod tests {
         assert!(p.live <= IDLE_KEEP, "{} idle partitions kept", p.live);
         assert!(p.slots.len() <= IDLE_KEEP + 1, "{} slots", p.slots.len());
         assert_eq!(p.live, p.idle);
-        assert!(shard.snapshot().patterns[0].partitions.is_empty());
+        assert!(shard.snapshot()[0].partitions.is_empty());
         // A key whose idle partition is still there matches as a new key would.
         let t = 2 * keys as i64;
         let last = format!("k{}", keys - 1);

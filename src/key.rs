@@ -1,0 +1,283 @@
+//! Partition keys: the tuple of an event's key fields with their types, as Flink keys a
+//! stream by typed value.
+//!
+//! A key is kept as bytes that no two different tuples share:
+//!
+//! - one key field holding a string: the string's UTF-8 bytes themselves (the common case:
+//!   no copy, the event's own string is the key);
+//! - anything else (a number, a boolean, `null` — which a missing field is too — or several
+//!   fields): the byte `0xFF`, which never occurs in UTF-8, then each field as a type tag
+//!   and its value, strings length-prefixed.
+//!
+//! So `1` and `"1"` are different keys, `null` and `"null"` are, and `("a\u{1f}b", "c")` and
+//! `("a", "b\u{1f}c")` are. [`to_json`] turns a key back into the JSON value matches show:
+//! the value itself for one field, an array for several, with the original types.
+
+use std::sync::Arc;
+
+use crate::value::Value;
+
+/// The first byte of every key that is not a single string field (never in UTF-8 text).
+const TYPED: u8 = 0xFF;
+
+const TAG_NULL: u8 = 0;
+const TAG_FALSE: u8 = 1;
+const TAG_TRUE: u8 = 2;
+const TAG_INT: u8 = 3;
+const TAG_FLOAT: u8 = 4;
+const TAG_STR: u8 = 5;
+
+/// A partition key as the shards keep it (see the module documentation).
+pub type KeyBytes = Arc<[u8]>;
+
+/// Why key bytes could not be read back (only bytes not made by [`encode`], such as a
+/// damaged snapshot, fail).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The bytes end inside a field.
+    #[error("partition key is cut short in field {field}")]
+    Truncated {
+        /// The field's index.
+        field: usize,
+    },
+    /// A field's type tag is unknown.
+    #[error("partition key field {field} has an unknown type tag {tag}")]
+    BadTag {
+        /// The field's index.
+        field: usize,
+        /// The tag.
+        tag: u8,
+    },
+    /// A string in the key is not UTF-8.
+    #[error("partition key field {field} is not UTF-8 text")]
+    NotText {
+        /// The field's index.
+        field: usize,
+    },
+    /// More or fewer fields than the pattern's key has.
+    #[error("partition key has {found} fields, the pattern's key {expected}")]
+    FieldCount {
+        /// Fields in the pattern's key.
+        expected: usize,
+        /// Fields in the bytes.
+        found: usize,
+    },
+}
+
+/// The key of an event whose key fields are `key_slots` of `fields` (a missing slot is
+/// `null`). A single string field is its own bytes, shared with the event; callers that
+/// have that case at hand use the string directly and never come here for it.
+pub fn encode(key_slots: &[usize], fields: &[Value]) -> KeyBytes {
+    let get = |s: usize| fields.get(s).unwrap_or(&Value::Null);
+    if let [one] = key_slots {
+        if let Value::Str(s) = get(*one) {
+            return KeyBytes::from(Arc::clone(s));
+        }
+    }
+    let mut b = Vec::with_capacity(1 + 9 * key_slots.len());
+    b.push(TYPED);
+    for s in key_slots {
+        push_field(&mut b, get(*s));
+    }
+    KeyBytes::from(b)
+}
+
+fn push_field(b: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => b.push(TAG_NULL),
+        Value::Bool(false) => b.push(TAG_FALSE),
+        Value::Bool(true) => b.push(TAG_TRUE),
+        Value::Int(i) => {
+            b.push(TAG_INT);
+            b.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::Float(x) => {
+            b.push(TAG_FLOAT);
+            // One NaN (as Java's Double.equals): every NaN is the same key.
+            let bits = if x.is_nan() {
+                f64::NAN.to_bits()
+            } else {
+                x.to_bits()
+            };
+            b.extend_from_slice(&bits.to_le_bytes());
+        }
+        Value::Str(s) => {
+            b.push(TAG_STR);
+            // A string longer than 4 GiB cannot be a field of one record (records are
+            // bounded far below that); the length saturates rather than wraps.
+            let n = u32::try_from(s.len()).unwrap_or(u32::MAX);
+            b.extend_from_slice(&n.to_le_bytes());
+            b.extend_from_slice(s.as_bytes());
+        }
+    }
+}
+
+/// The key's field values, for a pattern whose key has `key_fields` fields.
+pub fn decode(key_fields: usize, bytes: &[u8]) -> Result<Vec<Value>, KeyError> {
+    if key_fields == 0 {
+        return Ok(Vec::new());
+    }
+    match bytes.split_first() {
+        Some((&TYPED, mut rest)) => {
+            let mut values = Vec::with_capacity(key_fields);
+            while !rest.is_empty() {
+                let field = values.len();
+                let (v, tail) = read_field(field, rest)?;
+                values.push(v);
+                rest = tail;
+            }
+            if values.len() != key_fields {
+                return Err(KeyError::FieldCount {
+                    expected: key_fields,
+                    found: values.len(),
+                });
+            }
+            Ok(values)
+        }
+        _ if key_fields == 1 => match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(vec![Value::Str(Arc::from(s))]),
+            Err(_) => Err(KeyError::NotText { field: 0 }),
+        },
+        _ => Err(KeyError::FieldCount {
+            expected: key_fields,
+            found: 1,
+        }),
+    }
+}
+
+fn read_field(field: usize, b: &[u8]) -> Result<(Value, &[u8]), KeyError> {
+    let cut = KeyError::Truncated { field };
+    let (&tag, rest) = b.split_first().ok_or(cut.clone())?;
+    let word = |rest: &[u8]| -> Result<(u64, usize), KeyError> {
+        let w: [u8; 8] = rest
+            .get(..8)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(cut.clone())?;
+        Ok((u64::from_le_bytes(w), 8))
+    };
+    match tag {
+        TAG_NULL => Ok((Value::Null, rest)),
+        TAG_FALSE => Ok((Value::Bool(false), rest)),
+        TAG_TRUE => Ok((Value::Bool(true), rest)),
+        TAG_INT => {
+            let (w, n) = word(rest)?;
+            Ok((Value::Int(w as i64), &rest[n..]))
+        }
+        TAG_FLOAT => {
+            let (w, n) = word(rest)?;
+            Ok((Value::Float(f64::from_bits(w)), &rest[n..]))
+        }
+        TAG_STR => {
+            let len: [u8; 4] = rest
+                .get(..4)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(cut.clone())?;
+            let len = u32::from_le_bytes(len) as usize;
+            let text = rest.get(4..4 + len).ok_or(cut)?;
+            let s = std::str::from_utf8(text).map_err(|_| KeyError::NotText { field })?;
+            Ok((Value::Str(Arc::from(s)), &rest[4 + len..]))
+        }
+        tag => Err(KeyError::BadTag { field, tag }),
+    }
+}
+
+/// One value as JSON, with its type: a float that is not finite (which JSON cannot write)
+/// becomes `null`.
+fn value_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Int(i) => serde_json::Value::from(*i),
+        Value::Float(x) => serde_json::Number::from_f64(*x)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        Value::Str(s) => serde_json::Value::String(s.to_string()),
+    }
+}
+
+/// The key as matches show it: `None` for an unkeyed pattern, the JSON value itself for one
+/// key field, an array for several, with the fields' original types (`1` stays a number).
+/// Bytes that do not decode (only a damaged snapshot has them) show as their lossy text.
+pub fn to_json(key_fields: usize, bytes: &[u8]) -> Option<String> {
+    if key_fields == 0 {
+        return None;
+    }
+    let json = match decode(key_fields, bytes) {
+        Ok(values) if key_fields == 1 => value_json(&values[0]),
+        Ok(values) => serde_json::Value::Array(values.iter().map(value_json).collect()),
+        Err(_) => serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()),
+    };
+    Some(json.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(values: &[Value]) -> KeyBytes {
+        let slots: Vec<usize> = (0..values.len()).collect();
+        encode(&slots, values)
+    }
+
+    fn s(x: &str) -> Value {
+        Value::from(x)
+    }
+
+    #[test]
+    fn a_number_and_its_text_are_different_keys() {
+        assert_ne!(key(&[Value::Int(1)]), key(&[s("1")]));
+        assert_ne!(key(&[Value::Int(1)]), key(&[Value::Float(1.0)]));
+        assert_ne!(key(&[Value::Bool(true)]), key(&[s("true")]));
+    }
+
+    #[test]
+    fn null_missing_and_the_text_null() {
+        assert_ne!(key(&[Value::Null]), key(&[s("null")]));
+        // A missing slot is null.
+        assert_eq!(encode(&[7], &[]), key(&[Value::Null]));
+        assert_ne!(key(&[Value::Null]), key(&[s("")]));
+    }
+
+    #[test]
+    fn several_fields_do_not_run_together() {
+        let a = key(&[s("a\u{1f}b"), s("c")]);
+        let b = key(&[s("a"), s("b\u{1f}c")]);
+        assert_ne!(a, b);
+        assert_ne!(key(&[s("ab"), s("")]), key(&[s("a"), s("b")]));
+        // A string field can hold what looks like an encoded key: still not equal.
+        assert_ne!(key(&[s("x")]), key(&[s("x"), Value::Null]));
+    }
+
+    #[test]
+    fn a_single_string_is_its_own_bytes() {
+        let k = key(&[s("card-17")]);
+        assert_eq!(&*k, b"card-17");
+    }
+
+    #[test]
+    fn keys_read_back_with_their_types() {
+        assert_eq!(to_json(1, &key(&[Value::Int(1)])).unwrap(), "1");
+        assert_eq!(to_json(1, &key(&[s("1")])).unwrap(), "\"1\"");
+        assert_eq!(to_json(1, &key(&[Value::Null])).unwrap(), "null");
+        assert_eq!(
+            to_json(3, &key(&[s("a"), Value::Float(2.5), Value::Bool(false)])).unwrap(),
+            r#"["a",2.5,false]"#
+        );
+        assert_eq!(to_json(0, b""), None);
+        let values = decode(2, &key(&[Value::Int(-9), s("é\u{1f}")])).unwrap();
+        assert_eq!(values, vec![Value::Int(-9), s("é\u{1f}")]);
+    }
+
+    #[test]
+    fn damaged_bytes_are_errors() {
+        let good = key(&[Value::Int(5), s("abc")]);
+        for cut in 1..good.len() {
+            assert!(decode(2, &good[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(
+            decode(2, &[TYPED, 9]),
+            Err(KeyError::BadTag { field: 0, tag: 9 })
+        );
+        assert!(decode(1, &[0xC3]).is_err());
+        assert!(decode(3, &good).is_err());
+    }
+}
