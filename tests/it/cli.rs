@@ -673,3 +673,26 @@ fn partitioned_files_each_hold_their_own_watermark() {
         assert_eq!(got, want, "--partitioned --workers {workers}");
     }
 }
+
+#[test]
+fn ordered_output_keeps_equal_lines() {
+    // Two matches whose lines are equal (the input repeats an event): both come out, with
+    // one worker or two, ordered or not.
+    let dir = scratch("equal-lines");
+    let pat = write(
+        &dir,
+        "ab.motif",
+        r#"pattern ab key card time ts = begin("a").where(kind == "a").followedByAny("b").where(kind == "b");"#,
+    );
+    let input = "{\"card\":\"c1\",\"kind\":\"a\",\"ts\":1}\n{\"card\":\"c1\",\"kind\":\"b\",\"ts\":2}\n{\"card\":\"c1\",\"kind\":\"b\",\"ts\":2}\n";
+    for flags in [
+        &["--workers", "1"][..],
+        &["--workers", "1", "--ordered"],
+        &["--workers", "2", "--ordered"],
+    ] {
+        let mut args = vec!["run", pat.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let out = run_with_stdin(&args, input);
+        assert_eq!(stdout_json(&out).len(), 2, "{flags:?}");
+    }
+}

@@ -1,7 +1,9 @@
 //! motif's integration tests: one test binary, one module per area.
 
+mod checkpoint;
 mod cli;
 mod conformance;
+mod crash;
 mod differential;
 mod examples;
 mod parallel;

@@ -236,7 +236,7 @@ fn snapshot_restore_midstream_equals_an_uninterrupted_run() {
         ..EngineOptions::default()
     };
     let (want, _) = run_all(ABC, &lines, options);
-    for cut in [1, 700, 1500, 2999] {
+    for (cut, shards) in [(1, 1), (700, 3), (1500, 5), (2999, 2)] {
         let mut first = engine(ABC, options);
         let mut out = Vec::new();
         for l in &lines[..cut] {
@@ -245,9 +245,13 @@ fn snapshot_restore_midstream_equals_an_uninterrupted_run() {
         let before = canonical(&first, &out);
         let state = serde_json::to_string(&first.snapshot()).expect("state serialises");
         drop(first);
-        let mut second = engine(ABC, options);
+        // Restored into another shard count: the state is re-sharded by key.
+        let mut second = engine(ABC, EngineOptions { shards, ..options });
         second
-            .restore(serde_json::from_str(&state).expect("state deserialises"))
+            .restore(
+                serde_json::from_str(&state).expect("state deserialises"),
+                false,
+            )
             .expect("state restores");
         let mut out2 = Vec::new();
         for l in &lines[cut..] {
@@ -257,7 +261,7 @@ fn snapshot_restore_midstream_equals_an_uninterrupted_run() {
         let mut got = before;
         got.extend(canonical(&second, &out2));
         got.sort();
-        assert_eq!(got, want, "cut at {cut}");
+        assert_eq!(got, want, "cut at {cut}, restored into {shards} shards");
     }
 }
 
@@ -432,4 +436,75 @@ fn keys_of_several_fields_or_of_numbers_partition_like_string_keys() {
         by_name,
         "two key fields"
     );
+}
+
+/// The keys of the matches of `a` then `b` (per key) over `lines`, as JSON text.
+fn match_keys(key: &str, lines: &[&str]) -> Vec<String> {
+    let source = format!(
+        r#"pattern p key {key} time ts = begin("a").where(kind == "a").followedBy("b").where(kind == "b");"#
+    );
+    let mut e = engine(&source, EngineOptions::default());
+    let mut out = Vec::new();
+    for l in lines {
+        e.push_json(l, &mut out);
+    }
+    e.finish(&mut out);
+    let mut keys: Vec<String> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Match { key, .. } => key.as_deref().map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn a_number_key_and_its_text_are_different_partitions() {
+    // An `a` of key 1 and a `b` of key "1": no match (Flink keys by typed value).
+    let lines = [
+        r#"{"k":1,"kind":"a","ts":1}"#,
+        r#"{"k":"1","kind":"b","ts":2}"#,
+    ];
+    assert!(match_keys("k", &lines).is_empty());
+    // Within one type they match, and the key keeps its type in the output.
+    let lines = [
+        r#"{"k":1,"kind":"a","ts":1}"#,
+        r#"{"k":1,"kind":"b","ts":2}"#,
+        r#"{"k":"1","kind":"a","ts":3}"#,
+        r#"{"k":"1","kind":"b","ts":4}"#,
+        r#"{"k":2.5,"kind":"a","ts":5}"#,
+        r#"{"k":2.5,"kind":"b","ts":6}"#,
+        r#"{"k":true,"kind":"a","ts":7}"#,
+        r#"{"k":true,"kind":"b","ts":8}"#,
+    ];
+    assert_eq!(match_keys("k", &lines), vec!["\"1\"", "1", "2.5", "true"]);
+}
+
+#[test]
+fn a_missing_key_is_null_and_not_the_text_null() {
+    let lines = [
+        r#"{"kind":"a","ts":1}"#,
+        r#"{"k":"null","kind":"b","ts":2}"#,
+    ];
+    assert!(match_keys("k", &lines).is_empty(), "missing vs \"null\"");
+    // A missing field and JSON null are the same key (a missing field reads as null).
+    let lines = [r#"{"kind":"a","ts":1}"#, r#"{"k":null,"kind":"b","ts":2}"#];
+    assert_eq!(match_keys("k", &lines), vec!["null"]);
+}
+
+#[test]
+fn fields_of_a_compound_key_do_not_run_together() {
+    // ("a\u{1f}b", "c") and ("a", "b\u{1f}c") were one key when keys were joined by U+001F.
+    let lines = [
+        r#"{"x":"a\u001fb","y":"c","kind":"a","ts":1}"#,
+        r#"{"x":"a","y":"b\u001fc","kind":"b","ts":2}"#,
+    ];
+    assert!(match_keys("x, y", &lines).is_empty());
+    let lines = [
+        r#"{"x":"a","y":7,"kind":"a","ts":1}"#,
+        r#"{"x":"a","y":7,"kind":"b","ts":2}"#,
+    ];
+    assert_eq!(match_keys("x, y", &lines), vec![r#"["a",7]"#]);
 }
