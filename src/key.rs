@@ -201,6 +201,12 @@ pub fn to_json(key_fields: usize, bytes: &[u8]) -> Option<String> {
     if key_fields == 0 {
         return None;
     }
+    if key_fields == 1 && bytes.first() != Some(&TYPED) {
+        // The common case, a single string field: its JSON string, without decoding.
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            return serde_json::to_string(s).ok();
+        }
+    }
     let json = match decode(key_fields, bytes) {
         Ok(values) if key_fields == 1 => value_json(&values[0]),
         Ok(values) => serde_json::Value::Array(values.iter().map(value_json).collect()),
