@@ -59,6 +59,7 @@
 //! ```
 
 pub mod checkpoint;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod decode;
 pub mod error;
