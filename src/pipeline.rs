@@ -22,7 +22,7 @@ use crate::nfa::CompileError;
 use crate::output::{self, Stream};
 use crate::pattern::PatternDecl;
 use crate::runtime::parallel::{Line, ParallelEngine, ParallelError};
-use crate::runtime::{Engine, EngineOptions, EngineState, Output, RestoreError, Stats};
+use crate::runtime::{Engine, EngineOptions, Output, RestoreError, Stats};
 use crate::sink::{FileSink, Sink, SinkError, SinkPosition, StdSink, StdStream};
 use crate::source::{Records, SourceError};
 
@@ -346,13 +346,6 @@ impl Driver {
         }
     }
 
-    fn snapshot(&mut self, emit: &mut dyn FnMut(Line)) -> Result<EngineState, PipelineError> {
-        match self {
-            Driver::Single(s) => Ok(s.engine.snapshot()),
-            Driver::Parallel(p) => Ok(p.snapshot(emit)?),
-        }
-    }
-
     fn finish(&mut self, emit: &mut dyn FnMut(Line)) -> Result<Stats, PipelineError> {
         match self {
             Driver::Single(s) => {
@@ -402,6 +395,8 @@ struct Checkpointer {
     next_id: u64,
     last: Instant,
     records_at_last: u64,
+    /// Size of the last checkpoint written (the next one's buffer starts that large).
+    last_size: usize,
 }
 
 impl Checkpointer {
@@ -470,6 +465,7 @@ pub fn run(
             next_id,
             last: Instant::now(),
             records_at_last: 0,
+            last_size: 0,
         });
     }
     if let Some(cp) = &resumed {
@@ -661,6 +657,8 @@ fn report_restore(report: Option<&crate::runtime::RestoreReport>, notice: &mut d
 }
 
 /// Takes one checkpoint: the engine's state, the sinks' commit, then the checkpoint file.
+/// A single-threaded engine's state is serialised where it lives; the workers of a parallel
+/// engine send theirs at the same record boundary.
 fn take_checkpoint(
     ck: &mut Checkpointer,
     driver: &mut Driver,
@@ -668,11 +666,12 @@ fn take_checkpoint(
     records: &Records,
     finished: bool,
 ) -> Result<(), PipelineError> {
-    let engine = if finished {
-        None
-    } else {
-        let mut emit = |l: Line| outputs.put(&l);
-        Some(driver.snapshot(&mut emit)?)
+    let owned = match (&mut *driver, finished) {
+        (Driver::Parallel(p), false) => {
+            let mut emit = |l: Line| outputs.put(&l);
+            Some(p.snapshot(&mut emit)?)
+        }
+        _ => None,
     };
     if let Some(e) = outputs.error.take() {
         return Err(e.into());
@@ -680,17 +679,34 @@ fn take_checkpoint(
     let id = ck.next_id;
     let sinks = outputs.commit(id)?;
     let stats = driver.stats();
-    let cp = Checkpoint {
-        id,
-        taken_at_ms: now_unix_ms(),
-        finished,
-        records: stats.records,
-        source: Some(records.position()),
-        sinks,
-        stats,
-        engine,
+    let source = Some(records.position());
+    let capacity = ck.last_size + ck.last_size / 8;
+    let bytes = match (&*driver, owned) {
+        (Driver::Single(s), _) if !finished => Checkpoint {
+            id,
+            taken_at_ms: now_unix_ms(),
+            finished,
+            records: stats.records,
+            source,
+            sinks,
+            stats,
+            engine: Some(s.engine.state_ref()),
+        }
+        .to_bytes_sized(capacity)?,
+        (_, engine) => Checkpoint {
+            id,
+            taken_at_ms: now_unix_ms(),
+            finished,
+            records: stats.records,
+            source,
+            sinks,
+            stats,
+            engine,
+        }
+        .to_bytes_sized(capacity)?,
     };
-    ck.store.write(id, &cp.to_bytes()?)?;
+    ck.last_size = bytes.len();
+    ck.store.write(id, &bytes)?;
     ck.next_id += 1;
     ck.last = Instant::now();
     ck.records_at_last = stats.records;

@@ -61,7 +61,23 @@ pub enum FormatError {
 
 /// The checkpoint file's bytes for `value`.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FormatError> {
-    Ok(frame(&encode_payload(value)?))
+    encode_sized(value, 0)
+}
+
+/// [`encode`] into a buffer of `capacity` bytes to begin with (the size of the previous
+/// checkpoint, say): a large state is then written once, not copied as the buffer grows.
+pub fn encode_sized<T: Serialize>(value: &T, capacity: usize) -> Result<Vec<u8>, FormatError> {
+    let mut bytes = Vec::with_capacity(capacity.max(HEADER + 64));
+    bytes.extend_from_slice(&[0; HEADER]);
+    let mut bytes =
+        postcard::to_extend(value, bytes).map_err(|e| FormatError::Serialise(e.to_string()))?;
+    let payload_len = (bytes.len() - HEADER) as u64;
+    let crc = crc32fast::hash(&bytes[HEADER..]);
+    bytes[..8].copy_from_slice(MAGIC);
+    bytes[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes[12..20].copy_from_slice(&payload_len.to_le_bytes());
+    bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+    Ok(bytes)
 }
 
 /// The payload of `value` (what [`frame`] puts a header on).
@@ -150,6 +166,8 @@ mod tests {
     #[test]
     fn round_trip() {
         let bytes = encode(&sample()).unwrap();
+        assert_eq!(bytes, frame(&encode_payload(&sample()).unwrap()));
+        assert_eq!(bytes, encode_sized(&sample(), 1 << 20).unwrap());
         assert_eq!(&bytes[..8], MAGIC);
         assert_eq!(decode::<Sample>(&bytes).unwrap(), sample());
     }

@@ -16,9 +16,11 @@ use crate::runtime::{EngineState, Stats};
 use crate::sink::SinkPosition;
 use crate::source::SourcePosition;
 
-/// One checkpoint.
+/// One checkpoint. `E` is how the engine's state is held: owned when read back, or
+/// borrowed from a single-threaded engine ([`crate::runtime::EngineStateRef`]) when written,
+/// which serialises to the same bytes without copying the state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Checkpoint {
+pub struct Checkpoint<E = EngineState> {
     /// Its number, counting from 1; also the epoch its sinks committed.
     pub id: u64,
     /// Wall-clock time it was taken, in ms since the Unix epoch.
@@ -34,15 +36,23 @@ pub struct Checkpoint {
     /// Counters of the run so far.
     pub stats: Stats,
     /// The engine's state (`None` once the run has finished: nothing is left open).
-    pub engine: Option<EngineState>,
+    pub engine: Option<E>,
 }
 
-impl Checkpoint {
+impl<E: Serialize> Checkpoint<E> {
     /// The checkpoint file's bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, format::FormatError> {
         format::encode(self)
     }
 
+    /// [`Checkpoint::to_bytes`] into a buffer of `capacity` bytes to begin with (the previous
+    /// checkpoint's size: a large state is written once, not copied as the buffer grows).
+    pub fn to_bytes_sized(&self, capacity: usize) -> Result<Vec<u8>, format::FormatError> {
+        format::encode_sized(self, capacity)
+    }
+}
+
+impl Checkpoint {
     /// Reads a checkpoint file's bytes (header, checksum, payload).
     pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, format::FormatError> {
         format::decode(bytes)

@@ -306,6 +306,11 @@ impl Clocks {
         self.patterns.clone()
     }
 
+    /// Pattern `i`'s clock.
+    pub fn clock(&self, i: usize) -> Option<&PatternClock> {
+        self.patterns.get(i)
+    }
+
     /// Pattern `i` continues from `clock` (saved by an earlier run of the same pattern):
     /// `Err` with the partition counts if the saved clock has another number of source
     /// partitions than this run.

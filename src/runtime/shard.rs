@@ -52,6 +52,41 @@ struct SavedPartition {
     matcher: Matcher,
 }
 
+/// A partition borrowed where it lives: serialises exactly as its [`SavedPartition`].
+#[derive(Serialize)]
+struct PartitionRef<'a> {
+    key: &'a KeyBytes,
+    pending: &'a Pending,
+    matcher: &'a Matcher,
+}
+
+/// One pattern's partitions over several shards, borrowed where they live: serialises
+/// exactly as the [`PatternShardState`] that [`PatternShardState::merge`] makes of the
+/// shards' snapshots, without copying any of it (a checkpoint of a single-threaded engine).
+#[derive(Serialize)]
+pub struct PatternShardsView<'a> {
+    watermark: i64,
+    dropped_runs: u64,
+    partitions: Vec<PartitionRef<'a>>,
+}
+
+impl<'a> PatternShardsView<'a> {
+    /// Pattern `pattern`'s partitions in all of `shards`.
+    pub fn of(shards: &'a [Shard], pattern: usize) -> PatternShardsView<'a> {
+        let mut view = PatternShardsView {
+            watermark: i64::MIN,
+            dropped_runs: 0,
+            partitions: Vec::new(),
+        };
+        for p in shards.iter().filter_map(|s| s.patterns.get(pattern)) {
+            view.watermark = view.watermark.max(p.watermark);
+            view.dropped_runs += p.dropped_runs;
+            view.partitions.extend(p.saved_partitions());
+        }
+        view
+    }
+}
+
 /// What an event that changes nothing reads of its partition, in the partition's index
 /// [`Entry`] (one cache line with the hash and slot): the key (a short one, compared there), whether the partition is idle, its timer,
 /// the events waiting for the watermark and the states its runs are in. The rest of the
@@ -568,25 +603,32 @@ impl Shard {
 }
 
 impl PatternShard {
+    /// The partitions with state (idle ones are left out), borrowed.
+    fn saved_partitions(&self) -> impl Iterator<Item = PartitionRef<'_>> {
+        self.slots.iter().enumerate().filter_map(|(slot, s)| {
+            let part = s.partition.as_ref()?;
+            let entry = self.index.find(part.hash, |e| e.slot as usize == slot)?;
+            if entry.head.idle {
+                return None;
+            }
+            Some(PartitionRef {
+                key: &part.key,
+                pending: &entry.head.pending,
+                matcher: part.matcher.as_deref()?,
+            })
+        })
+    }
+
     fn snapshot(&self) -> PatternShardState {
         PatternShardState {
             watermark: self.watermark,
             dropped_runs: self.dropped_runs,
             partitions: self
-                .slots
-                .iter()
-                .enumerate()
-                .filter_map(|(slot, s)| {
-                    let part = s.partition.as_ref()?;
-                    let entry = self.index.find(part.hash, |e| e.slot as usize == slot)?;
-                    if entry.head.idle {
-                        return None;
-                    }
-                    Some(SavedPartition {
-                        key: Arc::clone(&part.key),
-                        pending: entry.head.pending.clone(),
-                        matcher: Matcher::clone(part.matcher.as_ref()?),
-                    })
+                .saved_partitions()
+                .map(|p| SavedPartition {
+                    key: Arc::clone(p.key),
+                    pending: p.pending.clone(),
+                    matcher: p.matcher.clone(),
                 })
                 .collect(),
         }

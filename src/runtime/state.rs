@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Event, Schema};
 use crate::nfa::Nfa;
 use crate::runtime::front::PatternClock;
-use crate::runtime::shard::{PatternShardState, StateError};
+use crate::runtime::shard::{PatternShardState, PatternShardsView, StateError};
 use crate::runtime::Stats;
 use crate::value::Value;
 
@@ -80,6 +80,24 @@ impl EngineState {
             stats,
         }
     }
+}
+
+/// One pattern's state borrowed where it lives: serialises exactly as its [`PatternState`].
+#[derive(Serialize)]
+pub(crate) struct PatternStateRef<'a> {
+    pub name: &'a str,
+    pub fingerprint: u64,
+    pub clock: &'a PatternClock,
+    pub shard: PatternShardsView<'a>,
+}
+
+/// An engine's state borrowed where it lives: serialises exactly as the [`EngineState`]
+/// its snapshot would be, without copying it (see [`crate::runtime::Engine::state_ref`]).
+#[derive(Serialize)]
+pub struct EngineStateRef<'a> {
+    pub(crate) schema: &'a [Vec<String>],
+    pub(crate) patterns: Vec<PatternStateRef<'a>>,
+    pub(crate) stats: Stats,
 }
 
 /// Why a saved state cannot be restored into an engine.

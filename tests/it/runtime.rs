@@ -508,3 +508,24 @@ fn fields_of_a_compound_key_do_not_run_together() {
     ];
     assert_eq!(match_keys("x, y", &lines), vec![r#"["a",7]"#]);
 }
+
+#[test]
+fn a_borrowed_state_serialises_as_its_snapshot() {
+    // The checkpoint of a single-threaded engine is written from the state where it lives;
+    // it must read back as the snapshot would.
+    let lines = shuffle_within(&stream(2000, 30, 5), 40, 3);
+    let options = EngineOptions {
+        timeouts: true,
+        shards: 3,
+        ..EngineOptions::default()
+    };
+    let mut e = engine(ABC, options);
+    let mut out = Vec::new();
+    for l in &lines[..1200] {
+        e.push_json(l, &mut out);
+    }
+    assert!(e.open_partial_matches() > 0);
+    let owned = motif::checkpoint::format::encode(&e.snapshot()).unwrap();
+    let borrowed = motif::checkpoint::format::encode(&e.state_ref()).unwrap();
+    assert_eq!(owned, borrowed);
+}
