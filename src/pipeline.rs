@@ -280,7 +280,7 @@ impl Single {
                 emit(l);
             }
         }
-        self.seq += 1;
+        self.seq = self.seq.saturating_add(1);
     }
 }
 
