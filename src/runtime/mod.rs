@@ -300,8 +300,9 @@ impl Engine {
     }
 
     /// Processes one event given as a JSON value: the same as [`Engine::push_json`] with
-    /// its text. A value that is not an object is a record no pattern can use, an
-    /// [`Output::Reject`] (as the same text would be).
+    /// its text (which matches echo, the object's fields in the order its map keeps them).
+    /// A value that is not an object is a record no pattern can use, an [`Output::Reject`]
+    /// (as the same text would be).
     ///
     /// ```
     /// use motif::runtime::{Engine, EngineOptions, Output};
