@@ -1,10 +1,10 @@
 //! Embedding motif: load a pattern file, run it over a generated stream, print the matches.
+//! (`snapshot.rs` builds a pattern in Rust, feeds typed events and restores a snapshot.)
 //!
 //!     cargo run --release --example embed
 
 use motif::gen::{generate, GenOptions};
-use motif::output::write_match;
-use motif::runtime::{Engine, EngineOptions, Output};
+use motif::runtime::{Engine, EngineOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let source = r#"
@@ -19,7 +19,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let decls = motif::syntax::load_str("<embedded>", source)?;
     let mut engine = Engine::new(&decls, EngineOptions::default())?;
     let mut out = Vec::new();
-    let mut text = String::new();
     generate(
         &GenOptions {
             events: 20_000,
@@ -29,12 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         |line| engine.push_json(line, &mut out),
     );
     engine.finish(&mut out);
-    for o in &out {
-        if let Output::Match { pattern, key, m } = o {
-            text.clear();
-            write_match(&mut text, engine.nfa(*pattern), key.as_deref(), m);
-            print!("{text}");
-        }
+    // A match shows as the JSON line the command line prints.
+    for m in engine.matches(&out) {
+        println!("{m}");
     }
     eprintln!("{:?}", engine.stats());
     Ok(())

@@ -55,18 +55,26 @@ impl Event {
     /// Reads any field by dotted path from the original JSON (slower than a slot: it parses
     /// the event text). Meant for Rust closures, which may read fields the schema lacks.
     pub fn field(&self, path: &str) -> Value {
-        let Ok(root) = serde_json::from_str::<serde_json::Value>(&self.raw) else {
-            return Value::Null;
-        };
-        let mut cur = &root;
-        for part in path.split('.') {
-            match cur.get(part) {
-                Some(v) => cur = v,
-                None => return Value::Null,
-            }
-        }
-        Value::from_json(cur)
+        field_of_json(&self.raw, path)
     }
+}
+
+/// The field at dotted `path` (`"user.id"`) of the JSON object `raw`, parsing the text:
+/// `null` if the text is not JSON, a step of the path is missing or not an object, or the
+/// field is an object or array (see [`Value::from_json`]). What [`Event::field`] and
+/// [`crate::nfa::MatchedEvent::field`] read.
+pub(crate) fn field_of_json(raw: &str, path: &str) -> Value {
+    let Ok(root) = serde_json::from_str::<serde_json::Value>(raw) else {
+        return Value::Null;
+    };
+    let mut cur = &root;
+    for part in path.split('.') {
+        match cur.get(part) {
+            Some(v) => cur = v,
+            None => return Value::Null,
+        }
+    }
+    Value::from_json(cur)
 }
 
 /// Asks the processor to start loading the cache line holding `p`. Only a hint: it never

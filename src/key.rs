@@ -208,11 +208,147 @@ pub fn to_json(key_fields: usize, bytes: &[u8]) -> Option<String> {
         }
     }
     let json = match decode(key_fields, bytes) {
-        Ok(values) if key_fields == 1 => value_json(&values[0]),
-        Ok(values) => serde_json::Value::Array(values.iter().map(value_json).collect()),
+        Ok(values) => Key::new(values).json(),
         Err(_) => serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()),
     };
     Some(json.to_string())
+}
+
+/// The partition key of a match as typed values: one per key field of the pattern, in the
+/// order the pattern's `key` lists them, each with the type it had in the event (`1` is
+/// [`Value::Int`], `"1"` a [`Value::Str`], a missing field [`Value::Null`]).
+///
+/// Two keys are equal when they are the same partition: same fields of the same types
+/// with the same values (unlike [`Value`]'s `==`, `1` and `1.0` are different keys, as
+/// they are different partitions; every NaN is the same key). [`Key::to_json`] gives the
+/// text matches show, which is also what the key's [`Display`](std::fmt::Display) writes.
+///
+/// ```
+/// use motif::key::Key;
+/// use motif::Value;
+///
+/// let key = Key::from_json(2, r#"["c1",7]"#).unwrap();
+/// assert!(matches!(key.fields(), [Value::Str(card), Value::Int(7)] if &**card == "c1"));
+/// assert_eq!(key.to_json(), r#"["c1",7]"#);
+/// assert_ne!(Key::new(vec![Value::Int(1)]), Key::new(vec![Value::Float(1.0)]));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Key {
+    fields: Vec<Value>,
+}
+
+impl Key {
+    /// A key of these field values.
+    pub fn new(fields: Vec<Value>) -> Key {
+        Key { fields }
+    }
+
+    /// Reads a key of `key_fields` fields from the JSON text matches show (what
+    /// [`to_json`] and [`crate::runtime::Output::Match`]'s `key` hold): the value itself
+    /// for one field, an array of `key_fields` values for several. `None` if the text is
+    /// not that shape; a field that is an object or array (which no key field holds) reads
+    /// as [`Value::Null`].
+    pub fn from_json(key_fields: usize, json: &str) -> Option<Key> {
+        let v: serde_json::Value = serde_json::from_str(json).ok()?;
+        let fields = match (key_fields, v) {
+            (0, _) => return None,
+            (1, one) => vec![Value::from_json(&one)],
+            (n, serde_json::Value::Array(items)) if items.len() == n => {
+                items.iter().map(Value::from_json).collect()
+            }
+            _ => return None,
+        };
+        Some(Key { fields })
+    }
+
+    /// The field values, in the order of the pattern's `key`.
+    pub fn fields(&self) -> &[Value] {
+        &self.fields
+    }
+
+    /// The field values, owned.
+    pub fn into_fields(self) -> Vec<Value> {
+        self.fields
+    }
+
+    /// The key as a JSON value: the value itself for one field, an array for several (a
+    /// float that is not finite, which JSON cannot write, becomes `null`).
+    pub fn json(&self) -> serde_json::Value {
+        match &self.fields[..] {
+            [one] => value_json(one),
+            many => serde_json::Value::Array(many.iter().map(value_json).collect()),
+        }
+    }
+
+    /// [`Key::json`] as text: exactly the key matches show (`1`, `"c1"`, `["a",7]`).
+    pub fn to_json(&self) -> String {
+        self.json().to_string()
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_json())
+    }
+}
+
+/// Whether two values are the same key field (see [`Key`]): same kind and value, floats by
+/// their bits with every NaN one value, as [`encode`] keeps them.
+fn same_field(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Null, Value::Null) => true,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Float(x), Value::Float(y)) => float_bits(*x) == float_bits(*y),
+        (Value::Str(x), Value::Str(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// A float's bits as a key keeps them: every NaN the same.
+fn float_bits(x: f64) -> u64 {
+    if x.is_nan() {
+        f64::NAN.to_bits()
+    } else {
+        x.to_bits()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.fields.len() == other.fields.len()
+            && self
+                .fields
+                .iter()
+                .zip(&other.fields)
+                .all(|(a, b)| same_field(a, b))
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_usize(self.fields.len());
+        for v in &self.fields {
+            match v {
+                Value::Null => h.write_u8(TAG_NULL),
+                Value::Bool(b) => h.write_u8(if *b { TAG_TRUE } else { TAG_FALSE }),
+                Value::Int(i) => {
+                    h.write_u8(TAG_INT);
+                    h.write_i64(*i);
+                }
+                Value::Float(x) => {
+                    h.write_u8(TAG_FLOAT);
+                    h.write_u64(float_bits(*x));
+                }
+                Value::Str(s) => {
+                    h.write_u8(TAG_STR);
+                    std::hash::Hash::hash(&**s, h);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -271,6 +407,71 @@ mod tests {
         assert_eq!(to_json(0, b""), None);
         let values = decode(2, &key(&[Value::Int(-9), s("é\u{1f}")])).unwrap();
         assert_eq!(values, vec![Value::Int(-9), s("é\u{1f}")]);
+    }
+
+    #[test]
+    fn a_key_reads_back_from_the_text_matches_show() {
+        for values in [
+            vec![Value::Int(1)],
+            vec![s("1")],
+            vec![Value::Null],
+            vec![Value::Float(2.0)],
+            vec![s("a"), Value::Int(7)],
+            vec![Value::Bool(true), s("é\u{1f}\""), Value::Float(-0.5)],
+        ] {
+            let text = to_json(values.len(), &key(&values)).unwrap();
+            let k = Key::from_json(values.len(), &text).unwrap();
+            assert_eq!(k, Key::new(values.clone()), "{text}");
+            assert_eq!(k.to_json(), text);
+            assert_eq!(k.to_string(), text);
+        }
+        let one = Key::from_json(1, "1").unwrap();
+        assert!(matches!(one.fields(), [Value::Int(1)]));
+        let float = Key::from_json(1, "2.0").unwrap();
+        assert!(matches!(float.fields(), [Value::Float(x)] if *x == 2.0));
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_shape_is_none() {
+        assert_eq!(Key::from_json(0, "1"), None);
+        assert_eq!(Key::from_json(2, "1"), None);
+        assert_eq!(Key::from_json(2, "[1,2,3]"), None);
+        assert_eq!(Key::from_json(1, "not json"), None);
+        // One field whose JSON is an array is that (unusable) value, not two fields.
+        assert_eq!(
+            Key::from_json(1, "[1,2]"),
+            Some(Key::new(vec![Value::Null]))
+        );
+    }
+
+    #[test]
+    fn keys_are_equal_when_they_are_the_same_partition() {
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+        let hash = |k: &Key| {
+            let mut h = DefaultHasher::new();
+            k.hash(&mut h);
+            h.finish()
+        };
+        let k = |v: Vec<Value>| Key::new(v);
+        // Different partitions, though `Value`'s `==` calls some of them equal.
+        for (a, b) in [
+            (vec![Value::Int(1)], vec![Value::Float(1.0)]),
+            (vec![Value::Int(1)], vec![s("1")]),
+            (vec![Value::Null], vec![s("null")]),
+            (vec![Value::Float(0.0)], vec![Value::Float(-0.0)]),
+            (vec![s("a")], vec![s("a"), Value::Null]),
+        ] {
+            assert_ne!(key(&a), key(&b));
+            assert_ne!(k(a), k(b));
+        }
+        let nan = k(vec![Value::Float(f64::NAN)]);
+        let other_nan = k(vec![Value::Float(-f64::NAN)]);
+        assert_eq!(nan, other_nan);
+        assert_eq!(hash(&nan), hash(&other_nan));
+        let a = k(vec![s("c1"), Value::Int(7)]);
+        assert_eq!(hash(&a), hash(&a.clone()));
+        assert_eq!(a.clone().into_fields().len(), 2);
     }
 
     #[test]

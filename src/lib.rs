@@ -21,12 +21,27 @@
 //! # Embedding
 //!
 //! Patterns come from the language or from the builder API; either way an [`runtime::Engine`]
-//! runs them over JSON lines (or pre-decoded rows):
+//! runs them over events: JSON text ([`runtime::Engine::push_json`]), a
+//! [`serde_json::Value`] ([`runtime::Engine::push_value`]) or any [`serde::Serialize`] type
+//! ([`runtime::Engine::push`]). Each match reads as a [`runtime::MatchView`]: the pattern's
+//! name, the key as typed [`Value`]s, and the events by variable name, with typed field
+//! access. The engine's whole state is [`runtime::Engine::snapshot`], restored with
+//! [`runtime::Engine::restore`] (`examples/snapshot.rs` shows both).
 //!
 //! ```
+//! use std::time::Duration;
+//!
 //! use motif::expr::parse_expr;
 //! use motif::pattern::{Pattern, SkipStrategy};
-//! use motif::runtime::{Engine, EngineOptions, Output};
+//! use motif::runtime::{Engine, EngineOptions};
+//! use motif::Value;
+//!
+//! #[derive(serde::Serialize)]
+//! struct Login<'a> {
+//!     user: &'a str,
+//!     ts: i64,
+//!     outcome: &'a str,
+//! }
 //!
 //! // Three failed logins in a row, then a success, within 5 minutes, per user.
 //! let failed_then_ok = Pattern::begin_with("fail", SkipStrategy::SkipPastLastEvent)
@@ -38,7 +53,7 @@
 //!         // A Rust closure sees the event and the partial match so far.
 //!         event.field("outcome").as_str() == Some("ok") && partial.events_of("fail").len() == 3
 //!     })
-//!     .within_ms(5 * 60 * 1000)
+//!     .within(Duration::from_secs(5 * 60))
 //!     .declare("failed_then_ok")
 //!     .key(&["user"])
 //!     .time("ts");
@@ -46,16 +61,19 @@
 //! let mut engine = Engine::new(&[failed_then_ok], EngineOptions::default()).unwrap();
 //! let mut out = Vec::new();
 //! for (ts, outcome) in [(1, "fail"), (2, "fail"), (3, "fail"), (4, "ok"), (5, "fail")] {
-//!     let line = format!(r#"{{"user":"ann","ts":{ts},"outcome":"{outcome}"}}"#);
-//!     engine.push_json(&line, &mut out);
+//!     engine.push(&Login { user: "ann", ts, outcome }, &mut out).unwrap();
 //! }
 //! engine.finish(&mut out);
-//! let matches: Vec<_> = out.iter().filter(|o| matches!(o, Output::Match { .. })).collect();
+//!
+//! let matches: Vec<_> = engine.matches(&out).collect();
 //! assert_eq!(matches.len(), 1);
-//! if let Output::Match { m, key, .. } = matches[0] {
-//!     assert_eq!(key.as_deref(), Some("\"ann\""));
-//!     assert_eq!(m.events.len(), 4);
-//! }
+//! let m = &matches[0];
+//! assert_eq!(m.pattern(), "failed_then_ok");
+//! assert!(matches!(m.key().unwrap().fields(), [Value::Str(user)] if &**user == "ann"));
+//! let fails: Vec<i64> = m.events("fail").iter().map(|e| e.time).collect();
+//! assert_eq!(fails, [1, 2, 3]);
+//! assert_eq!(m.events("ok")[0].field("outcome").as_str(), Some("ok"));
+//! assert_eq!((m.start(), m.end()), (1, 4));
 //! ```
 
 pub mod checkpoint;

@@ -7,6 +7,7 @@
 //! model directly:
 //!
 //! ```
+//! use std::time::Duration;
 //! use motif::pattern::{Pattern, SkipStrategy};
 //! use motif::expr::parse_expr;
 //!
@@ -18,13 +19,14 @@
 //!     .where_fn(|event, _partial| {
 //!         event.field("amount").as_f64().is_some_and(|a| a > 500.0)
 //!     })
-//!     .within_ms(10 * 60 * 1000);
+//!     .within(Duration::from_secs(10 * 60));
 //! let decl = pattern.declare("small_then_large").key(&["card_id"]).time("ts");
 //! assert!(motif::pattern::validate(&decl).is_ok());
 //! ```
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::event::Event;
 use crate::expr::ast::{Expr, Span};
@@ -321,6 +323,23 @@ impl PatternDecl {
         self.lateness_ms = ms;
         self
     }
+
+    /// Sets the bounded out-of-orderness: an event may arrive up to `lateness` behind the
+    /// newest event time seen. Event times are whole milliseconds, so a fraction of a
+    /// millisecond is dropped (which allows exactly the same events, as Flink's
+    /// `Duration.toMillis()`); beyond `u64::MAX` ms it saturates. [`PatternDecl::lateness_ms`]
+    /// with the milliseconds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use motif::Pattern;
+    ///
+    /// let d = Pattern::begin("a").declare("p").lateness(Duration::from_millis(2_500));
+    /// assert_eq!(d.lateness_ms, 2_500);
+    /// ```
+    pub fn lateness(self, lateness: Duration) -> Self {
+        self.lateness_ms(u64::try_from(lateness.as_millis()).unwrap_or(u64::MAX))
+    }
 }
 
 impl Pattern {
@@ -513,12 +532,50 @@ impl Pattern {
         self
     }
 
+    /// `.within(d)` (FIRST_AND_LAST): the match's last event is less than `window` after
+    /// its first. Event times are whole milliseconds, so a window with a fraction of a
+    /// millisecond is rounded up (which keeps exactly the same matches: a gap of whole
+    /// milliseconds is below 1.5 ms just when it is below 2 ms); beyond `u64::MAX` ms it
+    /// saturates (as good as no window). [`Pattern::within_ms`] with the milliseconds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use motif::Pattern;
+    ///
+    /// let p = Pattern::begin("a").followed_by("b").within(Duration::from_secs(5));
+    /// assert_eq!(p.steps[1].within, Some(5_000));
+    /// let p = Pattern::begin("a").within(Duration::from_micros(1_500));
+    /// assert_eq!(p.steps[0].within, Some(2));
+    /// ```
+    pub fn within(self, window: Duration) -> Pattern {
+        self.within_ms(window_ms(window))
+    }
+
+    /// `.within(d, PREVIOUS_AND_CURRENT)`: the event taken for this step is less than
+    /// `window` after the event matched before it; rounded and saturated as
+    /// [`Pattern::within`]. [`Pattern::within_previous_ms`] with the milliseconds.
+    pub fn within_previous(self, window: Duration) -> Pattern {
+        self.within_previous_ms(window_ms(window))
+    }
+
     /// Every variable name of the chain, groups flattened, in pattern order.
     pub fn variables(&self) -> Vec<&str> {
         let mut out = Vec::new();
         collect_variables(self, &mut out);
         out
     }
+}
+
+/// A window in whole milliseconds: rounded up (a gap of whole milliseconds is below a
+/// window just when it is below the window rounded up), saturating at `u64::MAX`.
+fn window_ms(window: Duration) -> u64 {
+    let ms = window.as_millis();
+    let ms = if window.subsec_nanos().is_multiple_of(1_000_000) {
+        ms
+    } else {
+        ms + 1
+    };
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 fn collect_variables<'a>(p: &'a Pattern, out: &mut Vec<&'a str>) {

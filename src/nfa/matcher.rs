@@ -12,12 +12,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::event::Event;
+use crate::event::{field_of_json, Event};
 use crate::expr::compile::{AggAcc, CExpr};
 use crate::nfa::buffer::{Expected, PathStep, SharedBuffer, NIL};
 use crate::nfa::validate::{InvalidState, RunRef, COUNTER_LIMIT};
 use crate::nfa::{Action, CondBody, Guard, Nfa, Skip, StateId, StateKind};
 use crate::pattern::PartialMatch;
+use crate::value::Value;
 
 /// `start_seq` of a run that has taken nothing yet (sorts after every real event).
 const NO_START: u64 = u64::MAX;
@@ -49,6 +50,50 @@ pub struct MatchedEvent {
     pub time: i64,
     /// The event as it arrived.
     pub raw: Arc<str>,
+}
+
+impl MatchedEvent {
+    /// Reads a field by dotted path (`"user.id"`) from the event's JSON text, as
+    /// [`Event::field`] does: `null` when a step of the path is missing, and for objects and
+    /// arrays. It parses the text on each call; to read several fields, [`deserialize`] the
+    /// event once instead.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use motif::nfa::MatchedEvent;
+    /// use motif::Value;
+    ///
+    /// let e = MatchedEvent { var: 0, time: 7, raw: Arc::from(r#"{"user":{"id":42},"ok":true}"#) };
+    /// assert!(matches!(e.field("user.id"), Value::Int(42)));
+    /// assert!(e.field("ok").is_true());
+    /// assert!(e.field("user.name").is_null());
+    /// ```
+    ///
+    /// [`deserialize`]: MatchedEvent::deserialize
+    pub fn field(&self, path: &str) -> Value {
+        field_of_json(&self.raw, path)
+    }
+
+    /// The event as a value of your own type, deserialised from its JSON text; `T` may
+    /// borrow from the text (`&str` fields, where the text needs no unescaping).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use motif::nfa::MatchedEvent;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Txn<'a> {
+    ///     card: &'a str,
+    ///     amount: f64,
+    /// }
+    ///
+    /// let e = MatchedEvent { var: 0, time: 1, raw: Arc::from(r#"{"card":"c1","amount":9.5,"ts":1}"#) };
+    /// let txn: Txn = e.deserialize().unwrap();
+    /// assert_eq!((txn.card, txn.amount), ("c1", 9.5));
+    /// ```
+    pub fn deserialize<'de, T: Deserialize<'de>>(&'de self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.raw)
+    }
 }
 
 /// A completed match, or a timed-out partial match.

@@ -18,7 +18,7 @@ use crate::expr::compile::{AggAcc, AggSpec, CExpr};
 use crate::pattern::{NativeCondition, PartialMatch, SkipStrategy};
 
 pub use compiler::{compile, CompileError};
-pub use matcher::{Match, Matcher};
+pub use matcher::{Match, MatchedEvent, Matcher};
 pub use validate::InvalidState;
 
 /// Index of a state in [`Nfa::states`].

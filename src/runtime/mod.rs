@@ -13,6 +13,7 @@ pub mod frontier;
 pub mod parallel;
 pub mod shard;
 pub mod state;
+pub mod view;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use crate::value::Value;
 use front::{Front, RouteSink};
 use shard::{PatternShardState, Shard, ShardOutput};
 pub use state::{EngineState, EngineStateRef, PatternState, RestoreError, RestoreReport};
+pub use view::MatchView;
 
 /// What the engine produced for one input record or for the end of input.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +70,16 @@ impl From<ShardOutput> for Output {
             m: o.m,
         }
     }
+}
+
+/// Why [`Engine::push`] could not feed a value: it does not serialise to JSON (a map with
+/// keys that are not strings, a `Serialize` impl that fails, ...). Nothing was fed and
+/// nothing counted.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// Serialising to JSON failed.
+    #[error("event does not serialise to JSON: {0}")]
+    Serialise(#[from] serde_json::Error),
 }
 
 /// Counters of one engine.
@@ -285,6 +297,99 @@ impl Engine {
     /// Decodes and processes one JSON record (one line, without its newline).
     pub fn push_json(&mut self, line: &str, out: &mut Vec<Output>) {
         self.push_json_from(line, 0, 0, out);
+    }
+
+    /// Processes one event given as a JSON value: the same as [`Engine::push_json`] with
+    /// its text (which matches echo, the object's fields in the order its map keeps them).
+    /// A value that is not an object is a record no pattern can use, an [`Output::Reject`]
+    /// (as the same text would be).
+    ///
+    /// ```
+    /// use motif::runtime::{Engine, EngineOptions, Output};
+    ///
+    /// let decls = motif::syntax::load_str("<doc>", r#"pattern p = begin("a").where(x > 1);"#).unwrap();
+    /// let mut engine = Engine::new(&decls, EngineOptions::default()).unwrap();
+    /// let mut out = Vec::new();
+    /// engine.push_value(&serde_json::json!({ "x": 2 }), &mut out);
+    /// engine.push_value(&serde_json::json!([1, 2]), &mut out);
+    /// assert!(matches!(out[..], [Output::Match { .. }, Output::Reject { .. }]));
+    /// ```
+    pub fn push_value(&mut self, event: &serde_json::Value, out: &mut Vec<Output>) {
+        self.push_json(&event.to_string(), out);
+    }
+
+    /// Processes one event of any [`Serialize`] type: it is serialised to JSON text, which
+    /// then goes the way of [`Engine::push_json`] (and is the text matches echo). A value
+    /// that serialises to something other than an object (a number, a sequence, a unit
+    /// struct, ...) is a record no pattern can use: an [`Output::Reject`], counted in
+    /// [`Stats::rejected`], as the same text would be. Only a value that does not serialise
+    /// at all is an error ([`PushError`]); then nothing is fed or counted.
+    ///
+    /// ```
+    /// use motif::runtime::{Engine, EngineOptions, Output};
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Reading {
+    ///     sensor: u32,
+    ///     ts: i64,
+    ///     temp: f64,
+    /// }
+    ///
+    /// let decls = motif::syntax::load_str(
+    ///     "<doc>",
+    ///     r#"pattern hot key sensor time ts = begin("t").where(temp > 30);"#,
+    /// )
+    /// .unwrap();
+    /// let mut engine = Engine::new(&decls, EngineOptions::default()).unwrap();
+    /// let mut out = Vec::new();
+    /// engine.push(&Reading { sensor: 1, ts: 10, temp: 31.5 }, &mut out).unwrap();
+    /// engine.push(&42, &mut out).unwrap(); // not an object: rejected, not an error
+    /// engine.finish(&mut out);
+    /// assert_eq!(engine.matches(&out).count(), 1);
+    /// assert_eq!(engine.stats().rejected, 1);
+    /// ```
+    pub fn push<T: Serialize + ?Sized>(
+        &mut self,
+        event: &T,
+        out: &mut Vec<Output>,
+    ) -> Result<(), PushError> {
+        let text = serde_json::to_string(event)?;
+        self.push_json(&text, out);
+        Ok(())
+    }
+
+    /// The typed view of `output` if it is a match of one of this engine's patterns: its
+    /// pattern's name, key as typed values, and events by variable name (see
+    /// [`MatchView`]). `None` for late events and rejects, and for a match of another
+    /// engine's pattern.
+    ///
+    /// ```
+    /// use motif::runtime::{Engine, EngineOptions};
+    ///
+    /// let decls = motif::syntax::load_str(
+    ///     "<doc>",
+    ///     r#"pattern pair key user = begin("a").where(x == 1).next("b").where(x == 2);"#,
+    /// )
+    /// .unwrap();
+    /// let mut engine = Engine::new(&decls, EngineOptions::default()).unwrap();
+    /// let mut out = Vec::new();
+    /// engine.push_json(r#"{"user":"ann","x":1}"#, &mut out);
+    /// engine.push_json(r#"{"user":"ann","x":2}"#, &mut out);
+    /// let m = engine.view(&out[0]).unwrap();
+    /// assert_eq!(m.key().unwrap().to_json(), r#""ann""#);
+    /// assert_eq!(m.events("b")[0].raw.as_ref(), r#"{"user":"ann","x":2}"#);
+    /// ```
+    pub fn view<'a>(&'a self, output: &'a Output) -> Option<MatchView<'a>> {
+        let Output::Match { pattern, key, m } = output else {
+            return None;
+        };
+        let (nfa, key_slots) = self.compiled.patterns.get(*pattern)?;
+        MatchView::new(nfa, key_slots.len(), key.as_deref(), m)
+    }
+
+    /// The typed views of the matches among `outputs`, in order (see [`Engine::view`]).
+    pub fn matches<'a>(&'a self, outputs: &'a [Output]) -> impl Iterator<Item = MatchView<'a>> {
+        outputs.iter().filter_map(move |o| self.view(o))
     }
 
     /// [`Engine::push_json`] for a record of source partition `source` (see

@@ -5,6 +5,7 @@ mod cli;
 mod conformance;
 mod crash;
 mod differential;
+mod embed;
 mod examples;
 mod parallel;
 mod reference;
