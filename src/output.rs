@@ -1,4 +1,4 @@
-//! Matches, late events and rejects as JSON lines.
+//! Matches, late events and rejects as JSON lines or CSV rows.
 
 use std::fmt::Write;
 
@@ -15,6 +15,125 @@ pub enum Stream {
     Late,
     /// A rejected record.
     Reject,
+}
+
+/// How outputs are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// One JSON object per line (the spec's match format).
+    #[default]
+    JsonLines,
+    /// CSV (RFC 4180) with a header row per output: matches as `pattern, key, start, end,
+    /// timed_out, timeout, events` (the key as its JSON value, the events as the JSON object
+    /// of the JSON lines format), late events as `pattern, time, watermark, reason, event`,
+    /// rejects as `source, line, reason, record`.
+    Csv,
+}
+
+impl OutputFormat {
+    /// The header row of `stream`'s output in this format, if it has one.
+    pub fn header(self, stream: Stream) -> Option<&'static str> {
+        match self {
+            OutputFormat::JsonLines => None,
+            OutputFormat::Csv => Some(match stream {
+                Stream::Match => "pattern,key,start,end,timed_out,timeout,events\n",
+                Stream::Late => "pattern,time,watermark,reason,event\n",
+                Stream::Reject => "source,line,reason,record\n",
+            }),
+        }
+    }
+}
+
+/// Appends one CSV field: quoted (inner quotes doubled) when it holds a comma, a quote or a
+/// line break.
+fn push_csv_field(out: &mut String, field: &str) {
+    if field.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(field);
+    }
+}
+
+/// Appends one output of an engine in `format` (see [`write_output`]).
+pub fn write_output_as<'a>(
+    format: OutputFormat,
+    out: &mut String,
+    nfa: impl Fn(usize) -> &'a Nfa,
+    o: &Output,
+    origin: &str,
+    line_no: u64,
+    record: &str,
+) -> Rendered {
+    if format == OutputFormat::JsonLines {
+        return write_output(out, nfa, o, origin, line_no, record);
+    }
+    let mut field = String::new();
+    match o {
+        Output::Match { pattern, key, m } => {
+            let nfa = nfa(*pattern);
+            push_csv_field(out, &nfa.name);
+            out.push(',');
+            push_csv_field(out, key.as_deref().unwrap_or(""));
+            let start = m.events.first().map(|e| e.time).unwrap_or(0);
+            let end = m.events.last().map(|e| e.time).unwrap_or(0);
+            let _ = write!(out, ",{start},{end},{},", m.timed_out.is_some());
+            if let Some(t) = m.timed_out {
+                let _ = write!(out, "{t}");
+            }
+            out.push(',');
+            write_events(&mut field, nfa, m);
+            push_csv_field(out, &field);
+            out.push('\n');
+            Rendered {
+                stream: Stream::Match,
+                timed_out: m.timed_out.is_some(),
+                human: None,
+            }
+        }
+        Output::Late {
+            pattern,
+            raw,
+            time,
+            watermark,
+        } => {
+            push_csv_field(out, &nfa(*pattern).name);
+            let _ = write!(out, ",{time},{watermark},");
+            push_csv_field(
+                out,
+                &format!("event time {time} is not after the watermark {watermark}"),
+            );
+            out.push(',');
+            push_csv_field(out, raw);
+            out.push('\n');
+            Rendered {
+                stream: Stream::Late,
+                timed_out: false,
+                human: None,
+            }
+        }
+        Output::Reject { pattern, reason } => {
+            let name = pattern.map(|p| nfa(p).name.as_str());
+            // The JSON line gives the human message; the row is written from its parts.
+            let human = write_rejection(&mut field, name, reason, origin, line_no, record);
+            let reason = match name {
+                Some(p) => format!("pattern {p}: {reason}"),
+                None => reason.to_string(),
+            };
+            push_csv_field(out, origin);
+            let _ = write!(out, ",{line_no},");
+            push_csv_field(out, &reason);
+            out.push(',');
+            push_csv_field(out, record);
+            out.push('\n');
+            Rendered {
+                stream: Stream::Reject,
+                timed_out: false,
+                human: Some(human),
+            }
+        }
+    }
 }
 
 /// How one engine output was rendered (see [`write_output`]).
@@ -76,7 +195,18 @@ pub fn write_match(out: &mut String, nfa: &Nfa, key_json: Option<&str>, m: &Matc
     }
     let start = m.events.first().map(|e| e.time).unwrap_or(0);
     let end = m.events.last().map(|e| e.time).unwrap_or(0);
-    let _ = write!(out, ",\"start\":{start},\"end\":{end},\"events\":{{");
+    let _ = write!(out, ",\"start\":{start},\"end\":{end},\"events\":");
+    write_events(out, nfa, m);
+    if let Some(t) = m.timed_out {
+        let _ = write!(out, ",\"timed_out\":true,\"timeout\":{t}");
+    }
+    out.push_str("}\n");
+}
+
+/// Appends a match's events as a JSON object: per variable (in pattern order) the events it
+/// took, each echoed as it arrived.
+fn write_events(out: &mut String, nfa: &Nfa, m: &Match) {
+    out.push('{');
     let mut first_var = true;
     for (v, name) in nfa.variables.iter().enumerate() {
         let mut evs = m.events.iter().filter(|e| e.var == v).peekable();
@@ -98,10 +228,6 @@ pub fn write_match(out: &mut String, nfa: &Nfa, key_json: Option<&str>, m: &Matc
         out.push(']');
     }
     out.push('}');
-    if let Some(t) = m.timed_out {
-        let _ = write!(out, ",\"timed_out\":true,\"timeout\":{t}");
-    }
-    out.push_str("}\n");
 }
 
 /// Appends a JSON string literal.

@@ -19,7 +19,7 @@ use crate::checkpoint::format::FormatError;
 use crate::checkpoint::store::{Store, StoreError};
 use crate::checkpoint::Checkpoint;
 use crate::nfa::CompileError;
-use crate::output::{self, Stream};
+use crate::output::{self, OutputFormat, Stream};
 use crate::pattern::PatternDecl;
 use crate::runtime::parallel::{Line, ParallelEngine, ParallelError};
 use crate::runtime::{Engine, EngineOptions, Output, RestoreError, Stats};
@@ -69,6 +69,8 @@ pub struct PipelineOptions {
     pub ordered: bool,
     /// Stop at the first rejected record.
     pub strict: bool,
+    /// How output lines are written.
+    pub format: OutputFormat,
     /// Checkpoints, if any.
     pub checkpoint: Option<CheckpointOptions>,
 }
@@ -153,6 +155,7 @@ fn open_sink(
     path: Option<&Path>,
     std: StdStream,
     saved: Option<&[SinkPosition]>,
+    header: Option<&str>,
 ) -> Result<Box<dyn Sink>, PipelineError> {
     let now = path.map_or_else(
         || match std {
@@ -171,24 +174,54 @@ fn open_sink(
             });
         }
     }
-    Ok(match (path, pos) {
+    let mut sink: Box<dyn Sink> = match (path, pos) {
         (Some(p), Some(pos)) => Box::new(FileSink::resume(role, p, pos)?),
         (Some(p), None) => Box::new(FileSink::create(role, p)?),
         (None, _) => Box::new(StdSink::new(role, std)),
-    })
+    };
+    // A header row (CSV) begins a new file, and standard output when not resuming; not
+    // standard error, where rows mix with other messages.
+    let begins = match (path, pos) {
+        (Some(_), pos) => pos.is_none(),
+        (None, _) => std == StdStream::Stdout && saved.is_none(),
+    };
+    if let (Some(h), true) = (header, begins) {
+        sink.write(h.as_bytes())?;
+    }
+    Ok(sink)
 }
 
 impl Outputs {
-    fn open(spec: &OutputSpec, saved: Option<&[SinkPosition]>) -> Result<Outputs, PipelineError> {
+    fn open(
+        spec: &OutputSpec,
+        saved: Option<&[SinkPosition]>,
+        format: OutputFormat,
+    ) -> Result<Outputs, PipelineError> {
+        let (m, l, r) = (
+            format.header(Stream::Match),
+            format.header(Stream::Late),
+            format.header(Stream::Reject),
+        );
         let timeouts = match &spec.timeouts {
-            Some(p) => Some(open_sink(ROLES[1], Some(p), StdStream::Stdout, saved)?),
+            Some(p) => Some(open_sink(ROLES[1], Some(p), StdStream::Stdout, saved, m)?),
             None => None,
         };
+        let rejects = match &spec.rejects {
+            Some(p) => open_sink(ROLES[3], Some(p), StdStream::Stderr, saved, r)?,
+            // Rejects on stderr are one human line each, not rows.
+            None => open_sink(ROLES[3], None, StdStream::Stderr, saved, None)?,
+        };
         Ok(Outputs {
-            matches: open_sink(ROLES[0], spec.matches.as_deref(), StdStream::Stdout, saved)?,
+            matches: open_sink(
+                ROLES[0],
+                spec.matches.as_deref(),
+                StdStream::Stdout,
+                saved,
+                m,
+            )?,
             timeouts,
-            late: open_sink(ROLES[2], spec.late.as_deref(), StdStream::Stderr, saved)?,
-            rejects: open_sink(ROLES[3], spec.rejects.as_deref(), StdStream::Stderr, saved)?,
+            late: open_sink(ROLES[2], spec.late.as_deref(), StdStream::Stderr, saved, l)?,
+            rejects,
             rejects_human: spec.rejects.is_none(),
             error: None,
         })
@@ -245,6 +278,7 @@ struct Single {
     seq: u64,
     ordered: bool,
     strict: bool,
+    format: OutputFormat,
     stopped: Option<String>,
 }
 
@@ -253,7 +287,15 @@ impl Single {
         let Single { engine, outs, .. } = self;
         for o in outs.drain(..) {
             let mut text = String::new();
-            let r = output::write_output(&mut text, |p| engine.nfa(p), &o, origin, line_no, record);
+            let r = output::write_output_as(
+                self.format,
+                &mut text,
+                |p| engine.nfa(p),
+                &o,
+                origin,
+                line_no,
+                record,
+            );
             if self.strict && r.stream == Stream::Reject && self.stopped.is_none() {
                 let why = r
                     .human
@@ -482,7 +524,11 @@ pub fn run(
             });
         }
     }
-    let mut outputs = Outputs::open(spec, resumed.as_ref().map(|c| c.sinks.as_slice()))?;
+    let mut outputs = Outputs::open(
+        spec,
+        resumed.as_ref().map(|c| c.sinks.as_slice()),
+        options.format,
+    )?;
     if let Some(pos) = resumed.as_ref().and_then(|c| c.source.as_ref()) {
         records.seek(pos)?;
     }
@@ -512,6 +558,7 @@ pub fn run(
             seq: 0,
             ordered: options.ordered,
             strict: options.strict,
+            format: options.format,
             stopped: None,
         }))
     } else {
@@ -520,6 +567,7 @@ pub fn run(
             options.engine,
             options.workers,
             options.ordered,
+            options.format,
             state.map(|s| (s, fresh)),
         )?;
         if resumed_from.is_some() {

@@ -14,6 +14,7 @@ use crate::checkpoint::store::Store;
 use crate::checkpoint::Checkpoint;
 use crate::gen::{generate, GenOptions};
 use crate::nfa::explain;
+use crate::output::OutputFormat;
 use crate::pattern::PatternDecl;
 use crate::pipeline::{self, CheckpointOptions, OutputSpec, PipelineOptions};
 use crate::runtime::{EngineOptions, Stats};
@@ -78,6 +79,10 @@ struct RunArgs {
     /// Input format: `jsonl` or `csv` (default: by file extension; stdin is JSON lines).
     #[arg(long, value_parser = ["jsonl", "csv"])]
     format: Option<String>,
+    /// Output format of matches, timed-out matches, late events and rejects: `jsonl` (one
+    /// JSON object per line) or `csv` (a header row, then one row per output).
+    #[arg(long, value_parser = ["jsonl", "csv"], default_value = "jsonl")]
+    output_format: String,
     /// Partition key fields (comma-separated dotted paths) for patterns without `key`.
     #[arg(long, value_delimiter = ',')]
     key: Vec<String>,
@@ -337,6 +342,11 @@ fn run(args: RunArgs) -> i32 {
         workers,
         ordered: args.ordered,
         strict: args.strict,
+        format: if args.output_format == "csv" {
+            OutputFormat::Csv
+        } else {
+            OutputFormat::JsonLines
+        },
         checkpoint,
     };
     let spec = OutputSpec {

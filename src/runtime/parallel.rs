@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 
 use crate::event::{DecodeError, Event};
 use crate::nfa::{CompileError, Nfa};
-use crate::output;
+use crate::output::{self, OutputFormat};
 use crate::pattern::PatternDecl;
 use crate::runtime::front::{shard_of, Admission, Clocks, Decoder, KeyedEvent, PatternClock};
 use crate::runtime::shard::{PatternShardState, Shard, ShardOutput};
@@ -225,6 +225,8 @@ struct Worker {
     clocks: Clocks,
     shard: Shard,
     nfas: Vec<Arc<Nfa>>,
+    /// How output lines are written (rendering happens here, on the worker).
+    format: OutputFormat,
     inboxes: Vec<Sender<Inbox>>,
     reports: Sender<(usize, WorkerReport)>,
     out: Vec<ShardOutput>,
@@ -233,7 +235,7 @@ struct Worker {
 /// One output of record `seq` as a line; `origin`, `line_no` and `record` name the record in
 /// a reject report.
 fn render(
-    nfas: &[Arc<Nfa>],
+    (nfas, format): (&[Arc<Nfa>], OutputFormat),
     seq: u64,
     o: &Output,
     origin: &str,
@@ -241,7 +243,7 @@ fn render(
     record: &str,
 ) -> Line {
     let mut text = String::new();
-    let r = output::write_output(&mut text, |p| &*nfas[p], o, origin, line_no, record);
+    let r = output::write_output_as(format, &mut text, |p| &*nfas[p], o, origin, line_no, record);
     Line {
         seq,
         stream: r.stream,
@@ -331,7 +333,7 @@ impl Worker {
             _ => ("", 0, ""),
         };
         let o = Output::Reject { pattern, reason };
-        render(&self.nfas, seq, &o, origin, line_no, record)
+        render((&self.nfas, self.format), seq, &o, origin, line_no, record)
     }
 
     /// Decodes chunk `k`: sends every other worker its share, reports the rejected records,
@@ -450,7 +452,14 @@ impl Worker {
                                     time,
                                     watermark,
                                 };
-                                lines.push(render(&self.nfas, seq, &late, "", 0, ""));
+                                lines.push(render(
+                                    (&self.nfas, self.format),
+                                    seq,
+                                    &late,
+                                    "",
+                                    0,
+                                    "",
+                                ));
                             }
                         }
                         Admission::OnTime {
@@ -504,11 +513,11 @@ impl Worker {
 
     fn drain(&mut self, seq: u64, lines: &mut Vec<Line>) {
         if !self.out.is_empty() {
-            let nfas = &self.nfas;
+            let how = (&self.nfas[..], self.format);
             lines.extend(
                 self.out
                     .drain(..)
-                    .map(|o| render(nfas, seq, &Output::from(o), "", 0, "")),
+                    .map(|o| render(how, seq, &Output::from(o), "", 0, "")),
             );
         }
     }
@@ -571,7 +580,15 @@ impl ParallelEngine {
         workers: usize,
         ordered: bool,
     ) -> Result<ParallelEngine, ParallelError> {
-        Self::resume(decls, options, workers, ordered, None).map(|(e, _)| e)
+        Self::resume(
+            decls,
+            options,
+            workers,
+            ordered,
+            OutputFormat::JsonLines,
+            None,
+        )
+        .map(|(e, _)| e)
     }
 
     /// [`ParallelEngine::new`] starting from a saved state (taken with any number of
@@ -585,6 +602,7 @@ impl ParallelEngine {
         options: EngineOptions,
         workers: usize,
         ordered: bool,
+        format: OutputFormat,
         state: Option<(EngineState, bool)>,
     ) -> Result<(ParallelEngine, RestoreReport), ParallelError> {
         let c = compile_all(decls)?;
@@ -662,6 +680,7 @@ impl ParallelEngine {
                 clocks: clocks.clone(),
                 shard,
                 nfas: nfas.clone(),
+                format,
                 inboxes: inboxes.clone(),
                 reports: report_tx.clone(),
                 out: Vec::new(),

@@ -696,3 +696,89 @@ fn ordered_output_keeps_equal_lines() {
         assert_eq!(stdout_json(&out).len(), 2, "{flags:?}");
     }
 }
+
+#[test]
+fn csv_output_has_the_json_lines_content_in_columns() {
+    let dir = scratch("csv-out");
+    let pat = write(&dir, "abc.motif", ABC_FILE);
+    let input = messy_events(&dir);
+    let run = |format: &str, name: &str| {
+        let out = dir.join(format!("{name}.matches"));
+        let late = dir.join(format!("{name}.late"));
+        let rejects = dir.join(format!("{name}.rejects"));
+        let o = motif()
+            .args([
+                "run",
+                pat.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+            ])
+            .args([
+                "--workers",
+                "2",
+                "--ordered",
+                "--timeouts",
+                "--output-format",
+                format,
+            ])
+            .arg("-o")
+            .arg(&out)
+            .arg("--late-output")
+            .arg(&late)
+            .arg("--rejects-output")
+            .arg(&rejects)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        [out, late, rejects].map(|p| std::fs::read_to_string(p).unwrap())
+    };
+    let [jm, jl, jr] = run("jsonl", "j");
+    let [cm, cl, cr] = run("csv", "c");
+    let rows = |text: &str, header: &str| -> Vec<Vec<String>> {
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(header));
+        lines
+            .map(|l| motif::source::csv::split(l).expect("a CSV row"))
+            .collect()
+    };
+    let matches = rows(&cm, "pattern,key,start,end,timed_out,timeout,events");
+    let json: Vec<serde_json::Value> = jm
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!json.is_empty());
+    assert_eq!(matches.len(), json.len());
+    for (row, j) in matches.iter().zip(&json) {
+        assert_eq!(row[0], j["pattern"].as_str().unwrap());
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&row[1]).unwrap(),
+            j["key"]
+        );
+        assert_eq!(row[2], j["start"].to_string());
+        assert_eq!(row[3], j["end"].to_string());
+        let timed_out = j.get("timed_out").is_some();
+        assert_eq!(row[4], timed_out.to_string());
+        assert_eq!(
+            row[5],
+            j.get("timeout").map_or(String::new(), |t| t.to_string())
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&row[6]).unwrap(),
+            j["events"]
+        );
+    }
+    let late = rows(&cl, "pattern,time,watermark,reason,event");
+    assert_eq!(late.len(), jl.lines().count());
+    assert!(late.len() > 10);
+    let rejects = rows(&cr, "source,line,reason,record");
+    let jr: Vec<serde_json::Value> = jr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rejects.len(), jr.len());
+    for (row, j) in rejects.iter().zip(&jr) {
+        assert_eq!(row[1], j["line"].to_string());
+        assert_eq!(row[2], j["reason"].as_str().unwrap());
+        assert_eq!(row[3], j["record"].as_str().unwrap());
+    }
+}
