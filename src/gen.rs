@@ -58,30 +58,67 @@ impl Rng {
     }
 }
 
-/// Generates the stream, calling `emit` with each JSON line (no newline).
-pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&str)) {
-    let mut rng = Rng::new(opts.seed);
-    let mut t = opts.start_ms;
-    let mut line = String::with_capacity(96);
-    let types = ['A', 'B', 'C', 'D'];
-    for id in 0..opts.events {
-        t += rng.below(2 * opts.mean_gap_ms + 1) as i64;
+/// The stream as an iterator of lines: [`Generator::next_line`] gives event after event.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    opts: GenOptions,
+    rng: Rng,
+    t: i64,
+    id: u64,
+    line: String,
+}
+
+impl Generator {
+    /// The stream `opts` describes, from its first event.
+    pub fn new(opts: GenOptions) -> Generator {
+        Generator {
+            rng: Rng::new(opts.seed),
+            t: opts.start_ms,
+            id: 0,
+            line: String::with_capacity(96),
+            opts,
+        }
+    }
+
+    /// Events generated so far.
+    pub fn generated(&self) -> u64 {
+        self.id
+    }
+
+    /// The next event as a JSON line (no newline), `None` after the last.
+    pub fn next_line(&mut self) -> Option<&str> {
+        if self.id >= self.opts.events {
+            return None;
+        }
+        let opts = &self.opts;
+        let rng = &mut self.rng;
+        self.t += rng.below(2 * opts.mean_gap_ms + 1) as i64;
         let ts = if opts.disorder_ms > 0 {
-            t - rng.below(opts.disorder_ms + 1) as i64
+            self.t - rng.below(opts.disorder_ms + 1) as i64
         } else {
-            t
+            self.t
         };
         let k = rng.below(opts.keys);
-        let ty = types[rng.below(4) as usize];
+        let ty = ['A', 'B', 'C', 'D'][rng.below(4) as usize];
         let cents = 100 + rng.below(9900);
-        line.clear();
+        self.line.clear();
         let _ = write!(
-            line,
-            r#"{{"id":{id},"key":"k{k:04}","ts":{ts},"type":"{ty}","price":{}.{:02}}}"#,
+            self.line,
+            r#"{{"id":{},"key":"k{k:04}","ts":{ts},"type":"{ty}","price":{}.{:02}}}"#,
+            self.id,
             cents / 100,
             cents % 100
         );
-        emit(&line);
+        self.id += 1;
+        Some(&self.line)
+    }
+}
+
+/// Generates the stream, calling `emit` with each JSON line (no newline).
+pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&str)) {
+    let mut g = Generator::new(*opts);
+    while let Some(line) = g.next_line() {
+        emit(line);
     }
 }
 

@@ -1,4 +1,4 @@
-//! One run from source to sinks: records from a [`Records`] source go through an engine (one
+//! One run from source to sinks: records from a [`Source`] go through an engine (one
 //! thread or several workers, the same loop) to the output sinks, with the `--strict` and
 //! `--ordered` policies, the processing-time clock for idle sources, checkpoints at record
 //! boundaries and recovery from the newest one.
@@ -24,7 +24,7 @@ use crate::pattern::PatternDecl;
 use crate::runtime::parallel::{Line, ParallelEngine, ParallelError};
 use crate::runtime::{Engine, EngineOptions, Output, RestoreError, Stats};
 use crate::sink::{FileSink, Sink, SinkError, SinkPosition, StdSink, StdStream};
-use crate::source::{Records, SourceError};
+use crate::source::{Source, SourceError};
 
 /// Default time between two checkpoints.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
@@ -481,7 +481,7 @@ impl Clock {
 pub fn run(
     decls: &[PatternDecl],
     options: &PipelineOptions,
-    records: &mut Records,
+    records: &mut dyn Source,
     spec: &OutputSpec,
     stop: &AtomicBool,
     notice: &mut dyn FnMut(&str),
@@ -711,7 +711,7 @@ fn take_checkpoint(
     ck: &mut Checkpointer,
     driver: &mut Driver,
     outputs: &mut Outputs,
-    records: &Records,
+    records: &dyn Source,
     finished: bool,
 ) -> Result<(), PipelineError> {
     let owned = match (&mut *driver, finished) {

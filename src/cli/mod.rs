@@ -18,7 +18,7 @@ use crate::output::OutputFormat;
 use crate::pattern::PatternDecl;
 use crate::pipeline::{self, CheckpointOptions, OutputSpec, PipelineOptions};
 use crate::runtime::{EngineOptions, Stats};
-use crate::source::{self, Format, Records};
+use crate::source::{self, Format, Records, Source};
 use crate::syntax::{self, LoadError};
 
 /// motif: complex event processing with Flink CEP's pattern semantics.
@@ -62,8 +62,10 @@ enum Command {
 struct RunArgs {
     /// A pattern file, or a directory of `*.motif` files (all loaded at start-up).
     patterns: PathBuf,
-    /// Events: a file, a directory (its files in name order) or `-` for standard input.
-    /// JSON lines, or CSV with a header for `.csv` files (see --format).
+    /// Events: a file, a directory (its files in name order), `-` for standard input, or
+    /// `gen:events=N,keys=K,rate=R,disorder=MS,seed=S` for the generator's stream (as
+    /// `motif gen` writes it). JSON lines, or CSV with a header for `.csv` files (see
+    /// --format).
     #[arg(long, short, default_value = "-")]
     input: String,
     /// Read the input files in turn, one record from each, each file a source partition with
@@ -298,22 +300,32 @@ fn run(args: RunArgs) -> i32 {
             d.key = key.clone();
         }
     }
-    let files = match source::expand(&args.input) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("motif: {e}");
-            return 1;
+    let mut records: Box<dyn Source> = if args.input.starts_with(source::gen::PREFIX) {
+        match source::gen::GenSource::new(&args.input) {
+            Ok(g) => Box::new(g),
+            Err(e) => {
+                eprintln!("motif: {e}");
+                return 1;
+            }
         }
-    };
-    let format = match args.format.as_deref() {
-        Some("csv") => Some(Format::Csv),
-        Some(_) => Some(Format::JsonLines),
-        None => None,
-    };
-    let mut records = if args.partitioned {
-        Records::interleaved(files, format)
     } else {
-        Records::new(files, format)
+        let files = match source::expand(&args.input) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("motif: {e}");
+                return 1;
+            }
+        };
+        let format = match args.format.as_deref() {
+            Some("csv") => Some(Format::Csv),
+            Some(_) => Some(Format::JsonLines),
+            None => None,
+        };
+        if args.partitioned {
+            Box::new(Records::interleaved(files, format))
+        } else {
+            Box::new(Records::new(files, format))
+        }
     };
     let engine = EngineOptions {
         timeouts: args.timeouts || args.timeouts_output.is_some(),
@@ -360,7 +372,7 @@ fn run(args: RunArgs) -> i32 {
     let result = pipeline::run(
         &decls,
         &options,
-        &mut records,
+        records.as_mut(),
         &spec,
         stop,
         &mut |n| eprintln!("{n}"),

@@ -2,6 +2,7 @@
 //! as a stream of records with their origin and line number.
 
 pub mod csv;
+pub mod gen;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -44,6 +45,9 @@ pub enum SourceError {
     /// A directory holds no input files.
     #[error("{0}: no input files in this directory")]
     EmptyDir(String),
+    /// An input argument that names no input (a malformed `gen:` spec).
+    #[error("{0}")]
+    Spec(String),
     /// A saved position is of other inputs than these ([`Records::seek`]).
     #[error("the saved source position does not fit these inputs: {what}")]
     PositionMismatch {
@@ -188,6 +192,56 @@ struct Current {
     offset: u64,
     csv: Option<csv::Header>,
     partition: usize,
+}
+
+/// A source of records that knows where it stands: what the pipeline reads from. Files,
+/// directories and standard input ([`Records`]) and the generator ([`gen::GenSource`]) are
+/// sources; so will a Kafka consumer be.
+pub trait Source {
+    /// The next record, `None` at the end of the input.
+    fn next_record(&mut self) -> Option<Result<Record<'_>, SourceError>>;
+
+    /// A source partition that has ended since the last call, if any (call until `None`).
+    fn ended(&mut self) -> Option<usize>;
+
+    /// Whether the next record would have to wait (a live input paused): the caller passes
+    /// on what it holds first.
+    fn may_wait(&self) -> bool;
+
+    /// Number of source partitions, each with its own watermark.
+    fn partitions(&self) -> usize;
+
+    /// The position after the last record returned.
+    fn position(&self) -> SourcePosition;
+
+    /// Continues from a position taken from a source over the same input.
+    fn seek(&mut self, pos: &SourcePosition) -> Result<(), SourceError>;
+}
+
+impl Source for Records {
+    fn next_record(&mut self) -> Option<Result<Record<'_>, SourceError>> {
+        Records::next_record(self)
+    }
+
+    fn ended(&mut self) -> Option<usize> {
+        Records::ended(self)
+    }
+
+    fn may_wait(&self) -> bool {
+        Records::may_wait(self)
+    }
+
+    fn partitions(&self) -> usize {
+        Records::partitions(self)
+    }
+
+    fn position(&self) -> SourcePosition {
+        Records::position(self)
+    }
+
+    fn seek(&mut self, pos: &SourcePosition) -> Result<(), SourceError> {
+        Records::seek(self, pos)
+    }
 }
 
 /// One record: its text as a JSON object, where it came from.

@@ -782,3 +782,52 @@ fn csv_output_has_the_json_lines_content_in_columns() {
         assert_eq!(row[3], j["record"].as_str().unwrap());
     }
 }
+
+#[test]
+fn a_generated_input_is_the_stream_motif_gen_writes() {
+    let dir = scratch("gen-input");
+    let pat = write(&dir, "abc.motif", ABC_FILE);
+    let generated = motif()
+        .args([
+            "gen",
+            "-n",
+            "20000",
+            "--keys",
+            "50",
+            "--disorder-ms",
+            "3",
+            "--seed",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    let file = write(
+        &dir,
+        "gen.jsonl",
+        &String::from_utf8_lossy(&generated.stdout),
+    );
+    let from_file = motif()
+        .args(["run", pat.to_str().unwrap(), "--ordered", "--input"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let from_gen = motif()
+        .args(["run", pat.to_str().unwrap(), "--ordered"])
+        .args(["--input", "gen:events=20000,keys=50,disorder=3,seed=5"])
+        .output()
+        .unwrap();
+    assert!(
+        from_gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_gen.stderr)
+    );
+    assert!(!from_gen.stdout.is_empty());
+    assert_eq!(from_gen.stdout, from_file.stdout);
+    let bad = motif()
+        .args(["run", pat.to_str().unwrap(), "--input", "gen:events=lots"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("needs a whole number"));
+}
