@@ -729,29 +729,21 @@ fn take_checkpoint(
     let stats = driver.stats();
     let source = Some(records.position());
     let capacity = ck.last_size + ck.last_size / 8;
+    let meta: Checkpoint<()> = Checkpoint {
+        id,
+        taken_at_ms: now_unix_ms(),
+        finished,
+        records: stats.records,
+        source,
+        sinks,
+        stats,
+        engine: None,
+    };
     let bytes = match (&*driver, owned) {
-        (Driver::Single(s), _) if !finished => Checkpoint {
-            id,
-            taken_at_ms: now_unix_ms(),
-            finished,
-            records: stats.records,
-            source,
-            sinks,
-            stats,
-            engine: Some(s.engine.state_ref()),
-        }
-        .to_bytes_sized(capacity)?,
-        (_, engine) => Checkpoint {
-            id,
-            taken_at_ms: now_unix_ms(),
-            finished,
-            records: stats.records,
-            source,
-            sinks,
-            stats,
-            engine,
-        }
-        .to_bytes_sized(capacity)?,
+        (Driver::Single(s), _) if !finished => meta
+            .with_engine(Some(s.engine.state_ref()))
+            .to_bytes_sized(capacity)?,
+        (_, engine) => meta.with_engine(engine).to_bytes_sized(capacity)?,
     };
     ck.last_size = bytes.len();
     ck.store.write(id, &bytes)?;

@@ -39,6 +39,22 @@ pub struct Checkpoint<E = EngineState> {
     pub engine: Option<E>,
 }
 
+impl<E> Checkpoint<E> {
+    /// The same checkpoint holding `engine` as its state.
+    pub fn with_engine<F>(self, engine: Option<F>) -> Checkpoint<F> {
+        Checkpoint {
+            id: self.id,
+            taken_at_ms: self.taken_at_ms,
+            finished: self.finished,
+            records: self.records,
+            source: self.source,
+            sinks: self.sinks,
+            stats: self.stats,
+            engine,
+        }
+    }
+}
+
 impl<E: Serialize> Checkpoint<E> {
     /// The checkpoint file's bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, format::FormatError> {

@@ -26,7 +26,7 @@ use crate::pattern::PatternDecl;
 use crate::value::Value;
 
 use front::{Front, RouteSink};
-use shard::{PatternShardState, Shard, ShardOutput};
+use shard::{Shard, ShardOutput};
 pub use state::{EngineState, EngineStateRef, PatternState, RestoreError, RestoreReport};
 pub use view::MatchView;
 
@@ -460,26 +460,12 @@ impl Engine {
 
     /// The whole state as data (serialise it with serde; [`crate::checkpoint`] does).
     pub fn snapshot(&self) -> EngineState {
-        let clocks = self.front.clocks().snapshot();
-        let mut per_shard: Vec<std::vec::IntoIter<PatternShardState>> = self
-            .shards
-            .iter()
-            .map(|s| s.snapshot().into_iter())
-            .collect();
-        let patterns = clocks
-            .into_iter()
-            .enumerate()
-            .map(|(i, clock)| {
-                let parts = per_shard.iter_mut().filter_map(Iterator::next).collect();
-                PatternState::new(
-                    self.nfas[i].name.clone(),
-                    self.compiled.fingerprints[i],
-                    clock,
-                    PatternShardState::merge(parts),
-                )
-            })
-            .collect();
-        EngineState::new(self.front.schema(), patterns, self.stats)
+        EngineState::assemble(
+            &self.compiled,
+            self.front.clocks().snapshot(),
+            self.shards.iter().map(Shard::snapshot).collect(),
+            self.stats,
+        )
     }
 
     /// The whole state borrowed where it lives: serialises to the same bytes as

@@ -27,7 +27,7 @@ use crate::output::{self, OutputFormat};
 use crate::pattern::PatternDecl;
 use crate::runtime::front::{shard_of, Admission, Clocks, Decoder, KeyedEvent, PatternClock};
 use crate::runtime::shard::{PatternShardState, Shard, ShardOutput};
-use crate::runtime::state::{self, EngineState, PatternState, RestoreError, RestoreReport};
+use crate::runtime::state::{self, EngineState, RestoreError, RestoreReport};
 use crate::runtime::{compile_all, Compiled, EngineOptions, Output, Stats};
 
 /// Records per chunk.
@@ -1016,24 +1016,10 @@ impl ParallelEngine {
             ));
         }
         let clocks = std::mem::take(&mut states[0].clocks);
-        let mut shards: Vec<std::vec::IntoIter<PatternShardState>> =
-            states.into_iter().map(|s| s.shard.into_iter()).collect();
-        let patterns = clocks
-            .into_iter()
-            .enumerate()
-            .map(|(i, clock)| {
-                let parts = shards.iter_mut().filter_map(Iterator::next).collect();
-                PatternState::new(
-                    self.nfas[i].name.clone(),
-                    self.compiled.fingerprints[i],
-                    clock,
-                    PatternShardState::merge(parts),
-                )
-            })
-            .collect();
-        Ok(EngineState::new(
-            &self.compiled.schema,
-            patterns,
+        Ok(EngineState::assemble(
+            &self.compiled,
+            clocks,
+            states.into_iter().map(|s| s.shard).collect(),
             self.stats(),
         ))
     }

@@ -10,7 +10,7 @@ use crate::event::{Event, Schema};
 use crate::nfa::Nfa;
 use crate::runtime::front::PatternClock;
 use crate::runtime::shard::{PatternShardState, PatternShardsView, StateError};
-use crate::runtime::Stats;
+use crate::runtime::{Compiled, Stats};
 use crate::value::Value;
 
 /// One pattern's saved state.
@@ -25,21 +25,6 @@ pub struct PatternState {
 }
 
 impl PatternState {
-    /// A pattern's state from its clock and its partitions over all shards.
-    pub(crate) fn new(
-        name: String,
-        fingerprint: u64,
-        clock: PatternClock,
-        shard: PatternShardState,
-    ) -> PatternState {
-        PatternState {
-            name,
-            fingerprint,
-            clock,
-            shard,
-        }
-    }
-
     /// The pattern's watermark (`i64::MIN` before any event, `i64::MAX` after the end).
     pub fn watermark(&self) -> i64 {
         self.clock.watermark()
@@ -73,9 +58,32 @@ pub struct EngineState {
 }
 
 impl EngineState {
-    pub(crate) fn new(schema: &Schema, patterns: Vec<PatternState>, stats: Stats) -> EngineState {
+    /// The state of the patterns `compiled` from their clocks (one per pattern) and the
+    /// shards' states (per shard, one per pattern), each pattern's partitions merged.
+    pub(crate) fn assemble(
+        compiled: &Compiled,
+        clocks: Vec<PatternClock>,
+        shards: Vec<Vec<PatternShardState>>,
+        stats: Stats,
+    ) -> EngineState {
+        let mut shards: Vec<std::vec::IntoIter<PatternShardState>> =
+            shards.into_iter().map(Vec::into_iter).collect();
+        let patterns = clocks
+            .into_iter()
+            .zip(&compiled.patterns)
+            .zip(&compiled.fingerprints)
+            .map(|((clock, (nfa, _)), fingerprint)| {
+                let parts = shards.iter_mut().filter_map(Iterator::next).collect();
+                PatternState {
+                    name: nfa.name.clone(),
+                    fingerprint: *fingerprint,
+                    clock,
+                    shard: PatternShardState::merge(parts),
+                }
+            })
+            .collect();
         EngineState {
-            schema: schema.paths().to_vec(),
+            schema: compiled.schema.paths().to_vec(),
             patterns,
             stats,
         }
