@@ -313,25 +313,34 @@ fn print_ratios(label: &str, ratios: &mut [f64], note: &str) {
     );
 }
 
+/// Counts the lines a parallel engine gives.
+struct Count(u64);
+
+impl motif::runtime::Collect<motif::output::Line> for Count {
+    fn output(&mut self, _seq: u64, _kind: motif::runtime::OutputKind, _l: motif::output::Line) {
+        self.0 += 1;
+    }
+}
+
 fn run_parallel(source: &str, input: &[String], workers: usize) -> Figures {
     let decls = motif::syntax::load_str("<bench>", source)
         .unwrap_or_else(|e| panic!("bench pattern does not load: {e}"));
-    let mut e = motif::runtime::parallel::ParallelEngine::new(
+    // Rendered on the workers, as the command line does.
+    let (mut e, _) = motif::runtime::ParallelEngine::resume(
         &decls,
         EngineOptions::default(),
         workers,
-        false,
+        motif::output::Render::default(),
+        None,
     )
     .expect("bench pattern compiles");
-    let mut matches = 0u64;
+    let mut count = Count(0);
     let t = Instant::now();
-    {
-        let mut emit = |_l: motif::runtime::parallel::Line| matches += 1;
-        for (i, l) in input.iter().enumerate() {
-            e.push_json(l, "<bench>", i as u64 + 1, &mut emit);
-        }
-        e.finish(&mut emit).expect("no worker fails");
+    for l in input {
+        e.push_json(l, &mut count);
     }
+    e.finish(&mut count).expect("no worker fails");
+    let matches = count.0;
     Figures {
         events: input.len() as u64,
         secs: t.elapsed().as_secs_f64(),

@@ -1,10 +1,11 @@
 //! Matches, late events and rejects as JSON lines or CSV rows.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use crate::event::DecodeError;
 use crate::nfa::{Match, Nfa};
-use crate::runtime::Output;
+use crate::runtime::{Engine, EngineOptions, MatchView, Output, Prepare};
 
 /// Where an output line goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -15,6 +16,8 @@ pub enum Stream {
     Late,
     /// A rejected record.
     Reject,
+    /// A watermark move (no file of the command line takes these).
+    Watermark,
 }
 
 /// How outputs are written.
@@ -39,6 +42,7 @@ impl OutputFormat {
                 Stream::Match => "pattern,key,start,end,timed_out,timeout,events\n",
                 Stream::Late => "pattern,time,watermark,reason,event\n",
                 Stream::Reject => "source,line,reason,record\n",
+                Stream::Watermark => "pattern,watermark\n",
             }),
         }
     }
@@ -62,12 +66,9 @@ pub fn write_output_as<'a>(
     out: &mut String,
     nfa: impl Fn(usize) -> &'a Nfa,
     o: &Output,
-    origin: &str,
-    line_no: u64,
-    record: &str,
 ) -> Rendered {
     if format == OutputFormat::JsonLines {
-        return write_output(out, nfa, o, origin, line_no, record);
+        return write_output(out, nfa, o);
     }
     let mut field = String::new();
     match o {
@@ -113,8 +114,13 @@ pub fn write_output_as<'a>(
                 human: None,
             }
         }
-        Output::Reject { pattern, reason } => {
+        Output::Reject {
+            pattern,
+            reason,
+            record,
+        } => {
             let name = pattern.map(|p| nfa(p).name.as_str());
+            let (origin, line_no, record) = (&*record.source, record.line, &*record.text);
             // The JSON line gives the human message; the row is written from its parts.
             let human = write_rejection(&mut field, name, reason, origin, line_no, record);
             let reason = match name {
@@ -133,6 +139,58 @@ pub fn write_output_as<'a>(
                 human: Some(human),
             }
         }
+        Output::Watermark { pattern, watermark } => {
+            push_csv_field(out, &nfa(*pattern).name);
+            let _ = writeln!(out, ",{watermark}");
+            Rendered {
+                stream: Stream::Watermark,
+                timed_out: false,
+                human: None,
+            }
+        }
+    }
+}
+
+/// One rendered output: a JSON line or CSV row and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Line {
+    /// Which output it belongs to.
+    pub stream: Stream,
+    /// The line (JSON or a CSV row), with its newline.
+    pub text: String,
+    /// Whether it is a timed-out partial match.
+    pub timed_out: bool,
+    /// For a rejected record: a one-line human message (for stderr).
+    pub human: Option<String>,
+}
+
+/// Renders outputs as [`Line`]s in a format: what the command line's sinks write. As a
+/// [`Prepare`] it runs on the workers of a parallel engine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Render {
+    /// The format.
+    pub format: OutputFormat,
+}
+
+impl Render {
+    /// Renders one output of the patterns `nfas`.
+    pub fn line(&self, nfas: &[Arc<Nfa>], o: &Output) -> Line {
+        let mut text = String::new();
+        let r = write_output_as(self.format, &mut text, |p| &*nfas[p], o);
+        Line {
+            stream: r.stream,
+            text,
+            timed_out: r.timed_out,
+            human: r.human,
+        }
+    }
+}
+
+impl Prepare for Render {
+    type Item = Line;
+
+    fn prepare(&self, nfas: &[Arc<Nfa>], o: Output) -> Line {
+        self.line(nfas, &o)
     }
 }
 
@@ -147,16 +205,8 @@ pub struct Rendered {
     pub human: Option<String>,
 }
 
-/// Appends one output of an engine as its JSON line; `nfa` gives a pattern by index, and
-/// `origin`, `line_no` and `record` name the record in a reject report.
-pub fn write_output<'a>(
-    out: &mut String,
-    nfa: impl Fn(usize) -> &'a Nfa,
-    o: &Output,
-    origin: &str,
-    line_no: u64,
-    record: &str,
-) -> Rendered {
+/// Appends one output of an engine as its JSON line; `nfa` gives a pattern by index.
+pub fn write_output<'a>(out: &mut String, nfa: impl Fn(usize) -> &'a Nfa, o: &Output) -> Rendered {
     let (stream, timed_out, human) = match o {
         Output::Match { pattern, key, m } => {
             write_match(out, nfa(*pattern), key.as_deref(), m);
@@ -171,10 +221,22 @@ pub fn write_output<'a>(
             write_late(out, &nfa(*pattern).name, raw, *time, *watermark);
             (Stream::Late, false, None)
         }
-        Output::Reject { pattern, reason } => {
+        Output::Reject {
+            pattern,
+            reason,
+            record,
+        } => {
             let name = pattern.map(|p| nfa(p).name.as_str());
-            let human = write_rejection(out, name, reason, origin, line_no, record);
+            let human =
+                write_rejection(out, name, reason, &record.source, record.line, &record.text);
             (Stream::Reject, false, Some(human))
+        }
+        Output::Watermark { pattern, watermark } => {
+            out.push_str("{\"watermark\":");
+            let _ = write!(out, "{watermark},\"pattern\":");
+            push_json_str(out, &nfa(*pattern).name);
+            out.push_str("}\n");
+            (Stream::Watermark, false, None)
         }
     };
     Rendered {
@@ -274,4 +336,58 @@ pub fn write_rejection(
     };
     write_reject(out, origin, line, &reason, raw);
     format!("motif: {origin}:{line}: rejected: {reason}")
+}
+
+/// The match as the JSON line the command line prints (without the newline).
+impl std::fmt::Display for MatchView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut line = String::new();
+        write_match(&mut line, self.nfa(), self.key_json(), self.get());
+        f.write_str(line.trim_end_matches('\n'))
+    }
+}
+
+/// Runs the patterns of `source` over JSON lines and returns every match as the JSON object
+/// the CLI prints (timed-out partial matches too when `with_timeouts`). Meant for tests and
+/// embedding; errors are rendered as text.
+pub fn match_lines(
+    source: &str,
+    lines: &[&str],
+    with_timeouts: bool,
+) -> Result<Vec<serde_json::Value>, String> {
+    match_lines_with(
+        source,
+        lines,
+        EngineOptions {
+            timeouts: with_timeouts,
+            ..EngineOptions::default()
+        },
+    )
+}
+
+/// [`match_lines`] with explicit engine options.
+pub fn match_lines_with(
+    source: &str,
+    lines: &[&str],
+    options: EngineOptions,
+) -> Result<Vec<serde_json::Value>, String> {
+    let decls = crate::syntax::load_str("<source>", source).map_err(|e| e.to_string())?;
+    let mut engine = Engine::new(&decls, options).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for l in lines {
+        if !l.trim().is_empty() {
+            engine.push_json(l, &mut out);
+        }
+    }
+    engine.finish(&mut out);
+    let mut result = Vec::new();
+    let mut text = String::new();
+    for o in &out {
+        if let Output::Match { pattern, key, m } = o {
+            text.clear();
+            write_match(&mut text, engine.nfa(*pattern), key.as_deref(), m);
+            result.push(serde_json::from_str(&text).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(result)
 }

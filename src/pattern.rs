@@ -300,9 +300,23 @@ pub struct PatternDecl {
     pub pattern: Pattern,
     /// Where the declaration's name was written.
     pub span: Span,
+    /// Fields (dotted paths) of the matched events that a sink reads, decoded besides
+    /// those the conditions read (see [`crate::runtime::EngineOptions::match_fields`]).
+    pub output_fields: Vec<Vec<String>>,
 }
 
 impl PatternDecl {
+    /// Asks for these fields (dotted paths) of the matched events to be decoded, for a sink
+    /// that groups or aggregates by them (see
+    /// [`crate::runtime::EngineOptions::match_fields`]).
+    pub fn output_fields(mut self, fields: &[&str]) -> Self {
+        self.output_fields = fields
+            .iter()
+            .map(|f| f.split('.').map(str::to_string).collect())
+            .collect();
+        self
+    }
+
     /// Sets the partition key fields (each a dotted path).
     pub fn key(mut self, fields: &[&str]) -> Self {
         self.key = fields
@@ -381,6 +395,7 @@ impl Pattern {
             lateness_ms: 0,
             pattern: self,
             span: Span::default(),
+            output_fields: Vec::new(),
         }
     }
 

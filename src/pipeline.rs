@@ -11,6 +11,7 @@
 //! and seeks the source to its position, so the outputs end up byte-identical to an
 //! uninterrupted run (with `ordered`, whose output order does not depend on timing).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,10 +20,12 @@ use crate::checkpoint::format::FormatError;
 use crate::checkpoint::store::{Store, StoreError};
 use crate::checkpoint::Checkpoint;
 use crate::nfa::CompileError;
-use crate::output::{self, OutputFormat, Stream};
+use crate::output::{Line, OutputFormat, Render, Stream};
 use crate::pattern::PatternDecl;
-use crate::runtime::parallel::{Line, ParallelEngine, ParallelError};
-use crate::runtime::{Engine, EngineOptions, Output, RestoreError, Stats};
+use crate::runtime::parallel::{ParallelEngine, ParallelError};
+use crate::runtime::{
+    Collect, Engine, EngineOptions, Input, OutputKind, RestoreError, Run, Serial, Stats,
+};
 use crate::sink::{FileSink, Sink, SinkError, SinkPosition, StdSink, StdStream};
 use crate::source::{Source, SourceError};
 
@@ -238,6 +241,8 @@ impl Outputs {
                 (Some(h), true) => self.rejects.write(format!("{h}\n").as_bytes()),
                 _ => self.rejects.write(l.text.as_bytes()),
             },
+            // No command-line output takes watermarks.
+            Stream::Watermark => Ok(()),
         };
         if let Err(e) = r {
             self.error.get_or_insert(e);
@@ -268,159 +273,156 @@ impl Outputs {
     }
 }
 
-/// A single-threaded engine with the pipeline's policies: outputs rendered as lines,
-/// numbered by input step, sorted within a step with `ordered` (the order the parallel
-/// engine's `ordered` gives), and a stop at the first rejected record with `strict`.
-struct Single {
-    engine: Engine,
-    outs: Vec<Output>,
-    batch: Vec<Line>,
-    seq: u64,
+/// The `--ordered` and `--strict` policies, between the engine (either kind) and the sinks.
+///
+/// Without either, lines go to the sinks as the engine gives them. With `ordered`, lines
+/// wait until their step is complete and go in (step, line) order, which does not depend on
+/// the number of workers. With `strict`, lines wait until their step is complete and the
+/// first rejected record stops the run: nothing caused by a later step is written. The
+/// policy counts what it writes.
+struct Policy {
     ordered: bool,
     strict: bool,
-    format: OutputFormat,
-    stopped: Option<String>,
+    /// With `ordered`: lines waiting for their step to complete, each with how many times
+    /// it came (equal lines are distinct outputs: two matches of equal events).
+    sorted: BTreeMap<(u64, Line), usize>,
+    /// With `strict` only: lines waiting for their step to complete, in the order given.
+    waiting: Vec<(u64, Line)>,
+    /// Outputs written, by kind (the engine's counters count what it gave).
+    written: Stats,
+    /// The step of the rejected record a strict run stopped at, and its report.
+    stopped: Option<(u64, String)>,
+    /// With `strict`: steps of the records not yet complete, so that a stop can say how
+    /// many records came before it.
+    in_flight: VecDeque<u64>,
+    /// With `strict`: records complete before `in_flight`.
+    records_final: u64,
+    /// Records read up to the stop.
+    records_at_stop: Option<u64>,
 }
 
-impl Single {
-    fn emit(&mut self, origin: &str, line_no: u64, record: &str, emit: &mut dyn FnMut(Line)) {
-        let Single { engine, outs, .. } = self;
-        for o in outs.drain(..) {
-            let mut text = String::new();
-            let r = output::write_output_as(
-                self.format,
-                &mut text,
-                |p| engine.nfa(p),
-                &o,
-                origin,
-                line_no,
-                record,
-            );
-            if self.strict && r.stream == Stream::Reject && self.stopped.is_none() {
-                let why = r
-                    .human
-                    .clone()
-                    .unwrap_or_else(|| text.trim_end().to_string());
-                self.stopped = Some(format!("{why}; stopping (--strict)"));
-            }
-            let l = Line {
-                seq: self.seq,
-                stream: r.stream,
-                text,
-                timed_out: r.timed_out,
-                human: r.human,
-            };
-            if self.ordered {
-                self.batch.push(l);
-            } else {
-                emit(l);
-            }
-        }
-        if self.ordered {
-            self.batch.sort_unstable();
-            for l in self.batch.drain(..) {
-                emit(l);
-            }
-        }
-        self.seq = self.seq.saturating_add(1);
-    }
-}
-
-/// The engine of a run: one thread or several workers.
-enum Driver {
-    Single(Box<Single>),
-    Parallel(Box<ParallelEngine>),
-}
-
-impl Driver {
-    fn push(
-        &mut self,
-        json: &str,
-        partition: usize,
-        now_ms: u64,
-        origin: &str,
-        line: u64,
-        emit: &mut dyn FnMut(Line),
-    ) {
-        match self {
-            Driver::Single(s) => {
-                s.engine
-                    .push_json_from(json, partition, now_ms, &mut s.outs);
-                s.emit(origin, line, json, emit);
-            }
-            Driver::Parallel(p) => p.push_json_from(json, partition, now_ms, origin, line, emit),
+impl Policy {
+    fn new(options: &PipelineOptions, written: Stats) -> Policy {
+        Policy {
+            ordered: options.ordered,
+            strict: options.strict,
+            sorted: BTreeMap::new(),
+            waiting: Vec::new(),
+            written,
+            stopped: None,
+            in_flight: VecDeque::new(),
+            records_final: written.records,
+            records_at_stop: None,
         }
     }
 
-    fn end_source(&mut self, partition: usize, emit: &mut dyn FnMut(Line)) {
-        match self {
-            Driver::Single(s) => {
-                s.engine.end_source(partition, &mut s.outs);
-                s.emit("", 0, "", emit);
-            }
-            Driver::Parallel(p) => p.end_source(partition, emit),
+    /// Record step `seq` was given to the engine.
+    fn pushed(&mut self, seq: u64) {
+        if self.strict && self.stopped.is_none() {
+            self.in_flight.push_back(seq);
         }
     }
 
-    fn tick(&mut self, now_ms: u64, emit: &mut dyn FnMut(Line)) {
-        match self {
-            Driver::Single(s) => {
-                s.engine.tick(now_ms, &mut s.outs);
-                s.emit("", 0, "", emit);
-            }
-            Driver::Parallel(p) => p.tick(now_ms, emit),
+    /// The engine's counters with the outputs counted as written.
+    fn stats(&self, engine: Stats) -> Stats {
+        Stats {
+            records: self.records_at_stop.unwrap_or(engine.records),
+            matches: self.written.matches,
+            timeouts: self.written.timeouts,
+            late: self.written.late,
+            rejected: self.written.rejected,
+            dropped_runs: engine.dropped_runs,
         }
     }
 
-    /// A live input paused: pass on what the workers hold.
-    fn flush(&mut self, emit: &mut dyn FnMut(Line)) {
-        if let Driver::Parallel(p) = self {
-            p.flush(emit);
-        }
-    }
-
+    /// Why a strict run stopped, if it did.
     fn stopped_at(&self) -> Option<String> {
-        match self {
-            Driver::Single(s) => s.stopped.clone(),
-            Driver::Parallel(p) => p
-                .stopped_at()
-                .map(|why| format!("{why}; stopping (--strict)")),
-        }
+        self.stopped
+            .as_ref()
+            .map(|(_, why)| format!("{why}; stopping (--strict)"))
     }
 
-    fn finish(&mut self, emit: &mut dyn FnMut(Line)) -> Result<Stats, PipelineError> {
-        match self {
-            Driver::Single(s) => {
-                s.seq = u64::MAX;
-                s.engine.finish(&mut s.outs);
-                s.emit("", 0, "", emit);
-                Ok(s.engine.stats())
+    /// Writes a line whose step is complete, unless a strict run stopped before its step;
+    /// a rejected record stops a strict run.
+    fn release(&mut self, seq: u64, l: &Line, outputs: &mut Outputs) {
+        if let Some((at, _)) = &self.stopped {
+            if seq > *at {
+                return;
             }
-            Driver::Parallel(p) => Ok(p.finish(emit)?),
+        } else if self.strict && l.stream == Stream::Reject {
+            let why = l
+                .human
+                .clone()
+                .unwrap_or_else(|| l.text.trim_end().to_string());
+            self.stopped = Some((seq, why));
+            let upto = self.in_flight.iter().take_while(|s| **s <= seq).count() as u64;
+            self.records_at_stop = Some(self.records_final + upto);
         }
+        self.write(l, outputs);
     }
 
-    fn stats(&self) -> Stats {
-        match self {
-            Driver::Single(s) => s.engine.stats(),
-            Driver::Parallel(p) => p.stats(),
-        }
-    }
-
-    fn progress(&self, report: &mut dyn FnMut(&Progress<'_>)) {
-        let stats = self.stats();
-        let (partial_matches, watermark_lag) = match self {
-            Driver::Single(s) => (
-                Some(s.engine.open_partial_matches()),
-                s.engine.watermark_lag(),
-            ),
-            Driver::Parallel(p) => (None, p.watermark_lag()),
-        };
-        report(&Progress {
-            stats: &stats,
-            partial_matches,
-            watermark_lag,
+    fn write(&mut self, l: &Line, outputs: &mut Outputs) {
+        self.written.count_kind(match (l.stream, l.timed_out) {
+            (Stream::Match, true) => OutputKind::Timeout,
+            (Stream::Match, false) => OutputKind::Match,
+            (Stream::Late, _) => OutputKind::Late,
+            (Stream::Reject, _) => OutputKind::Reject,
+            (Stream::Watermark, _) => OutputKind::Watermark,
         });
+        outputs.put(l);
+    }
+}
+
+/// The policy and the sinks, as the engine's collector.
+struct Delivery<'a> {
+    policy: &'a mut Policy,
+    outputs: &'a mut Outputs,
+}
+
+impl Collect<Line> for Delivery<'_> {
+    fn output(&mut self, seq: u64, _kind: OutputKind, l: Line) {
+        let p = &mut *self.policy;
+        if p.stopped.as_ref().is_some_and(|(at, _)| seq > *at) {
+            return;
+        }
+        if p.ordered {
+            *p.sorted.entry((seq, l)).or_insert(0) += 1;
+        } else if p.strict {
+            p.waiting.push((seq, l));
+        } else {
+            p.write(&l, self.outputs);
+        }
+    }
+
+    fn complete(&mut self, through: u64) {
+        let p = &mut *self.policy;
+        if p.ordered {
+            while p
+                .sorted
+                .first_key_value()
+                .is_some_and(|((s, _), _)| *s <= through)
+            {
+                if let Some(((seq, l), copies)) = p.sorted.pop_first() {
+                    for _ in 0..copies {
+                        p.release(seq, &l, self.outputs);
+                    }
+                }
+            }
+        } else if p.strict && !p.waiting.is_empty() {
+            // Steps in order, each step's lines in the order they came.
+            p.waiting.sort_by_key(|(seq, _)| *seq);
+            let ready = p.waiting.partition_point(|(seq, _)| *seq <= through);
+            let lines: Vec<(u64, Line)> = p.waiting.drain(..ready).collect();
+            for (seq, l) in &lines {
+                p.release(*seq, l, self.outputs);
+            }
+        }
+        if p.strict && p.stopped.is_none() {
+            while p.in_flight.front().is_some_and(|s| *s <= through) {
+                p.in_flight.pop_front();
+                p.records_final += 1;
+            }
+        }
     }
 }
 
@@ -543,41 +545,37 @@ pub fn run(
         .checkpoint
         .as_ref()
         .is_some_and(|c| c.fresh_patterns);
+    let mut policy = Policy::new(
+        options,
+        resumed.as_ref().map(|c| c.stats).unwrap_or_default(),
+    );
     let state = resumed.and_then(|c| c.engine);
-    let mut driver = if options.workers <= 1 {
+    let render = Render {
+        format: options.format,
+    };
+    let mut engine: Box<dyn Run<Line>> = if options.workers <= 1 {
         let mut engine = Engine::new(decls, options.engine)?;
         let report = match state {
             Some(s) => Some(engine.restore(s, fresh)?),
             None => None,
         };
         report_restore(report.as_ref(), notice);
-        Driver::Single(Box::new(Single {
-            engine,
-            outs: Vec::new(),
-            batch: Vec::new(),
-            seq: 0,
-            ordered: options.ordered,
-            strict: options.strict,
-            format: options.format,
-            stopped: None,
-        }))
+        Box::new(Serial::new(engine, render))
     } else {
-        let (mut engine, report) = ParallelEngine::resume(
+        let (engine, report) = ParallelEngine::resume(
             decls,
             options.engine,
             options.workers,
-            options.ordered,
-            options.format,
+            render,
             state.map(|s| (s, fresh)),
         )?;
         if resumed_from.is_some() {
             report_restore(Some(&report), notice);
         }
-        engine.set_strict(options.strict);
-        Driver::Parallel(Box::new(engine))
+        Box::new(engine)
     };
     if let Some(ck) = checkpointer.as_mut() {
-        ck.records_at_last = driver.stats().records;
+        ck.records_at_last = engine.stats().records;
     }
     let clock = Clock {
         start: Instant::now(),
@@ -598,51 +596,60 @@ pub fn run(
                 break;
             }
         };
-        let mut emit = |l: Line| outputs.put(&l);
-        driver.push(
-            rec.json,
-            rec.partition,
-            clock.now_ms(),
-            rec.origin,
-            rec.line,
-            &mut emit,
-        );
+        let input = Input {
+            json: rec.json,
+            origin: rec.origin,
+            line: rec.line,
+            partition: rec.partition,
+            now_ms: clock.now_ms(),
+        };
+        let mut out = Delivery {
+            policy: &mut policy,
+            outputs: &mut outputs,
+        };
+        // Noted first: a single-threaded engine completes the step before it returns.
+        out.policy.pushed(engine.next_step());
+        engine.push(&input, &mut out);
         while let Some(p) = records.ended() {
-            driver.end_source(p, &mut emit);
+            engine.end_source(p, &mut out);
         }
         if clock.ticking {
-            driver.tick(clock.now_ms(), &mut emit);
-        }
-        if let Some(why) = driver.stopped_at() {
-            failed = Some(why);
-            break;
+            engine.tick(clock.now_ms(), &mut out);
         }
         if records.may_wait() {
-            driver.flush(&mut emit);
+            engine.flush(&mut out);
             outputs.flush();
+        }
+        if let Some(why) = policy.stopped_at() {
+            failed = Some(why);
+            break;
         }
         if let Some(e) = outputs.error.take() {
             failed = Some(format!("motif: cannot write output: {e}"));
             break;
         }
         if let Some(ck) = checkpointer.as_mut() {
-            let records_now = driver.stats().records;
+            let records_now = engine.stats().records;
             if ck.due(records_now) {
-                take_checkpoint(ck, &mut driver, &mut outputs, records, false)?;
+                take_checkpoint(ck, &mut *engine, &mut policy, &mut outputs, records, false)?;
             }
         }
-        driver.progress(progress);
+        let stats = policy.stats(engine.stats());
+        progress(&Progress {
+            stats: &stats,
+            partial_matches: engine.open_partial_matches(),
+            watermark_lag: engine.watermark_lag(),
+        });
     }
     // A signal that came while the input ended (a closed pipe) still stops the run as one.
     interrupted |= stop.load(Ordering::Relaxed);
     if interrupted {
         if let Some(ck) = checkpointer.as_mut() {
-            take_checkpoint(ck, &mut driver, &mut outputs, records, false)?;
+            take_checkpoint(ck, &mut *engine, &mut policy, &mut outputs, records, false)?;
         }
         outputs.flush();
-        let stats = driver.stats();
         return Ok(Summary {
-            stats,
+            stats: policy.stats(engine.stats()),
             failed: outputs
                 .error
                 .take()
@@ -652,24 +659,22 @@ pub fn run(
             already_finished: false,
         });
     }
-    let stopped = driver.stopped_at().is_some();
-    let mut emit = |l: Line| outputs.put(&l);
-    let stats = if stopped {
+    if policy.stopped.is_some() {
         // Strict stop: nothing after the rejected record, no end of input.
-        if let Driver::Parallel(p) = &mut driver {
-            p.finish(&mut emit)?;
-        }
-        driver.stats()
-    } else {
-        driver.finish(&mut emit)?
+        engine.stop();
+    }
+    let mut out = Delivery {
+        policy: &mut policy,
+        outputs: &mut outputs,
     };
+    let engine_stats = engine.finish(&mut out)?;
     if failed.is_none() {
-        // The parallel engine may find the rejected record only as it drains.
-        failed = driver.stopped_at();
+        // A parallel engine may find the rejected record only as it drains.
+        failed = policy.stopped_at();
     }
     if failed.is_none() {
         if let Some(ck) = checkpointer.as_mut() {
-            take_checkpoint(ck, &mut driver, &mut outputs, records, true)?;
+            take_checkpoint(ck, &mut *engine, &mut policy, &mut outputs, records, true)?;
         }
     }
     outputs.flush();
@@ -677,7 +682,7 @@ pub fn run(
         failed.get_or_insert(format!("motif: cannot write output: {e}"));
     }
     Ok(Summary {
-        stats,
+        stats: policy.stats(engine_stats),
         failed,
         resumed_from,
         interrupted,
@@ -706,45 +711,45 @@ fn report_restore(report: Option<&crate::runtime::RestoreReport>, notice: &mut d
 
 /// Takes one checkpoint: the engine's state, the sinks' commit, then the checkpoint file.
 /// A single-threaded engine's state is serialised where it lives; the workers of a parallel
-/// engine send theirs at the same record boundary.
+/// engine send theirs at the same record boundary (after every output before it is
+/// written).
 fn take_checkpoint(
     ck: &mut Checkpointer,
-    driver: &mut Driver,
+    engine: &mut dyn Run<Line>,
+    policy: &mut Policy,
     outputs: &mut Outputs,
     records: &dyn Source,
     finished: bool,
 ) -> Result<(), PipelineError> {
-    let owned = match (&mut *driver, finished) {
-        (Driver::Parallel(p), false) => {
-            let mut emit = |l: Line| outputs.put(&l);
-            Some(p.snapshot(&mut emit)?)
-        }
-        _ => None,
+    let (state, engine_stats) = if finished {
+        (None, engine.stats())
+    } else {
+        let mut out = Delivery {
+            policy: &mut *policy,
+            outputs: &mut *outputs,
+        };
+        let state = engine.state(&mut out)?;
+        let stats = state.stats();
+        (Some(state), stats)
     };
     if let Some(e) = outputs.error.take() {
         return Err(e.into());
     }
     let id = ck.next_id;
     let sinks = outputs.commit(id)?;
-    let stats = driver.stats();
-    let source = Some(records.position());
+    let stats = policy.stats(engine_stats);
     let capacity = ck.last_size + ck.last_size / 8;
-    let meta: Checkpoint<()> = Checkpoint {
+    let bytes = Checkpoint {
         id,
         taken_at_ms: now_unix_ms(),
         finished,
         records: stats.records,
-        source,
+        source: Some(records.position()),
         sinks,
         stats,
-        engine: None,
-    };
-    let bytes = match (&*driver, owned) {
-        (Driver::Single(s), _) if !finished => meta
-            .with_engine(Some(s.engine.state_ref()))
-            .to_bytes_sized(capacity)?,
-        (_, engine) => meta.with_engine(engine).to_bytes_sized(capacity)?,
-    };
+        engine: state,
+    }
+    .to_bytes_sized(capacity)?;
     ck.last_size = bytes.len();
     ck.store.write(id, &bytes)?;
     ck.next_id += 1;

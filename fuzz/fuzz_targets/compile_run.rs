@@ -15,5 +15,5 @@ fuzz_target!(|data: &[u8]| {
         max_runs_per_key: Some(2_000),
         ..motif::runtime::EngineOptions::default()
     };
-    let _ = motif::runtime::match_lines_with(pattern, &lines, options);
+    let _ = motif::output::match_lines_with(pattern, &lines, options);
 });

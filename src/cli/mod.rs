@@ -334,6 +334,7 @@ fn run(args: RunArgs) -> i32 {
         max_partial_matches_total: args.max_partial_matches_total,
         source_partitions: records.partitions(),
         idle_timeout_ms: args.idle_timeout,
+        ..EngineOptions::default()
     };
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)

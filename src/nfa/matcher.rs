@@ -50,9 +50,24 @@ pub struct MatchedEvent {
     pub time: i64,
     /// The event as it arrived.
     pub raw: Arc<str>,
+    /// The event's decoded fields by schema slot, when the engine carries them
+    /// ([`EngineOptions::match_fields`]); empty otherwise.
+    ///
+    /// [`EngineOptions::match_fields`]: crate::runtime::EngineOptions::match_fields
+    pub fields: Box<[Value]>,
 }
 
 impl MatchedEvent {
+    /// The decoded field in schema slot `slot` ([`Schema::get`]), `null` when the engine
+    /// does not carry fields or the event has none there. Unlike [`MatchedEvent::field`],
+    /// nothing is parsed.
+    ///
+    /// [`Schema::get`]: crate::event::Schema::get
+    #[inline]
+    pub fn get(&self, slot: usize) -> &Value {
+        self.fields.get(slot).unwrap_or(&Value::Null)
+    }
+
     /// Reads a field by dotted path (`"user.id"`) from the event's JSON text, as
     /// [`Event::field`] does: `null` when a step of the path is missing, and for objects and
     /// arrays. It parses the text on each call; to read several fields, [`deserialize`] the
@@ -63,7 +78,7 @@ impl MatchedEvent {
     /// use motif::nfa::MatchedEvent;
     /// use motif::Value;
     ///
-    /// let e = MatchedEvent { var: 0, time: 7, raw: Arc::from(r#"{"user":{"id":42},"ok":true}"#) };
+    /// let e = MatchedEvent { var: 0, time: 7, raw: Arc::from(r#"{"user":{"id":42},"ok":true}"#), fields: Box::new([]) };
     /// assert!(matches!(e.field("user.id"), Value::Int(42)));
     /// assert!(e.field("ok").is_true());
     /// assert!(e.field("user.name").is_null());
@@ -87,7 +102,7 @@ impl MatchedEvent {
     ///     amount: f64,
     /// }
     ///
-    /// let e = MatchedEvent { var: 0, time: 1, raw: Arc::from(r#"{"card":"c1","amount":9.5,"ts":1}"#) };
+    /// let e = MatchedEvent { var: 0, time: 1, raw: Arc::from(r#"{"card":"c1","amount":9.5,"ts":1}"#), fields: Box::new([]) };
     /// let txn: Txn = e.deserialize().unwrap();
     /// assert_eq!((txn.card, txn.amount), ("c1", 9.5));
     /// ```
@@ -699,6 +714,8 @@ fn materialize(buffer: &SharedBuffer, path: &[PathStep], timed_out: Option<i64>)
                     var: s.var,
                     time: e.time,
                     raw: Arc::clone(&e.raw),
+                    // Empty (no allocation) unless the pattern keeps its events' fields.
+                    fields: e.fields.clone(),
                 })
             })
             .collect(),

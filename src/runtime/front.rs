@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{padded_word, time_from_value, DecodeError, Event, Schema, StrCache};
 use crate::key::{self, KeyBytes};
 use crate::runtime::frontier::Frontier;
-use crate::runtime::Output;
+use crate::runtime::{Output, RecordOrigin};
 use crate::value::Value;
 
 /// An on-time event on its way to its pattern's partition.
@@ -422,6 +422,7 @@ impl Front {
             Err(reason) => notices.push(Output::Reject {
                 pattern: None,
                 reason,
+                record: RecordOrigin::default(),
             }),
         }
     }
@@ -444,6 +445,7 @@ impl Front {
                     notices.push(Output::Reject {
                         pattern: Some(i),
                         reason,
+                        record: RecordOrigin::default(),
                     });
                     return;
                 }

@@ -11,6 +11,7 @@
 pub mod front;
 pub mod frontier;
 pub mod parallel;
+pub mod run;
 pub mod shard;
 pub mod state;
 pub mod view;
@@ -21,23 +22,38 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{DecodeError, Schema};
 use crate::nfa::{compile, CompileError, Match, Nfa};
-use crate::output;
 use crate::pattern::PatternDecl;
 use crate::value::Value;
 
 use front::{Front, RouteSink};
+pub use parallel::ParallelEngine;
+pub use run::{AsIs, Collect, Prepare, Run, Serial, StateOf, END_OF_INPUT};
 use shard::{Shard, ShardOutput};
 pub use state::{EngineState, EngineStateRef, PatternState, RestoreError, RestoreReport};
 pub use view::MatchView;
 
-/// What the engine produced for one input record or for the end of input.
+/// Where a rejected record came from: its input's name, its line there and its text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordOrigin {
+    /// The input (a file's path as given, `<stdin>`, ...; empty when the caller named none).
+    pub source: Arc<str>,
+    /// 1-based line number in that input (for records pushed without a position: the
+    /// record's number among those the engine was given).
+    pub line: u64,
+    /// The record as it arrived.
+    pub text: Arc<str>,
+}
+
+/// What the engine produced for one input record or for the end of input: data, not
+/// presentation (rendering them as JSON lines or CSV rows is [`crate::output`]'s work).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// A match or a timed-out partial match of pattern `pattern` (index).
     Match {
         /// Index of the pattern in the engine.
         pattern: usize,
-        /// The partition key as JSON, if the pattern is keyed.
+        /// The partition key as JSON (the field's value, or an array of the fields' values,
+        /// with their JSON types), if the pattern is keyed; [`Engine::view`] gives it typed.
         key: Option<Arc<str>>,
         /// The match.
         m: Match,
@@ -59,7 +75,47 @@ pub enum Output {
         pattern: Option<usize>,
         /// Why.
         reason: DecodeError,
+        /// The record and where it came from.
+        record: RecordOrigin,
     },
+    /// Pattern `pattern`'s watermark moved to `watermark` (only with
+    /// [`EngineOptions::watermarks`]): it comes after every output the move caused, and no
+    /// later completed match of the pattern ends at or before it (timed-out partial
+    /// matches, whose events are older, and late events excepted).
+    Watermark {
+        /// Index of the pattern.
+        pattern: usize,
+        /// The new watermark (`i64::MAX` at the end of input).
+        watermark: i64,
+    },
+}
+
+/// The kinds of [`Output`], as the policies and counters outside the engine tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OutputKind {
+    /// A completed match.
+    Match,
+    /// A timed-out partial match.
+    Timeout,
+    /// A late event.
+    Late,
+    /// A rejected record.
+    Reject,
+    /// A watermark move.
+    Watermark,
+}
+
+impl Output {
+    /// What kind of output this is.
+    pub fn kind(&self) -> OutputKind {
+        match self {
+            Output::Match { m, .. } if m.timed_out.is_some() => OutputKind::Timeout,
+            Output::Match { .. } => OutputKind::Match,
+            Output::Late { .. } => OutputKind::Late,
+            Output::Reject { .. } => OutputKind::Reject,
+            Output::Watermark { .. } => OutputKind::Watermark,
+        }
+    }
 }
 
 impl From<ShardOutput> for Output {
@@ -103,12 +159,19 @@ impl Stats {
     /// Adds the outputs of one call to the counters.
     pub fn count(&mut self, new: &[Output]) {
         for o in new {
-            match o {
-                Output::Match { m, .. } if m.timed_out.is_some() => self.timeouts += 1,
-                Output::Match { .. } => self.matches += 1,
-                Output::Late { .. } => self.late += 1,
-                Output::Reject { .. } => self.rejected += 1,
-            }
+            self.count_kind(o.kind());
+        }
+    }
+
+    /// Adds one output of kind `kind` to the counters (a watermark counts nowhere).
+    #[inline]
+    pub fn count_kind(&mut self, kind: OutputKind) {
+        match kind {
+            OutputKind::Match => self.matches += 1,
+            OutputKind::Timeout => self.timeouts += 1,
+            OutputKind::Late => self.late += 1,
+            OutputKind::Reject => self.rejected += 1,
+            OutputKind::Watermark => {}
         }
     }
 }
@@ -133,6 +196,18 @@ pub struct EngineOptions {
     /// A source partition that sends nothing for this long (processing time, as given to
     /// [`Engine::tick`]) stops holding the watermark back until it sends again.
     pub idle_timeout_ms: Option<u64>,
+    /// Emit an [`Output::Watermark`] each time a pattern's watermark moves (for consumers
+    /// that close windows, such as aggregations). Off by default: most callers only need
+    /// the matches.
+    pub watermarks: bool,
+    /// Carry each matched event's decoded fields in its [`MatchedEvent::fields`] (off:
+    /// only its time and text, the cheapest). The fields are those the patterns read and
+    /// those their declarations ask for ([`PatternDecl::output_fields`]); read one with
+    /// [`MatchedEvent::get`] at the slot [`Engine::field_slot`] gives its path.
+    ///
+    /// [`MatchedEvent::fields`]: crate::nfa::MatchedEvent::fields
+    /// [`MatchedEvent::get`]: crate::nfa::MatchedEvent::get
+    pub match_fields: bool,
 }
 
 /// The compiled patterns of a run and how the front reads their events.
@@ -162,14 +237,21 @@ impl Compiled {
     }
 }
 
-/// Compiles declarations over one shared schema.
-pub fn compile_all(decls: &[PatternDecl]) -> Result<Compiled, CompileError> {
+/// Compiles declarations over one shared schema (which also holds each declaration's
+/// [`PatternDecl::output_fields`]); with `match_fields` (see [`EngineOptions::match_fields`])
+/// matched events keep their decoded fields.
+pub fn compile_all(decls: &[PatternDecl], match_fields: bool) -> Result<Compiled, CompileError> {
     let mut schema = Schema::new();
     let mut patterns = Vec::new();
     let mut front = Vec::new();
     let mut fingerprints = Vec::new();
     for d in decls {
-        let nfa = Arc::new(compile(d, &mut schema)?);
+        let mut nfa = compile(d, &mut schema)?;
+        nfa.keep_event_fields |= match_fields;
+        for path in &d.output_fields {
+            schema.slot_of(path);
+        }
+        let nfa = Arc::new(nfa);
         let time = d.time.as_ref().map(|p| (schema.slot_of(p), p.join(".")));
         let key_slots: Vec<usize> = d.key.iter().map(|k| schema.slot_of(k)).collect();
         let lateness = i64::try_from(d.lateness_ms).unwrap_or(i64::MAX);
@@ -194,10 +276,28 @@ pub fn compile_all(decls: &[PatternDecl]) -> Result<Compiled, CompileError> {
     })
 }
 
+/// One input record as an engine takes it: its JSON text and where it came from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Input<'a> {
+    /// The record: one JSON object, without its newline.
+    pub json: &'a str,
+    /// The input it came from (a path, `<stdin>`, ...), as reject reports name it.
+    pub origin: &'a str,
+    /// Its 1-based line number in that input (0: unknown; then reports give the record's
+    /// number among those the engine was given).
+    pub line: u64,
+    /// Its source partition ([`EngineOptions::source_partitions`]).
+    pub partition: usize,
+    /// Processing time when it was read, for idle sources ([`Engine::tick`]).
+    pub now_ms: u64,
+}
+
 /// The shards of an engine in this thread, fed directly by the front.
 struct ShardSink<'a> {
     shards: &'a mut [Shard],
     out: &'a mut Vec<ShardOutput>,
+    /// Watermark moves, when the engine reports them.
+    watermarks: Option<&'a mut Vec<(usize, i64)>>,
 }
 
 impl RouteSink for ShardSink<'_> {
@@ -211,6 +311,22 @@ impl RouteSink for ShardSink<'_> {
         for s in self.shards.iter_mut() {
             s.on_watermark(pattern, wm, self.out);
         }
+        if let Some(w) = self.watermarks.as_deref_mut() {
+            w.push((pattern, wm));
+        }
+    }
+}
+
+/// Names the record in each reject among `outs` (rejects come only from the front, rarely).
+fn name_rejects(outs: &mut [Output], origin: &str, line: u64, text: &str) {
+    for o in outs {
+        if let Output::Reject { record, .. } = o {
+            *record = RecordOrigin {
+                source: Arc::from(origin),
+                line,
+                text: Arc::from(text),
+            };
+        }
     }
 }
 
@@ -222,12 +338,14 @@ pub struct Engine {
     compiled: Compiled,
     stats: Stats,
     shard_out: Vec<ShardOutput>,
+    /// Watermark moves of the current step, with [`EngineOptions::watermarks`].
+    watermarks: Option<Vec<(usize, i64)>>,
 }
 
 impl Engine {
     /// Compiles the declarations.
     pub fn new(decls: &[PatternDecl], options: EngineOptions) -> Result<Engine, CompileError> {
-        let c = compile_all(decls)?;
+        let c = compile_all(decls, options.match_fields)?;
         let shards = (0..options.shards.max(1))
             .map(|_| {
                 Shard::new(
@@ -252,6 +370,7 @@ impl Engine {
             compiled: c,
             stats: Stats::default(),
             shard_out: Vec::new(),
+            watermarks: options.watermarks.then(Vec::new),
         })
     }
 
@@ -401,10 +520,31 @@ impl Engine {
         now_ms: u64,
         out: &mut Vec<Output>,
     ) {
+        self.push_input(
+            &Input {
+                json: line,
+                partition: source,
+                now_ms,
+                ..Input::default()
+            },
+            out,
+        );
+    }
+
+    /// Decodes and processes one record that says where it came from (reject reports name
+    /// its origin and line).
+    pub fn push_input(&mut self, input: &Input<'_>, out: &mut Vec<Output>) {
         self.stats.records += 1;
+        let before = out.len();
         self.drive(out, |front, shards, out| {
-            front.route_json(line, source, now_ms, shards, out)
+            front.route_json(input.json, input.partition, input.now_ms, shards, out)
         });
+        let line = if input.line > 0 {
+            input.line
+        } else {
+            self.stats.records
+        };
+        name_rejects(&mut out[before..], input.origin, line, input.json);
     }
 
     /// Source partition `source` has ended: it no longer holds the watermark back, so what
@@ -423,9 +563,12 @@ impl Engine {
     /// JSON text matches echo.
     pub fn push_row(&mut self, row: Box<[Value]>, raw: Arc<str>, out: &mut Vec<Output>) {
         self.stats.records += 1;
+        let before = out.len();
+        let text = Arc::clone(&raw);
         self.drive(out, |front, shards, out| {
             front.route_row(row, raw, 0, 0, shards, out)
         });
+        name_rejects(&mut out[before..], "", self.stats.records, &text);
     }
 
     /// Ends the input: the watermark moves to +∞ and every windowed run is decided.
@@ -445,17 +588,33 @@ impl Engine {
         let mut shards = ShardSink {
             shards: &mut self.shards,
             out: &mut self.shard_out,
+            watermarks: self.watermarks.as_mut(),
         };
         step(&mut self.front, &mut shards, out);
         self.flush(out);
         self.stats.count(&out[before..]);
     }
 
-    /// Moves the shards' outputs of the last record to `out`, after the record's notices.
+    /// Moves the shards' outputs of the last record to `out`, after the record's notices,
+    /// and then the watermark moves.
     fn flush(&mut self, out: &mut Vec<Output>) {
         if !self.shard_out.is_empty() {
             out.extend(self.shard_out.drain(..).map(Output::from));
         }
+        if let Some(w) = self.watermarks.as_mut().filter(|w| !w.is_empty()) {
+            out.extend(
+                w.drain(..)
+                    .map(|(pattern, watermark)| Output::Watermark { pattern, watermark }),
+            );
+        }
+    }
+
+    /// The schema slot of a dotted field path into the event (`"user.id"`), if the engine
+    /// decodes it (a pattern reads it, or a declaration's output fields name it): the
+    /// slot to read with [`crate::nfa::MatchedEvent::get`].
+    pub fn field_slot(&self, path: &str) -> Option<usize> {
+        let path: Vec<String> = path.split('.').map(str::to_string).collect();
+        self.front.schema().get(&path)
     }
 
     /// The whole state as data (serialise it with serde; [`crate::checkpoint`] does).
@@ -531,49 +690,4 @@ impl Engine {
         self.stats = prepared.stats;
         Ok(prepared.report)
     }
-}
-
-/// Runs the patterns of `source` over JSON lines and returns every match as the JSON object
-/// the CLI prints (timed-out partial matches too when `with_timeouts`). Meant for tests and
-/// embedding; errors are rendered as text.
-pub fn match_lines(
-    source: &str,
-    lines: &[&str],
-    with_timeouts: bool,
-) -> Result<Vec<serde_json::Value>, String> {
-    match_lines_with(
-        source,
-        lines,
-        EngineOptions {
-            timeouts: with_timeouts,
-            ..EngineOptions::default()
-        },
-    )
-}
-
-/// [`match_lines`] with explicit engine options.
-pub fn match_lines_with(
-    source: &str,
-    lines: &[&str],
-    options: EngineOptions,
-) -> Result<Vec<serde_json::Value>, String> {
-    let decls = crate::syntax::load_str("<source>", source).map_err(|e| e.to_string())?;
-    let mut engine = Engine::new(&decls, options).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for l in lines {
-        if !l.trim().is_empty() {
-            engine.push_json(l, &mut out);
-        }
-    }
-    engine.finish(&mut out);
-    let mut result = Vec::new();
-    let mut text = String::new();
-    for o in &out {
-        if let Output::Match { pattern, key, m } = o {
-            text.clear();
-            output::write_match(&mut text, engine.nfa(*pattern), key.as_deref(), m);
-            result.push(serde_json::from_str(&text).map_err(|e| e.to_string())?);
-        }
-    }
-    Ok(result)
 }

@@ -12,23 +12,28 @@
 //! clock step (a comparison and a maximum per event) is done by all of them.
 //!
 //! Every output is tagged with the number of the input record that caused it (the record
-//! whose arrival moved the watermark; `u64::MAX` for the end of input). With `ordered`, the
-//! collector releases outputs sorted by (record, text), a deterministic order whatever the
-//! number of workers.
+//! whose arrival moved the watermark; `u64::MAX` for the end of input), prepared on its
+//! worker (see [`Prepare`]: the command line renders its lines there) and given to the
+//! caller's [`Collect`] as the reports come; the collector learns when every worker is past
+//! a record ([`Collect::complete`]), which is what a deterministic order or a stop at the
+//! first reject needs, and the watermark moves only then (worker 0 reports them; every
+//! worker's clocks move alike).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::event::{DecodeError, Event};
 use crate::nfa::{CompileError, Nfa};
-use crate::output::{self, OutputFormat};
 use crate::pattern::PatternDecl;
 use crate::runtime::front::{shard_of, Admission, Clocks, Decoder, KeyedEvent, PatternClock};
+use crate::runtime::run::{AsIs, Collect, Prepare, Run, StateOf, END_OF_INPUT};
 use crate::runtime::shard::{PatternShardState, Shard, ShardOutput};
 use crate::runtime::state::{self, EngineState, RestoreError, RestoreReport};
-use crate::runtime::{compile_all, Compiled, EngineOptions, Output, Stats};
+use crate::runtime::{
+    compile_all, Compiled, EngineOptions, Input, Output, OutputKind, RecordOrigin, Stats,
+};
 
 /// Records per chunk.
 const CHUNK_RECORDS: usize = 1024;
@@ -37,22 +42,8 @@ const CHUNK_BYTES: usize = 256 << 10;
 /// Chunks sent ahead of the slowest worker, per worker (bounds memory in flight).
 const WINDOW_PER_WORKER: u64 = 4;
 
-pub use crate::output::Stream;
-
-/// One rendered output line with the input record that caused it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Line {
-    /// Input record number (0-based), `u64::MAX` for the end of input.
-    pub seq: u64,
-    /// Which output it belongs to.
-    pub stream: Stream,
-    /// The JSON line, with its newline.
-    pub text: String,
-    /// Whether it is a timed-out partial match.
-    pub timed_out: bool,
-    /// For a rejected record: a one-line human message (for stderr).
-    pub human: Option<String>,
-}
+/// One prepared output: the input step that caused it, its kind, the item.
+type Tagged<T> = (u64, OutputKind, T);
 
 /// One input record as the reading thread packed it.
 enum Entry {
@@ -78,7 +69,7 @@ struct Chunk {
     text: String,
     entries: Vec<Entry>,
     /// Names of the inputs the records came from (for reject reports).
-    origins: Vec<String>,
+    origins: Vec<Arc<str>>,
 }
 
 impl Chunk {
@@ -167,8 +158,10 @@ enum Inbox {
     Abort,
 }
 
-struct WorkerReport {
-    lines: Vec<Line>,
+struct WorkerReport<T> {
+    lines: Vec<Tagged<T>>,
+    /// Watermark moves (worker 0 only): step, pattern, watermark.
+    watermarks: Vec<(u64, usize, i64)>,
     /// Chunks fully processed, and the last record of those.
     progress: Option<(u64, u64)>,
     dropped_runs: u64,
@@ -185,10 +178,11 @@ struct WorkerState {
     shard: Vec<PatternShardState>,
 }
 
-impl WorkerReport {
-    fn lines(lines: Vec<Line>) -> WorkerReport {
+impl<T> WorkerReport<T> {
+    fn lines(lines: Vec<Tagged<T>>) -> WorkerReport<T> {
         WorkerReport {
             lines,
+            watermarks: Vec::new(),
             progress: None,
             dropped_runs: 0,
             watermark_lag: None,
@@ -218,42 +212,24 @@ pub enum ParallelError {
 
 /// One worker: a decoder for the chunks it is given, clocks in step with every other
 /// worker's, and the shard of its keys.
-struct Worker {
+struct Worker<P: Prepare> {
     id: usize,
     workers: usize,
     decoder: Decoder,
     clocks: Clocks,
     shard: Shard,
     nfas: Vec<Arc<Nfa>>,
-    /// How output lines are written (rendering happens here, on the worker).
-    format: OutputFormat,
+    /// What outputs become (rendering happens here, on the worker).
+    prepare: Arc<P>,
+    /// Report watermark moves (worker 0, with [`EngineOptions::watermarks`]).
+    watermarks: bool,
+    moved: Vec<(u64, usize, i64)>,
     inboxes: Vec<Sender<Inbox>>,
-    reports: Sender<(usize, WorkerReport)>,
+    reports: Sender<(usize, WorkerReport<P::Item>)>,
     out: Vec<ShardOutput>,
 }
 
-/// One output of record `seq` as a line; `origin`, `line_no` and `record` name the record in
-/// a reject report.
-fn render(
-    (nfas, format): (&[Arc<Nfa>], OutputFormat),
-    seq: u64,
-    o: &Output,
-    origin: &str,
-    line_no: u64,
-    record: &str,
-) -> Line {
-    let mut text = String::new();
-    let r = output::write_output_as(format, &mut text, |p| &*nfas[p], o, origin, line_no, record);
-    Line {
-        seq,
-        stream: r.stream,
-        text,
-        timed_out: r.timed_out,
-        human: r.human,
-    }
-}
-
-impl Worker {
+impl<P: Prepare> Worker<P> {
     fn run(mut self, inbox: Receiver<Inbox>) {
         let mut next = 0u64;
         let mut shares: BTreeMap<u64, Share> = BTreeMap::new();
@@ -297,6 +273,7 @@ impl Worker {
                     progress: Some((next, last)),
                     dropped_runs: self.shard.dropped_runs(),
                     watermark_lag: self.clocks.watermark_lag(),
+                    watermarks: std::mem::take(&mut self.moved),
                     ..WorkerReport::lines(lines)
                 };
                 if self.reports.send((self.id, report)).is_err() {
@@ -317,23 +294,42 @@ impl Worker {
         reason: DecodeError,
         chunk: &Chunk,
         e: &Entry,
-    ) -> Line {
-        let (origin, line_no, record) = match e {
+    ) -> Tagged<P::Item> {
+        let record = match e {
             Entry::Json {
                 start,
                 end,
                 origin,
                 line_no,
                 ..
-            } => (
-                chunk.origins.get(*origin).map_or("", String::as_str),
-                *line_no,
-                chunk.text.get(*start..*end).unwrap_or(""),
-            ),
-            _ => ("", 0, ""),
+            } => RecordOrigin {
+                source: chunk.origins.get(*origin).cloned().unwrap_or_default(),
+                line: *line_no,
+                text: Arc::from(chunk.text.get(*start..*end).unwrap_or("")),
+            },
+            _ => RecordOrigin::default(),
         };
-        let o = Output::Reject { pattern, reason };
-        render((&self.nfas, self.format), seq, &o, origin, line_no, record)
+        let o = Output::Reject {
+            pattern,
+            reason,
+            record,
+        };
+        self.prepared(seq, o)
+    }
+
+    /// One output of step `seq`, prepared.
+    #[inline]
+    fn prepared(&self, seq: u64, o: Output) -> Tagged<P::Item> {
+        (seq, o.kind(), self.prepare.prepare(&self.nfas, o))
+    }
+
+    /// Notes a watermark move for the report (worker 0 only: every worker's clocks move
+    /// alike).
+    #[inline]
+    fn note_watermark(&mut self, seq: u64, pattern: usize, wm: i64) {
+        if self.watermarks {
+            self.moved.push((seq, pattern, wm));
+        }
     }
 
     /// Decodes chunk `k`: sends every other worker its share, reports the rejected records,
@@ -429,7 +425,7 @@ impl Worker {
 
     /// Walks a chunk's timeline: clocks for every event, the shard for this worker's own.
     /// Returns the output lines.
-    fn process(&mut self, share: Share) -> Vec<Line> {
+    fn process(&mut self, share: Share) -> Vec<Tagged<P::Item>> {
         let mut lines = Vec::new();
         let mut events = OwnEvents(share.events.into_iter());
         for step in share.timeline.iter() {
@@ -452,14 +448,7 @@ impl Worker {
                                     time,
                                     watermark,
                                 };
-                                lines.push(render(
-                                    (&self.nfas, self.format),
-                                    seq,
-                                    &late,
-                                    "",
-                                    0,
-                                    "",
-                                ));
+                                lines.push(self.prepared(seq, late));
                             }
                         }
                         Admission::OnTime {
@@ -484,17 +473,18 @@ impl Worker {
                             }
                             if let Some(wm) = advanced {
                                 self.shard.on_watermark(pattern, wm, &mut self.out);
+                                self.note_watermark(seq, pattern, wm);
                             }
                         }
                     }
                     self.drain(seq, &mut lines);
                 }
                 Step::EndSource { seq, source } => {
-                    self.advance_clocks(|c, moved| c.end_source(source, moved));
+                    self.advance_clocks(seq, |c, moved| c.end_source(source, moved));
                     self.drain(seq, &mut lines);
                 }
                 Step::Tick { seq, now_ms } => {
-                    self.advance_clocks(|c, moved| c.tick(now_ms, moved));
+                    self.advance_clocks(seq, |c, moved| c.tick(now_ms, moved));
                     self.drain(seq, &mut lines);
                 }
             }
@@ -504,47 +494,60 @@ impl Worker {
 
     /// Runs a step of the clocks that is not an event (a source ended, a tick, the end of
     /// input) and gives the shard every watermark it moves.
-    fn advance_clocks(&mut self, step: impl FnOnce(&mut Clocks, &mut dyn FnMut(usize, i64))) {
-        let (shard, out) = (&mut self.shard, &mut self.out);
+    fn advance_clocks(
+        &mut self,
+        seq: u64,
+        step: impl FnOnce(&mut Clocks, &mut dyn FnMut(usize, i64)),
+    ) {
+        let (shard, out, moved, report) = (
+            &mut self.shard,
+            &mut self.out,
+            &mut self.moved,
+            self.watermarks,
+        );
         step(&mut self.clocks, &mut |p, wm| {
-            shard.on_watermark(p, wm, out)
+            shard.on_watermark(p, wm, out);
+            if report {
+                moved.push((seq, p, wm));
+            }
         });
     }
 
-    fn drain(&mut self, seq: u64, lines: &mut Vec<Line>) {
+    fn drain(&mut self, seq: u64, lines: &mut Vec<Tagged<P::Item>>) {
         if !self.out.is_empty() {
-            let how = (&self.nfas[..], self.format);
-            lines.extend(
-                self.out
-                    .drain(..)
-                    .map(|o| render(how, seq, &Output::from(o), "", 0, "")),
-            );
+            let (nfas, prepare) = (&self.nfas[..], &*self.prepare);
+            lines.extend(self.out.drain(..).map(|o| {
+                let o = Output::from(o);
+                (seq, o.kind(), prepare.prepare(nfas, o))
+            }));
         }
     }
 
     /// End of input: watermarks to +∞, the last outputs, and the final report.
     fn finish(&mut self) {
-        self.advance_clocks(|c, moved| c.finish(moved));
+        self.advance_clocks(END_OF_INPUT, |c, moved| c.finish(moved));
         let mut lines = Vec::new();
-        self.drain(u64::MAX, &mut lines);
+        self.drain(END_OF_INPUT, &mut lines);
         let report = WorkerReport {
             progress: Some((u64::MAX, u64::MAX)),
             dropped_runs: self.shard.dropped_runs(),
             finished: true,
+            watermarks: std::mem::take(&mut self.moved),
             ..WorkerReport::lines(lines)
         };
         let _ = self.reports.send((self.id, report));
     }
 }
 
-/// A multi-threaded engine.
-pub struct ParallelEngine {
+/// A multi-threaded engine: outputs prepared on the workers by `P` (by default given as they
+/// are, [`AsIs`]).
+pub struct ParallelEngine<P: Prepare = AsIs> {
     nfas: Vec<Arc<Nfa>>,
     compiled: Compiled,
     /// Worker states received for the snapshot being taken.
     snapshots: Vec<Option<Box<WorkerState>>>,
     inboxes: Vec<Sender<Inbox>>,
-    reports: Receiver<(usize, WorkerReport)>,
+    reports: Receiver<(usize, WorkerReport<P::Item>)>,
     handles: Vec<JoinHandle<()>>,
     chunk: Chunk,
     /// Chunks sent.
@@ -556,44 +559,31 @@ pub struct ParallelEngine {
     finished: usize,
     failed: Option<String>,
     seq: u64,
-    ordered: bool,
-    /// Stop at the first rejected record (see [`ParallelEngine::set_strict`]).
-    strict: bool,
-    /// The rejected record the engine stopped at, and its report.
-    stopped: Option<(u64, String)>,
-    /// Lines waiting for their turn, each with how many times it came (equal lines are
-    /// distinct outputs: two matches of equal events).
-    held: BTreeMap<Line, usize>,
-    /// With `strict`: numbers of the records not yet final, so that a stop can say how many
-    /// records came before it.
-    in_flight: std::collections::VecDeque<u64>,
-    /// With `strict`: records final before `in_flight`.
-    records_final: u64,
+    /// [`Run::stop`] was called: nothing more is sent to the workers.
+    stopped: bool,
+    /// Watermark moves waiting until every worker is past their step.
+    watermarks: VecDeque<(u64, usize, i64)>,
+    /// The last step the collector was told is complete.
+    completed: Option<u64>,
     stats: Stats,
 }
 
-impl ParallelEngine {
-    /// Compiles the patterns and starts `workers` worker threads.
+impl ParallelEngine<AsIs> {
+    /// Compiles the patterns and starts `workers` worker threads; outputs come as they are.
     pub fn new(
         decls: &[PatternDecl],
         options: EngineOptions,
         workers: usize,
-        ordered: bool,
-    ) -> Result<ParallelEngine, ParallelError> {
-        Self::resume(
-            decls,
-            options,
-            workers,
-            ordered,
-            OutputFormat::JsonLines,
-            None,
-        )
-        .map(|(e, _)| e)
+    ) -> Result<ParallelEngine<AsIs>, ParallelError> {
+        Self::resume(decls, options, workers, AsIs, None).map(|(e, _)| e)
     }
+}
 
-    /// [`ParallelEngine::new`] starting from a saved state (taken with any number of
-    /// workers, or by a single-threaded [`Engine`]): see [`Engine::restore`] for how patterns
-    /// are matched and what `fresh` does.
+impl<P: Prepare> ParallelEngine<P> {
+    /// Compiles the patterns and starts `workers` worker threads that prepare their outputs
+    /// with `prepare`, from a saved state if one is given (taken with any number of
+    /// workers, or by a single-threaded [`Engine`]): see [`Engine::restore`] for how
+    /// patterns are matched and what the flag (`fresh`) does.
     ///
     /// [`Engine`]: crate::runtime::Engine
     /// [`Engine::restore`]: crate::runtime::Engine::restore
@@ -601,11 +591,10 @@ impl ParallelEngine {
         decls: &[PatternDecl],
         options: EngineOptions,
         workers: usize,
-        ordered: bool,
-        format: OutputFormat,
+        prepare: P,
         state: Option<(EngineState, bool)>,
-    ) -> Result<(ParallelEngine, RestoreReport), ParallelError> {
-        let c = compile_all(decls)?;
+    ) -> Result<(ParallelEngine<P>, RestoreReport), ParallelError> {
+        let c = compile_all(decls, options.match_fields)?;
         let workers = workers.max(1);
         let mut clocks = Clocks::new(
             &c.front,
@@ -650,16 +639,14 @@ impl ParallelEngine {
             finished: 0,
             failed: None,
             seq: 0,
-            ordered,
-            strict: false,
-            stopped: None,
-            held: BTreeMap::new(),
-            in_flight: std::collections::VecDeque::new(),
-            records_final: 0,
+            stopped: false,
+            watermarks: VecDeque::new(),
+            completed: None,
             stats,
             compiled: c,
         };
         let c = &engine.compiled;
+        let prepare = Arc::new(prepare);
         let mut workers_made = Vec::with_capacity(workers);
         for (id, restored) in shard_states.into_iter().enumerate() {
             let mut shard = Shard::new(
@@ -680,7 +667,9 @@ impl ParallelEngine {
                 clocks: clocks.clone(),
                 shard,
                 nfas: nfas.clone(),
-                format,
+                prepare: Arc::clone(&prepare),
+                watermarks: options.watermarks && id == 0,
+                moved: Vec::new(),
                 inboxes: inboxes.clone(),
                 reports: report_tx.clone(),
                 out: Vec::new(),
@@ -728,8 +717,8 @@ impl ParallelEngine {
         self.watermark_lag
     }
 
-    /// Counters so far (matches, late and rejected records counted as their lines reach
-    /// the caller).
+    /// Counters so far (matches, late and rejected records counted as they reach the
+    /// collector).
     pub fn stats(&self) -> Stats {
         Stats {
             dropped_runs: self.dropped.iter().sum(),
@@ -737,106 +726,102 @@ impl ParallelEngine {
         }
     }
 
-    /// Stop at the first rejected record: nothing caused by a later record is emitted (the
-    /// workers run ahead, so lines wait until every worker is past them), and
-    /// [`ParallelEngine::stopped_at`] says where it stopped.
-    pub fn set_strict(&mut self, strict: bool) {
-        self.strict = strict;
-    }
-
-    /// With [`ParallelEngine::set_strict`]: the report of the rejected record the engine
-    /// stopped at, once its line has been emitted.
-    pub fn stopped_at(&self) -> Option<&str> {
-        self.stopped.as_ref().map(|(_, why)| why.as_str())
-    }
-
-    /// Takes one JSON record; ready output lines go to `emit`. `origin` and `line_no` name
-    /// the record in reject reports.
-    pub fn push_json(
-        &mut self,
-        line: &str,
-        origin: &str,
-        line_no: u64,
-        emit: &mut dyn FnMut(Line),
-    ) {
-        self.push_json_from(line, 0, 0, origin, line_no, emit);
-    }
-
-    /// [`ParallelEngine::push_json`] for a record of source partition `source` read at
-    /// processing time `now_ms` (see [`EngineOptions::source_partitions`]).
-    pub fn push_json_from(
-        &mut self,
-        line: &str,
-        source: usize,
-        now_ms: u64,
-        origin: &str,
-        line_no: u64,
-        emit: &mut dyn FnMut(Line),
-    ) {
-        if self.stopped.is_some() || self.failed.is_some() {
-            return;
+    /// Takes one JSON record (see [`Input`]); returns its step number. Outputs ready by
+    /// then go to `out`.
+    pub fn push_input(&mut self, input: &Input<'_>, out: &mut dyn Collect<P::Item>) -> u64 {
+        let seq = self.seq;
+        if self.stopped || self.failed.is_some() {
+            return seq;
         }
         self.stats.records += 1;
-        if self.strict {
-            self.in_flight.push_back(self.seq);
-        }
         let c = &mut self.chunk;
-        if c.origins.last().is_none_or(|o| o != origin) {
-            c.origins.push(origin.to_string());
+        if c.origins.last().is_none_or(|o| **o != *input.origin) {
+            c.origins.push(Arc::from(input.origin));
         }
         let start = c.text.len();
-        c.text.push_str(line);
+        c.text.push_str(input.json);
         c.entries.push(Entry::Json {
             start,
             end: c.text.len(),
-            source,
-            now_ms,
+            source: input.partition,
+            now_ms: input.now_ms,
             origin: c.origins.len() - 1,
-            line_no,
+            line_no: if input.line > 0 {
+                input.line
+            } else {
+                self.stats.records
+            },
         });
-        self.after_record(emit);
+        self.after_record(out);
+        seq
+    }
+
+    /// Takes one JSON record with no position (see [`ParallelEngine::push_input`]).
+    pub fn push_json(&mut self, line: &str, out: &mut dyn Collect<P::Item>) -> u64 {
+        self.push_input(
+            &Input {
+                json: line,
+                ..Input::default()
+            },
+            out,
+        )
     }
 
     /// Source partition `source` has ended (see [`Engine::end_source`]).
     ///
     /// [`Engine::end_source`]: crate::runtime::Engine::end_source
-    pub fn end_source(&mut self, source: usize, emit: &mut dyn FnMut(Line)) {
-        self.chunk.entries.push(Entry::EndSource(source));
-        self.after_record(emit);
+    pub fn end_source(&mut self, source: usize, out: &mut dyn Collect<P::Item>) {
+        if !self.stopped {
+            self.chunk.entries.push(Entry::EndSource(source));
+            self.after_record(out);
+        }
     }
 
     /// Processing time is now `now_ms` (see [`Engine::tick`]).
     ///
     /// [`Engine::tick`]: crate::runtime::Engine::tick
-    pub fn tick(&mut self, now_ms: u64, emit: &mut dyn FnMut(Line)) {
-        self.chunk.entries.push(Entry::Tick(now_ms));
-        self.after_record(emit);
+    pub fn tick(&mut self, now_ms: u64, out: &mut dyn Collect<P::Item>) {
+        if !self.stopped {
+            self.chunk.entries.push(Entry::Tick(now_ms));
+            self.after_record(out);
+        }
     }
 
     /// Sends the records taken so far to the workers without waiting for a full chunk and
-    /// waits until the workers have processed them, passing on every line they caused: for
-    /// a live input that has paused, so its matches are not held back until more comes.
-    pub fn flush(&mut self, emit: &mut dyn FnMut(Line)) {
-        if !self.chunk.entries.is_empty() {
-            self.send_chunk(emit);
+    /// waits until the workers have processed them, passing on every output they caused:
+    /// for a live input that has paused, so its matches are not held back until more comes.
+    pub fn flush(&mut self, out: &mut dyn Collect<P::Item>) {
+        if self.stopped {
+            return;
         }
-        self.take_reports_until(emit, |e| e.stopped.is_some() || e.slowest() >= e.sent);
-        self.collect(false, emit);
+        if !self.chunk.entries.is_empty() {
+            self.send_chunk(out);
+        }
+        self.take_reports_until(out, |e| e.slowest() >= e.sent);
+        self.collect(false, out);
     }
 
-    fn after_record(&mut self, emit: &mut dyn FnMut(Line)) {
+    /// Stops early: nothing taken after this is processed, and the workers stop.
+    pub fn stop(&mut self) {
+        if !self.stopped {
+            self.stopped = true;
+            self.abort();
+        }
+    }
+
+    fn after_record(&mut self, out: &mut dyn Collect<P::Item>) {
         self.seq += 1;
         if self.chunk.is_full() {
-            self.send_chunk(emit);
-            self.collect(false, emit);
+            self.send_chunk(out);
+            self.collect(false, out);
         }
     }
 
     /// Sends the current chunk to the worker whose turn it is to decode, first waiting
     /// while the slowest worker is a full window behind.
-    fn send_chunk(&mut self, emit: &mut dyn FnMut(Line)) {
+    fn send_chunk(&mut self, out: &mut dyn Collect<P::Item>) {
         let workers = self.inboxes.len() as u64;
-        self.take_reports_until(emit, |e| e.sent < e.slowest() + WINDOW_PER_WORKER * workers);
+        self.take_reports_until(out, |e| e.sent < e.slowest() + WINDOW_PER_WORKER * workers);
         let chunk = std::mem::replace(&mut self.chunk, Chunk::starting_at(self.seq));
         if self.failed.is_some() {
             return;
@@ -850,12 +835,12 @@ impl ParallelEngine {
     /// workers are gone.
     fn take_reports_until(
         &mut self,
-        emit: &mut dyn FnMut(Line),
-        done: impl Fn(&ParallelEngine) -> bool,
+        out: &mut dyn Collect<P::Item>,
+        done: impl Fn(&ParallelEngine<P>) -> bool,
     ) {
         while self.failed.is_none() && !done(self) {
             match self.reports.recv() {
-                Ok(r) => self.take_report(r, emit),
+                Ok(r) => self.take_report(r, out),
                 Err(_) => break,
             }
         }
@@ -866,7 +851,11 @@ impl ParallelEngine {
         self.done.iter().map(|d| d.0).min().unwrap_or(0)
     }
 
-    fn take_report(&mut self, (id, report): (usize, WorkerReport), emit: &mut dyn FnMut(Line)) {
+    fn take_report(
+        &mut self,
+        (id, report): (usize, WorkerReport<P::Item>),
+        out: &mut dyn Collect<P::Item>,
+    ) {
         if let Some(why) = report.failed {
             if self.failed.is_none() {
                 self.failed = Some(why);
@@ -890,48 +879,11 @@ impl ParallelEngine {
         if report.finished {
             self.finished += 1;
         }
-        for l in report.lines {
-            if self.stopped.as_ref().is_some_and(|(at, _)| l.seq > *at) {
-                continue;
-            }
-            if self.ordered || self.strict {
-                *self.held.entry(l).or_insert(0) += 1;
-            } else {
-                self.deliver(l, emit);
-            }
+        self.watermarks.extend(report.watermarks);
+        for (seq, kind, item) in report.lines {
+            self.stats.count_kind(kind);
+            out.output(seq, kind, item);
         }
-    }
-
-    /// Counts a line and passes it on.
-    fn deliver(&mut self, l: Line, emit: &mut dyn FnMut(Line)) {
-        match l.stream {
-            Stream::Match if l.timed_out => self.stats.timeouts += 1,
-            Stream::Match => self.stats.matches += 1,
-            Stream::Late => self.stats.late += 1,
-            Stream::Reject => self.stats.rejected += 1,
-        }
-        emit(l);
-    }
-
-    /// Emits a held line, unless the engine stopped at an earlier rejected record; a
-    /// rejected record stops a strict engine.
-    fn release(&mut self, l: Line, emit: &mut dyn FnMut(Line)) {
-        if let Some((at, _)) = &self.stopped {
-            if l.seq > *at {
-                return;
-            }
-        } else if self.strict && l.stream == Stream::Reject {
-            let why = l
-                .human
-                .clone()
-                .unwrap_or_else(|| l.text.trim_end().to_string());
-            self.stopped = Some((l.seq, why));
-            // The records read: those up to the rejected one.
-            let upto = self.in_flight.iter().take_while(|s| **s <= l.seq).count() as u64;
-            self.stats.records = self.records_final + upto;
-            self.abort();
-        }
-        self.deliver(l, emit);
     }
 
     /// Tells every worker to stop.
@@ -941,7 +893,10 @@ impl ParallelEngine {
         }
     }
 
-    fn collect(&mut self, until_finished: bool, emit: &mut dyn FnMut(Line)) {
+    /// Takes the reports that have come (all of them, until every worker has finished,
+    /// with `until_finished`), then tells the collector which steps are complete, after
+    /// the watermark moves of those steps.
+    fn collect(&mut self, until_finished: bool, out: &mut dyn Collect<P::Item>) {
         let workers = self.inboxes.len();
         loop {
             let r = if until_finished {
@@ -958,57 +913,57 @@ impl ParallelEngine {
                     Err(_) => break,
                 }
             };
-            self.take_report(r, emit);
+            self.take_report(r, out);
         }
-        // Everything caused by records up to the slowest worker's last one is final.
-        let all = until_finished || self.finished >= workers;
-        let safe = self.done.iter().map(|d| d.1).min().unwrap_or(0);
-        while let Some((first, _)) = self.held.first_key_value() {
-            if !all && (self.slowest() == 0 || first.seq > safe) {
+        // Everything caused by records up to the slowest worker's last one has been given.
+        let through = if self.finished >= workers && self.failed.is_none() && !self.stopped {
+            END_OF_INPUT
+        } else if self.slowest() == 0 {
+            return;
+        } else {
+            self.done.iter().map(|d| d.1).min().unwrap_or(0)
+        };
+        while let Some(&(seq, pattern, wm)) = self.watermarks.front() {
+            if seq > through {
                 break;
             }
-            if let Some((l, copies)) = self.held.pop_first() {
-                for _ in 1..copies {
-                    self.release(l.clone(), emit);
-                }
-                self.release(l, emit);
-            }
+            self.watermarks.pop_front();
+            out.watermark(seq, pattern, wm);
         }
-        // After the release: a line held until now has a later number than any record
-        // counted final before.
-        if self.slowest() > 0 && self.stopped.is_none() {
-            while self.in_flight.front().is_some_and(|s| *s <= safe) {
-                self.in_flight.pop_front();
-                self.records_final += 1;
-            }
+        if self.completed.is_none_or(|c| c < through) {
+            self.completed = Some(through);
+            out.complete(through);
         }
     }
 
     /// The whole state at the current record boundary, as a single-threaded engine would
-    /// hold it: the records taken so far go to the workers, every line they cause is passed
-    /// to `emit` (held lines too, with `ordered`), and each worker reports its state before
+    /// hold it: the records taken so far go to the workers, every output they cause is
+    /// given to `out` (and the steps completed), and each worker reports its state before
     /// it processes anything later.
     ///
     /// # Errors
-    /// A worker failed, or the engine stopped at a rejected record (`strict`).
-    pub fn snapshot(&mut self, emit: &mut dyn FnMut(Line)) -> Result<EngineState, ParallelError> {
-        if let Some((_, why)) = &self.stopped {
-            return Err(ParallelError::Worker(format!("stopped: {why}")));
+    /// A worker failed, or the engine was stopped.
+    pub fn snapshot(
+        &mut self,
+        out: &mut dyn Collect<P::Item>,
+    ) -> Result<EngineState, ParallelError> {
+        if self.stopped {
+            return Err(ParallelError::Worker("the engine was stopped".into()));
         }
         if !self.chunk.entries.is_empty() {
-            self.send_chunk(emit);
+            self.send_chunk(out);
         }
         let workers = self.inboxes.len();
         self.snapshots = (0..workers).map(|_| None).collect();
         for tx in &self.inboxes {
             let _ = tx.send(Inbox::Snapshot(self.sent));
         }
-        self.take_reports_until(emit, |e| e.snapshots.iter().all(Option::is_some));
+        self.take_reports_until(out, |e| e.snapshots.iter().all(Option::is_some));
         if let Some(why) = &self.failed {
             return Err(ParallelError::Worker(why.clone()));
         }
-        // Every line caused by the records so far has arrived: pass on the held ones.
-        self.collect(false, emit);
+        // Every output caused by the records so far has arrived: complete them.
+        self.collect(false, out);
         let mut states: Vec<WorkerState> = self.snapshots.drain(..).flatten().map(|b| *b).collect();
         if states.len() != workers {
             return Err(ParallelError::Worker(
@@ -1024,20 +979,21 @@ impl ParallelEngine {
         ))
     }
 
-    /// Ends the input: watermarks to +∞, workers drained and joined, every line emitted.
+    /// Ends the input (unless stopped): watermarks to +∞, workers drained and joined, every
+    /// output given.
     ///
     /// # Errors
     /// A worker failed (its panic message): the run stopped early.
-    pub fn finish(&mut self, emit: &mut dyn FnMut(Line)) -> Result<Stats, ParallelError> {
-        if self.stopped.is_none() && self.failed.is_none() {
+    pub fn finish(&mut self, out: &mut dyn Collect<P::Item>) -> Result<Stats, ParallelError> {
+        if !self.stopped && self.failed.is_none() {
             if !self.chunk.entries.is_empty() {
-                self.send_chunk(emit);
+                self.send_chunk(out);
             }
             for tx in &self.inboxes {
                 let _ = tx.send(Inbox::End(self.sent));
             }
         }
-        self.collect(true, emit);
+        self.collect(true, out);
         self.inboxes.clear();
         for h in self.handles.drain(..) {
             let _ = h.join();
@@ -1049,9 +1005,63 @@ impl ParallelEngine {
     }
 }
 
-impl Drop for ParallelEngine {
+impl<P: Prepare> Run<P::Item> for ParallelEngine<P> {
+    fn next_step(&self) -> u64 {
+        self.seq
+    }
+
+    fn push(&mut self, input: &Input<'_>, out: &mut dyn Collect<P::Item>) -> u64 {
+        self.push_input(input, out)
+    }
+
+    fn end_source(&mut self, partition: usize, out: &mut dyn Collect<P::Item>) {
+        ParallelEngine::end_source(self, partition, out);
+    }
+
+    fn tick(&mut self, now_ms: u64, out: &mut dyn Collect<P::Item>) {
+        ParallelEngine::tick(self, now_ms, out);
+    }
+
+    fn flush(&mut self, out: &mut dyn Collect<P::Item>) {
+        ParallelEngine::flush(self, out);
+    }
+
+    fn stop(&mut self) {
+        ParallelEngine::stop(self);
+    }
+
+    fn finish(&mut self, out: &mut dyn Collect<P::Item>) -> Result<Stats, ParallelError> {
+        ParallelEngine::finish(self, out)
+    }
+
+    fn state(&mut self, out: &mut dyn Collect<P::Item>) -> Result<StateOf<'_>, ParallelError> {
+        self.snapshot(out).map(StateOf::Owned)
+    }
+
+    fn stats(&self) -> Stats {
+        ParallelEngine::stats(self)
+    }
+
+    fn open_partial_matches(&self) -> Option<usize> {
+        None
+    }
+
+    fn watermark_lag(&self) -> Option<i64> {
+        self.watermark_lag
+    }
+}
+
+impl<P: Prepare> Drop for ParallelEngine<P> {
     /// An engine dropped before [`ParallelEngine::finish`] stops its workers.
     fn drop(&mut self) {
         self.abort();
+    }
+}
+
+/// A collector that keeps every item with its step, in the order given (tests and simple
+/// embedders).
+impl<T> Collect<T> for Vec<(u64, T)> {
+    fn output(&mut self, seq: u64, _kind: OutputKind, item: T) {
+        self.push((seq, item));
     }
 }

@@ -7,11 +7,8 @@
 //! (to group them); the key is read from its text only when [`MatchView::key`] is called.
 //! Nothing here runs while the engine matches.
 
-use std::fmt;
-
 use crate::key::Key;
 use crate::nfa::{Match, MatchedEvent, Nfa};
-use crate::output;
 
 /// A match (or timed-out partial match) as its pattern names it: see
 /// [`Engine::view`](super::Engine::view) and [`Engine::matches`](super::Engine::matches).
@@ -170,14 +167,5 @@ impl<'a> MatchView<'a> {
     /// The match itself.
     pub fn get(&self) -> &'a Match {
         self.m
-    }
-}
-
-/// The match as the JSON line the command line prints (without the newline).
-impl fmt::Display for MatchView<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut line = String::new();
-        output::write_match(&mut line, self.nfa, self.key, self.m);
-        f.write_str(line.trim_end_matches('\n'))
     }
 }

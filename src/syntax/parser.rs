@@ -319,6 +319,7 @@ impl<'s> Lowerer<'s> {
             lateness_ms: lateness.map_or(0, |(l, _)| l),
             pattern,
             span: name_span,
+            output_fields: Vec::new(),
         }
     }
 

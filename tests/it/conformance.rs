@@ -35,7 +35,7 @@ pub fn run_case(dir: &Path) -> Result<(), String> {
         let v: serde_json::Value = serde_json::from_str(l).map_err(|e| e.to_string())?;
         pos.insert(v["id"].as_str().unwrap_or_default().to_string(), i);
     }
-    let got = motif::runtime::match_lines(&source, &lines, check_timeouts)?;
+    let got = motif::output::match_lines(&source, &lines, check_timeouts)?;
     let mut got_c: Vec<Canon> = got
         .iter()
         .map(|m| {

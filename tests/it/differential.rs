@@ -8,7 +8,7 @@
 //! and maybe a `within` — and event sequences of 0 to 10 events
 //! `{"id":"eN","name":"a|b|c","ts":N}`. The pattern
 //! is rendered as motif source, the events as JSON lines, and the matches of
-//! `motif::runtime::match_lines` are compared with the reference's as multisets of
+//! `motif::output::match_lines` are compared with the reference's as multisets of
 //! event-id lists.
 //!
 //! On a mismatch the failure message holds a ready-made case folder (`case.motif`,
@@ -259,7 +259,7 @@ fn check(spec: &PatternSpec, events: &[Ev]) -> Result<(), String> {
     let line_refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     let mut expected = crate::reference::reference_matches(spec, events);
     expected.sort();
-    let engine = motif::runtime::match_lines(&source, &line_refs, false)
+    let engine = motif::output::match_lines(&source, &line_refs, false)
         .and_then(|out| engine_matches(&out, events));
     match engine {
         Err(e) => Err(report(&source, &lines, events, &expected, Err(&e))),

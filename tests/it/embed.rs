@@ -35,6 +35,7 @@ fn lines(engine: &Engine, out: &[Output]) -> Vec<String> {
             }
             Output::Late { raw, .. } => format!("late {raw}"),
             Output::Reject { reason, .. } => format!("reject {reason}"),
+            Output::Watermark { pattern, watermark } => format!("watermark {pattern} {watermark}"),
         })
         .collect()
 }

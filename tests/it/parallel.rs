@@ -1,14 +1,18 @@
 //! The parallel engine against the single-threaded one: on random streams mixing good,
 //! malformed, untimed and late records, across chunk boundaries, any number of workers
 //! emits exactly the single engine's lines (matches, timed-out partial matches, late events,
-//! rejects), and with `ordered` in the same order whatever the number of workers.
+//! rejects) at the same steps, the same watermark moves, and keeps the collector contract
+//! (nothing of a step after its completion) that the `--ordered` and `--strict` policies
+//! rest on.
 
 use std::sync::mpsc;
 use std::time::Duration;
 
-use motif::output;
-use motif::runtime::parallel::{Line, ParallelEngine, Stream};
-use motif::runtime::{Engine, EngineOptions, Output};
+use motif::output::{Line, Render};
+use motif::runtime::{
+    AsIs, Collect, Engine, EngineOptions, Input, Output, OutputKind, ParallelEngine, Prepare, Run,
+    Serial, END_OF_INPUT,
+};
 use proptest::prelude::*;
 
 /// Two patterns over different keys, one with a window and timeouts, one unkeyed.
@@ -63,54 +67,151 @@ fn lines(recs: &[Rec]) -> Vec<String> {
 fn options() -> EngineOptions {
     EngineOptions {
         timeouts: true,
+        watermarks: true,
         ..EngineOptions::default()
     }
 }
 
-/// The single engine's output as (stream, text) lines, rendered as the CLI renders them.
-fn single(lines: &[String]) -> Vec<(Stream, String)> {
-    let decls = motif::syntax::load_str("<test>", PATTERNS).expect("patterns load");
-    let mut e = Engine::new(&decls, options()).expect("patterns compile");
-    let mut outs = Vec::new();
-    let mut rendered = Vec::new();
-    let mut render = |e: &Engine, outs: &mut Vec<Output>, line_no: u64, record: &str| {
-        for o in outs.drain(..) {
-            let mut text = String::new();
-            let r = output::write_output(&mut text, |p| e.nfa(p), &o, "<test>", line_no, record);
-            rendered.push((r.stream, text));
-        }
-    };
-    for (i, l) in lines.iter().enumerate() {
-        e.push_json(l, &mut outs);
-        render(&e, &mut outs, i as u64 + 1, l);
-    }
-    e.finish(&mut outs);
-    render(&e, &mut outs, 0, "");
-    rendered
+/// What an engine gave its collector, with any breach of [`Collect`]'s contract: an output
+/// or a watermark of a step already said to be complete, completion going backwards, a
+/// watermark that does not come after every output of its pattern's earlier steps.
+struct Got<T> {
+    outputs: Vec<(u64, T)>,
+    watermarks: Vec<(u64, usize, i64)>,
+    /// For each watermark move, how many outputs had come before it.
+    watermarks_after: Vec<usize>,
+    completed: Option<u64>,
+    breaches: Vec<String>,
 }
 
-/// The parallel engine's lines, in the order emitted; fails instead of hanging.
-fn parallel(lines: &[String], workers: usize, ordered: bool) -> Vec<Line> {
+impl<T> Default for Got<T> {
+    fn default() -> Got<T> {
+        Got {
+            outputs: Vec::new(),
+            watermarks: Vec::new(),
+            watermarks_after: Vec::new(),
+            completed: None,
+            breaches: Vec::new(),
+        }
+    }
+}
+
+impl<T> Collect<T> for Got<T> {
+    fn output(&mut self, seq: u64, _kind: OutputKind, item: T) {
+        if self.completed.is_some_and(|c| seq <= c) {
+            self.breaches.push(format!(
+                "output of step {seq} after completion of {:?}",
+                self.completed
+            ));
+        }
+        self.outputs.push((seq, item));
+    }
+
+    fn watermark(&mut self, seq: u64, pattern: usize, watermark: i64) {
+        if self.completed.is_some_and(|c| seq <= c) {
+            self.breaches.push(format!(
+                "watermark of step {seq} after completion of {:?}",
+                self.completed
+            ));
+        }
+        self.watermarks.push((seq, pattern, watermark));
+        self.watermarks_after.push(self.outputs.len());
+    }
+
+    fn complete(&mut self, through: u64) {
+        if self.completed.is_some_and(|c| through < c) {
+            self.breaches.push(format!(
+                "completion went back from {:?} to {through}",
+                self.completed
+            ));
+        }
+        self.completed = Some(through);
+    }
+}
+
+/// The lines of an engine's run in (step, text) order: a deterministic order whatever the
+/// number of workers.
+fn in_order(mut got: Vec<(u64, Line)>) -> Vec<(u64, Line)> {
+    got.sort();
+    got
+}
+
+/// The single engine's outputs as the command line renders them, with their steps.
+fn single(lines: &[String]) -> Got<Line> {
+    let decls = motif::syntax::load_str("<test>", PATTERNS).expect("patterns load");
+    let engine = Engine::new(&decls, options()).expect("patterns compile");
+    let mut run = Serial::new(engine, Render::default());
+    let mut got = Got::default();
+    for (i, l) in lines.iter().enumerate() {
+        let input = Input {
+            json: l,
+            origin: "<test>",
+            line: i as u64 + 1,
+            ..Input::default()
+        };
+        run.push(&input, &mut got);
+    }
+    run.finish(&mut got).expect("a single engine does not fail");
+    got
+}
+
+/// The parallel engine's outputs, prepared on the workers by `prepare`, in the order
+/// given; fails instead of hanging.
+fn parallel<P: Prepare + Clone>(lines: &[String], workers: usize, prepare: P) -> Got<P::Item>
+where
+    P::Item: Send,
+{
     let lines = lines.to_vec();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let decls = motif::syntax::load_str("<test>", PATTERNS).expect("patterns load");
-        let mut e =
-            ParallelEngine::new(&decls, options(), workers, ordered).expect("engine starts");
-        let mut got = Vec::new();
+        let (mut e, _) = ParallelEngine::resume(&decls, options(), workers, prepare, None)
+            .expect("engine starts");
+        let mut got = Got::default();
         for (i, l) in lines.iter().enumerate() {
-            e.push_json(l, "<test>", i as u64 + 1, &mut |l| got.push(l));
+            let input = Input {
+                json: l,
+                origin: "<test>",
+                line: i as u64 + 1,
+                ..Input::default()
+            };
+            e.push_input(&input, &mut got);
         }
-        e.finish(&mut |l| got.push(l)).expect("no worker fails");
+        e.finish(&mut got).expect("no worker fails");
         let _ = tx.send(got);
     });
     rx.recv_timeout(Duration::from_secs(60))
         .unwrap_or_else(|_| panic!("{workers} workers did not finish within 60 s"))
 }
 
-fn sorted(mut v: Vec<(Stream, String)>) -> Vec<(Stream, String)> {
-    v.sort();
-    v
+/// Checks that after each watermark move of a pattern no match of that pattern ending at or
+/// before it follows (timed-out partial matches and late events excepted), and that a
+/// pattern's watermark only moves forward.
+fn check_watermarks(got: &Got<Output>) -> Result<(), String> {
+    let mut last: Vec<Option<i64>> = Vec::new();
+    for (&(seq, p, wm), &after) in got.watermarks.iter().zip(&got.watermarks_after) {
+        if last.len() <= p {
+            last.resize(p + 1, None);
+        }
+        if last[p].is_some_and(|prev| wm <= prev) {
+            return Err(format!(
+                "pattern {p}'s watermark went from {:?} to {wm}",
+                last[p]
+            ));
+        }
+        last[p] = Some(wm);
+        for (s, o) in &got.outputs[after..] {
+            if let Output::Match { pattern, m, .. } = o {
+                let end = m.events.last().map_or(i64::MIN, |e| e.time);
+                if *pattern == p && m.timed_out.is_none() && end <= wm {
+                    return Err(format!(
+                        "a match of pattern {p} ending at {end} (step {s}) came after its watermark {wm} (step {seq})"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 proptest! {
@@ -122,12 +223,33 @@ proptest! {
         workers in 1usize..5,
     ) {
         let lines = lines(&recs);
-        let want = sorted(single(&lines));
-        let got: Vec<(Stream, String)> =
-            parallel(&lines, workers, false).into_iter().map(|l| (l.stream, l.text)).collect();
-        prop_assert_eq!(sorted(got), want);
-        let ordered = parallel(&lines, workers, true);
-        let ordered_one = parallel(&lines, 1, true);
-        prop_assert_eq!(ordered, ordered_one, "--ordered output depends on the worker count");
+        let want = single(&lines);
+        prop_assert!(want.breaches.is_empty(), "{:?}", want.breaches);
+        let got = parallel(&lines, workers, Render::default());
+        prop_assert!(got.breaches.is_empty(), "{:?}", got.breaches);
+        // The same lines with the same steps; in the same order once sorted by step.
+        prop_assert_eq!(in_order(got.outputs), in_order(want.outputs));
+        // Watermark moves: the same, in the same order, at the same steps.
+        prop_assert_eq!(&got.watermarks, &want.watermarks);
+        prop_assert_eq!(got.completed, Some(END_OF_INPUT));
+    }
+
+    #[test]
+    fn structured_outputs_are_the_rendered_ones_and_respect_watermarks(
+        recs in prop::collection::vec(rec(), 0..1500),
+        workers in 1usize..4,
+    ) {
+        let lines = lines(&recs);
+        let decls = motif::syntax::load_str("<test>", PATTERNS).expect("patterns load");
+        let nfas: Vec<_> = Engine::new(&decls, options()).expect("compiles").nfas().cloned().collect();
+        let got = parallel(&lines, workers, AsIs);
+        prop_assert!(got.breaches.is_empty(), "{:?}", got.breaches);
+        check_watermarks(&got).map_err(TestCaseError::fail)?;
+        let rendered: Vec<(u64, Line)> = got
+            .outputs
+            .iter()
+            .map(|(seq, o)| (*seq, Render::default().line(&nfas, o)))
+            .collect();
+        prop_assert_eq!(in_order(rendered), in_order(single(&lines).outputs));
     }
 }
