@@ -598,3 +598,182 @@ fn a_snapshot_through_checkpoint_bytes_resumes_as_an_uninterrupted_run() {
         assert_eq!(second.stats(), whole.stats(), "cut at {cut}");
     }
 }
+
+/// Matched events carry their decoded fields when asked: those the conditions read and those
+/// the declaration names for a sink, by schema slot, without parsing the text again.
+#[test]
+fn matched_events_carry_decoded_fields_when_asked() {
+    let decls = motif::syntax::load_str(
+        "<test>",
+        r#"pattern hot key sensor time ts = begin("h").where(temp > 30).next("c").where(temp < 20);"#,
+    )
+    .unwrap();
+    let decl = decls[0].clone().output_fields(&["site", "loc.room"]);
+    let events = [
+        r#"{"sensor":1,"ts":1,"temp":35,"site":"north","loc":{"room":7}}"#,
+        r#"{"sensor":1,"ts":2,"temp":12.5,"site":"south","loc":{"room":"b"}}"#,
+    ];
+    let run = |match_fields: bool| {
+        let options = EngineOptions {
+            match_fields,
+            ..EngineOptions::default()
+        };
+        let mut engine = Engine::new(std::slice::from_ref(&decl), options).unwrap();
+        let mut out = Vec::new();
+        for e in events {
+            engine.push_json(e, &mut out);
+        }
+        engine.finish(&mut out);
+        let slots: Vec<usize> = ["temp", "site", "loc.room"]
+            .iter()
+            .map(|p| engine.field_slot(p).expect("the engine decodes the field"))
+            .collect();
+        assert_eq!(engine.field_slot("nosuch"), None);
+        let m = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Match { m, .. } => Some(m.clone()),
+                _ => None,
+            })
+            .expect("one match");
+        (slots, m)
+    };
+    let (slots, m) = run(true);
+    let got: Vec<Vec<String>> = m
+        .events
+        .iter()
+        .map(|e| slots.iter().map(|s| format!("{:?}", e.get(*s))).collect())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ["Int(35)", "Str(\"north\")", "Int(7)"],
+            ["Float(12.5)", "Str(\"south\")", "Str(\"b\")"]
+        ]
+    );
+    // Off (the default): only time and text, and `get` reads null.
+    let (slots, m) = run(false);
+    assert!(m.events.iter().all(|e| e.fields.is_empty()));
+    assert!(m.events[0].get(slots[1]).is_null());
+}
+
+/// With watermarks on, each move of a pattern's watermark is an output after the outputs it
+/// caused; moves only go forward and the end of input moves them to +∞. Off, there are none.
+#[test]
+fn watermark_moves_are_outputs_when_asked() {
+    let decls = motif::syntax::load_str(
+        "<test>",
+        r#"pattern ab key k time ts lateness 2ms = begin("a").where(x == 1).followedBy("b").where(x == 2).within(5ms);"#,
+    )
+    .unwrap();
+    let events = [
+        (1, 1),
+        (3, 2),
+        (2, 9),
+        (10, 1),
+        (11, 2),
+        (30, 9),
+        (4, 2), // late
+    ];
+    let run = |watermarks: bool| {
+        let options = EngineOptions {
+            watermarks,
+            ..EngineOptions::default()
+        };
+        let mut engine = Engine::new(&decls, options).unwrap();
+        let mut out = Vec::new();
+        for (ts, x) in events {
+            engine.push_json(&format!(r#"{{"k":"a","ts":{ts},"x":{x}}}"#), &mut out);
+        }
+        engine.finish(&mut out);
+        out
+    };
+    let out = run(true);
+    let moves: Vec<i64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Watermark {
+                pattern: 0,
+                watermark,
+            } => Some(*watermark),
+            _ => None,
+        })
+        .collect();
+    // max time seen − lateness − 1: 1−3, 3−3, 10−3, 11−3, 30−3, then +∞.
+    assert_eq!(moves, [-2, 0, 7, 8, 27, i64::MAX]);
+    let mut watermark = i64::MIN;
+    for o in &out {
+        match o {
+            Output::Watermark { watermark: w, .. } => watermark = *w,
+            Output::Match { m, .. } => {
+                let end = m.events.last().unwrap().time;
+                assert!(
+                    end > watermark,
+                    "a match ending at {end} after watermark {watermark}"
+                );
+            }
+            _ => {}
+        }
+    }
+    let matches = out
+        .iter()
+        .filter(|o| matches!(o, Output::Match { .. }))
+        .count();
+    assert_eq!(matches, 2);
+    assert!(out.iter().any(|o| matches!(o, Output::Late { .. })));
+    // Off: the same outputs without the moves.
+    let plain = run(false);
+    let without: Vec<&Output> = out
+        .iter()
+        .filter(|o| !matches!(o, Output::Watermark { .. }))
+        .collect();
+    assert_eq!(plain.iter().collect::<Vec<_>>(), without);
+}
+
+/// A rejected record names its input, line and text; pushed without a position, its
+/// number among the records given.
+#[test]
+fn rejects_name_their_record() {
+    let decls =
+        motif::syntax::load_str("<test>", r#"pattern p time ts = begin("a").where(x > 1);"#)
+            .unwrap();
+    let mut engine = Engine::new(&decls, EngineOptions::default()).unwrap();
+    let mut out = Vec::new();
+    engine.push_json(r#"{"ts":1,"x":2}"#, &mut out);
+    engine.push_input(
+        &motif::runtime::Input {
+            json: r#"{"x":2}"#,
+            origin: "events.jsonl",
+            line: 41,
+            ..Default::default()
+        },
+        &mut out,
+    );
+    engine.push_json("{oops", &mut out);
+    let rejects: Vec<(Option<usize>, String, u64, String)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Reject {
+                pattern, record, ..
+            } => Some((
+                *pattern,
+                record.source.to_string(),
+                record.line,
+                record.text.to_string(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rejects,
+        [
+            (
+                Some(0),
+                "events.jsonl".to_string(),
+                41,
+                r#"{"x":2}"#.to_string()
+            ),
+            (None, String::new(), 3, "{oops".to_string()),
+        ]
+    );
+}
