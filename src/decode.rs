@@ -27,8 +27,30 @@
 
 use hashbrown::HashMap;
 
-use crate::event::{padded_word, DecodeError, StrCache};
+use crate::bytes::padded_word;
 use crate::value::Value;
+
+mod strings;
+pub use strings::{shared_str_eq, StrCache};
+
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not a JSON object, or malformed JSON.
+    #[error("malformed JSON: {0}")]
+    Json(String),
+    /// The time field is absent or null.
+    #[error("missing time field `{0}`")]
+    MissingTime(String),
+    /// The time field is neither epoch milliseconds nor an RFC 3339 string.
+    #[error("time field `{field}` is {found}, expected integer epoch milliseconds or an RFC 3339 string")]
+    BadTime {
+        /// The time field's path.
+        field: String,
+        /// What was found.
+        found: String,
+    },
+}
 
 #[doc(hidden)]
 pub mod oracle;

@@ -10,6 +10,7 @@ use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::decode::FieldTrie;
+pub use crate::decode::{shared_str_eq, DecodeError, StrCache};
 use crate::value::Value;
 
 /// One input event.
@@ -158,25 +159,6 @@ impl Schema {
     }
 }
 
-/// Why a record could not be decoded.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DecodeError {
-    /// Not a JSON object, or malformed JSON.
-    #[error("malformed JSON: {0}")]
-    Json(String),
-    /// The time field is absent or null.
-    #[error("missing time field `{0}`")]
-    MissingTime(String),
-    /// The time field is neither epoch milliseconds nor an RFC 3339 string.
-    #[error("time field `{field}` is {found}, expected integer epoch milliseconds or an RFC 3339 string")]
-    BadTime {
-        /// The time field's path.
-        field: String,
-        /// What was found.
-        found: String,
-    },
-}
-
 /// Reads event time from a decoded value: an integer of epoch milliseconds, a float with no
 /// fraction, or an RFC 3339 string.
 #[inline]
@@ -217,158 +199,12 @@ fn describe(v: &Value) -> String {
     }
 }
 
-/// A small direct-mapped cache of short strings seen in events (keys, types, names), so
-/// that a value that repeats shares one allocation instead of allocating per event.
-#[derive(Debug, Clone)]
-pub struct StrCache {
-    slots: Vec<Option<Arc<str>>>,
-}
-
-const STR_CACHE_SLOTS: usize = 4096;
-const STR_CACHE_MAX_LEN: usize = 48;
-
-impl StrCache {
-    /// An empty cache.
-    pub fn new() -> StrCache {
-        StrCache {
-            slots: vec![None; STR_CACHE_SLOTS],
-        }
-    }
-
-    /// A cache that caches nothing.
-    pub fn disabled() -> StrCache {
-        StrCache { slots: Vec::new() }
-    }
-}
-
-/// Whether two shared strings are equal: the same allocation (interned), or the same bytes.
-#[inline]
-pub fn shared_str_eq(a: &Arc<str>, b: &Arc<str>) -> bool {
-    Arc::ptr_eq(a, b) || short_str_eq(a.as_bytes(), b.as_bytes())
-}
-
-impl StrCache {
-    /// The shared copy of `s`.
-    #[inline]
-    pub fn get(&mut self, s: &str) -> Arc<str> {
-        if self.slots.is_empty() || s.len() > STR_CACHE_MAX_LEN {
-            return Arc::from(s);
-        }
-        let slot = &mut self.slots[str_hash(s.as_bytes()) & (STR_CACHE_SLOTS - 1)];
-        match slot {
-            Some(a) if short_str_eq(a.as_bytes(), s.as_bytes()) => Arc::clone(a),
-            _ => {
-                let a: Arc<str> = Arc::from(s);
-                *slot = Some(Arc::clone(&a));
-                a
-            }
-        }
-    }
-}
-
-/// The little-endian word of 8 bytes of `b` from `i` (which must have them).
-#[inline]
-fn word8(b: &[u8], i: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[i..i + 8]);
-    u64::from_le_bytes(w)
-}
-
-#[inline]
-fn word4(b: &[u8], i: usize) -> u64 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[i..i + 4]);
-    u64::from(u32::from_le_bytes(w))
-}
-
-/// Up to eight bytes as a little-endian word padded with zeros (the first eight of a longer
-/// slice), read with at most two loads: copying them into a zeroed word first would cost a
-/// store-forwarding stall each time.
-#[inline]
-pub(crate) fn padded_word(b: &[u8]) -> u64 {
-    let n = b.len();
-    match n {
-        8.. => word8(b, 0),
-        // Two overlapping words: bytes n-4..4 land in the same place from both.
-        4..=7 => word4(b, 0) | (word4(b, n - 4) << (8 * (n - 4))),
-        1..=3 => {
-            u64::from(b[0])
-                | (u64::from(b[n / 2]) << (8 * (n / 2)))
-                | (u64::from(b[n - 1]) << (8 * (n - 1)))
-        }
-        0 => 0,
-    }
-}
-
-/// A hash of a short string read a word at a time (overlapping reads at the ends), its top
-/// bits well mixed.
-#[inline]
-fn str_hash(s: &[u8]) -> usize {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let n = s.len();
-    let mut h = (n as u64).wrapping_mul(K);
-    if n >= 8 {
-        let mut i = 0;
-        while i + 8 < n {
-            h = (h ^ word8(s, i)).wrapping_mul(K).rotate_left(31);
-            i += 8;
-        }
-        h ^= word8(s, n - 8);
-    } else if n >= 4 {
-        h ^= (word4(s, 0) << 32) | word4(s, n - 4);
-    } else if n > 0 {
-        h ^= (u64::from(s[0]) << 16) | (u64::from(s[n / 2]) << 8) | u64::from(s[n - 1]);
-    }
-    (h.wrapping_mul(K) >> 40) as usize
-}
-
-/// Byte equality, comparing short strings by word reads instead of calling `memcmp`.
-#[inline]
-pub(crate) fn short_str_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    if n < 4 {
-        // Covers every byte of 0 to 3.
-        return n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]);
-    }
-    if n <= 8 {
-        return word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4);
-    }
-    if n <= 16 {
-        return word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8);
-    }
-    a == b
-}
-
-impl Default for StrCache {
-    fn default() -> Self {
-        StrCache::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn path(s: &str) -> Vec<String> {
         s.split('.').map(str::to_string).collect()
-    }
-
-    #[test]
-    fn a_padded_word_holds_its_bytes_then_zeros() {
-        let bytes: Vec<u8> = (1..=9u8).map(|b| b.wrapping_mul(37)).collect();
-        for n in 0..=8 {
-            let mut w = [0u8; 8];
-            w[..n].copy_from_slice(&bytes[..n]);
-            assert_eq!(padded_word(&bytes[..n]), u64::from_le_bytes(w), "{n} bytes");
-        }
-        assert_eq!(
-            padded_word(&bytes),
-            padded_word(&bytes[..8]),
-            "first eight of nine"
-        );
     }
 
     #[test]
@@ -389,35 +225,6 @@ mod tests {
         assert!(schema.decode_row("{\"a\":").is_err());
         assert!(schema.decode_row("[1,2]").is_err());
         assert!(schema.decode_row("{} trailing").is_err());
-    }
-
-    #[test]
-    fn the_string_cache_returns_equal_strings_and_shares_repeats() {
-        let mut cache = StrCache::new();
-        let mut seen = Vec::new();
-        for len in 0..60 {
-            let base: String = (0..len)
-                .map(|i| char::from(b'a' + (i % 26) as u8))
-                .collect();
-            for at in 0..len.max(1) {
-                let mut v = base.clone().into_bytes();
-                if let Some(b) = v.get_mut(at) {
-                    *b = b'Z';
-                }
-                let s = String::from_utf8(v).unwrap();
-                for t in [&base, &s] {
-                    let got = cache.get(t);
-                    assert_eq!(&*got, t.as_str());
-                    seen.push(got);
-                }
-            }
-        }
-        let a = cache.get("k0042");
-        let b = cache.get("k0042");
-        assert!(Arc::ptr_eq(&a, &b));
-        let long = "x".repeat(STR_CACHE_MAX_LEN + 1);
-        assert_eq!(&*cache.get(&long), long.as_str());
-        assert_eq!(&*StrCache::disabled().get("k"), "k");
     }
 
     #[test]

@@ -76,6 +76,7 @@
 //! assert_eq!((m.start(), m.end()), (1, 4));
 //! ```
 
+mod bytes;
 pub mod checkpoint;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -77,9 +77,7 @@ pub fn write_output_as<'a>(
             push_csv_field(out, &nfa.name);
             out.push(',');
             push_csv_field(out, key.as_deref().unwrap_or(""));
-            let start = m.events.first().map(|e| e.time).unwrap_or(0);
-            let end = m.events.last().map(|e| e.time).unwrap_or(0);
-            let _ = write!(out, ",{start},{end},{},", m.timed_out.is_some());
+            let _ = write!(out, ",{},{},{},", m.start(), m.end(), m.timed_out.is_some());
             if let Some(t) = m.timed_out {
                 let _ = write!(out, "{t}");
             }
@@ -255,9 +253,12 @@ pub fn write_match(out: &mut String, nfa: &Nfa, key_json: Option<&str>, m: &Matc
         out.push_str(",\"key\":");
         out.push_str(k);
     }
-    let start = m.events.first().map(|e| e.time).unwrap_or(0);
-    let end = m.events.last().map(|e| e.time).unwrap_or(0);
-    let _ = write!(out, ",\"start\":{start},\"end\":{end},\"events\":");
+    let _ = write!(
+        out,
+        ",\"start\":{},\"end\":{},\"events\":",
+        m.start(),
+        m.end()
+    );
     write_events(out, nfa, m);
     if let Some(t) = m.timed_out {
         let _ = write!(out, ",\"timed_out\":true,\"timeout\":{t}");
@@ -292,11 +293,7 @@ fn write_events(out: &mut String, nfa: &Nfa, m: &Match) {
     out.push('}');
 }
 
-/// Appends a JSON string literal.
-pub fn push_json_str(out: &mut String, s: &str) {
-    // Serialising a &str cannot fail.
-    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
-}
+pub use crate::value::push_json_str;
 
 /// Appends one late event as a JSON line.
 pub fn write_late(out: &mut String, pattern: &str, raw: &str, time: i64, watermark: i64) {

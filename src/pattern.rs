@@ -21,7 +21,7 @@
 //!     })
 //!     .within(Duration::from_secs(10 * 60));
 //! let decl = pattern.declare("small_then_large").key(&["card_id"]).time("ts");
-//! assert!(motif::pattern::validate(&decl).is_ok());
+//! assert!(motif::validate::validate(&decl).is_ok());
 //! ```
 
 use std::fmt;
@@ -602,4 +602,20 @@ fn collect_variables<'a>(p: &'a Pattern, out: &mut Vec<&'a str>) {
     }
 }
 
-pub use crate::validate::validate;
+/// A duration in the largest unit that divides it: `90s`, `2m`, `250ms`.
+pub(crate) fn format_duration(ms: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+    ];
+    if ms > 0 {
+        for (size, unit) in UNITS {
+            if ms.is_multiple_of(size) {
+                return format!("{}{unit}", ms / size);
+            }
+        }
+    }
+    format!("{ms}ms")
+}

@@ -31,10 +31,10 @@ use hashbrown::HashMap;
 use crate::error::{did_you_mean, Diagnostic};
 use crate::expr::ast::Span;
 use crate::expr::resolve::check_condition;
+use crate::pattern::format_duration;
 use crate::pattern::{
     Contiguity, InnerContiguity, Pattern, PatternDecl, Repeat, SkipStrategy, Step, StepNode,
 };
-use crate::syntax::format_duration;
 
 /// The names under which the parser records the skip strategy among the first step's
 /// `call_spans`.
@@ -94,7 +94,7 @@ impl<'a> Validator<'a> {
         if !span.is_known() {
             return None;
         }
-        let (l, c) = crate::syntax::line_col(src, span.start);
+        let (l, c) = crate::error::line_col(src, span.start);
         Some(format!("{l}:{c}"))
     }
 

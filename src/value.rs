@@ -146,3 +146,9 @@ impl From<&str> for Value {
         Value::Str(Arc::from(s))
     }
 }
+
+/// Appends a JSON string literal.
+pub fn push_json_str(out: &mut String, s: &str) {
+    // Serialising a &str cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+}

@@ -35,7 +35,7 @@ const NAME_DELIM: char = ':';
 
 /// Compiles a validated declaration; field names are registered in `schema`.
 pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileError> {
-    if let Err(errors) = pattern::validate(decl) {
+    if let Err(errors) = crate::validate::validate(decl) {
         return Err(CompileError::Invalid {
             name: decl.name.clone(),
             errors,

@@ -120,6 +120,18 @@ pub struct Match {
     pub timed_out: Option<i64>,
 }
 
+impl Match {
+    /// The time of its first event (0 for a match of no events).
+    pub fn start(&self) -> i64 {
+        self.events.first().map_or(0, |e| e.time)
+    }
+
+    /// The time of its last event (0 for a match of no events).
+    pub fn end(&self) -> i64 {
+        self.events.last().map_or(0, |e| e.time)
+    }
+}
+
 /// The matcher state of one partition.
 ///
 /// `repr(C)` keeps the declared order: what [`Matcher::skips`] reads and writes first, so

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{padded_word, time_from_value, DecodeError, Event, Schema, StrCache};
-use crate::key::{self, KeyBytes};
+use crate::event::{time_from_value, DecodeError, Event, Schema, StrCache};
+use crate::key::{self, key_hash, KeyBytes};
 use crate::runtime::frontier::Frontier;
 use crate::runtime::{Output, RecordOrigin};
 use crate::value::Value;
@@ -20,7 +20,7 @@ pub struct KeyedEvent {
     /// that is not a string); `None` when it is the event's own single string key field, read
     /// there by the shard, or the pattern is unkeyed.
     pub key: Option<KeyBytes>,
-    /// Stable hash of the key ([`key_hash`]; its shard is [`shard_of`]).
+    /// Stable hash of the key ([`key_hash`]; its shard is [`key::shard_of`]).
     pub hash: u64,
     /// Arrival number within the pattern (orders equal times).
     pub arrival: u64,
@@ -122,30 +122,6 @@ pub struct Front {
     clocks: Clocks,
 }
 
-/// A stable hash of a partition key, the same in every process and run: eight bytes at a
-/// time with a multiply-fold, then a full avalanche (murmur3's finaliser), so every bit of
-/// the result depends on every byte of the key.
-pub fn key_hash(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut h = (bytes.len() as u64).wrapping_mul(K);
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        h ^= h >> 29;
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        h = (h ^ padded_word(rest)).wrapping_mul(K);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
 /// The key of an event as it travels ([`KeyedEvent::key`]) and its hash: a single string key
 /// field stays in the event (the shard reads it there), other keys are built here; an unkeyed
 /// pattern has no key and hash 0.
@@ -163,14 +139,6 @@ fn route_key(key_slots: &[usize], fields: &[Value]) -> (Option<KeyBytes>, u64) {
     let key = key::encode(key_slots, fields);
     let hash = key_hash(&key);
     (Some(key), hash)
-}
-
-/// The shard (of `shards`) a key hash belongs to. It reads bits 20..52 of the hash, which
-/// the shards' own hash tables use neither for the bucket (low bits) nor for the tag (top
-/// bits), so the keys of one shard still spread over its whole table.
-pub fn shard_of(hash: u64, shards: usize) -> usize {
-    let mid = (hash >> 20) & 0xFFFF_FFFF;
-    ((mid * shards as u64) >> 32) as usize
 }
 
 impl Decoder {
@@ -508,19 +476,5 @@ impl Front {
     /// The clocks, to restore them.
     pub fn clocks_mut(&mut self) -> &mut Clocks {
         &mut self.clocks
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_hashes_are_stable() {
-        // Pinned: the hash decides which worker owns a key, and must not change silently.
-        assert_eq!(key_hash(b"k0001"), 0x67c7_05f0_4382_9108);
-        assert_eq!(key_hash(b"customer-000123"), 0xa41c_d5c7_c645_47be);
-        assert_ne!(key_hash(b"k0001"), key_hash(b"k0002"));
-        assert_ne!(key_hash(b"ab"), key_hash(b"ab\0"));
     }
 }

@@ -304,7 +304,7 @@ impl RouteSink for ShardSink<'_> {
     #[inline]
     fn event(&mut self, event: front::KeyedEvent) {
         let n = self.shards.len();
-        self.shards[front::shard_of(event.hash, n)].on_event(event, self.out);
+        self.shards[crate::key::shard_of(event.hash, n)].on_event(event, self.out);
     }
 
     fn watermark(&mut self, pattern: usize, wm: i64) {

@@ -25,9 +25,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::event::{DecodeError, Event};
+use crate::key::shard_of;
 use crate::nfa::{CompileError, Nfa};
 use crate::pattern::PatternDecl;
-use crate::runtime::front::{shard_of, Admission, Clocks, Decoder, KeyedEvent, PatternClock};
+use crate::runtime::front::{Admission, Clocks, Decoder, KeyedEvent, PatternClock};
 use crate::runtime::run::{AsIs, Collect, Prepare, Run, StateOf, END_OF_INPUT};
 use crate::runtime::shard::{PatternShardState, Shard, ShardOutput};
 use crate::runtime::state::{self, EngineState, RestoreError, RestoreReport};

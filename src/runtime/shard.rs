@@ -12,11 +12,13 @@ use std::sync::Arc;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{short_str_eq, Event};
+use crate::bytes::short_str_eq;
+use crate::event::Event;
 use crate::key::{self, KeyBytes};
+use crate::key::{key_hash, shard_of};
 use crate::nfa::matcher::{Scratch, StartProbe};
 use crate::nfa::{Match, Matcher, Nfa};
-use crate::runtime::front::{key_hash, shard_of, KeyedEvent};
+use crate::runtime::front::KeyedEvent;
 use crate::value::Value;
 
 /// What a shard produces when the watermark passes: matches and timed-out partial matches.

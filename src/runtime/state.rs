@@ -167,7 +167,7 @@ pub fn fingerprint(nfa: &Nfa, key: &[Vec<String>], time: Option<&str>, lateness:
     text.push_str("\ntime:");
     text.push_str(time.unwrap_or("<arrival>"));
     text.push_str(&format!("\nlateness:{lateness}"));
-    crate::runtime::front::key_hash(text.as_bytes())
+    crate::key::key_hash(text.as_bytes())
 }
 
 /// What the engine needs to know of its patterns to restore a state into them.

@@ -1,7 +1,7 @@
 //! CSV with a header line (RFC 4180 quoting) turned into JSON objects: numbers become
 //! numbers, `true`/`false` booleans, empty fields are absent (null), anything else a string.
 
-use crate::output::push_json_str;
+use crate::value::push_json_str;
 
 /// The header of a CSV input, learnt from its first line.
 #[derive(Debug, Clone, Default)]

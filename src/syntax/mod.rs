@@ -42,8 +42,7 @@ use crate::error::Diagnostic;
 use crate::expr::ast::{Expr, Span};
 use crate::pattern::PatternDecl;
 
-pub use diagnostics::line_col;
-pub(crate) use printer::duration as format_duration;
+pub use crate::error::line_col;
 pub use printer::print_decls;
 
 /// Parses a pattern file into its declarations, without validating them.

@@ -15,7 +15,8 @@ use pest::iterators::Pair;
 use pest::pratt_parser::{Assoc, Op, PrattParser};
 use pest::Parser as _;
 
-use super::diagnostics::{from_pest, line_col};
+use super::diagnostics::from_pest;
+use crate::error::line_col;
 use crate::error::Diagnostic;
 use crate::expr::ast::{BinaryOp, Expr, ExprKind, Span, UnaryOp};
 use crate::pattern::{Contiguity, Pattern, PatternDecl, SkipStrategy, StepNode};

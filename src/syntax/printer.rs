@@ -31,8 +31,8 @@ use std::fmt::Write as _;
 
 use crate::expr::ast::{Expr, ExprKind, UnaryOp};
 use crate::pattern::{
-    Condition, Contiguity, InnerContiguity, Pattern, PatternDecl, Repeat, SkipStrategy, Step,
-    StepNode,
+    format_duration, Condition, Contiguity, InnerContiguity, Pattern, PatternDecl, Repeat,
+    SkipStrategy, Step, StepNode,
 };
 use crate::value::Value;
 
@@ -61,7 +61,7 @@ fn print_decl(out: &mut String, d: &PatternDecl) {
         let _ = writeln!(out, "    time {}", t.join("."));
     }
     if d.lateness_ms > 0 {
-        let _ = writeln!(out, "    lateness {}", duration(d.lateness_ms));
+        let _ = writeln!(out, "    lateness {}", format_duration(d.lateness_ms));
     }
     out.push_str("= ");
     print_chain(out, &d.pattern, Some("\n  "));
@@ -152,10 +152,14 @@ fn print_step_calls(out: &mut String, step: &Step, sep: Option<&str>) {
     }
     let sep = sep.unwrap_or("");
     if let Some(ms) = step.within {
-        let _ = write!(out, "{sep}.within({})", duration(ms));
+        let _ = write!(out, "{sep}.within({})", format_duration(ms));
     }
     if let Some(ms) = step.within_previous {
-        let _ = write!(out, "{sep}.within({}, PREVIOUS_AND_CURRENT)", duration(ms));
+        let _ = write!(
+            out,
+            "{sep}.within({}, PREVIOUS_AND_CURRENT)",
+            format_duration(ms)
+        );
     }
 }
 
@@ -286,22 +290,4 @@ fn write_expr(e: &Expr, min: u8, out: &mut String) {
 /// A variable name as a string literal.
 fn quote(name: &str) -> String {
     Value::from(name).to_string()
-}
-
-/// A duration in the largest unit that divides it: `90s`, `2m`, `250ms`.
-pub(crate) fn duration(ms: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (86_400_000, "d"),
-        (3_600_000, "h"),
-        (60_000, "m"),
-        (1_000, "s"),
-    ];
-    if ms > 0 {
-        for (size, unit) in UNITS {
-            if ms.is_multiple_of(size) {
-                return format!("{}{unit}", ms / size);
-            }
-        }
-    }
-    format!("{ms}ms")
 }
