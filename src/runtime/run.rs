@@ -227,3 +227,11 @@ impl<P: Prepare> Run<P::Item> for Serial<P> {
         self.engine.watermark_lag()
     }
 }
+
+/// A collector that keeps every item with its step, in the order given (tests and simple
+/// embedders).
+impl<T> Collect<T> for Vec<(u64, T)> {
+    fn output(&mut self, seq: u64, _kind: OutputKind, item: T) {
+        self.push((seq, item));
+    }
+}

@@ -5,21 +5,23 @@
 //! input order; it owns its keys, so shards run in parallel with no locks. Its whole state is
 //! data: [`Shard::snapshot`] serialises it and [`Shard::restore`] rebuilds it exactly.
 
+mod index;
+mod state;
+
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
-use serde::{Deserialize, Serialize};
 
-use crate::bytes::short_str_eq;
 use crate::event::Event;
 use crate::key::{self, KeyBytes};
-use crate::key::{key_hash, shard_of};
 use crate::nfa::matcher::{Scratch, StartProbe};
 use crate::nfa::{Match, Matcher, Nfa};
 use crate::runtime::front::KeyedEvent;
 use crate::value::Value;
+use index::{head_mut, Entry, Found, Handle, Head, Partition, Slot};
+pub use state::{PatternShardState, PatternShardsView, StateError};
 
 /// What a shard produces when the watermark passes: matches and timed-out partial matches.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,218 +32,6 @@ pub struct ShardOutput {
     pub key: Option<Arc<str>>,
     /// The match.
     pub m: Match,
-}
-
-/// One key's state: its matcher (the slot's [`Head`] holds the rest).
-#[derive(Debug, Clone)]
-struct Partition {
-    key: KeyBytes,
-    /// [`key_hash`] of `key`.
-    hash: u64,
-    /// `None` while the partition is idle: its matcher went back to the pool, so that only
-    /// the matchers of partitions with state take memory and cache (the pool hands out the
-    /// most recently returned one first).
-    matcher: Option<Box<Matcher>>,
-    /// The key as matches show it, made when the first output needs it.
-    key_json: Option<Arc<str>>,
-}
-
-/// A partition as a snapshot holds it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct SavedPartition {
-    key: KeyBytes,
-    pending: Pending,
-    matcher: Matcher,
-}
-
-/// A partition borrowed where it lives: serialises exactly as its [`SavedPartition`].
-#[derive(Serialize)]
-struct PartitionRef<'a> {
-    key: &'a KeyBytes,
-    pending: &'a Pending,
-    matcher: &'a Matcher,
-}
-
-/// One pattern's partitions over several shards, borrowed where they live: serialises
-/// exactly as the [`PatternShardState`] that [`PatternShardState::merge`] makes of the
-/// shards' snapshots, without copying any of it (a checkpoint of a single-threaded engine).
-#[derive(Serialize)]
-pub struct PatternShardsView<'a> {
-    watermark: i64,
-    dropped_runs: u64,
-    partitions: Vec<PartitionRef<'a>>,
-}
-
-impl<'a> PatternShardsView<'a> {
-    /// Pattern `pattern`'s partitions in all of `shards`.
-    pub fn of(shards: &'a [Shard], pattern: usize) -> PatternShardsView<'a> {
-        let mut view = PatternShardsView {
-            watermark: i64::MIN,
-            dropped_runs: 0,
-            partitions: Vec::new(),
-        };
-        for p in shards.iter().filter_map(|s| s.patterns.get(pattern)) {
-            view.watermark = view.watermark.max(p.watermark);
-            view.dropped_runs += p.dropped_runs;
-            view.partitions.extend(p.saved_partitions());
-        }
-        view
-    }
-}
-
-/// What an event that changes nothing reads of its partition, in the partition's index
-/// [`Entry`] (one cache line with the hash and slot): the key (a short one, compared there), whether the partition is idle, its timer,
-/// the events waiting for the watermark and the states its runs are in. The rest of the
-/// partition is loaded only when the event is fed. With many keys, most events stop here.
-#[derive(Debug, Clone)]
-#[repr(C)]
-struct Head {
-    /// Earliest time a timer is registered for (`i64::MAX`: none).
-    timer_at: i64,
-    /// The matcher's [`Matcher::waiting_states`] after its last feed.
-    waiting_states: u64,
-    pending: Pending,
-    /// `key`, when it is short.
-    inline_key: InlineKey,
-    /// Nothing pending (see [`PatternShard::settle`]): kept for a while in case the key
-    /// comes back, then swept. Snapshots leave idle partitions out.
-    idle: bool,
-}
-
-impl Head {
-    fn new(key: &[u8], waiting_states: u64) -> Head {
-        Head {
-            timer_at: i64::MAX,
-            waiting_states,
-            pending: Pending::default(),
-            inline_key: InlineKey::of(key),
-            idle: false,
-        }
-    }
-}
-
-/// Events of one key waiting for the watermark, by (time, arrival). In-order input never
-/// buffers, so the queue is allocated only while something waits (one word otherwise).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-// The box is the point: one word in the partition instead of a `VecDeque`'s four.
-#[allow(clippy::box_collection)]
-struct Pending(Option<Box<VecDeque<(i64, u64, Event)>>>);
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.0.as_ref().is_none_or(|q| q.is_empty())
-    }
-
-    /// The time of the first waiting event.
-    fn first_time(&self) -> Option<i64> {
-        self.0.as_ref()?.front().map(|(t, _, _)| *t)
-    }
-
-    /// Adds an event in (time, arrival) order; in-order input appends.
-    fn insert(&mut self, time: i64, arrival: u64, event: Event) {
-        let q = self.0.get_or_insert_with(Box::default);
-        let at = match q.back() {
-            Some(&(t, _, _)) if t > time => q.partition_point(|(t, _, _)| *t <= time),
-            _ => q.len(),
-        };
-        q.insert(at, (time, arrival, event));
-    }
-
-    /// Takes the first waiting event if its time is `t`; the queue goes once empty.
-    fn pop_at(&mut self, t: i64) -> Option<Event> {
-        let q = self.0.as_mut()?;
-        let ev = q.pop_front_if(|(et, _, _)| *et == t).map(|(_, _, ev)| ev);
-        if q.is_empty() {
-            self.0 = None;
-        }
-        ev
-    }
-}
-
-/// Length of the longest key kept inline in a partition.
-const INLINE_KEY: usize = 16;
-
-/// A short key's bytes, kept where the partition's lookup reads anyway.
-#[derive(Debug, Clone, Copy)]
-struct InlineKey {
-    /// Length, or `u8::MAX` when the key is longer than [`INLINE_KEY`].
-    len: u8,
-    bytes: [u8; INLINE_KEY],
-}
-
-impl Default for InlineKey {
-    fn default() -> Self {
-        InlineKey {
-            len: u8::MAX,
-            bytes: [0; INLINE_KEY],
-        }
-    }
-}
-
-impl InlineKey {
-    fn of(b: &[u8]) -> InlineKey {
-        let mut k = InlineKey::default();
-        if b.len() <= INLINE_KEY {
-            k.len = b.len() as u8;
-            k.bytes[..b.len()].copy_from_slice(b);
-        }
-        k
-    }
-}
-
-/// A partition's entry in the shard's index: its key hash, its slot and its head, one cache
-/// line, so that finding a key and deciding an event that changes nothing read one line.
-#[derive(Debug, Clone)]
-#[repr(C, align(64))]
-struct Entry {
-    hash: u64,
-    slot: u32,
-    head: Head,
-}
-
-impl Entry {
-    /// Whether this is the partition of `key` (a short key is compared in the head).
-    #[inline]
-    fn has_key(&self, slots: &[Slot], b: &[u8]) -> bool {
-        let inline = &self.head.inline_key;
-        if inline.len != u8::MAX {
-            let n = usize::from(inline.len);
-            return n == b.len() && short_str_eq(&inline.bytes[..n], b);
-        }
-        slots
-            .get(self.slot as usize)
-            .and_then(|s| s.partition.as_ref())
-            .is_some_and(|p| same_bytes(&p.key, b))
-    }
-}
-
-/// A partition found by its key: [`PatternShard::find`].
-struct Found {
-    slot: u32,
-    idle: bool,
-    /// Events before this time find nothing due and nothing waiting (`i64::MIN`: events are
-    /// waiting).
-    quiet_before: i64,
-    waiting_states: u64,
-}
-
-/// The head of the partition in `slot` (whose key hash is `hash`).
-#[inline]
-fn head_mut(index: &mut HashTable<Entry>, hash: u64, slot: u32) -> Option<&mut Head> {
-    index
-        .find_mut(hash, |e| e.slot == slot)
-        .map(|e| &mut e.head)
-}
-
-/// Slot index and generation of a partition, for timers that may outlive it.
-type Handle = (u32, u32);
-
-/// A partition's place (its head is in its [`Entry`]).
-#[derive(Debug, Clone, Default)]
-struct Slot {
-    generation: u32,
-    partition: Option<Partition>,
 }
 
 /// Idle matchers kept for reuse, so a key that comes and goes does not allocate each time.
@@ -289,167 +79,10 @@ struct PatternShard {
     deadlines_only_grow: bool,
 }
 
-/// The serialisable state of one pattern in one shard, or (merged) in all of them: its
-/// watermark and every partition with state. Idle partitions are left out.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct PatternShardState {
-    watermark: i64,
-    dropped_runs: u64,
-    partitions: Vec<SavedPartition>,
-}
-
-/// Why a saved pattern state cannot be used with a pattern (a damaged or crafted
-/// checkpoint: one written by motif for the same pattern always passes).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StateError {
-    /// A partition's key does not decode for the pattern's key fields.
-    #[error("partition {index}: {source}")]
-    Key {
-        /// The partition's index in the state.
-        index: usize,
-        /// Why.
-        source: crate::key::KeyError,
-    },
-    /// Two partitions have the same key.
-    #[error("partitions {first} and {second} have the same key")]
-    DuplicateKey {
-        /// The first.
-        first: usize,
-        /// The second.
-        second: usize,
-    },
-    /// A partition's matcher does not fit the pattern.
-    #[error("partition {index}: {reason}")]
-    Matcher {
-        /// The partition's index in the state.
-        index: usize,
-        /// Why.
-        reason: String,
-    },
-    /// A partition's waiting events are not in (time, arrival) order.
-    #[error("partition {index}: waiting events out of order")]
-    Pending {
-        /// The partition's index in the state.
-        index: usize,
-    },
-}
-
-impl PatternShardState {
-    /// One state holding the partitions of all of `parts` (the shards of one pattern, which
-    /// all have the same watermark).
-    pub fn merge(parts: Vec<PatternShardState>) -> PatternShardState {
-        let mut all = PatternShardState {
-            watermark: i64::MIN,
-            ..PatternShardState::default()
-        };
-        for p in parts {
-            all.watermark = all.watermark.max(p.watermark);
-            all.dropped_runs += p.dropped_runs;
-            all.partitions.extend(p.partitions);
-        }
-        all
-    }
-
-    /// The state split over `shards` shards by key hash (as [`shard_of`] routes events);
-    /// the count of dropped partial matches goes to the first.
-    pub fn split(self, shards: usize) -> Vec<PatternShardState> {
-        let shards = shards.max(1);
-        let mut parts: Vec<PatternShardState> = (0..shards)
-            .map(|_| PatternShardState {
-                watermark: self.watermark,
-                ..PatternShardState::default()
-            })
-            .collect();
-        parts[0].dropped_runs = self.dropped_runs;
-        for saved in self.partitions {
-            let i = shard_of(key_hash(&saved.key), shards);
-            parts[i].partitions.push(saved);
-        }
-        parts
-    }
-
-    /// The pattern's watermark when the state was taken.
-    pub fn watermark(&self) -> i64 {
-        self.watermark
-    }
-
-    /// Partitions (keys) with state.
-    pub fn keys(&self) -> usize {
-        self.partitions.len()
-    }
-
-    /// Open partial matches over all partitions.
-    pub fn partial_matches(&self) -> usize {
-        self.partitions
-            .iter()
-            .map(|p| p.matcher.partial_matches())
-            .sum()
-    }
-
-    /// Events buffered for the watermark over all partitions.
-    pub fn waiting_events(&self) -> usize {
-        self.partitions
-            .iter()
-            .map(|p| p.pending.0.as_ref().map_or(0, |q| q.len()))
-            .sum()
-    }
-
-    /// Calls `f` on every event the state holds (to move their fields to another schema's
-    /// slots).
-    pub fn for_each_event_mut(&mut self, f: &mut dyn FnMut(&mut Event)) {
-        for p in &mut self.partitions {
-            if let Some(q) = p.pending.0.as_mut() {
-                for (_, _, e) in q.iter_mut() {
-                    f(e);
-                }
-            }
-            p.matcher.for_each_event_mut(f);
-        }
-    }
-
-    /// Checks that the state can be run by `nfa` with `key_fields` key fields: keys decode
-    /// and are unique, matchers fit the NFA, waiting events are in order.
-    pub fn validate(&self, nfa: &Nfa, key_fields: usize) -> Result<(), StateError> {
-        let mut seen: hashbrown::HashMap<&[u8], usize> = hashbrown::HashMap::new();
-        for (index, p) in self.partitions.iter().enumerate() {
-            if key_fields > 0 {
-                key::decode(key_fields, &p.key)
-                    .map_err(|source| StateError::Key { index, source })?;
-            }
-            if let Some(first) = seen.insert(&p.key, index) {
-                return Err(StateError::DuplicateKey {
-                    first,
-                    second: index,
-                });
-            }
-            p.matcher.validate(nfa).map_err(|e| StateError::Matcher {
-                index,
-                reason: e.to_string(),
-            })?;
-            if let Some(q) = p.pending.0.as_ref() {
-                let ordered = q
-                    .iter()
-                    .zip(q.iter().skip(1))
-                    .all(|(a, b)| (a.0, a.1) <= (b.0, b.1));
-                if !ordered {
-                    return Err(StateError::Pending { index });
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The keys of every pattern assigned to one worker.
 pub struct Shard {
     patterns: Vec<PatternShard>,
     timeouts: bool,
-}
-
-/// Whether two keys are equal: the same bytes (long keys are often the same shared string).
-#[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || short_str_eq(a, b)
 }
 
 /// An event's partition key, borrowed: the one the front built, or the event's own single
@@ -605,72 +238,6 @@ impl Shard {
 }
 
 impl PatternShard {
-    /// The partitions with state (idle ones are left out), borrowed.
-    fn saved_partitions(&self) -> impl Iterator<Item = PartitionRef<'_>> {
-        self.slots.iter().enumerate().filter_map(|(slot, s)| {
-            let part = s.partition.as_ref()?;
-            let entry = self.index.find(part.hash, |e| e.slot as usize == slot)?;
-            if entry.head.idle {
-                return None;
-            }
-            Some(PartitionRef {
-                key: &part.key,
-                pending: &entry.head.pending,
-                matcher: part.matcher.as_deref()?,
-            })
-        })
-    }
-
-    fn snapshot(&self) -> PatternShardState {
-        PatternShardState {
-            watermark: self.watermark,
-            dropped_runs: self.dropped_runs,
-            partitions: self
-                .saved_partitions()
-                .map(|p| SavedPartition {
-                    key: Arc::clone(p.key),
-                    pending: p.pending.clone(),
-                    matcher: p.matcher.clone(),
-                })
-                .collect(),
-        }
-    }
-
-    fn restore(&mut self, state: PatternShardState) {
-        self.index.clear();
-        self.slots.clear();
-        self.free_slots.clear();
-        self.timers.clear();
-        self.live = 0;
-        self.idle = 0;
-        self.open_runs = 0;
-        self.watermark = state.watermark;
-        self.dropped_runs = state.dropped_runs;
-        for saved in state.partitions {
-            let slot = self.slots.len() as u32;
-            let hash = key_hash(&saved.key);
-            let mut matcher = Box::new(saved.matcher);
-            if let Some(cap) = self.max_runs {
-                matcher.set_max_runs(cap);
-            }
-            self.open_runs += matcher.partial_matches();
-            let mut head = Head::new(&saved.key, matcher.waiting_states());
-            head.pending = saved.pending;
-            self.index
-                .insert_unique(hash, Entry { hash, slot, head }, |e| e.hash);
-            self.slots.push(Slot {
-                generation: 0,
-                partition: Some(Partition {
-                    key: saved.key,
-                    hash,
-                    matcher: Some(matcher),
-                    key_json: None,
-                }),
-            });
-            self.live += 1;
-            self.schedule(slot);
-        }
-    }
     #[allow(clippy::too_many_arguments)]
     fn on_event(&mut self, e: KeyedEvent, timeouts: bool, out: &mut Vec<ShardOutput>) {
         let KeyedEvent {
@@ -1086,6 +653,7 @@ impl PatternShard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::key_hash;
     use crate::runtime::compile_all;
 
     fn feed(
