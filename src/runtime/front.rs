@@ -199,7 +199,7 @@ impl Decoder {
         &self,
         row: Box<[Value]>,
         raw: Arc<str>,
-        mut each: impl FnMut(usize, Result<PatternEvent, DecodeError>),
+        mut each: impl FnMut(usize, Result<PatternEvent, (DecodeError, Arc<str>)>),
     ) {
         let n = self.patterns.len();
         let (mut row, mut raw) = (Some(row), Some(raw));
@@ -208,7 +208,8 @@ impl Decoder {
             let time = match self.time(i, fields) {
                 Ok(t) => t,
                 Err(reason) => {
-                    each(i, Err(reason));
+                    // The record's text goes with its reject (rare: cloned only then).
+                    each(i, Err((reason, raw.clone().unwrap_or_default())));
                     continue;
                 }
             };
@@ -390,7 +391,7 @@ impl Front {
             Err(reason) => notices.push(Output::Reject {
                 pattern: None,
                 reason,
-                record: RecordOrigin::default(),
+                record: Box::default(),
             }),
         }
     }
@@ -409,11 +410,14 @@ impl Front {
         decoder.for_each_pattern(row, raw, |i, read| {
             let e = match read {
                 Ok(e) => e,
-                Err(reason) => {
+                Err((reason, text)) => {
                     notices.push(Output::Reject {
                         pattern: Some(i),
                         reason,
-                        record: RecordOrigin::default(),
+                        record: Box::new(RecordOrigin {
+                            text,
+                            ..RecordOrigin::default()
+                        }),
                     });
                     return;
                 }

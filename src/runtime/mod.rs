@@ -75,8 +75,9 @@ pub enum Output {
         pattern: Option<usize>,
         /// Why.
         reason: DecodeError,
-        /// The record and where it came from.
-        record: RecordOrigin,
+        /// The record and where it came from (boxed: rejects are rare, and every output
+        /// moves as large as the largest kind).
+        record: Box<RecordOrigin>,
     },
     /// Pattern `pattern`'s watermark moved to `watermark` (only with
     /// [`EngineOptions::watermarks`]): it comes after every output the move caused, and no
@@ -317,15 +318,17 @@ impl RouteSink for ShardSink<'_> {
     }
 }
 
-/// Names the record in each reject among `outs` (rejects come only from the front, rarely).
-fn name_rejects(outs: &mut [Output], origin: &str, line: u64, text: &str) {
+/// Names the record in each reject among `outs` (rejects come only from the front, rarely):
+/// its origin and line, and its text as it arrived (`None`: keep the front's).
+#[cold]
+fn name_rejects(outs: &mut [Output], origin: &str, line: u64, text: Option<&str>) {
     for o in outs {
         if let Output::Reject { record, .. } = o {
-            *record = RecordOrigin {
-                source: Arc::from(origin),
-                line,
-                text: Arc::from(text),
-            };
+            record.source = Arc::from(origin);
+            record.line = line;
+            if let Some(t) = text {
+                record.text = Arc::from(t);
+            }
         }
     }
 }
@@ -539,12 +542,14 @@ impl Engine {
         self.drive(out, |front, shards, out| {
             front.route_json(input.json, input.partition, input.now_ms, shards, out)
         });
-        let line = if input.line > 0 {
-            input.line
-        } else {
-            self.stats.records
-        };
-        name_rejects(&mut out[before..], input.origin, line, input.json);
+        if out.len() > before {
+            let line = if input.line > 0 {
+                input.line
+            } else {
+                self.stats.records
+            };
+            name_rejects(&mut out[before..], input.origin, line, Some(input.json));
+        }
     }
 
     /// Source partition `source` has ended: it no longer holds the watermark back, so what
@@ -564,11 +569,12 @@ impl Engine {
     pub fn push_row(&mut self, row: Box<[Value]>, raw: Arc<str>, out: &mut Vec<Output>) {
         self.stats.records += 1;
         let before = out.len();
-        let text = Arc::clone(&raw);
         self.drive(out, |front, shards, out| {
             front.route_row(row, raw, 0, 0, shards, out)
         });
-        name_rejects(&mut out[before..], "", self.stats.records, &text);
+        if out.len() > before {
+            name_rejects(&mut out[before..], "", self.stats.records, None);
+        }
     }
 
     /// Ends the input: the watermark moves to +∞ and every windowed run is decided.

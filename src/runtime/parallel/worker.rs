@@ -167,7 +167,7 @@ impl<P: Prepare> Worker<P> {
         let o = Output::Reject {
             pattern,
             reason,
-            record,
+            record: Box::new(record),
         };
         self.prepared(seq, o)
     }
@@ -219,7 +219,7 @@ impl<P: Prepare> Worker<P> {
                         .for_each_pattern(row, Arc::from(line.trim()), |i, read| {
                             let pe = match read {
                                 Ok(pe) => pe,
-                                Err(reason) => {
+                                Err((reason, _)) => {
                                     rejects.push(self.reject(seq, Some(i), reason, &chunk, e));
                                     return;
                                 }
