@@ -449,7 +449,10 @@ fn arith(op: ArithOp, a: &Value, b: &Value) -> Value {
                 if *y == 0 {
                     return Value::Null;
                 }
-                if x % y == 0 {
+                // `wrapping_rem` is exact for every pair but `i64::MIN % -1`, where it gives
+                // the true remainder 0; the quotient then overflows (`checked_div` is `None`)
+                // and the float below is the answer, as for the other overflows.
+                if x.wrapping_rem(*y) == 0 {
                     x.checked_div(*y)
                 } else {
                     return Value::Float(*x as f64 / *y as f64);
@@ -459,7 +462,8 @@ fn arith(op: ArithOp, a: &Value, b: &Value) -> Value {
                 if *y == 0 {
                     return Value::Null;
                 }
-                x.checked_rem(*y)
+                // Exact, `i64::MIN % -1` included (0); `%` would panic there.
+                Some(x.wrapping_rem(*y))
             }
         };
         if let Some(r) = r {
@@ -575,6 +579,64 @@ mod tests {
         assert_eq!(eval_on(&d, "{}"), Value::Float(3.5));
         let z = bin(BinaryOp::Div, lit(Value::Int(7)), lit(Value::Int(0)));
         assert_eq!(eval_on(&z, "{}"), Value::Null);
+    }
+
+    #[test]
+    fn integer_arithmetic_never_panics() {
+        let extremes = [
+            i64::MIN,
+            i64::MIN + 1,
+            -2,
+            -1,
+            0,
+            1,
+            2,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        let ops = [
+            BinaryOp::Add,
+            BinaryOp::Sub,
+            BinaryOp::Mul,
+            BinaryOp::Div,
+            BinaryOp::Rem,
+        ];
+        for x in extremes {
+            for y in extremes {
+                for op in ops {
+                    let e = bin(op, path("x"), path("y"));
+                    let r = eval_on(&e, &format!(r#"{{"x":{x},"y":{y}}}"#));
+                    // Exact where an integer holds the answer, else a float or null.
+                    let exact = match op {
+                        BinaryOp::Add => x.checked_add(y),
+                        BinaryOp::Sub => x.checked_sub(y),
+                        BinaryOp::Mul => x.checked_mul(y),
+                        BinaryOp::Div => x.checked_div(y).filter(|_| x.wrapping_rem(y) == 0),
+                        _ => (y != 0).then(|| x.wrapping_rem(y)),
+                    };
+                    match exact {
+                        Some(i) => assert_eq!(r, Value::Int(i), "{x} {op:?} {y}"),
+                        None => assert!(
+                            matches!(r, Value::Float(_) | Value::Null),
+                            "{x} {op:?} {y} gave {r:?}"
+                        ),
+                    }
+                }
+            }
+        }
+        let div = bin(BinaryOp::Div, path("x"), path("y"));
+        let min_by_minus_one = format!(r#"{{"x":{},"y":-1}}"#, i64::MIN);
+        assert_eq!(
+            eval_on(&div, &min_by_minus_one),
+            Value::Float(-(i64::MIN as f64))
+        );
+        let rem = bin(BinaryOp::Rem, path("x"), path("y"));
+        assert_eq!(eval_on(&rem, &min_by_minus_one), Value::Int(0));
+        let neg = Expr::new(ExprKind::Unary(UnaryOp::Neg, Box::new(path("x"))));
+        assert_eq!(
+            eval_on(&neg, &min_by_minus_one),
+            Value::Float(-(i64::MIN as f64))
+        );
     }
 
     #[test]
