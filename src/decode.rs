@@ -50,6 +50,10 @@ pub enum DecodeError {
         /// What was found.
         found: String,
     },
+    /// The time is `i64::MAX` milliseconds, which stands for the end of input (the
+    /// watermark that decides every window), so no event can have it.
+    #[error("time field `{0}` is {max}, the end of time (the latest event time is {latest})", max = i64::MAX, latest = i64::MAX - 1)]
+    TimeOutOfRange(String),
 }
 
 #[doc(hidden)]

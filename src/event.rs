@@ -160,26 +160,35 @@ impl Schema {
 }
 
 /// Reads event time from a decoded value: an integer of epoch milliseconds, a float with no
-/// fraction, or an RFC 3339 string.
+/// fraction, or an RFC 3339 string. `i64::MAX` is not an event time: it is the end of input,
+/// the watermark at which every window has passed.
 #[inline]
 pub fn time_from_value(v: &Value, field: &str) -> Result<i64, DecodeError> {
     match v {
-        Value::Int(i) => Ok(*i),
+        Value::Int(i) if *i != i64::MAX => Ok(*i),
         other => time_from_other(other, field),
     }
 }
 
-/// [`time_from_value`] for anything but an integer.
+/// [`time_from_value`] for anything but an integer below `i64::MAX`.
 #[inline(never)]
 fn time_from_other(v: &Value, field: &str) -> Result<i64, DecodeError> {
     match v {
+        Value::Int(i64::MAX) => Err(DecodeError::TimeOutOfRange(field.to_string())),
         Value::Int(i) => Ok(*i),
         Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(*f as i64),
         Value::Str(s) => chrono::DateTime::parse_from_rfc3339(s)
             .map(|d| d.timestamp_millis())
             .map_err(|e| DecodeError::BadTime {
                 field: field.to_string(),
-                found: format!("the string {:?} ({e})", &**s),
+                found: match chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
+                    // The common near miss gets its own advice.
+                    Ok(_) => format!(
+                        "the string {:?}, which has no UTC offset (add `Z` or `+hh:mm`)",
+                        &**s
+                    ),
+                    Err(_) => format!("the string {:?} ({e})", &**s),
+                },
             }),
         Value::Null => Err(DecodeError::MissingTime(field.to_string())),
         other => Err(DecodeError::BadTime {
@@ -242,5 +251,17 @@ mod tests {
             time_from_value(&Value::Null, "ts"),
             Err(DecodeError::MissingTime("ts".into()))
         );
+        assert_eq!(
+            time_from_value(&Value::Int(i64::MAX - 1), "ts"),
+            Ok(i64::MAX - 1)
+        );
+        assert_eq!(
+            time_from_value(&Value::Int(i64::MAX), "ts"),
+            Err(DecodeError::TimeOutOfRange("ts".into()))
+        );
+        let no_offset = time_from_value(&Value::from("2024-03-01T12:00:00"), "ts")
+            .unwrap_err()
+            .to_string();
+        assert!(no_offset.contains("no UTC offset (add `Z`"), "{no_offset}");
     }
 }

@@ -341,7 +341,8 @@ impl PatternDecl {
     /// Sets the bounded out-of-orderness: an event may arrive up to `lateness` behind the
     /// newest event time seen. Event times are whole milliseconds, so a fraction of a
     /// millisecond is dropped (which allows exactly the same events, as Flink's
-    /// `Duration.toMillis()`); beyond `u64::MAX` ms it saturates. [`PatternDecl::lateness_ms`]
+    /// `Duration.toMillis()`); beyond [`crate::validate::MAX_DURATION_MS`] it saturates.
+    /// [`PatternDecl::lateness_ms`]
     /// with the milliseconds.
     ///
     /// ```
@@ -352,7 +353,8 @@ impl PatternDecl {
     /// assert_eq!(d.lateness_ms, 2_500);
     /// ```
     pub fn lateness(self, lateness: Duration) -> Self {
-        self.lateness_ms(u64::try_from(lateness.as_millis()).unwrap_or(u64::MAX))
+        let ms = u64::try_from(lateness.as_millis()).unwrap_or(u64::MAX);
+        self.lateness_ms(ms.min(crate::validate::MAX_DURATION_MS))
     }
 }
 
@@ -550,8 +552,8 @@ impl Pattern {
     /// `.within(d)` (FIRST_AND_LAST): the match's last event is less than `window` after
     /// its first. Event times are whole milliseconds, so a window with a fraction of a
     /// millisecond is rounded up (which keeps exactly the same matches: a gap of whole
-    /// milliseconds is below 1.5 ms just when it is below 2 ms); beyond `u64::MAX` ms it
-    /// saturates (as good as no window). [`Pattern::within_ms`] with the milliseconds.
+    /// milliseconds is below 1.5 ms just when it is below 2 ms); beyond
+    /// [`crate::validate::MAX_DURATION_MS`] it saturates (as good as no window). [`Pattern::within_ms`] with the milliseconds.
     ///
     /// ```
     /// use std::time::Duration;
@@ -582,7 +584,8 @@ impl Pattern {
 }
 
 /// A window in whole milliseconds: rounded up (a gap of whole milliseconds is below a
-/// window just when it is below the window rounded up), saturating at `u64::MAX`.
+/// window just when it is below the window rounded up), saturating at the longest duration
+/// validation allows.
 fn window_ms(window: Duration) -> u64 {
     let ms = window.as_millis();
     let ms = if window.subsec_nanos().is_multiple_of(1_000_000) {
@@ -590,7 +593,9 @@ fn window_ms(window: Duration) -> u64 {
     } else {
         ms + 1
     };
-    u64::try_from(ms).unwrap_or(u64::MAX)
+    u64::try_from(ms)
+        .unwrap_or(u64::MAX)
+        .min(crate::validate::MAX_DURATION_MS)
 }
 
 fn collect_variables<'a>(p: &'a Pattern, out: &mut Vec<&'a str>) {

@@ -21,6 +21,10 @@
 //! - `skipToFirst`/`skipToLast` name a variable of the pattern;
 //! - no PREVIOUS_AND_CURRENT window is longer than the smallest FIRST_AND_LAST window
 //!   (Flink's `checkPatternWindowTimes`);
+//! - the pattern unrolls to at most [`MAX_UNROLLED_STEPS`] steps (a `times(n)` or
+//!   `times(m, n)` counts n, `timesOrMore(n)` n + 1, a group its steps times its count), so
+//!   that a huge count is an error naming its quantifier, not an allocation without end;
+//! - windows are at most [`MAX_DURATION_MS`];
 //! - the pattern cannot match an empty sequence: some non-negated step is not optional.
 //!   The one exception is a pattern whose only step is an optional loop
 //!   (`begin("a").oneOrMore().optional()`), which Flink's own tests run as "every non-empty
@@ -46,6 +50,49 @@ const SKIP_CALLS: [&str; 5] = [
     "skipToLast",
 ];
 
+/// The most steps a pattern may unroll to: each unrolled step is one NFA state or a few
+/// (Flink's compiler, which motif follows, makes `times(n)` n states), so this bounds the
+/// compiled size and the time and memory compiling takes.
+pub const MAX_UNROLLED_STEPS: u64 = 10_000;
+
+/// The longest duration (window or lateness) in milliseconds: event times are `i64`
+/// milliseconds, so a longer one could not be added to any of them.
+pub const MAX_DURATION_MS: u64 = i64::MAX as u64;
+
+/// How many events' worth of steps a quantifier unrolls its step to.
+fn copies(r: Repeat) -> u64 {
+    match r {
+        Repeat::Once => 1,
+        Repeat::Times { to, .. } => u64::from(to),
+        Repeat::Looping { min } => u64::from(min) + 1,
+    }
+}
+
+/// The number of steps `p` unrolls to (saturating), with the step whose quantifier
+/// contributes the most copies: the one to name in an error.
+fn unrolled_steps(p: &Pattern) -> (u64, Option<&Step>) {
+    let mut total = 0u64;
+    let mut worst: Option<(&Step, u64)> = None;
+    for step in &p.steps {
+        let (inner, inner_worst) = match &step.node {
+            StepNode::Variable(_) => (1, None),
+            StepNode::Group(g) => unrolled_steps(g),
+        };
+        let n = copies(step.quantifier.repeat);
+        total = total.saturating_add(inner.saturating_mul(n));
+        if n > 1 && worst.is_none_or(|(_, w)| n > w) {
+            worst = Some((step, n));
+        }
+        if let Some(s) = inner_worst {
+            let w = copies(s.quantifier.repeat);
+            if worst.is_none_or(|(_, ww)| w > ww) {
+                worst = Some((s, w));
+            }
+        }
+    }
+    (total, worst.map(|(s, _)| s))
+}
+
 /// Checks a declaration; returns every problem found.
 pub fn validate(decl: &PatternDecl) -> Result<(), Vec<Diagnostic>> {
     validate_in_source(decl, None)
@@ -69,6 +116,16 @@ pub(crate) fn validate_in_source(
     v.check_trailing_not_followed_by(&decl.pattern);
     v.check_windows(&decl.pattern);
     v.check_empty_match(&decl.pattern);
+    v.check_size(&decl.pattern);
+    if decl.lateness_ms > MAX_DURATION_MS {
+        v.error(Diagnostic::new(
+            format!(
+                "a lateness of {}ms is too long (at most {MAX_DURATION_MS}ms)",
+                decl.lateness_ms
+            ),
+            decl.span,
+        ));
+    }
     if v.diags.is_empty() {
         Ok(())
     } else {
@@ -341,12 +398,56 @@ impl<'a> Validator<'a> {
             ),
             Repeat::Times { .. } => {}
         }
+        for w in [step.within, step.within_previous].into_iter().flatten() {
+            if w > MAX_DURATION_MS {
+                self.error(
+                    Diagnostic::new(
+                        format!("a window of {w}ms is too long (at most {MAX_DURATION_MS}ms)"),
+                        step.call_span("within"),
+                    )
+                    .with_help("event times are i64 milliseconds; no span is longer than that"),
+                );
+            }
+        }
         if step.within == Some(0) || step.within_previous == Some(0) {
             self.error(
                 Diagnostic::new("a window of 0ms matches nothing", step.call_span("within"))
                     .with_help("give `within(...)` a positive duration, or leave it out"),
             );
         }
+    }
+
+    /// The pattern's unrolled size is at most [`MAX_UNROLLED_STEPS`].
+    fn check_size(&mut self, p: &Pattern) {
+        let (total, worst) = unrolled_steps(p);
+        if total <= MAX_UNROLLED_STEPS {
+            return;
+        }
+        let (what, span) = match worst {
+            Some(step) => (
+                format!(
+                    "`{}` on {}",
+                    quantifier_text(step.quantifier.repeat),
+                    describe_step(step)
+                ),
+                quantifier_span(step),
+            ),
+            None => ("the pattern".to_string(), p.span),
+        };
+        self.error(
+            Diagnostic::new(
+                format!(
+                    "{what} makes the pattern too large: it unrolls to {total} steps, \
+                     at most {MAX_UNROLLED_STEPS} are allowed"
+                ),
+                span,
+            )
+            .with_help(
+                "every event a quantifier counts is a state of the compiled pattern, as in \
+                 Flink; use a smaller count, or a loop (`oneOrMore()`) and test `count(v)` in \
+                 the step after it",
+            ),
+        );
     }
 
     /// `skipToFirst("x")`/`skipToLast("x")` must name a variable of the pattern.
@@ -941,5 +1042,85 @@ mod tests {
         assert!(errs
             .iter()
             .any(|d| d.message == "a pattern needs at least one step"));
+    }
+
+    #[test]
+    fn a_pattern_unrolls_to_a_bounded_size() {
+        assert_errors("pattern p = begin(\"a\").times(10000);", &[]);
+        assert_errors(
+            "pattern p = begin(\"a\").times(4294967295);",
+            &[
+                "1:24: `times(4294967295)` on \"a\" makes the pattern too large: it unrolls to \
+               4294967295 steps, at most 10000 are allowed",
+            ],
+        );
+        assert_errors(
+            "pattern p = begin(\"a\").timesOrMore(10000);",
+            &[
+                "1:24: `timesOrMore(10000)` on \"a\" makes the pattern too large: it unrolls to \
+               10001 steps, at most 10000 are allowed",
+            ],
+        );
+        assert_errors(
+            "pattern p = begin(\"a\").times(2, 4294967295).followedBy(\"b\").times(3);",
+            &[
+                "1:24: `times(2, 4294967295)` on \"a\" makes the pattern too large: it unrolls \
+               to 4294967298 steps, at most 10000 are allowed",
+            ],
+        );
+        // A group's size is its steps times its count.
+        assert_errors(
+            "pattern p = begin(begin(\"x\").times(100).followedBy(\"y\")).times(100);",
+            &[
+                "1:58: `times(100)` on (a group) makes the pattern too large: it unrolls to 10100 \
+               steps, at most 10000 are allowed",
+            ],
+        );
+        // Built in Rust: the same rule, no span.
+        let p = Pattern::begin("a").times(1_000_000).declare("p");
+        let errs = validate(&p).unwrap_err();
+        assert!(
+            errs[0].message.contains("`times(1000000)` on \"a\""),
+            "{errs:?}"
+        );
+    }
+
+    /// The compiled NFA stays within a few states per unrolled step, so the cap on unrolled
+    /// steps caps the compiled size: every conformance case and the largest allowed shapes.
+    #[test]
+    fn compiled_states_are_bounded_by_the_unrolled_steps() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/cases");
+        let mut sources: Vec<String> = std::fs::read_dir(&dir)
+            .expect("conformance cases")
+            .map(|e| {
+                std::fs::read_to_string(e.expect("entry").path().join("case.motif")).expect("case")
+            })
+            .collect();
+        sources.push("pattern p = begin(\"a\").where(x > 1).times(10000);".into());
+        sources.push(
+            "pattern p = begin(\"s\").notFollowedBy(\"n\").followedBy(\"a\").times(1, 4999).optional().greedy()\n\
+             .followedBy(\"b\").notFollowedBy(\"m\").within(5s);"
+                .into(),
+        );
+        sources.push(
+            "pattern p = begin(begin(\"x\").times(99).followedBy(\"y\").optional()).timesOrMore(99).until(z);"
+                .into(),
+        );
+        let mut worst = 0.0f64;
+        for src in &sources {
+            for decl in load_str("t.motif", src).expect("loads") {
+                let (steps, _) = unrolled_steps(&decl.pattern);
+                let nfa =
+                    crate::nfa::compile(&decl, &mut crate::event::Schema::new()).expect("compiles");
+                let ratio = nfa.states.len() as f64 / steps as f64;
+                worst = worst.max(ratio);
+                assert!(
+                    nfa.states.len() as u64 <= 4 * steps + 8,
+                    "{} states for {steps} unrolled steps:\n{src}",
+                    nfa.states.len()
+                );
+            }
+        }
+        eprintln!("worst states per unrolled step: {worst:.2}");
     }
 }

@@ -342,8 +342,10 @@ impl Matcher {
                 continue;
             }
             let prev_window = nfa.state_windows[run.state].filter(|w| *w > 0);
-            let prev_timeout = prev_window.is_some_and(|w| time.saturating_sub(run.prev_ts) >= w);
-            let first_timeout = nfa.window > 0 && time.saturating_sub(run.start_ts) >= nfa.window;
+            // Deadlines saturate: one past the end of time is `i64::MAX`, the end of input's
+            // watermark (no event has that time), which decides every window.
+            let prev_timeout = prev_window.is_some_and(|w| time >= run.prev_ts.saturating_add(w));
+            let first_timeout = nfa.window > 0 && time >= run.start_ts.saturating_add(nfa.window);
             if !(prev_timeout || first_timeout) {
                 self.runs.push(run);
                 continue;

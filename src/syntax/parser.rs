@@ -394,11 +394,22 @@ impl<'s> Lowerer<'s> {
                 _ => {}
             }
         }
+        let max = crate::validate::MAX_DURATION_MS;
         match value.and_then(|v| v.checked_mul(unit_ms)) {
-            Some(ms) => ms,
-            None => {
-                self.error(Diagnostic::new("this duration is too long", span));
-                0
+            Some(ms) if ms <= max => ms,
+            _ => {
+                self.error(
+                    Diagnostic::new(
+                        format!(
+                            "this duration is too long (at most {max}ms, about {} days)",
+                            max / 86_400_000
+                        ),
+                        span,
+                    )
+                    .with_help("event times are i64 milliseconds; no span is longer than that"),
+                );
+                // Reported once: a stand-in that no other rule finds fault with.
+                1
             }
         }
     }

@@ -7,6 +7,7 @@ mod crash;
 mod differential;
 mod embed;
 mod examples;
+mod hostile;
 mod parallel;
 mod reference;
 mod runtime;

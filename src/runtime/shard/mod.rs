@@ -572,7 +572,10 @@ impl PatternShard {
             )
             .min();
         if let Some(n) = next {
-            let n = n.max(self.watermark.saturating_add(1));
+            // A deadline at the end of time (`i64::MAX`, saturated) is registered just before
+            // it, as `i64::MAX` means "no timer": no watermark but the end of input's reaches
+            // `i64::MAX - 1` (event times are below `i64::MAX`, watermarks below them).
+            let n = n.min(i64::MAX - 1).max(self.watermark.saturating_add(1));
             if n < head.timer_at {
                 head.timer_at = n;
                 self.timers.push(Reverse((n, (slot, generation))));

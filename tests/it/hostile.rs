@@ -1,0 +1,261 @@
+//! Hostile input (issue 14): extreme numbers, huge quantifiers, closed pipes, invalid UTF-8,
+//! byte-order marks, bad options. Every test runs the `motif` binary on files in its own
+//! scratch directory; nothing is fed through a pipe that the test reads back synchronously.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn motif() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_motif"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("motif-hostile-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+fn write(dir: &Path, file: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+    let p = dir.join(file);
+    std::fs::write(&p, bytes).expect("write scratch file");
+    p
+}
+
+fn run(args: &[&str]) -> Output {
+    motif().args(args).output().expect("motif runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout_lines(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temp path")
+}
+
+/// Item 1: `i64::MIN / -1` and `i64::MIN % -1` evaluate (to a float and to 0), on one
+/// worker and on several, instead of panicking.
+#[test]
+fn integer_overflow_in_conditions_does_not_crash() {
+    let dir = scratch("overflow");
+    let pat = write(
+        &dir,
+        "p.motif",
+        "pattern div key k = begin(\"a\").where(x / y > 0);\n\
+         pattern rem key k = begin(\"a\").where(x % y == 0);\n",
+    );
+    let events = write(
+        &dir,
+        "e.jsonl",
+        format!(
+            "{{\"k\":1,\"x\":{min},\"y\":-1}}\n{{\"k\":2,\"x\":{max},\"y\":-1}}\n",
+            min = i64::MIN,
+            max = i64::MAX
+        ),
+    );
+    for workers in ["1", "2"] {
+        let out = run(&["run", p(&pat), "-i", p(&events), "-w", workers, "--ordered"]);
+        assert!(out.status.success(), "-w {workers}: {}", stderr(&out));
+        let m = stdout_lines(&out);
+        let names: Vec<&str> = m.iter().map(|m| m["pattern"].as_str().unwrap()).collect();
+        // MIN / -1 = 2^63 > 0; MAX / -1 < 0; both remainders are 0.
+        assert_eq!(names, ["div", "rem", "rem"], "-w {workers}");
+    }
+}
+
+/// Item 3: a huge quantifier is an error naming it, found before anything is unrolled (so
+/// `check` answers at once instead of allocating until out of memory).
+#[test]
+fn huge_quantifiers_are_errors_naming_the_quantifier() {
+    let dir = scratch("quantifiers");
+    let pat = write(
+        &dir,
+        "big.motif",
+        "pattern a = begin(\"a\").times(4294967295);\n\
+         pattern b = begin(\"a\").timesOrMore(4294967295);\n\
+         pattern c = begin(\"a\").times(2, 4294967295);\n\
+         pattern d = begin(\"a\").times(1000000);\n",
+    );
+    for cmd in ["check", "explain", "run"] {
+        let mut args = vec![cmd, p(&pat)];
+        if cmd == "run" {
+            args.extend(["-i", p(&pat)]);
+        }
+        let out = run(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+        for (line, q) in [
+            (1, "`times(4294967295)` on \"a\""),
+            (2, "`timesOrMore(4294967295)` on \"a\""),
+            (3, "`times(2, 4294967295)` on \"a\""),
+            (4, "`times(1000000)` on \"a\""),
+        ] {
+            if cmd == "check" {
+                assert!(
+                    err.contains(&format!(
+                        "big.motif:{line}:24: error: {q} makes the pattern too large"
+                    )),
+                    "{cmd}: {err}"
+                );
+            } else {
+                // The other commands stop at the first file with errors, all of its errors shown.
+                assert!(err.contains(q), "{cmd}: {err}");
+            }
+        }
+    }
+    let ok = write(&dir, "ok.motif", "pattern a = begin(\"a\").times(10000);\n");
+    let out = run(&["check", p(&ok)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Item 10: durations past what an `i64` of milliseconds holds are one clear error each;
+/// event time `i64::MAX` (the end of input) is rejected; windows that run past the end of
+/// time close at the end of input.
+#[test]
+fn durations_and_times_at_the_end_of_time() {
+    let dir = scratch("durations");
+    let pat = write(
+        &dir,
+        "long.motif",
+        "pattern f = begin(\"a\").followedBy(\"b\").notFollowedBy(\"c\").within(200000000000d);\n\
+         pattern g = begin(\"a\").within(99999999999999999999d);\n\
+         pattern h lateness 200000000000d = begin(\"a\");\n",
+    );
+    let out = run(&["check", p(&pat)]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.matches("error:").count(),
+        3,
+        "one error per duration: {err}"
+    );
+    for at in ["long.motif:1:66:", "long.motif:2:31:", "long.motif:3:20:"] {
+        assert!(
+            err.contains(&format!("{at} error: this duration is too long")),
+            "{at}: {err}"
+        );
+    }
+
+    let pat = write(
+        &dir,
+        "end.motif",
+        "pattern p key k time ts = begin(\"a\").where(x == 1)\n\
+           .notFollowedBy(\"b\").where(x == 2).within(10s);\n\
+         pattern q key k time ts = begin(\"a\").where(x == 1)\n\
+           .followedBy(\"c\").where(x == 3).within(10s);\n",
+    );
+    let events = write(
+        &dir,
+        "end.jsonl",
+        format!(
+            "{{\"k\":1,\"x\":1,\"ts\":{}}}\n{{\"k\":2,\"x\":1,\"ts\":{}}}\n{{\"k\":2,\"x\":3,\"ts\":{}}}\n{{\"k\":3,\"x\":1,\"ts\":{}}}\n",
+            i64::MAX - 7,
+            i64::MAX - 2,
+            i64::MAX - 1,
+            i64::MAX
+        ),
+    );
+    for workers in ["1", "2"] {
+        let out = run(&[
+            "run",
+            p(&pat),
+            "-i",
+            p(&events),
+            "--timeouts",
+            "--ordered",
+            "-w",
+            workers,
+        ]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        let got: Vec<(String, i64, bool)> = stdout_lines(&out)
+            .iter()
+            .map(|m| {
+                (
+                    m["pattern"].as_str().unwrap().to_string(),
+                    m["key"].as_i64().unwrap(),
+                    m["timed_out"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect();
+        let mut got = got;
+        got.sort();
+        // p: both a's see no b before the end of input; q: key 2 completes, key 1 times out.
+        assert_eq!(
+            got,
+            [
+                ("p".to_string(), 1, false),
+                ("p".to_string(), 2, false),
+                ("q".to_string(), 1, true),
+                ("q".to_string(), 2, false)
+            ],
+            "-w {workers}: {err}"
+        );
+        assert!(
+            err.contains(
+                ":4: rejected: pattern p: time field `ts` is 9223372036854775807, the end of time"
+            ),
+            "{err}"
+        );
+    }
+}
+
+/// The fuzz targets' seeds and saved regressions (`fuzz/seeds`, `fuzz/regressions`) run here
+/// through what the `parse` and `compile_run` targets call, so a seed that crashes fails the
+/// ordinary test suite even where `cargo fuzz` is not installed. The seeds hold the shapes
+/// that crashed or hung before (extreme integers, huge quantifier counts and durations, the
+/// end of time, long strings).
+#[test]
+fn fuzz_seeds_and_regressions_do_not_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let files = |target: &str| -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        for dir in ["seeds", "regressions"] {
+            if let Ok(rd) = std::fs::read_dir(root.join(dir).join(target)) {
+                v.extend(rd.map(|e| e.expect("seed entry").path()));
+            }
+        }
+        v.sort();
+        v
+    };
+    let compile_run = files("compile_run");
+    assert!(compile_run.len() >= 10, "{compile_run:?}");
+    for f in compile_run {
+        let data = std::fs::read(&f).expect("seed");
+        let Ok(text) = std::str::from_utf8(&data) else {
+            continue;
+        };
+        let (pattern, events) = text.split_once('\0').unwrap_or((text, ""));
+        let lines: Vec<&str> = events.lines().take(64).collect();
+        let options = motif::runtime::EngineOptions {
+            timeouts: true,
+            max_runs_per_key: Some(2_000),
+            ..motif::runtime::EngineOptions::default()
+        };
+        let _ = motif::output::match_lines_with(pattern, &lines, options);
+    }
+    for f in files("parse") {
+        let text = std::fs::read_to_string(&f).expect("seed");
+        if let Ok(decls) = motif::syntax::parse_source(&text) {
+            let printed = motif::syntax::print_decls(&decls);
+            let again = motif::syntax::parse_source(&printed)
+                .unwrap_or_else(|e| panic!("{}: printed form does not parse: {e:?}", f.display()));
+            assert_eq!(
+                motif::syntax::print_decls(&again),
+                printed,
+                "{}",
+                f.display()
+            );
+        }
+        let _ = motif::syntax::load_str("<seed>", &text);
+    }
+}
