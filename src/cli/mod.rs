@@ -186,6 +186,7 @@ struct GenArgs {
 
 /// Runs the CLI with the process arguments; returns the exit code.
 pub fn main() -> i32 {
+    signals::default_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -259,3 +259,127 @@ fn fuzz_seeds_and_regressions_do_not_panic() {
         let _ = motif::syntax::load_str("<seed>", &text);
     }
 }
+
+/// Waits for `child`, killing it (and failing) if it has not ended after a minute: a hang
+/// guard, not a timing assertion (the runs it guards end at their next write).
+fn wait_or_kill(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    for _ in 0..1200 {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{what}: still running a minute after its output pipe closed");
+}
+
+/// Ended quietly by a closed pipe: by SIGPIPE (141 in a shell) or with status 0, never a
+/// panic (101) or an error status.
+fn ended_quietly(status: std::process::ExitStatus, what: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        status.signal() == Some(SIGPIPE) || status.code() == Some(0),
+        "{what}: {status:?}"
+    );
+}
+
+/// The signal number of SIGPIPE (13 on every Unix motif builds for).
+const SIGPIPE: i32 = 13;
+
+/// Reads one line from `r`, then drops it (closing the pipe's read end).
+fn read_one_line(r: impl std::io::Read) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(r)
+        .read_line(&mut line)
+        .expect("read a line");
+    line
+}
+
+/// Items 2 and 4: a closed standard output or standard error (`motif … | head -1`,
+/// `2>&1 | head -1`) ends `run`, `check` and `explain` promptly and quietly.
+#[test]
+fn a_closed_output_pipe_ends_the_program_quietly() {
+    use std::process::Stdio;
+    let dir = scratch("pipes");
+    let pat = write(&dir, "one.motif", "pattern one key key = begin(\"a\");\n");
+    // An input far longer than the test waits for: it ends only by the closed pipe.
+    let endless = "gen:events=1000000000,keys=10";
+    for workers in ["1", "2"] {
+        // stdout closed, stderr to a file.
+        let err_path = dir.join(format!("stderr-{workers}"));
+        let mut child = motif()
+            .args(["run", p(&pat), "-i", endless, "-w", workers])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+            .spawn()
+            .expect("spawn");
+        let first = read_one_line(child.stdout.take().expect("stdout"));
+        assert!(first.starts_with("{\"pattern\":\"one\""), "{first}");
+        let status = wait_or_kill(&mut child, "run with stdout closed");
+        ended_quietly(status, "run with stdout closed");
+        let err = std::fs::read_to_string(&err_path).expect("stderr");
+        assert!(!err.contains("panicked"), "{err}");
+
+        // stdout and stderr the same closed pipe (`2>&1 | head -1`).
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        let mut child = motif()
+            .args(["run", p(&pat), "-i", endless, "-w", workers])
+            .stdout(writer.try_clone().expect("clone"))
+            .stderr(writer)
+            .spawn()
+            .expect("spawn");
+        // The test's own copies of the write end are gone with the Command.
+        let first = read_one_line(reader);
+        assert!(first.starts_with("{\"pattern\":\"one\""), "{first}");
+        let status = wait_or_kill(&mut child, "run with 2>&1 closed");
+        ended_quietly(status, "run with 2>&1 closed");
+    }
+
+    // stderr closed while rejects are written to it, matches to a file.
+    let bad: String = (0..200_000).map(|i| format!("not json {i}\n")).collect();
+    let input = write(&dir, "bad.jsonl", bad);
+    let mut child = motif()
+        .args([
+            "run",
+            p(&pat),
+            "-i",
+            p(&input),
+            "-o",
+            p(&dir.join("m.jsonl")),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let first = read_one_line(child.stderr.take().expect("stderr"));
+    // (Workers may report another line first: no --ordered.)
+    assert!(first.contains(": rejected: malformed JSON"), "{first}");
+    let status = wait_or_kill(&mut child, "run with stderr closed");
+    ended_quietly(status, "run with stderr closed");
+
+    // check and explain of many patterns into a reader that takes one line.
+    let many: String = (0..2000)
+        .map(|i| format!("pattern p{i} = begin(\"a\").times(3).followedBy(\"b\");\n"))
+        .collect();
+    let many = write(&dir, "many.motif", many);
+    for args in [
+        vec!["explain", p(&many)],
+        vec!["explain", "--dot", p(&many)],
+        vec!["check", p(&many), p(&many), p(&many)],
+    ] {
+        let err_path = dir.join("stderr-cmd");
+        let mut child = motif()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+            .spawn()
+            .expect("spawn");
+        read_one_line(child.stdout.take().expect("stdout"));
+        let status = wait_or_kill(&mut child, args[0]);
+        ended_quietly(status, args[0]);
+        let err = std::fs::read_to_string(&err_path).expect("stderr");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
