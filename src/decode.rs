@@ -50,6 +50,10 @@ pub enum DecodeError {
         /// What was found.
         found: String,
     },
+    /// The source could not read the record as text: a line that is not UTF-8, or longer
+    /// than the line limit (the reason says which, and where).
+    #[error("{0}")]
+    Unreadable(String),
     /// The time is `i64::MAX` milliseconds, which stands for the end of input (the
     /// watermark that decides every window), so no event can have it.
     #[error("time field `{0}` is {max}, the end of time (the latest event time is {latest})", max = i64::MAX, latest = i64::MAX - 1)]

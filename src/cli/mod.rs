@@ -95,10 +95,15 @@ struct RunArgs {
     #[arg(long)]
     strict: bool,
     /// Worker threads, each decoding a share of the input and matching a share of the keys
-    /// (by hash); 1 runs everything on one thread (default: all cores). Results do not
-    /// depend on it.
-    #[arg(long, short)]
-    workers: Option<usize>,
+    /// (by hash); 1 runs everything on one thread (default: all cores; at most 256).
+    /// Results do not depend on it.
+    #[arg(long, short, value_parser = clap::value_parser!(u16).range(1..=MAX_WORKERS as i64))]
+    workers: Option<u16>,
+    /// The longest input line, in bytes without its line end: a longer line is rejected
+    /// (reported with its line number, counted) and its rest skipped unread into memory.
+    #[arg(long, value_name = "BYTES", default_value_t = source::DEFAULT_MAX_LINE_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..=(1u64 << 32)))]
+    max_line_bytes: u64,
     /// Deterministic output order: by input record, then by text.
     #[arg(long)]
     ordered: bool,
@@ -142,6 +147,10 @@ struct RunArgs {
     #[arg(long, requires = "checkpoint")]
     fresh_patterns: bool,
 }
+
+/// The most worker threads `--workers` takes: each has its own buffers and channels, and
+/// more threads than cores only add switching.
+const MAX_WORKERS: usize = 256;
 
 /// Parses `10s`, `500ms`, `2m`, `1h` or a number of seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -322,10 +331,11 @@ fn run(args: RunArgs) -> i32 {
             Some(_) => Some(Format::JsonLines),
             None => None,
         };
+        let max_line = usize::try_from(args.max_line_bytes).unwrap_or(usize::MAX);
         if args.partitioned {
-            Box::new(Records::interleaved(files, format))
+            Box::new(Records::interleaved(files, format).max_line_bytes(max_line))
         } else {
-            Box::new(Records::new(files, format))
+            Box::new(Records::new(files, format).max_line_bytes(max_line))
         }
     };
     let engine = EngineOptions {
@@ -337,9 +347,14 @@ fn run(args: RunArgs) -> i32 {
         idle_timeout_ms: args.idle_timeout,
         ..EngineOptions::default()
     };
-    let workers = args.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-    });
+    let workers = args.workers.map_or_else(
+        || {
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(MAX_WORKERS)
+        },
+        usize::from,
+    );
     let checkpoint = match &args.checkpoint {
         None => None,
         Some(dir) => Some(CheckpointOptions {

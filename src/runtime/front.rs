@@ -170,7 +170,9 @@ impl Decoder {
     /// Decodes one JSON record into the schema's slots.
     #[inline]
     pub fn decode(&mut self, line: &str) -> Result<Box<[Value]>, DecodeError> {
-        self.schema.decode_row_with(line, &mut self.strings)
+        self.schema
+            .decode_row_with(line, &mut self.strings)
+            .map_err(|e| unreadable_or(line, e))
     }
 
     /// Pattern `i`'s event time in `row`; `None` for a pattern without a time field (its
@@ -481,4 +483,20 @@ impl Front {
     pub fn clocks_mut(&mut self) -> &mut Clocks {
         &mut self.clocks
     }
+}
+
+/// A record the source marked unreadable ([`crate::source::unreadable_reason`]) is rejected
+/// for the source's reason; any other text for the decoder's.
+#[cold]
+fn unreadable_or(line: &str, e: DecodeError) -> DecodeError {
+    match crate::source::unreadable_reason(line) {
+        Some((reason, _)) => DecodeError::Unreadable(reason.to_string()),
+        None => e,
+    }
+}
+
+/// The text a reject shows of a record: for one the source could not read, the line as far
+/// as it can be shown, without the mark.
+pub(crate) fn shown_text(text: &str) -> &str {
+    crate::source::unreadable_reason(text).map_or(text, |(_, shown)| shown)
 }

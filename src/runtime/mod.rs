@@ -327,7 +327,7 @@ fn name_rejects(outs: &mut [Output], origin: &str, line: u64, text: Option<&str>
             record.source = Arc::from(origin);
             record.line = line;
             if let Some(t) = text {
-                record.text = Arc::from(t);
+                record.text = Arc::from(front::shown_text(t));
             }
         }
     }

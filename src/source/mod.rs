@@ -31,6 +31,40 @@ impl Format {
     }
 }
 
+/// The longest record line read by default, in bytes (without its line end): a longer line
+/// is rejected with its line number, and its rest is skipped without being held in memory.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
+
+/// A UTF-8 byte-order mark, stripped from the start of an input.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// How much of an unreadable line a reject shows.
+const SHOWN_BYTES: usize = 1024;
+
+/// Marks a record the source could not read (invalid UTF-8, a line over the limit): such a
+/// record is passed on as a NUL, the reason, a NUL and the line as far as it can be shown.
+/// No JSON text begins with a NUL, so the engine rejects it like any malformed record, in the
+/// same place among the records (the same step, with `--strict`, `--ordered` and any number of
+/// workers), and names the reason ([`unreadable_reason`]).
+const UNREADABLE: char = '\0';
+
+/// The text of a record the source could not read, for `reason`: `line` is what was read
+/// of it, `more` whether the line went on past that.
+fn unreadable(reason: &str, line: &[u8], more: bool) -> String {
+    let cut = line.len().min(SHOWN_BYTES);
+    let mut shown = String::from_utf8_lossy(&line[..cut]).into_owned();
+    if more || cut < line.len() {
+        shown.push('…');
+    }
+    format!("{UNREADABLE}{reason}{UNREADABLE}{shown}")
+}
+
+/// The reason and the shown text of a record the source could not read; `None` for any
+/// other text.
+pub fn unreadable_reason(text: &str) -> Option<(&str, &str)> {
+    text.strip_prefix(UNREADABLE)?.split_once(UNREADABLE)
+}
+
 /// Why reading input failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -171,6 +205,8 @@ pub struct Records {
     ended: Vec<usize>,
     /// Per input, where it stood when it was closed (read to its end or given up).
     closed: Vec<Closed>,
+    /// The longest line read as a record ([`Records::max_line_bytes`]).
+    max_line: usize,
 }
 
 /// Where a closed input stood.
@@ -192,6 +228,8 @@ struct Current {
     offset: u64,
     csv: Option<csv::Header>,
     partition: usize,
+    /// Nothing read yet from the input's first byte: a byte-order mark there is dropped.
+    at_start: bool,
 }
 
 /// A source of records that knows where it stands: what the pipeline reads from. Files,
@@ -281,7 +319,15 @@ impl Records {
             interleaved: false,
             turn: 0,
             ended: Vec::new(),
+            max_line: DEFAULT_MAX_LINE_BYTES,
         }
+    }
+
+    /// Sets the longest line read as a record (bytes, without the line end; default
+    /// [`DEFAULT_MAX_LINE_BYTES`]): a longer one is a rejected record, its rest skipped.
+    pub fn max_line_bytes(mut self, n: usize) -> Records {
+        self.max_line = n.max(1);
+        self
     }
 
     /// Records of the inputs read in turn, one record from each file, each file a source
@@ -522,6 +568,7 @@ impl Records {
             offset,
             csv,
             partition: if self.interleaved { i } else { 0 },
+            at_start: offset == 0,
         })
     }
 
@@ -571,7 +618,7 @@ impl Records {
                 }
             }
             let cur = self.current.as_mut()?;
-            match read_record(cur, &mut self.buf) {
+            match read_record(cur, &mut self.buf, self.max_line) {
                 Ok(true) => {
                     let cur = self.current.as_ref()?;
                     return Some(Ok(Record {
@@ -610,7 +657,7 @@ impl Records {
                 }
                 continue;
             };
-            let read = read_record(cur, &mut self.buf);
+            let read = read_record(cur, &mut self.buf, self.max_line);
             if let Ok(true) = read {
                 let cur = self.open.get(i)?.as_ref()?;
                 return Some(Ok(Record {
@@ -696,13 +743,20 @@ fn open_at(
 /// blank, looking no further than `limit` bytes; `h` stays unset if there is none.
 fn learn_header(file: &File, limit: u64, h: &mut csv::Header) -> io::Result<()> {
     let mut r = BufReader::new(file.take(limit));
-    let mut line = String::new();
+    let mut line = Vec::new();
+    let mut first = true;
     loop {
         line.clear();
-        if r.read_line(&mut line)? == 0 {
+        if r.read_until(b'\n', &mut line)? == 0 {
             return Ok(());
         }
-        let text = line.trim_end_matches(['\n', '\r']);
+        let bytes = match line.strip_prefix(BOM) {
+            Some(rest) if first => rest,
+            _ => &line[..],
+        };
+        first = false;
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.trim_end_matches(['\n', '\r']);
         if !text.trim().is_empty() {
             // The first line that is not blank is the header: learnt, it gives no row.
             let _ = h.row_to_json(text);
@@ -711,28 +765,106 @@ fn learn_header(file: &File, limit: u64, h: &mut csv::Header) -> io::Result<()> 
     }
 }
 
-/// Reads the next record of `cur` into `buf` (as JSON); `false` at the end of the file.
-fn read_record(cur: &mut Current, buf: &mut String) -> io::Result<bool> {
+/// Skips the rest of a line (through its `\n`); the bytes consumed.
+#[cold]
+fn skip_line(r: &mut impl BufRead) -> io::Result<u64> {
+    let mut skipped = 0u64;
     loop {
-        buf.clear();
-        let n = cur.reader.read_line(buf)?;
+        let available = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(skipped);
+        }
+        let (n, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        r.consume(n);
+        skipped += n as u64;
+        if done {
+            return Ok(skipped);
+        }
+    }
+}
+
+/// Reads the next record of `cur` into `buf` (as JSON); `false` at the end of the file.
+///
+/// A line is read as bytes, at most `max_line` of them (plus its line end): a longer line,
+/// or one that is not UTF-8, comes out as an unreadable record ([`unreadable`]) that the
+/// engine rejects with its line number, and reading goes on. A byte-order mark at the start
+/// of the input is dropped.
+fn read_record(cur: &mut Current, buf: &mut String, max_line: usize) -> io::Result<bool> {
+    loop {
+        // The line's bytes go into `buf`'s own allocation, and back without a copy.
+        let mut bytes = std::mem::take(buf).into_bytes();
+        bytes.clear();
+        // Room for the longest line and a "\r\n".
+        let room = max_line as u64 + 2;
+        let n = match (&mut cur.reader).take(room).read_until(b'\n', &mut bytes) {
+            Ok(n) => n,
+            Err(e) => {
+                bytes.clear();
+                *buf = String::from_utf8(bytes).unwrap_or_default();
+                return Err(e);
+            }
+        };
         if n == 0 {
+            bytes.clear();
+            *buf = String::from_utf8(bytes).unwrap_or_default();
             return Ok(false);
         }
-        cur.offset += n as u64;
+        let mut consumed = n as u64;
+        // Cut off by `room` before its line end: the line is too long.
+        let cut = bytes.last() != Some(&b'\n') && consumed == room;
+        if cut {
+            consumed += skip_line(&mut cur.reader)?;
+        }
+        cur.offset += consumed;
         cur.line += 1;
-        let text = buf.trim_end_matches(['\n', '\r']);
-        if text.trim().is_empty() {
+        let start = if std::mem::take(&mut cur.at_start) && bytes.starts_with(BOM) {
+            BOM.len()
+        } else {
+            0
+        };
+        let mut end = bytes.len();
+        while end > start && matches!(bytes[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        if cut || end - start > max_line {
+            *buf = unreadable(
+                &format!("line longer than {max_line} bytes (the limit: --max-line-bytes)"),
+                &bytes[start..end],
+                cut,
+            );
+            return Ok(true);
+        }
+        bytes.truncate(end);
+        if start > 0 {
+            bytes.drain(..start);
+        }
+        match String::from_utf8(bytes) {
+            Ok(text) => *buf = text,
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to() + start + 1;
+                *buf = unreadable(
+                    &format!("invalid UTF-8 (byte {at} of the line)"),
+                    e.as_bytes(),
+                    false,
+                );
+                return Ok(true);
+            }
+        }
+        if buf.trim().is_empty() {
             continue;
         }
         if let Some(h) = cur.csv.as_mut() {
-            match h.row_to_json(text) {
+            match h.row_to_json(buf) {
                 None => continue, // the header line
                 Some(json) => *buf = json,
             }
-        } else if text.len() != buf.len() {
-            let n = text.len();
-            buf.truncate(n);
         }
         return Ok(true);
     }
@@ -781,6 +913,15 @@ mod tests {
         fn file(&self, name: &str, text: &str) -> Option<PathBuf> {
             let p = self.0.join(name);
             std::fs::write(&p, text).unwrap();
+            Some(p)
+        }
+    }
+
+    impl TempDir {
+        /// Writes `bytes` to file `name` in the directory; its path as an input.
+        fn bytes(&self, name: &str, bytes: &[u8]) -> Option<PathBuf> {
+            let p = self.0.join(name);
+            std::fs::write(&p, bytes).unwrap();
             Some(p)
         }
     }
@@ -1094,5 +1235,55 @@ mod tests {
             assert!(rest.contains(&rec("{\"a\":4}", &a, 4, 0)), "{rest:?}");
             d.file("a.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
         }
+    }
+
+    /// Invalid UTF-8 and over-long lines are records the engine rejects (with their reason
+    /// and line), a byte-order mark at an input's start is dropped (JSON lines and CSV), and
+    /// reading goes on after each, resumable at every record.
+    #[test]
+    fn unreadable_lines_and_byte_order_marks() {
+        let d = TempDir::new("unreadable");
+        let long = "x".repeat(5000);
+        let a = d.bytes(
+            "a.jsonl",
+            format!("\u{feff}{{\"a\":1}}\r\n{{\"a\":\"\"}}\n{{\"a\":{long}}}\n\n{{\"a\":4}}")
+                .as_bytes(),
+        );
+        // The same with a raw invalid byte on line 2 (format! cannot write one).
+        let mut bytes = std::fs::read(a.as_ref().unwrap()).unwrap();
+        let at = bytes.windows(3).position(|w| w == b"\"\"}").unwrap();
+        bytes.insert(at + 1, 0xff);
+        std::fs::write(a.as_ref().unwrap(), &bytes).unwrap();
+        let b = d.bytes("b.csv", b"\xEF\xBB\xBFk,ts\n1,1\n\xC3\x28,2\n");
+        let files = [a.clone(), b.clone()];
+        let read_all = |interleaved: bool| {
+            let mut r = records(&files, interleaved).max_line_bytes(1000);
+            let mut out = Vec::new();
+            while let Some(rec) = r.next_record() {
+                let rec = rec.unwrap();
+                out.push((rec.origin.to_string(), rec.line, rec.json.to_string()));
+            }
+            out
+        };
+        let seen = read_all(false);
+        let lines: Vec<u64> = seen.iter().map(|s| s.1).collect();
+        assert_eq!(lines, [1, 2, 3, 5, 2, 3], "{seen:?}");
+        assert_eq!(seen[0].2, "{\"a\":1}", "BOM and CRLF dropped");
+        let (why, shown) = unreadable_reason(&seen[1].2).expect("line 2 unreadable");
+        assert_eq!(why, "invalid UTF-8 (byte 7 of the line)");
+        assert_eq!(shown, "{\"a\":\"\u{fffd}\"}");
+        let (why, shown) = unreadable_reason(&seen[2].2).expect("line 3 unreadable");
+        assert!(why.starts_with("line longer than 1000 bytes"), "{why}");
+        assert!(shown.len() < 1100 && shown.ends_with('…'), "{shown}");
+        assert_eq!(seen[3].2, "{\"a\":4}");
+        assert_eq!(
+            seen[4].2, "{\"k\":1,\"ts\":1}",
+            "the BOM is not in the first column's name"
+        );
+        assert!(unreadable_reason(&seen[5].2).is_some(), "{seen:?}");
+        assert_eq!(read_all(true).len(), seen.len());
+        // Resumable after every record: positions count the skipped bytes.
+        check_resume(&files, false);
+        check_resume(&files, true);
     }
 }

@@ -383,3 +383,144 @@ fn a_closed_output_pipe_ends_the_program_quietly() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// A pattern whose matches come only at the end of input (a trailing `notFollowedBy`): the
+/// end-of-input flush must run whatever came before it.
+const AT_END: &str = "pattern p key k time ts = begin(\"a\").where(x == 1)\n\
+                      .notFollowedBy(\"b\").where(x == 2).within(1h);\n";
+
+/// Item 5: a line that is not UTF-8 (and a binary file in an input directory) is one
+/// rejected record with its line number; the run goes on and the end of input is flushed,
+/// on one worker and on several.
+#[test]
+fn invalid_utf8_is_a_rejected_record_and_the_run_goes_on() {
+    let dir = scratch("utf8");
+    let pat = write(&dir, "p.motif", AT_END);
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).expect("input dir");
+    write(
+        &input,
+        "a.jsonl",
+        b"{\"k\":1,\"x\":1,\"ts\":1}\n{\"k\":2,\"x\":\"\xff\xfe\",\"ts\":2}\n{\"k\":3,\"x\":1,\"ts\":3}\n",
+    );
+    // A binary file: NULs, invalid bytes, a few line ends.
+    let binary: Vec<u8> = (0..3000u32).map(|i| (i * 97 % 256) as u8).collect();
+    let binary_lines = binary
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    write(&input, "b.bin", &binary);
+    write(&input, "c.jsonl", "{\"k\":4,\"x\":1,\"ts\":4}\n");
+    for workers in ["1", "2"] {
+        let out = run(&["run", p(&pat), "-i", p(&input), "-w", workers, "--ordered"]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "-w {workers}: {err}");
+        let keys: Vec<i64> = stdout_lines(&out)
+            .iter()
+            .map(|m| m["key"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [1, 3, 4],
+            "-w {workers}: the end of input was flushed: {err}"
+        );
+        assert!(
+            err.contains("a.jsonl:2: rejected: invalid UTF-8 (byte 13 of the line)"),
+            "{err}"
+        );
+        assert!(err.contains("b.bin:1: rejected: "), "{err}");
+        let records = 3 + binary_lines + 1;
+        assert!(
+            err.contains(&format!(
+                "motif: {records} records, 3 matches, 0 timed out, 0 late, {} rejected",
+                1 + binary_lines
+            )),
+            "-w {workers}: {err}"
+        );
+    }
+}
+
+/// Item 6: a byte-order mark at the start of a JSON lines or CSV input is not part of the
+/// first record (JSON) or the first column's name (CSV).
+#[test]
+fn a_byte_order_mark_is_stripped() {
+    let dir = scratch("bom");
+    let pat = write(&dir, "one.motif", "pattern one key k = begin(\"a\");\n");
+    let json = write(&dir, "e.jsonl", b"\xEF\xBB\xBF{\"k\":1}\r\n{\"k\":2}\r\n");
+    let csv = write(&dir, "e.csv", b"\xEF\xBB\xBFk,x\r\n1,a\r\n2,b\r\n");
+    for input in [&json, &csv] {
+        for workers in ["1", "2"] {
+            let out = run(&["run", p(&pat), "-i", p(input), "-w", workers, "--ordered"]);
+            let err = stderr(&out);
+            assert!(out.status.success(), "{err}");
+            let keys: Vec<i64> = stdout_lines(&out)
+                .iter()
+                .map(|m| m["key"].as_i64().unwrap())
+                .collect();
+            assert_eq!(keys, [1, 2], "{}: {err}", input.display());
+            assert!(err.contains("0 rejected"), "{err}");
+        }
+    }
+}
+
+/// Item 8: a line longer than `--max-line-bytes` (even one that never ends) is one rejected
+/// record, skipped without being held whole; `--workers` has bounds.
+#[test]
+fn line_length_and_worker_limits() {
+    let dir = scratch("limits");
+    let pat = write(&dir, "one.motif", "pattern one key k = begin(\"a\");\n");
+    let mut text = b"{\"k\":1}\n".to_vec();
+    text.extend(format!("{{\"k\":2,\"pad\":\"{}\"}}\n", "x".repeat(5000)).as_bytes());
+    text.extend(b"{\"k\":3}\n");
+    // The last line: 2 MB without a line end.
+    text.extend(std::iter::repeat_n(b'y', 2 << 20));
+    let input = write(&dir, "long.jsonl", &text);
+    for workers in ["1", "2"] {
+        let out = run(&[
+            "run",
+            p(&pat),
+            "-i",
+            p(&input),
+            "-w",
+            workers,
+            "--ordered",
+            "--max-line-bytes",
+            "1000",
+        ]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        let keys: Vec<i64> = stdout_lines(&out)
+            .iter()
+            .map(|m| m["key"].as_i64().unwrap())
+            .collect();
+        assert_eq!(keys, [1, 3], "{err}");
+        for line in [2, 4] {
+            assert!(
+                err.contains(&format!(
+                    "long.jsonl:{line}: rejected: line longer than 1000 bytes (the limit: --max-line-bytes)"
+                )),
+                "{err}"
+            );
+        }
+        assert!(
+            err.contains("4 records, 2 matches, 0 timed out, 0 late, 2 rejected"),
+            "{err}"
+        );
+    }
+    // The default limit is documented in --help.
+    let help = run(&["run", "--help"]);
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("[default: 16777216]"),
+        "{}",
+        String::from_utf8_lossy(&help.stdout)
+    );
+    for bad in ["0", "100000"] {
+        let out = run(&["run", p(&pat), "-i", p(&input), "-w", bad]);
+        assert_eq!(out.status.code(), Some(2), "-w {bad}");
+        assert!(
+            stderr(&out).contains("is not in 1..=256"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

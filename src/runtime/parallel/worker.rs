@@ -160,7 +160,9 @@ impl<P: Prepare> Worker<P> {
             } => RecordOrigin {
                 source: chunk.origins.get(*origin).cloned().unwrap_or_default(),
                 line: *line_no,
-                text: Arc::from(chunk.text.get(*start..*end).unwrap_or("")),
+                text: Arc::from(crate::runtime::front::shown_text(
+                    chunk.text.get(*start..*end).unwrap_or(""),
+                )),
             },
             _ => RecordOrigin::default(),
         };
