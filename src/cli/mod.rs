@@ -35,13 +35,13 @@ enum Command {
     Run(Box<RunArgs>),
     /// Check pattern files; exits 1 if any has an error (errors on standard error).
     Check {
-        /// Pattern files.
+        /// Pattern files, or directories of `*.motif` files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Print the NFA a pattern file compiles to.
     Explain {
-        /// A pattern file.
+        /// A pattern file, or a directory of `*.motif` files.
         file: PathBuf,
         /// Print Graphviz DOT instead of text.
         #[arg(long)]
@@ -212,32 +212,71 @@ pub fn main() -> i32 {
     }
 }
 
-/// Loads one file, or every `*.motif` file of a directory in name order.
-pub fn load_patterns(path: &Path) -> Result<Vec<PatternDecl>, String> {
-    let files = if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "motif"))
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(format!("{}: no *.motif files", path.display()));
-        }
-        files
-    } else {
-        vec![path.to_path_buf()]
-    };
-    let mut decls = Vec::new();
+/// The pattern files `path` names: the file itself, or every `*.motif` file of a directory
+/// in name order.
+fn pattern_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| format!("motif: {}: {e}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "motif"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("motif: {}: no *.motif files", path.display()));
+    }
+    Ok(files)
+}
+
+/// A load error as the command line prints it: diagnostics rustc-style (they begin with
+/// the file's name), anything else after `motif:`.
+fn load_error(e: &LoadError) -> String {
+    match e {
+        LoadError::Io { .. } => format!("motif: {e}"),
+        _ => e.to_string(),
+    }
+}
+
+/// A pattern name declared in two files of one directory: they would run twice with the
+/// same name on every match (within one file it is a diagnostic of the file).
+fn duplicate_names(loaded: &[(PathBuf, Vec<PatternDecl>)]) -> Vec<String> {
+    let mut first: hashbrown::HashMap<&str, &Path> = hashbrown::HashMap::new();
     let mut errors = Vec::new();
-    for f in files {
-        match syntax::load_file(&f) {
-            Ok(mut d) => decls.append(&mut d),
-            Err(e) => errors.push(e.to_string()),
+    for (file, decls) in loaded {
+        for d in decls {
+            match first.get(d.name.as_str()) {
+                Some(other) if *other != file.as_path() => errors.push(format!(
+                    "motif: pattern `{}` is declared in {} and in {}: pattern names must be unique",
+                    d.name,
+                    other.display(),
+                    file.display()
+                )),
+                Some(_) => {}
+                None => {
+                    first.insert(&d.name, file);
+                }
+            }
         }
     }
+    errors
+}
+
+/// Loads one file, or every `*.motif` file of a directory in name order; a pattern name
+/// may be declared once over all of them.
+pub fn load_patterns(path: &Path) -> Result<Vec<PatternDecl>, String> {
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for f in pattern_files(path)? {
+        match syntax::load_file(&f) {
+            Ok(d) => loaded.push((f, d)),
+            Err(e) => errors.push(load_error(&e)),
+        }
+    }
+    errors.extend(duplicate_names(&loaded));
     if errors.is_empty() {
-        Ok(decls)
+        Ok(loaded.into_iter().flat_map(|(_, d)| d).collect())
     } else {
         Err(errors.join("\n"))
     }
@@ -292,6 +331,79 @@ impl Status {
     }
 }
 
+/// Whether two paths name one file (both exist and have the same device and inode).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    }
+}
+
+/// Whether two paths are the same once made absolute (`.` dropped): for files that do not
+/// exist yet.
+fn lexically_same(a: &Path, b: &Path) -> bool {
+    let norm = |p: &Path| std::path::absolute(p).map(|p| p.components().collect::<PathBuf>());
+    matches!((norm(a), norm(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Checks, before any output file is created: every input file can be opened; no output is
+/// an input, none would be created in an input directory (the next run would read it), and
+/// no two outputs are one file.
+fn check_paths(args: &RunArgs, inputs: &[Option<PathBuf>]) -> Result<(), String> {
+    for p in inputs.iter().flatten() {
+        File::open(p).map_err(|e| format!("cannot read input {}: {e}", p.display()))?;
+    }
+    let outputs: Vec<(&str, &Path)> = [
+        ("--output", &args.output),
+        ("--timeouts-output", &args.timeouts_output),
+        ("--late-output", &args.late_output),
+        ("--rejects-output", &args.rejects_output),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
+    .collect();
+    let input_dir = Path::new(&args.input);
+    for (i, (flag, out)) in outputs.iter().enumerate() {
+        if let Some(input) = inputs.iter().flatten().find(|p| same_file(p, out)) {
+            return Err(format!(
+                "{flag} {} is the input {}: writing it would destroy what is to be read",
+                out.display(),
+                input.display()
+            ));
+        }
+        if input_dir.is_dir() {
+            let parent = match out.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if same_file(parent, input_dir) {
+                return Err(format!(
+                    "{flag} {} is in the input directory {}: a later run would read it as input",
+                    out.display(),
+                    input_dir.display()
+                ));
+            }
+        }
+        for (other_flag, other) in &outputs[..i] {
+            if lexically_same(other, out) || same_file(other, out) {
+                return Err(format!(
+                    "{other_flag} and {flag} are both {}: give each output its own file",
+                    out.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run(args: RunArgs) -> i32 {
     let mut decls = match load_patterns(&args.patterns) {
         Ok(d) => d,
@@ -326,6 +438,11 @@ fn run(args: RunArgs) -> i32 {
                 return 1;
             }
         };
+        // Before any output is created (or truncated): every input opens, none is an output.
+        if let Err(e) = check_paths(&args, &files) {
+            eprintln!("motif: {e}");
+            return 1;
+        }
         let format = match args.format.as_deref() {
             Some("csv") => Some(Format::Csv),
             Some(_) => Some(Format::JsonLines),
@@ -577,45 +694,58 @@ fn gen_cmd(args: &GenArgs) -> i32 {
     0
 }
 
-fn check(files: &[PathBuf]) -> i32 {
+fn check(args: &[PathBuf]) -> i32 {
     let mut code = 0;
-    for f in files {
-        match syntax::load_file(f) {
-            Ok(decls) => {
-                let mut schema = crate::event::Schema::new();
-                let mut ok = true;
-                for d in &decls {
-                    if let Err(e) = crate::nfa::compile(d, &mut schema) {
-                        eprintln!("{}: {e}", f.display());
-                        ok = false;
-                    }
-                }
-                if ok {
-                    println!(
-                        "ok: {} ({} pattern{})",
-                        f.display(),
-                        decls.len(),
-                        if decls.len() == 1 { "" } else { "s" }
-                    );
-                } else {
-                    code = 1;
-                }
-            }
-            Err(LoadError::Io { path, source }) => {
-                eprintln!("{}: {source}", path.display());
-                code = 1;
-            }
+    for arg in args {
+        let files = match pattern_files(arg) {
+            Ok(f) => f,
             Err(e) => {
                 eprintln!("{e}");
                 code = 1;
+                continue;
             }
+        };
+        let mut loaded = Vec::new();
+        for f in files {
+            match syntax::load_file(&f) {
+                Ok(decls) => {
+                    let mut schema = crate::event::Schema::new();
+                    let mut ok = true;
+                    for d in &decls {
+                        if let Err(e) = crate::nfa::compile(d, &mut schema) {
+                            eprintln!("{}: {e}", f.display());
+                            ok = false;
+                        }
+                    }
+                    if ok {
+                        println!(
+                            "ok: {} ({} pattern{})",
+                            f.display(),
+                            decls.len(),
+                            if decls.len() == 1 { "" } else { "s" }
+                        );
+                        loaded.push((f, decls));
+                    } else {
+                        code = 1;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{}", load_error(&e));
+                    code = 1;
+                }
+            }
+        }
+        // The files of one directory run together: their names must be unique.
+        for e in duplicate_names(&loaded) {
+            eprintln!("{e}");
+            code = 1;
         }
     }
     code
 }
 
-fn explain_cmd(file: &Path, dot: bool) -> i32 {
-    let decls = match syntax::load_file(file) {
+fn explain_cmd(path: &Path, dot: bool) -> i32 {
+    let decls = match load_patterns(path) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("{e}");
@@ -633,7 +763,7 @@ fn explain_cmd(file: &Path, dot: bool) -> i32 {
                 }
             }
             Err(e) => {
-                eprintln!("{}: {e}", file.display());
+                eprintln!("motif: {}: {e}", path.display());
                 return 1;
             }
         }

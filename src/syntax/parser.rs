@@ -906,7 +906,15 @@ impl<'s> Lowerer<'s> {
 
     fn node(&self, kind: ExprKind, span: Span, depth: usize) -> Result<Node, Diagnostic> {
         if depth > MAX_EXPR_DEPTH {
-            return Err(self.too_deep(span));
+            let d = self.too_deep(span);
+            return Err(match kind {
+                // Splitting into `where` calls would AND the terms of an `or` chain.
+                ExprKind::Binary(BinaryOp::Or, ..) => d.with_help(
+                    "for a chain of `==` on one field write `field in [a, b, ...]`; else \
+                     split it into `.where(...)` followed by `.or(...)` calls, which are OR-ed",
+                ),
+                _ => d,
+            });
         }
         Ok(Node {
             expr: Expr::spanned(kind, span),

@@ -166,6 +166,19 @@ fn deep_nesting_is_an_error_not_a_crash() {
     let nots = format!("{}x", "not ".repeat(10_000));
     assert!(parse_expr(&nots).is_err());
 
+    // A long `or` chain: the advice does not AND its terms.
+    let ors = (0..300)
+        .map(|i| format!("x == {i}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let err = parse_expr(&ors).unwrap_err();
+    let help = err.diagnostics[0].help.as_deref().unwrap_or("");
+    assert!(
+        help.contains("field in [a, b, ...]") && help.contains(".or(...)"),
+        "{err}"
+    );
+    assert!(!help.contains("several `where`"), "{err}");
+
     let long = vec!["1"; 20_000].join(" + ");
     let err = parse_expr(&long).unwrap_err();
     assert!(

@@ -524,3 +524,131 @@ fn line_length_and_worker_limits() {
         );
     }
 }
+
+/// Item 11: an output that is an input (or in the input directory, or another output) is
+/// refused before anything is written; a missing input fails before any output is created or
+/// truncated, with no summary (item 13), exit 1 as for a missing pattern file.
+#[test]
+fn outputs_never_destroy_inputs() {
+    let dir = scratch("paths");
+    let pat = write(&dir, "one.motif", "pattern one key k = begin(\"a\");\n");
+    let events = "{\"k\":1}\n{\"k\":2}\n";
+    let input = write(&dir, "x.jsonl", events);
+    let same_via_dot = dir.join(".").join("x.jsonl");
+    for out in [&input, &same_via_dot] {
+        let o = run(&["run", p(&pat), "-i", p(&input), "-o", p(out)]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("is the input"), "{}", stderr(&o));
+        assert_eq!(
+            std::fs::read_to_string(&input).unwrap(),
+            events,
+            "input intact"
+        );
+    }
+    let o = run(&["run", p(&pat), "-i", p(&input), "--late-output", p(&input)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), events);
+
+    let indir = dir.join("in");
+    std::fs::create_dir_all(&indir).unwrap();
+    write(&indir, "a.jsonl", events);
+    let o = run(&[
+        "run",
+        p(&pat),
+        "-i",
+        p(&indir),
+        "-o",
+        p(&indir.join("m.jsonl")),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is in the input directory"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!indir.join("m.jsonl").exists());
+
+    let m = dir.join("m.jsonl");
+    let o = run(&[
+        "run",
+        p(&pat),
+        "-i",
+        p(&input),
+        "-o",
+        p(&m),
+        "--rejects-output",
+        p(&dir.join(".").join("m.jsonl")),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--output and --rejects-output are both"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A missing input: the existing output is left as it was, no summary line.
+    let keep = write(&dir, "keep.jsonl", "precious\n");
+    let o = run(&[
+        "run",
+        p(&pat),
+        "-i",
+        p(&dir.join("nosuch.jsonl")),
+        "-o",
+        p(&keep),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("motif: cannot read input "), "{err}");
+    assert!(!err.contains("records,"), "no summary: {err}");
+    assert_eq!(std::fs::read_to_string(&keep).unwrap(), "precious\n");
+    let o = run(&["run", p(&dir.join("nosuch.motif")), "-i", p(&input)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).starts_with("motif: cannot read "),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Item 13: `check` and `explain` take directories as `run` does, and one pattern name in
+/// two files of a directory is an error (it would run twice with indistinguishable output).
+#[test]
+fn pattern_directories_in_every_command() {
+    let dir = scratch("patdirs");
+    let pats = dir.join("pats");
+    std::fs::create_dir_all(&pats).unwrap();
+    write(&pats, "a.motif", "pattern a = begin(\"x\");\n");
+    write(
+        &pats,
+        "b.motif",
+        "pattern b = begin(\"y\").followedBy(\"z\");\n",
+    );
+    let o = run(&["check", p(&pats)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    let o = run(&["explain", p(&pats)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("pattern a:") && text.contains("pattern b:"),
+        "{text}"
+    );
+
+    write(&pats, "c.motif", "pattern a = begin(\"w\");\n");
+    let events = write(&dir, "e.jsonl", "{\"x\":1}\n");
+    for args in [
+        vec!["check", p(&pats)],
+        vec!["explain", p(&pats)],
+        vec!["run", p(&pats), "-i", p(&events)],
+    ] {
+        let o = run(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("motif: pattern `a` is declared in ")
+                && err.contains("a.motif and in ")
+                && err.contains("c.motif: pattern names must be unique"),
+            "{args:?}: {err}"
+        );
+    }
+}
