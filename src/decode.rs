@@ -50,6 +50,10 @@ pub enum DecodeError {
         /// What was found.
         found: String,
     },
+    /// A key field is absent or null (or an object or an array, which read as null): as
+    /// Flink's key selector fails on a null key, the record has no partition to go to.
+    #[error("missing key field `{0}` (absent, null, or an object or array)")]
+    MissingKey(String),
     /// The source could not read the record as text: a line that is not UTF-8, or longer
     /// than the line limit (the reason says which, and where).
     #[error("{0}")]

@@ -5,9 +5,12 @@
 //!
 //! - one key field holding a string: the string's UTF-8 bytes themselves (the common case:
 //!   no copy, the event's own string is the key);
-//! - anything else (a number, a boolean, `null` — which a missing field is too — or several
-//!   fields): the byte `0xFF`, which never occurs in UTF-8, then each field as a type tag
-//!   and its value, strings length-prefixed.
+//! - anything else (a number, a boolean, or several fields): the byte `0xFF`, which never
+//!   occurs in UTF-8, then each field as a type tag and its value, strings length-prefixed.
+//!
+//! A record whose key field is missing or null has no key: the runtime rejects it (as
+//! Flink's key selector fails on null); `null` is still encodable here, for callers that
+//! key by the value as it is.
 //!
 //! So `1` and `"1"` are different keys, `null` and `"null"` are, and `("a\u{1f}b", "c")` and
 //! `("a", "b\u{1f}c")` are. [`to_json`] turns a key back into the JSON value matches show:

@@ -117,6 +117,19 @@ pub(crate) fn validate_in_source(
     v.check_windows(&decl.pattern);
     v.check_empty_match(&decl.pattern);
     v.check_size(&decl.pattern);
+    for (what, path) in decl
+        .key
+        .iter()
+        .map(|k| ("key", k))
+        .chain(decl.time.iter().map(|t| ("time", t)))
+    {
+        if path.is_empty() || path.iter().any(String::is_empty) {
+            v.error(Diagnostic::new(
+                format!("the {what} field `{}` has an empty name", path.join(".")),
+                decl.span,
+            ));
+        }
+    }
     if decl.lateness_ms > MAX_DURATION_MS {
         v.error(Diagnostic::new(
             format!(

@@ -412,6 +412,16 @@ fn run(args: RunArgs) -> i32 {
             return 1;
         }
     };
+    if let Some(bad) = args
+        .key
+        .iter()
+        .find(|k| k.is_empty() || k.split('.').any(str::is_empty))
+    {
+        eprintln!(
+            "motif: --key: `{bad}` is not a field name (comma-separated dotted paths, e.g. --key user.id,region)"
+        );
+        return 2;
+    }
     if !args.key.is_empty() {
         let key: Vec<Vec<String>> = args
             .key

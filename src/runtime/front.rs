@@ -126,19 +126,28 @@ pub struct Front {
 /// field stays in the event (the shard reads it there), other keys are built here; an unkeyed
 /// pattern has no key and hash 0.
 #[inline(always)]
-fn route_key(key_slots: &[usize], fields: &[Value]) -> (Option<KeyBytes>, u64) {
+///
+/// `Err` with the index (among the key fields) of a field that is missing or null: such a
+/// record has no key (Flink's key selector fails on null).
+fn route_key(key_slots: &[usize], fields: &[Value]) -> Result<(Option<KeyBytes>, u64), usize> {
     match key_slots {
-        [] => return (None, 0),
+        [] => return Ok((None, 0)),
         [one] => {
             if let Some(Value::Str(s)) = fields.get(*one) {
-                return (None, key_hash(s.as_bytes()));
+                return Ok((None, key_hash(s.as_bytes())));
             }
         }
         _ => {}
     }
+    if let Some(i) = key_slots
+        .iter()
+        .position(|s| matches!(fields.get(*s), None | Some(Value::Null)))
+    {
+        return Err(i);
+    }
     let key = key::encode(key_slots, fields);
     let hash = key_hash(&key);
-    (Some(key), hash)
+    Ok((Some(key), hash))
 }
 
 impl Decoder {
@@ -189,8 +198,17 @@ impl Decoder {
 
     /// Pattern `i`'s routing key and its hash (see [`KeyedEvent::key`]).
     #[inline]
-    fn route_key(&self, i: usize, row: &[Value]) -> (Option<KeyBytes>, u64) {
-        route_key(&self.patterns[i].key_slots, row)
+    fn route_key(&self, i: usize, row: &[Value]) -> Result<(Option<KeyBytes>, u64), DecodeError> {
+        let slots = &self.patterns[i].key_slots;
+        route_key(slots, row)
+            .map_err(|k| self.missing_key(slots.get(k).copied().unwrap_or(usize::MAX)))
+    }
+
+    /// The reject of a record without key field `slot`.
+    #[cold]
+    fn missing_key(&self, slot: usize) -> DecodeError {
+        let name = self.schema.paths().get(slot).map(|p| p.join("."));
+        DecodeError::MissingKey(name.unwrap_or_default())
     }
 
     /// One decoded record as each pattern reads it, in pattern order: its time and key, or
@@ -215,7 +233,13 @@ impl Decoder {
                     continue;
                 }
             };
-            let (key, hash) = self.route_key(i, fields);
+            let (key, hash) = match self.route_key(i, fields) {
+                Ok(k) => k,
+                Err(reason) => {
+                    each(i, Err((reason, raw.clone().unwrap_or_default())));
+                    continue;
+                }
+            };
             let (fields, raw) = if i + 1 == n {
                 (row.take(), raw.take())
             } else {

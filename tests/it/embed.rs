@@ -206,7 +206,6 @@ fn a_string_key_and_a_float_key_keep_their_types() {
         (serde_json::json!("17"), Value::from("17")),
         (serde_json::json!(2.5), Value::Float(2.5)),
         (serde_json::json!(true), Value::Bool(true)),
-        (serde_json::json!(null), Value::Null),
     ] {
         let mut e = engine(src, EngineOptions::default());
         let mut out = Vec::new();
@@ -216,6 +215,15 @@ fn a_string_key_and_a_float_key_keep_their_types() {
         assert_eq!(key, Key::new(vec![want]), "key {k}");
         assert_eq!(key.to_json(), k.to_string());
     }
+    // A null key is no key: the records are rejected (as Flink's key selector fails on null).
+    let mut e = engine(src, EngineOptions::default());
+    let mut out = Vec::new();
+    e.push_value(&serde_json::json!({ "k": null, "x": 1 }), &mut out);
+    e.push_value(&serde_json::json!({ "x": 2 }), &mut out);
+    assert!(
+        out.iter().all(|o| matches!(o, Output::Reject { .. })) && out.len() == 2,
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -652,3 +652,68 @@ fn pattern_directories_in_every_command() {
         );
     }
 }
+
+/// Item 12: an empty `--key` is a usage error; a record without the key field (absent,
+/// null, or an object) is rejected with the reason, on one worker and on several, so
+/// `--key nosuch` no longer puts every event silently into one partition.
+#[test]
+fn key_fields_must_be_named_and_present() {
+    let dir = scratch("keys");
+    let pat = write(&dir, "u.motif", "pattern u = begin(\"a\");\n");
+    let input = write(
+        &dir,
+        "k.jsonl",
+        "{\"k\":1}\n{\"x\":1}\n{\"k\":null}\n{\"k\":{\"a\":1}}\n{\"k\":\"null\"}\n",
+    );
+    for bad in ["", "a,,b", "a..b", "."] {
+        let o = run(&["run", p(&pat), "-i", p(&input), "--key", bad]);
+        assert_eq!(o.status.code(), Some(2), "--key {bad:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("is not a field name"), "{}", stderr(&o));
+    }
+    for workers in ["1", "2"] {
+        let o = run(&[
+            "run",
+            p(&pat),
+            "-i",
+            p(&input),
+            "--key",
+            "k",
+            "-w",
+            workers,
+            "--ordered",
+        ]);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{err}");
+        let keys: Vec<String> = stdout_lines(&o)
+            .iter()
+            .map(|m| m["key"].to_string())
+            .collect();
+        assert_eq!(keys, ["1", "\"null\""], "{err}");
+        for line in [2, 3, 4] {
+            assert!(
+                err.contains(&format!(
+                    "k.jsonl:{line}: rejected: pattern u: missing key field `k`"
+                )),
+                "{err}"
+            );
+        }
+        let o = run(&[
+            "run",
+            p(&pat),
+            "-i",
+            p(&input),
+            "--key",
+            "nosuch",
+            "-w",
+            workers,
+        ]);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(o.stdout.is_empty());
+        assert!(
+            err.contains("5 records, 0 matches, 0 timed out, 0 late, 5 rejected"),
+            "{err}"
+        );
+        assert!(err.contains("missing key field `nosuch`"), "{err}");
+    }
+}

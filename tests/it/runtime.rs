@@ -483,15 +483,44 @@ fn a_number_key_and_its_text_are_different_partitions() {
 }
 
 #[test]
-fn a_missing_key_is_null_and_not_the_text_null() {
+fn a_missing_or_null_key_is_a_reject_and_not_the_text_null() {
+    // The text "null" is a key like any other.
     let lines = [
-        r#"{"kind":"a","ts":1}"#,
+        r#"{"k":"null","kind":"a","ts":1}"#,
         r#"{"k":"null","kind":"b","ts":2}"#,
     ];
-    assert!(match_keys("k", &lines).is_empty(), "missing vs \"null\"");
-    // A missing field and JSON null are the same key (a missing field reads as null).
-    let lines = [r#"{"kind":"a","ts":1}"#, r#"{"k":null,"kind":"b","ts":2}"#];
-    assert_eq!(match_keys("k", &lines), vec!["null"]);
+    assert_eq!(match_keys("k", &lines), vec!["\"null\""]);
+    // A missing field, JSON null, an object or an array as a key field: the record has no
+    // key (Flink's key selector fails on null); each pattern that keys by it rejects it.
+    let mut e = engine(
+        r#"pattern p key k, j time ts = begin("a").where(kind == "a").followedBy("b").where(kind == "b");"#,
+        EngineOptions::default(),
+    );
+    let mut out = Vec::new();
+    for l in [
+        r#"{"j":1,"kind":"a","ts":1}"#,
+        r#"{"k":null,"j":1,"kind":"b","ts":2}"#,
+        r#"{"k":{"x":1},"j":1,"kind":"a","ts":3}"#,
+        r#"{"k":1,"kind":"b","ts":4}"#,
+        r#"{"k":1,"j":[1],"kind":"b","ts":5}"#,
+    ] {
+        e.push_json(l, &mut out);
+    }
+    e.finish(&mut out);
+    let reasons: Vec<String> = out
+        .iter()
+        .map(|o| match o {
+            Output::Reject { reason, .. } => reason.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    for (r, field) in reasons.iter().zip(["k", "k", "k", "j", "j"]) {
+        assert!(
+            r.starts_with(&format!("missing key field `{field}`")),
+            "{r}"
+        );
+    }
 }
 
 #[test]
