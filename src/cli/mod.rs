@@ -107,12 +107,14 @@ struct RunArgs {
     /// Deterministic output order: by input record, then by text.
     #[arg(long)]
     ordered: bool,
-    /// Cap on partial matches per key; beyond it the oldest are dropped and counted.
-    #[arg(long)]
-    max_partial_matches: Option<usize>,
+    /// Cap on partial matches per key; beyond it the oldest are dropped (counted, and
+    /// warned about once on stderr). 0: no cap.
+    #[arg(long, value_name = "N", default_value_t = crate::nfa::matcher::DEFAULT_MAX_RUNS)]
+    max_partial_matches: usize,
     /// Cap on partial matches of each pattern over all keys; at the cap, keys without
-    /// state start no new ones (counted) until some end.
-    #[arg(long)]
+    /// state start no new ones until some end (counted, and warned about once on stderr).
+    /// 0: no cap [default: no cap].
+    #[arg(long, value_name = "N")]
     max_partial_matches_total: Option<usize>,
     /// Write matches here instead of standard output.
     #[arg(long, short)]
@@ -331,6 +333,19 @@ impl Status {
     }
 }
 
+/// The warning given the first time a partial-match cap drops something.
+fn cap_warning(args: &RunArgs) -> String {
+    let total = match args.max_partial_matches_total {
+        Some(n) if n > 0 => format!(", --max-partial-matches-total {n} over all keys"),
+        _ => String::new(),
+    };
+    format!(
+        "motif: warning: a partial-match cap dropped partial matches (--max-partial-matches {} per key{total}); \
+         matches they would have completed are missing; the summary counts them (0 lifts a cap)",
+        args.max_partial_matches
+    )
+}
+
 /// Whether two paths name one file (both exist and have the same device and inode).
 fn same_file(a: &Path, b: &Path) -> bool {
     #[cfg(unix)]
@@ -467,7 +482,7 @@ fn run(args: RunArgs) -> i32 {
     };
     let engine = EngineOptions {
         timeouts: args.timeouts || args.timeouts_output.is_some(),
-        max_runs_per_key: args.max_partial_matches,
+        max_runs_per_key: Some(args.max_partial_matches),
         shards: 1,
         max_partial_matches_total: args.max_partial_matches_total,
         source_partitions: records.partitions(),
@@ -513,6 +528,9 @@ fn run(args: RunArgs) -> i32 {
     };
     let stop = signals::install();
     let mut status = Status::new(args.quiet);
+    // The first partial match a cap drops is said at once, even with --quiet: matches may be
+    // missing from then on.
+    let mut warned_caps = false;
     let result = pipeline::run(
         &decls,
         &options,
@@ -521,12 +539,22 @@ fn run(args: RunArgs) -> i32 {
         stop,
         &mut |n| eprintln!("{n}"),
         &mut |p| {
+            if p.stats.dropped_runs > 0 && !warned_caps {
+                warned_caps = true;
+                status.clear();
+                eprintln!("{}", cap_warning(&args));
+            }
             if status.due() {
                 status.show(p.stats, p.partial_matches, p.watermark_lag);
             }
         },
     );
     status.clear();
+    if let Ok(s) = &result {
+        if s.stats.dropped_runs > 0 && !warned_caps && !s.already_finished {
+            eprintln!("{}", cap_warning(&args));
+        }
+    }
     let summary = match result {
         Ok(s) => s,
         Err(e) => {

@@ -177,16 +177,35 @@ impl Stats {
     }
 }
 
+impl EngineOptions {
+    /// The per-partition cap a shard applies: 0 is no cap.
+    pub(crate) fn per_key_cap(&self) -> Option<usize> {
+        match self.max_runs_per_key {
+            Some(0) => Some(usize::MAX - 1),
+            cap => cap,
+        }
+    }
+
+    /// The cap over all keys, split over `shards` shards: 0 is no cap.
+    pub(crate) fn total_cap(&self, shards: usize) -> Option<usize> {
+        self.max_partial_matches_total
+            .filter(|t| *t > 0)
+            .map(|t| t.div_ceil(shards.max(1)))
+    }
+}
+
 /// Options of an engine.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EngineOptions {
     /// Report timed-out partial matches.
     pub timeouts: bool,
-    /// Cap on partial matches per partition (`None`: [`crate::nfa::matcher::DEFAULT_MAX_RUNS`]).
+    /// Cap on partial matches per partition (`None`: [`crate::nfa::matcher::DEFAULT_MAX_RUNS`];
+    /// `Some(0)`: no cap). Beyond it the oldest are dropped, counted in [`Stats::dropped_runs`].
     pub max_runs_per_key: Option<usize>,
     /// Number of shards keys are spread over (0 or 1: one). Results do not depend on it.
     pub shards: usize,
-    /// Cap on open partial matches of each pattern over all keys (`None`: no cap). At the
+    /// Cap on open partial matches of each pattern over all keys (`None` or `Some(0)`: no
+    /// cap, as for [`EngineOptions::max_runs_per_key`]). At the
     /// cap, keys without state start no new partial matches until some end; each refusal is
     /// counted in [`Stats::dropped_runs`]. With several shards each gets an equal share.
     pub max_partial_matches_total: Option<usize>,
@@ -354,10 +373,8 @@ impl Engine {
                 Shard::new(
                     &c.patterns,
                     options.timeouts,
-                    options.max_runs_per_key,
-                    options
-                        .max_partial_matches_total
-                        .map(|t| t.div_ceil(options.shards.max(1))),
+                    options.per_key_cap(),
+                    options.total_cap(options.shards),
                 )
             })
             .collect();

@@ -717,3 +717,58 @@ fn key_fields_must_be_named_and_present() {
         assert!(err.contains("missing key field `nosuch`"), "{err}");
     }
 }
+
+/// Item 9: the per-key cap's default is in `--help`; the first partial match a cap drops is
+/// warned about once on stderr, even with `--quiet`; 0 lifts either cap.
+#[test]
+fn partial_match_caps_are_documented_warned_and_zero_is_no_cap() {
+    let dir = scratch("caps");
+    let pat = write(
+        &dir,
+        "ab.motif",
+        "pattern ab key k = begin(\"a\").where(x == 1).followedBy(\"b\").where(x == 2);\n",
+    );
+    // Key 1: ten partial matches at once (the per-key cap); keys 10..19: one each, all open
+    // together (the cap over all keys).
+    let mut text: String = (0..10).map(|_| "{\"k\":1,\"x\":1}\n").collect();
+    text.push_str("{\"k\":1,\"x\":2}\n");
+    text.extend((10..20).map(|k| format!("{{\"k\":{k},\"x\":1}}\n")));
+    text.extend((10..20).map(|k| format!("{{\"k\":{k},\"x\":2}}\n")));
+    let input = write(&dir, "e.jsonl", text);
+    let help = String::from_utf8_lossy(&run(&["run", "--help"]).stdout).into_owned();
+    assert!(help.contains("0: no cap [default: 100000]"), "{help}");
+    for workers in ["1", "2"] {
+        let matches = |extra: &[&str]| -> (usize, String) {
+            let mut args = vec!["run", p(&pat), "-i", p(&input), "-w", workers];
+            args.extend_from_slice(extra);
+            let o = run(&args);
+            assert!(o.status.success(), "{}", stderr(&o));
+            (stdout_lines(&o).len(), stderr(&o))
+        };
+        let (n, err) = matches(&[]);
+        assert_eq!(n, 20, "{err}");
+        assert!(!err.contains("warning"), "{err}");
+        for cap in [
+            &["--max-partial-matches", "3", "-q"][..],
+            &["--max-partial-matches-total", "3", "-q"],
+        ] {
+            let (n, err) = matches(cap);
+            assert!(n < 20, "{cap:?}: {n} matches");
+            assert_eq!(
+                err.matches("motif: warning: a partial-match cap dropped partial matches")
+                    .count(),
+                1,
+                "{cap:?}: {err}"
+            );
+            assert!(!err.contains("records,"), "quiet: no summary: {err}");
+        }
+        for no_cap in [
+            &["--max-partial-matches", "0"][..],
+            &["--max-partial-matches-total", "0"],
+        ] {
+            let (n, err) = matches(no_cap);
+            assert_eq!(n, 20, "{no_cap:?}: 0 is no cap: {err}");
+            assert!(!err.contains("warning"), "{err}");
+        }
+    }
+}

@@ -170,10 +170,8 @@ impl<P: Prepare> ParallelEngine<P> {
             let mut shard = Shard::new(
                 &c.patterns,
                 options.timeouts,
-                options.max_runs_per_key,
-                options
-                    .max_partial_matches_total
-                    .map(|t| t.div_ceil(workers)),
+                options.per_key_cap(),
+                options.total_cap(workers),
             );
             for (i, part) in restored {
                 shard.restore_pattern(i, part);
