@@ -829,11 +829,18 @@ fn read_record(cur: &mut Current, buf: &mut String, max_line: usize) -> io::Resu
         } else {
             0
         };
+        // The line without its line end (`\n` or `\r\n`) is what the limit measures.
         let mut end = bytes.len();
+        for b in [b'\n', b'\r'] {
+            if end > start && bytes[end - 1] == b {
+                end -= 1;
+            }
+        }
+        let too_long = end - start > max_line;
         while end > start && matches!(bytes[end - 1], b'\n' | b'\r') {
             end -= 1;
         }
-        if cut || end - start > max_line {
+        if cut || too_long {
             *buf = unreadable(
                 &format!("line longer than {max_line} bytes (the limit: --max-line-bytes)"),
                 &bytes[start..end],

@@ -9,5 +9,6 @@ mod embed;
 mod examples;
 mod hostile;
 mod parallel;
+mod records;
 mod reference;
 mod runtime;
