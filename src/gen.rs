@@ -12,8 +12,12 @@ pub struct GenOptions {
     pub events: u64,
     /// Number of distinct keys.
     pub keys: u64,
-    /// Mean gap between events in ms.
+    /// Mean gap between events in ms (used when `mean_gap_us` is 0).
     pub mean_gap_ms: u64,
+    /// Mean gap between events in microseconds, for rates a whole number of milliseconds
+    /// cannot give (0: use `mean_gap_ms`). The clock then advances by 0..=2×gap µs per event
+    /// and event times are its whole milliseconds.
+    pub mean_gap_us: u64,
     /// Maximum backwards shift of an event's time (bounded out-of-orderness).
     pub disorder_ms: u64,
     /// RNG seed.
@@ -28,10 +32,35 @@ impl Default for GenOptions {
             events: 1000,
             keys: 1000,
             mean_gap_ms: 1,
+            mean_gap_us: 0,
             disorder_ms: 0,
             seed: 42,
             start_ms: 1_700_000_000_000,
         }
+    }
+}
+
+/// The most events per second of event time a stream can have: one per microsecond.
+pub const MAX_RATE: u64 = 1_000_000;
+
+impl GenOptions {
+    /// Sets the mean gap for `rate` events per second of event time: whole milliseconds
+    /// when 1000 / `rate` is one (the stream is then the one `mean_gap_ms` always gave),
+    /// else microseconds, so every rate up to [`MAX_RATE`] is what it says. `Err` for a rate
+    /// of 0 or above [`MAX_RATE`].
+    pub fn with_rate(mut self, rate: u64) -> Result<GenOptions, String> {
+        if rate == 0 || rate > MAX_RATE {
+            return Err(format!(
+                "a rate of {rate} events per second is out of range (1 to {MAX_RATE})"
+            ));
+        }
+        if 1000 % rate == 0 {
+            self.mean_gap_ms = 1000 / rate;
+            self.mean_gap_us = 0;
+        } else {
+            self.mean_gap_us = (MAX_RATE + rate / 2) / rate;
+        }
+        Ok(self)
     }
 }
 
@@ -64,6 +93,8 @@ pub struct Generator {
     opts: GenOptions,
     rng: Rng,
     t: i64,
+    /// With a microsecond gap: microseconds elapsed past `t`'s millisecond.
+    us: u64,
     id: u64,
     line: String,
 }
@@ -74,6 +105,7 @@ impl Generator {
         Generator {
             rng: Rng::new(opts.seed),
             t: opts.start_ms,
+            us: 0,
             id: 0,
             line: String::with_capacity(96),
             opts,
@@ -92,7 +124,15 @@ impl Generator {
         }
         let opts = &self.opts;
         let rng = &mut self.rng;
-        self.t += rng.below(2 * opts.mean_gap_ms + 1) as i64;
+        if opts.mean_gap_us > 0 {
+            self.us += rng.below(2 * opts.mean_gap_us + 1);
+            self.t = self.t.saturating_add((self.us / 1000) as i64);
+            self.us %= 1000;
+        } else {
+            self.t = self
+                .t
+                .saturating_add(rng.below(2 * opts.mean_gap_ms + 1) as i64);
+        }
         let ts = if opts.disorder_ms > 0 {
             self.t - rng.below(opts.disorder_ms + 1) as i64
         } else {
@@ -146,5 +186,46 @@ mod tests {
                 .is_some_and(|p| (1.0..100.0).contains(&p)));
             assert!(["k0000", "k0001", "k0002"].contains(&v["key"].as_str().unwrap_or("")));
         }
+    }
+
+    /// The rate is what it says, also between and above whole milliseconds per event (600
+    /// and 5000 both gave about 1000 events per second when the gap was whole ms).
+    #[test]
+    fn rates_are_exact() {
+        for rate in [1, 7, 500, 600, 1000, 5000, 250_000] {
+            let opts = GenOptions {
+                events: 50_000,
+                keys: 1,
+                ..GenOptions::default()
+            }
+            .with_rate(rate)
+            .unwrap();
+            let mut first = None;
+            let mut last = 0;
+            generate(&opts, |l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let ts = v["ts"].as_i64().unwrap();
+                first.get_or_insert(ts);
+                last = ts;
+            });
+            let secs = (last - first.unwrap()) as f64 / 1000.0;
+            let got = 49_999.0 / secs;
+            assert!(
+                (got / rate as f64 - 1.0).abs() < 0.02,
+                "rate {rate}: {got:.1} events/s"
+            );
+        }
+        // Whole-millisecond gaps keep the stream they always gave.
+        let old = GenOptions {
+            mean_gap_ms: 2,
+            ..GenOptions::default()
+        };
+        let new = GenOptions::default().with_rate(500).unwrap();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        generate(&old, |l| a.push(l.to_string()));
+        generate(&new, |l| b.push(l.to_string()));
+        assert_eq!(a, b);
+        assert!(GenOptions::default().with_rate(0).is_err());
+        assert!(GenOptions::default().with_rate(MAX_RATE + 1).is_err());
     }
 }

@@ -181,7 +181,8 @@ struct GenArgs {
     /// Number of distinct keys.
     #[arg(long, default_value_t = 1000)]
     keys: u64,
-    /// Events per second of event time (sets the mean gap; 1000 = one per ms).
+    /// Events per second of event time, 1 to 1000000 (sets the mean gap; 1000 = one per
+    /// ms).
     #[arg(long, default_value_t = 1000)]
     rate: u64,
     /// Bounded disorder: each event's time moves back by up to this many ms.
@@ -699,13 +700,24 @@ fn describe_checkpoint(store: &Store, cp: &Checkpoint) -> String {
 }
 
 fn gen_cmd(args: &GenArgs) -> i32 {
-    let opts = GenOptions {
+    if args.keys == 0 {
+        eprintln!("motif: gen: --keys must be at least 1");
+        return 2;
+    }
+    let opts = match (GenOptions {
         events: args.events,
-        keys: args.keys.max(1),
-        mean_gap_ms: (1000 / args.rate.max(1)).max(1),
+        keys: args.keys,
         disorder_ms: args.disorder_ms,
         seed: args.seed,
         ..GenOptions::default()
+    })
+    .with_rate(args.rate)
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("motif: gen: --rate: {e}");
+            return 2;
+        }
     };
     let mut out: Box<dyn Write> = match &args.output {
         Some(p) => match File::create(p) {

@@ -33,8 +33,9 @@ pub fn parse_spec(spec: &str) -> Result<GenOptions, SourceError> {
             .map_err(|_| bad(spec, part, "needs a whole number"))?;
         match name.trim() {
             "events" | "n" => opts.events = n,
-            "keys" => opts.keys = n.max(1),
-            "rate" => rate = n.max(1),
+            "keys" if n == 0 => return Err(bad(spec, part, "needs at least one key")),
+            "keys" => opts.keys = n,
+            "rate" => rate = n,
             "disorder" => opts.disorder_ms = n,
             "seed" => opts.seed = n,
             other => {
@@ -46,8 +47,8 @@ pub fn parse_spec(spec: &str) -> Result<GenOptions, SourceError> {
             }
         }
     }
-    opts.mean_gap_ms = (1000 / rate).max(1);
-    Ok(opts)
+    opts.with_rate(rate)
+        .map_err(|e| SourceError::Spec(format!("generator input `{spec}`: {e}")))
 }
 
 fn bad(spec: &str, part: &str, why: &str) -> SourceError {
@@ -183,5 +184,9 @@ mod tests {
         let e = parse_spec("gen:events=x").err().unwrap().to_string();
         assert!(e.contains("`events=x` needs a whole number"), "{e}");
         assert!(parse_spec("gen:speed=3").is_err());
+        for bad in ["gen:keys=0", "gen:rate=0", "gen:rate=1000001"] {
+            assert!(parse_spec(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_spec("gen:rate=600").unwrap().mean_gap_us, 1667);
     }
 }

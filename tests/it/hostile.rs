@@ -772,3 +772,41 @@ fn partial_match_caps_are_documented_warned_and_zero_is_no_cap() {
         }
     }
 }
+
+/// Item 16: `gen --rate` is the rate asked for (it was rounded to whole milliseconds per
+/// event: 600 and 5000 both gave about 1000/s), and 0 keys or a rate of 0 are errors.
+#[test]
+fn gen_rates_are_exact_and_zero_is_an_error() {
+    for (rate, n) in [("600", "6001"), ("5000", "50001")] {
+        let o = run(&["gen", "-n", n, "--keys", "3", "--rate", rate]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let ts: Vec<i64> = stdout_lines(&o)
+            .iter()
+            .map(|v| v["ts"].as_i64().unwrap())
+            .collect();
+        let secs = (ts[ts.len() - 1] - ts[0]) as f64 / 1000.0;
+        let got = (ts.len() - 1) as f64 / secs;
+        let want: f64 = rate.parse().unwrap();
+        assert!((got / want - 1.0).abs() < 0.05, "--rate {rate}: {got:.0}/s");
+    }
+    for args in [
+        ["gen", "--keys", "0"],
+        ["gen", "--rate", "0"],
+        ["gen", "--rate", "2000000"],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).starts_with("motif: gen: "), "{}", stderr(&o));
+    }
+    let dir = scratch("gen");
+    let pat = write(&dir, "one.motif", "pattern one key key = begin(\"a\");\n");
+    for spec in ["gen:keys=0", "gen:rate=0"] {
+        let o = run(&["run", p(&pat), "-i", spec]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("generator input `{spec}`")),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
