@@ -230,6 +230,8 @@ struct Current {
     partition: usize,
     /// Nothing read yet from the input's first byte: a byte-order mark there is dropped.
     at_start: bool,
+    /// The line the last record began on (a CSV record may span lines).
+    record_line: u64,
 }
 
 /// A source of records that knows where it stands: what the pipeline reads from. Files,
@@ -569,6 +571,7 @@ impl Records {
             csv,
             partition: if self.interleaved { i } else { 0 },
             at_start: offset == 0,
+            record_line: line,
         })
     }
 
@@ -624,7 +627,7 @@ impl Records {
                     return Some(Ok(Record {
                         json: &self.buf,
                         origin: &cur.origin,
-                        line: cur.line,
+                        line: cur.record_line,
                         partition: 0,
                     }));
                 }
@@ -663,7 +666,7 @@ impl Records {
                 return Some(Ok(Record {
                     json: &self.buf,
                     origin: &cur.origin,
-                    line: cur.line,
+                    line: cur.record_line,
                     partition: cur.partition,
                 }));
             }
@@ -790,46 +793,65 @@ fn skip_line(r: &mut impl BufRead) -> io::Result<u64> {
     }
 }
 
+/// Reads one line (through its `\n`) of `cur`, at most `room` bytes of it, appending to
+/// `bytes`; counts it in the input's offset and lines. `None` at the end of the input, else
+/// whether the line was cut (longer than `room`: its rest is consumed and dropped).
+fn read_line(cur: &mut Current, bytes: &mut Vec<u8>, room: usize) -> io::Result<Option<bool>> {
+    // Room for the line and a "\r\n".
+    let room = room as u64 + 2;
+    let n = (&mut cur.reader).take(room).read_until(b'\n', bytes)? as u64;
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut consumed = n;
+    let cut = bytes.last() != Some(&b'\n') && n == room;
+    if cut {
+        consumed += skip_line(&mut cur.reader)?;
+    }
+    cur.offset += consumed;
+    cur.line += 1;
+    Ok(Some(cut))
+}
+
 /// Reads the next record of `cur` into `buf` (as JSON); `false` at the end of the file.
 ///
 /// A line is read as bytes, at most `max_line` of them (plus its line end): a longer line,
 /// or one that is not UTF-8, comes out as an unreadable record ([`unreadable`]) that the
 /// engine rejects with its line number, and reading goes on. A byte-order mark at the start
-/// of the input is dropped.
+/// of the input is dropped. In CSV a quoted field may go on over several lines (RFC 4180):
+/// the record is its lines together, at most `max_line` bytes, numbered by its first line.
 fn read_record(cur: &mut Current, buf: &mut String, max_line: usize) -> io::Result<bool> {
     loop {
         // The line's bytes go into `buf`'s own allocation, and back without a copy.
         let mut bytes = std::mem::take(buf).into_bytes();
         bytes.clear();
-        // Room for the longest line and a "\r\n".
-        let room = max_line as u64 + 2;
-        let n = match (&mut cur.reader).take(room).read_until(b'\n', &mut bytes) {
-            Ok(n) => n,
-            Err(e) => {
+        let read = read_line(cur, &mut bytes, max_line);
+        let mut cut = match read {
+            Ok(Some(cut)) => cut,
+            Ok(None) | Err(_) => {
                 bytes.clear();
                 *buf = String::from_utf8(bytes).unwrap_or_default();
-                return Err(e);
+                return read.map(|_| false);
             }
         };
-        if n == 0 {
-            bytes.clear();
-            *buf = String::from_utf8(bytes).unwrap_or_default();
-            return Ok(false);
-        }
-        let mut consumed = n as u64;
-        // Cut off by `room` before its line end: the line is too long.
-        let cut = bytes.last() != Some(&b'\n') && consumed == room;
-        if cut {
-            consumed += skip_line(&mut cur.reader)?;
-        }
-        cur.offset += consumed;
-        cur.line += 1;
+        cur.record_line = cur.line;
         let start = if std::mem::take(&mut cur.at_start) && bytes.starts_with(BOM) {
             BOM.len()
         } else {
             0
         };
-        // The line without its line end (`\n` or `\r\n`) is what the limit measures.
+        if cur.csv.is_some() {
+            // A quoted field still open at the line end goes on on the next line.
+            while !cut && csv::open_quote(&bytes[start..]) {
+                let room = max_line.saturating_sub(bytes.len() - start);
+                match read_line(cur, &mut bytes, room)? {
+                    Some(c) => cut = c,
+                    None => break,
+                }
+            }
+        }
+        // The record without its final line end (`\n` or `\r\n`) is what the limit
+        // measures.
         let mut end = bytes.len();
         for b in [b'\n', b'\r'] {
             if end > start && bytes[end - 1] == b {
@@ -1291,6 +1313,56 @@ mod tests {
         assert_eq!(read_all(true).len(), seen.len());
         // Resumable after every record: positions count the skipped bytes.
         check_resume(&files, false);
+        check_resume(&files, true);
+    }
+
+    /// A quoted CSV field over several lines is one record, numbered by its first line;
+    /// positions after it resume exactly; CSV errors are CSV errors.
+    #[test]
+    fn csv_records_over_several_lines() {
+        let d = TempDir::new("csvlines");
+        let a = d.file(
+            "a.csv",
+            "k,note,x\r\n1,\"two\r\nlines\",2.\r\n2,plain,.5\n3,\"a,\n\n\"\"b\"\"\",-02\n4,x\n5,\"open\n",
+        );
+        let files = [a.clone()];
+        let whole = check_resume(&files, false);
+        let rows: Vec<(u64, String)> = whole
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Record { line, json, .. } => Some((*line, json.clone())),
+                Seen::Ended(_) => None,
+            })
+            .collect();
+        assert_eq!(rows.len(), 5, "{rows:?}");
+        assert_eq!(
+            rows[0],
+            (2, "{\"k\":1,\"note\":\"two\\r\\nlines\",\"x\":2.0}".into())
+        );
+        assert_eq!(
+            rows[1],
+            (4, "{\"k\":2,\"note\":\"plain\",\"x\":0.5}".into())
+        );
+        assert_eq!(
+            rows[2],
+            (
+                5,
+                "{\"k\":3,\"note\":\"a,\\n\\n\\\"b\\\"\",\"x\":\"-02\"}".into()
+            )
+        );
+        let (why, _) = unreadable_reason(&rows[3].1).expect("row 8 unreadable");
+        assert_eq!(
+            (rows[3].0, why),
+            (8, "CSV: the row has 2 fields, the header 3")
+        );
+        let (why, _) = unreadable_reason(&rows[4].1).expect("row 9 unreadable");
+        assert_eq!(
+            (rows[4].0, why),
+            (
+                9,
+                "CSV: a quoted field is not closed by the end of the input"
+            )
+        );
         check_resume(&files, true);
     }
 }

@@ -810,3 +810,50 @@ fn gen_rates_are_exact_and_zero_is_an_error() {
         );
     }
 }
+
+/// Item 7: CSV is read as RFC 4180 by the `csv` crate: a quoted field may hold a line end,
+/// cells JSON lacks the form of (`2.`, `.5`, `-.5`) are numbers and `-02` text, and CSV
+/// errors are reported as CSV errors (not "malformed JSON"), with the line the row began on.
+#[test]
+fn csv_is_read_as_rfc_4180() {
+    let dir = scratch("csv");
+    let pat = write(
+        &dir,
+        "one.motif",
+        "pattern one key k = begin(\"a\").where(x > 0 or x == \"-02\");\n",
+    );
+    let csv = write(
+        &dir,
+        "e.csv",
+        "k,note,x\n1,\"two\nlines\",2.\n2,plain,.5\n3,x\n4,\"a \"\"q\"\"\",-02\n5,z,-.5\n",
+    );
+    for workers in ["1", "2"] {
+        let o = run(&["run", p(&pat), "-i", p(&csv), "-w", workers, "--ordered"]);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{err}");
+        let m = stdout_lines(&o);
+        let got: Vec<(i64, serde_json::Value)> = m
+            .iter()
+            .map(|m| (m["key"].as_i64().unwrap(), m["events"]["a"][0]["x"].clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, serde_json::json!(2.0)),
+                (2, serde_json::json!(0.5)),
+                (4, serde_json::json!("-02"))
+            ],
+            "{err}"
+        );
+        assert_eq!(m[0]["events"]["a"][0]["note"], "two\nlines");
+        assert!(
+            err.contains("e.csv:5: rejected: CSV: the row has 2 fields, the header 3"),
+            "{err}"
+        );
+        assert!(!err.contains("malformed JSON"), "{err}");
+        assert!(
+            err.contains("5 records, 3 matches, 0 timed out, 0 late, 1 rejected"),
+            "{err}"
+        );
+    }
+}
