@@ -160,13 +160,32 @@ impl Expr {
 }
 
 fn write_path(f: &mut fmt::Formatter<'_>, path: &[String]) -> fmt::Result {
-    for (i, p) in path.iter().enumerate() {
-        if i > 0 {
-            f.write_str(".")?;
-        }
-        f.write_str(p)?;
+    f.write_str(&path_text(path))
+}
+
+/// A field name as the language writes it: itself when it is an identifier that is not a
+/// keyword, else in backticks (a backtick inside doubled): `price`, `` `@timestamp` ``.
+pub fn name_text(name: &str) -> std::borrow::Cow<'_, str> {
+    const KEYWORDS: [&str; 7] = ["and", "or", "not", "in", "true", "false", "null"];
+    let mut chars = name.chars();
+    let ident = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !KEYWORDS.contains(&name);
+    if ident {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(format!("`{}`", name.replace('`', "``")))
     }
-    Ok(())
+}
+
+/// A dotted field path as the language writes it (see [`name_text`]).
+pub fn path_text(path: &[String]) -> String {
+    path.iter()
+        .map(|p| name_text(p))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Pretty-prints in the language's own syntax with every operation in brackets, so the tree

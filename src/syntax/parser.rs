@@ -366,12 +366,9 @@ impl<'s> Lowerer<'s> {
             .map_or(0, |p| self.parse_duration(p))
     }
 
-    /// `field_path = ${ ident ~ ("." ~ ident)* }`
+    /// `field_path = ${ name ~ ("." ~ name)* }`
     fn parse_field_path(&mut self, pair: Pair<'_, Rule>) -> Vec<String> {
-        pair.into_inner()
-            .filter(|p| p.as_rule() == Rule::ident)
-            .map(|p| p.as_str().to_string())
-            .collect()
+        names(pair)
     }
 
     /// `duration = ${ duration_value ~ duration_unit }`, in milliseconds.
@@ -1091,10 +1088,7 @@ impl<'s> Lowerer<'s> {
 
     /// `path = ${ ident ~ ("." ~ ident)* }` (also `member`, which starts with a dot).
     fn parse_path(&self, pair: Pair<'_, Rule>) -> Vec<String> {
-        pair.into_inner()
-            .filter(|p| p.as_rule() == Rule::ident)
-            .map(|p| p.as_str().to_string())
-            .collect()
+        names(pair)
     }
 
     /// `paren = { lparen ~ expr ~ rparen }`: the inner expression, spanning the parentheses.
@@ -1108,6 +1102,22 @@ impl<'s> Lowerer<'s> {
         n.expr.span = span;
         Ok(n)
     }
+}
+
+/// The names of a path (`name = _{ ident | quoted_name }`), a quoted one without its
+/// backticks and with each doubled backtick single.
+fn names(pair: Pair<'_, Rule>) -> Vec<String> {
+    pair.into_inner()
+        .filter_map(|p| match p.as_rule() {
+            Rule::ident => Some(p.as_str().to_string()),
+            Rule::quoted_name => {
+                let s = p.as_str();
+                let inner = s.get(1..s.len().saturating_sub(1)).unwrap_or("");
+                Some(inner.replace("``", "`"))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Records where a call was written on the last step.

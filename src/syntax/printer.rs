@@ -29,7 +29,7 @@
 
 use std::fmt::Write as _;
 
-use crate::expr::ast::{Expr, ExprKind, UnaryOp};
+use crate::expr::ast::{path_text, Expr, ExprKind, UnaryOp};
 use crate::pattern::{
     format_duration, Condition, Contiguity, InnerContiguity, Pattern, PatternDecl, Repeat,
     SkipStrategy, Step, StepNode,
@@ -54,11 +54,11 @@ pub fn print_decls(decls: &[PatternDecl]) -> String {
 fn print_decl(out: &mut String, d: &PatternDecl) {
     let _ = writeln!(out, "pattern {}", d.name);
     if !d.key.is_empty() {
-        let fields: Vec<String> = d.key.iter().map(|k| k.join(".")).collect();
+        let fields: Vec<String> = d.key.iter().map(|k| path_text(k)).collect();
         let _ = writeln!(out, "    key {}", fields.join(", "));
     }
     if let Some(t) = &d.time {
-        let _ = writeln!(out, "    time {}", t.join("."));
+        let _ = writeln!(out, "    time {}", path_text(t));
     }
     if d.lateness_ms > 0 {
         let _ = writeln!(out, "    lateness {}", format_duration(d.lateness_ms));
@@ -276,7 +276,7 @@ fn write_expr(e: &Expr, min: u8, out: &mut String) {
         }
         ExprKind::Member { base, path } => {
             write_expr(base, ATOM, out);
-            let _ = write!(out, ".{}", path.join("."));
+            let _ = write!(out, ".{}", path_text(path));
         }
         ExprKind::Literal(_) | ExprKind::Path(_) => {
             let _ = write!(out, "{e}");

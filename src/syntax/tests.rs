@@ -649,6 +649,57 @@ fn printer_round_trips() {
     );
 }
 
+/// Field names that are not identifiers are written in backticks: parsed without them,
+/// printed with them (only where needed), round-tripping.
+#[test]
+fn quoted_field_names() {
+    let src = "pattern q key `user-id`, region time `@timestamp`\n\
+               = begin(\"a\").where(`größe` > 1 and `a.b` == \"x\" and `we``ird` == 1 and `and` == 2)\n\
+               .followedBy(\"b\").where(`größe` > a.`größe` and first(a).`@timestamp` > 0 and `plain` == 1);";
+    let d = &parse_ok(src)[0];
+    assert_eq!(
+        d.key,
+        vec![vec!["user-id".to_string()], vec!["region".to_string()]]
+    );
+    assert_eq!(d.time, Some(vec!["@timestamp".to_string()]));
+    let printed = print(src);
+    for quoted in [
+        "`user-id`, region",
+        "time `@timestamp`",
+        "`größe` > 1",
+        "`a.b` == \"x\"",
+        "`we``ird` == 1",
+        "`and` == 2",
+        "a.`größe`",
+        "first(a).`@timestamp`",
+        "plain == 1",
+    ] {
+        assert!(printed.contains(quoted), "{quoted}: {printed}");
+    }
+    assert_round_trip(src);
+    let names = |e: &Expr| match &e.kind {
+        ExprKind::Path(p) => p.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(names(&expr("`a.b`.c")), ["a.b", "c"]);
+    assert_eq!(names(&expr("`x``y`")), ["x`y"]);
+    // Empty or unclosed backticks are syntax errors, not panics.
+    for bad in ["``", "`abc", "`a\nb`", "x.``"] {
+        assert!(parse_expr(bad).is_err(), "{bad}");
+    }
+    // The builder's names print quoted too.
+    let built = crate::pattern::Pattern::begin("a")
+        .declare("p")
+        .key(&["user-id"])
+        .time("@ts");
+    let printed = print_decls(&[built]);
+    assert!(
+        printed.contains("key `user-id`\n    time `@ts`"),
+        "{printed}"
+    );
+    assert_round_trip(&printed);
+}
+
 #[test]
 fn printer_handles_builder_conditions() {
     use crate::pattern::Pattern;

@@ -857,3 +857,39 @@ fn csv_is_read_as_rfc_4180() {
         );
     }
 }
+
+/// Item 14: field names that are not identifiers, in backticks, in the header and in
+/// conditions; `explain` prints them quoted.
+#[test]
+fn quoted_field_names_run() {
+    let dir = scratch("quoted");
+    let pat = write(
+        &dir,
+        "q.motif",
+        "pattern q key `user-id` time `@timestamp`\n\
+         = begin(\"a\").where(`größe` > 1 and `a.b` == \"x\")\n\
+         .followedBy(\"b\").where(`größe` > a.`größe`);\n",
+    );
+    let events = write(
+        &dir,
+        "e.jsonl",
+        "{\"user-id\":\"u\",\"@timestamp\":1,\"größe\":2,\"a.b\":\"x\"}\n\
+         {\"user-id\":\"v\",\"@timestamp\":2,\"größe\":9}\n\
+         {\"user-id\":\"u\",\"@timestamp\":3,\"größe\":3}\n",
+    );
+    let o = run(&["run", p(&pat), "-i", p(&events)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = stdout_lines(&o);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!(
+        (
+            m[0]["key"].as_str(),
+            m[0]["start"].as_i64(),
+            m[0]["end"].as_i64()
+        ),
+        (Some("u"), Some(1), Some(3))
+    );
+    let o = run(&["explain", p(&pat)]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("(`größe` > a.`größe`)"), "{text}");
+}
