@@ -74,8 +74,9 @@ struct RunArgs {
     /// as one stream.
     #[arg(long)]
     partitioned: bool,
-    /// With --partitioned: a file that yields nothing for this many milliseconds (a pipe,
-    /// say) stops holding the watermark back until it does.
+    /// With --partitioned: an input that yields nothing for this many milliseconds (a named
+    /// pipe in the input directory, which is passed over while silent) stops holding the
+    /// watermark back until it does.
     #[arg(long, requires = "partitioned")]
     idle_timeout: Option<u64>,
     /// Input format: `jsonl` or `csv` (default: by file extension; stdin is JSON lines).
@@ -375,7 +376,14 @@ fn lexically_same(a: &Path, b: &Path) -> bool {
 /// no two outputs are one file.
 fn check_paths(args: &RunArgs, inputs: &[Option<PathBuf>]) -> Result<(), String> {
     for p in inputs.iter().flatten() {
-        File::open(p).map_err(|e| format!("cannot read input {}: {e}", p.display()))?;
+        // A named pipe is not opened here: a writer that saw this reader come and go would
+        // write into a pipe with no reader.
+        let check = if source::is_fifo(p) {
+            std::fs::metadata(p).map(drop)
+        } else {
+            source::open_file(p).map(drop)
+        };
+        check.map_err(|e| format!("cannot read input {}: {e}", p.display()))?;
     }
     let outputs: Vec<(&str, &Path)> = [
         ("--output", &args.output),

@@ -126,7 +126,7 @@ pub fn expand(input: &str) -> Result<Vec<Option<PathBuf>>, SourceError> {
             })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|f| {
-                f.is_file()
+                (f.is_file() || is_fifo(f))
                     && !f
                         .file_name()
                         .is_some_and(|n| n.to_string_lossy().starts_with('.'))
@@ -140,6 +140,45 @@ pub fn expand(input: &str) -> Result<Vec<Option<PathBuf>>, SourceError> {
     } else {
         Ok(vec![Some(p.to_path_buf())])
     }
+}
+
+/// Whether `p` is a named pipe (FIFO): a live input, read as it comes.
+pub fn is_fifo(p: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(p).is_ok_and(|m| m.file_type().is_fifo())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = p;
+        false
+    }
+}
+
+/// Opens an input file for reading. A named pipe is opened without waiting for a writer
+/// (the open would block until one comes), then read with blocking reads as any file.
+pub fn open_file(p: &Path) -> io::Result<File> {
+    #[cfg(unix)]
+    if is_fifo(p) {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(p)?;
+        // SAFETY: fcntl on a file descriptor this `File` owns, reading then clearing one
+        // status flag.
+        unsafe {
+            let fd = f.as_raw_fd();
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        return Ok(f);
+    }
+    File::open(p)
 }
 
 /// Where a source stands after the last record it returned: enough to reopen its inputs and
@@ -218,10 +257,27 @@ struct Closed {
     done: bool,
 }
 
+impl Current {
+    /// Whether a read would not block: something is buffered, the input is not live, or
+    /// its descriptor has data (or its end) ready.
+    fn ready(&self) -> bool {
+        if !self.live || !self.reader.buffer().is_empty() {
+            return true;
+        }
+        match self.fd {
+            Some(fd) => fd_ready(&mut [fd], 0),
+            None => stdin_ready(),
+        }
+    }
+}
+
 struct Current {
     reader: BufReader<Box<dyn Read>>,
-    /// Standard input: a live stream may pause between records.
+    /// Standard input or a named pipe: a live stream may pause between records.
     live: bool,
+    /// A named pipe's descriptor, polled so that one that is silent does not hold up the
+    /// other inputs read in turn (`None` for files and standard input).
+    fd: Option<i32>,
     origin: String,
     line: u64,
     /// Bytes consumed: the sum of what `read_line` returned.
@@ -549,6 +605,7 @@ impl Records {
     /// Opens input `i`, `offset` bytes and `line` lines of it already consumed.
     fn open_input(&self, i: usize, offset: u64, line: u64) -> Result<Current, SourceError> {
         let origin = self.origins[i].clone();
+        let mut fd = None;
         let (reader, live, csv): (Box<dyn Read>, bool, Option<csv::Header>) = match &self.inputs[i]
         {
             None => {
@@ -559,12 +616,19 @@ impl Records {
             Some(p) => {
                 let format = self.forced.unwrap_or_else(|| Format::guess(p));
                 let (file, csv) = open_at(p, &origin, offset, format == Format::Csv)?;
-                (Box::new(file), false, csv)
+                let fifo = is_fifo(p);
+                #[cfg(unix)]
+                if fifo {
+                    use std::os::unix::io::AsRawFd;
+                    fd = Some(file.as_raw_fd());
+                }
+                (Box::new(file), fifo, csv)
             }
         };
         Ok(Current {
             reader: BufReader::with_capacity(1 << 16, reader),
             live,
+            fd,
             origin,
             line,
             offset,
@@ -579,10 +643,15 @@ impl Records {
     /// stream may pause), nothing of it is buffered and nothing more is ready to read. A
     /// caller that batches records or output passes on what it holds first, so a paused
     /// stream's matches are not held back until more comes.
+    ///
+    /// Inputs read in turn would wait when every one still open is live (a pipe) and none
+    /// has anything buffered or ready.
     pub fn may_wait(&self) -> bool {
-        self.current
-            .as_ref()
-            .is_some_and(|c| c.live && c.reader.buffer().is_empty() && !stdin_ready())
+        if self.interleaved {
+            let mut open = self.open.iter().flatten().peekable();
+            return open.peek().is_some() && open.all(|c| c.live && !c.ready());
+        }
+        self.current.as_ref().is_some_and(|c| c.live && !c.ready())
     }
 
     /// Closes the sequential mode's current input, noting where it stood.
@@ -650,8 +719,23 @@ impl Records {
             }
         }
         let n = self.open.len();
-        // Every open file gets its turn; a file at its end leaves the rotation.
-        for _ in 0..=n {
+        // Every open file gets its turn; a file at its end leaves the rotation. A named pipe
+        // with nothing ready is passed over, so that a silent one does not stall the others
+        // (and, with an idle timeout, stops holding the watermark back); when only such
+        // pipes are left, the reader waits for the first of them to have something.
+        let mut passed = 0;
+        let mut rounds = 0usize;
+        loop {
+            if rounds > n {
+                if passed == 0 {
+                    return None;
+                }
+                let mut fds: Vec<i32> = self.open.iter().flatten().filter_map(|c| c.fd).collect();
+                fd_ready(&mut fds, -1);
+                rounds = 0;
+                passed = 0;
+            }
+            rounds += 1;
             let i = self.turn % n.max(1);
             self.turn = (i + 1) % n.max(1);
             let Some(cur) = self.open.get_mut(i).and_then(Option::as_mut) else {
@@ -660,6 +744,10 @@ impl Records {
                 }
                 continue;
             };
+            if cur.fd.is_some() && !cur.ready() {
+                passed += 1;
+                continue;
+            }
             let read = read_record(cur, &mut self.buf, self.max_line);
             if let Ok(true) = read {
                 let cur = self.open.get(i)?.as_ref()?;
@@ -684,7 +772,6 @@ impl Records {
                 }));
             }
         }
-        None
     }
 }
 
@@ -703,7 +790,7 @@ fn open_at(
         source: e,
     };
     let header = csv.then(csv::Header::default);
-    let mut file = File::open(p).map_err(io_err)?;
+    let mut file = open_file(p).map_err(io_err)?;
     if offset == 0 {
         return Ok((file, header));
     }
@@ -915,6 +1002,40 @@ fn stdin_ready() -> bool {
 /// Without `poll`, standard input is taken to be always ready (nothing is flushed early).
 #[cfg(not(unix))]
 fn stdin_ready() -> bool {
+    true
+}
+
+/// Whether any of `fds` has data or its end ready, waiting up to `timeout_ms` (-1: until
+/// one has).
+#[cfg(unix)]
+fn fd_ready(fds: &mut [i32], timeout_ms: i32) -> bool {
+    let mut polled: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: `polled` is a valid array of pollfds of its length; poll only writes their
+        // `revents`.
+        let n = unsafe {
+            libc::poll(
+                polled.as_mut_ptr(),
+                polled.len() as libc::nfds_t,
+                timeout_ms,
+            )
+        };
+        if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return n > 0;
+        }
+    }
+}
+
+/// Without `poll`, every input is taken to be ready (reads block as they would).
+#[cfg(not(unix))]
+fn fd_ready(_fds: &mut [i32], _timeout_ms: i32) -> bool {
     true
 }
 

@@ -893,3 +893,99 @@ fn quoted_field_names_run() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("(`größe` > a.`größe`)"), "{text}");
 }
+
+/// Item 15: `--idle-timeout` is real for named pipes. Two pipes read in turn
+/// (`--partitioned`): one sends events, the other stays open and silent. The silent one is
+/// passed over instead of blocking the reader, and once it has been silent for the idle
+/// timeout it stops holding the watermark back, so the events of the other are matched while
+/// both pipes are still open.
+#[test]
+fn idle_timeout_releases_a_silent_pipe() {
+    use std::io::Write;
+    use std::process::Stdio;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = scratch("fifo");
+    let pat = write(
+        &dir,
+        "p.motif",
+        "pattern p key k time ts = begin(\"a\").where(x == 1);\n",
+    );
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let (a, b) = (input.join("a.jsonl"), input.join("b.jsonl"));
+    for f in [&a, &b] {
+        let c = std::ffi::CString::new(p(f)).unwrap();
+        // SAFETY: a valid NUL-terminated path and a mode.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+    let mut child = motif()
+        .args([
+            "run",
+            p(&pat),
+            "-i",
+            p(&input),
+            "--partitioned",
+            "--idle-timeout",
+            "100",
+            "-w",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stop = Arc::new(AtomicBool::new(false));
+    let closed = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        let closed = Arc::clone(&closed);
+        std::thread::spawn(move || {
+            // Opening a pipe to write waits for motif to open it to read.
+            let mut wa = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&a)
+                .expect("open a");
+            let wb = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&b)
+                .expect("open b");
+            // A live stream on `a`, an event every 20 ms for at most 30 s; `b` silent.
+            for ts in 1..1500 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if writeln!(wa, "{{\"k\":1,\"x\":1,\"ts\":{ts}}}").is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            closed.store(true, Ordering::SeqCst);
+            drop(wb);
+        })
+    };
+    // The first match, read on a thread of its own so that a run that never writes one
+    // fails the test (after a minute) instead of hanging it.
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(read_one_line(stdout));
+    });
+    let Ok(first) = rx.recv_timeout(std::time::Duration::from_secs(60)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        stop.store(true, Ordering::Relaxed);
+        panic!("no match within a minute");
+    };
+    let saw_match_while_open = !closed.load(Ordering::SeqCst);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    let status = wait_or_kill(&mut child, "run over pipes");
+    assert!(
+        saw_match_while_open,
+        "the match came only after the pipes closed"
+    );
+    assert!(first.starts_with("{\"pattern\":\"p\""), "{first}");
+    // More matches came after the line read: the closed pipe ends it.
+    ended_quietly(status, "run over pipes");
+}
