@@ -9,12 +9,28 @@ fn motif() -> Command {
     Command::new(env!("CARGO_BIN_EXE_motif"))
 }
 
-fn scratch(name: &str) -> PathBuf {
+/// A test's own directory, removed when the test ends.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let dir =
         std::env::temp_dir().join(format!("motif-hostile-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
+    Scratch(dir)
 }
 
 fn write(dir: &Path, file: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
