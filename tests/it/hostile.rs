@@ -274,6 +274,59 @@ fn fuzz_seeds_and_regressions_do_not_panic() {
         }
         let _ = motif::syntax::load_str("<seed>", &text);
     }
+    // records: what fuzz_targets/records.rs checks, on its seeds.
+    let seeds = files("records");
+    assert!(seeds.len() >= 2, "{seeds:?}");
+    let dir = scratch("record-seeds");
+    for f in seeds {
+        let data = std::fs::read(&f).expect("seed");
+        let Some((&mode, bytes)) = data.split_first() else {
+            continue;
+        };
+        let input = write(&dir, "input", bytes);
+        let format = if mode & 1 == 0 {
+            motif::source::Format::JsonLines
+        } else {
+            motif::source::Format::Csv
+        };
+        let mut records = motif::source::Records::new(vec![Some(input)], Some(format))
+            .max_line_bytes(8 + usize::from(mode >> 1));
+        let decls = motif::syntax::load_str(
+            "<seed>",
+            "pattern p key k time ts lateness 3ms = begin(\"a\");",
+        )
+        .expect("loads");
+        let mut engine = motif::runtime::Engine::new(&decls, Default::default()).expect("compiles");
+        let mut out = Vec::new();
+        let mut n = 0;
+        while let Some(rec) = records.next_record() {
+            let rec = rec.expect("a record");
+            n += 1;
+            engine.push_input(
+                &motif::runtime::Input {
+                    json: rec.json,
+                    origin: rec.origin,
+                    line: rec.line,
+                    partition: 0,
+                    now_ms: 0,
+                },
+                &mut out,
+            );
+        }
+        engine.finish(&mut out);
+        let accounted = out
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    motif::runtime::Output::Match { .. }
+                        | motif::runtime::Output::Late { .. }
+                        | motif::runtime::Output::Reject { .. }
+                )
+            })
+            .count();
+        assert_eq!(accounted, n, "{}: {out:?}", f.display());
+    }
 }
 
 /// Waits for `child`, killing it (and failing) if it has not ended after a minute: a hang
