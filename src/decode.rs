@@ -52,7 +52,7 @@ pub enum DecodeError {
     },
 }
 
-#[doc(hidden)]
+#[cfg(any(test, feature = "internals"))]
 pub mod oracle;
 
 /// Deepest nesting of objects and arrays accepted, the outer object counting as one level:
@@ -147,6 +147,7 @@ impl Node {
 
 impl FieldTrie {
     /// An empty trie: decoding only checks the JSON.
+    #[cfg(any(test, feature = "internals"))]
     pub fn new() -> FieldTrie {
         FieldTrie::default()
     }

@@ -22,10 +22,10 @@ use crate::checkpoint::Checkpoint;
 use crate::nfa::CompileError;
 use crate::output::{Line, OutputFormat, Render, Stream};
 use crate::pattern::PatternDecl;
-use crate::runtime::parallel::{ParallelEngine, ParallelError};
 use crate::runtime::{
     Collect, Engine, EngineOptions, Input, OutputKind, RestoreError, Run, Serial, Stats,
 };
+use crate::runtime::{ParallelEngine, ParallelError};
 use crate::sink::{FileSink, Sink, SinkError, SinkPosition, StdSink, StdStream};
 use crate::source::{Source, SourceError};
 
