@@ -84,6 +84,7 @@
 
 // The public surface: the engine and its outputs, matches, keys, snapshots and errors, the
 // pattern model with its builder and its language, and the pipeline's sources and sinks.
+pub mod aggregate;
 pub mod checkpoint;
 pub mod error;
 pub mod expr;

@@ -184,6 +184,23 @@ impl Nfa {
     pub fn variables(&self) -> &[String] {
         &self.variables
     }
+
+    /// How long after its last event's time a completed match can still be emitted, in ms:
+    /// a match ending in a `notFollowedBy` waits for its window to pass; others are emitted
+    /// at their last event.
+    pub fn completion_delay(&self) -> i64 {
+        if !self.states.iter().any(|s| s.kind == StateKind::Pending) {
+            return 0;
+        }
+        let per_step = self.state_windows.iter().flatten().copied().max().unwrap_or(0);
+        self.window.max(per_step)
+    }
+
+    /// The longest a match can span from its first event to its last, in ms, when a
+    /// whole-match window bounds it (`within` with FIRST_AND_LAST).
+    pub fn max_span(&self) -> Option<i64> {
+        (self.window > 0).then_some(self.window)
+    }
 }
 
 /// The after-match skip strategy with variable indexes.
