@@ -122,6 +122,10 @@ struct RunArgs {
     /// Write rejected records here (JSON lines) instead of standard error.
     #[arg(long)]
     rejects_output: Option<PathBuf>,
+    /// Write the rows of aggregate NAME to FILE (repeatable); an aggregate without one
+    /// writes to standard output.
+    #[arg(long, value_name = "NAME=FILE")]
+    aggregate_output: Vec<String>,
     /// No status line and no summary at the end.
     #[arg(long, short)]
     quiet: bool,
@@ -202,9 +206,22 @@ pub fn main() -> i32 {
     }
 }
 
-/// Loads one file, or every `*.motif` file of a directory in name order.
-pub fn load_patterns(path: &Path) -> Result<Vec<PatternDecl>, String> {
-    let files = if path.is_dir() {
+/// Loads one file, or every `*.motif` file of a directory in name order: its patterns and
+/// aggregates (an aggregate may read patterns of other files of the directory).
+pub fn load_program(path: &Path) -> Result<syntax::Program, String> {
+    let files = pattern_files(path)?;
+    syntax::load_program_files(&files).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+/// One file, or every `*.motif` file of a directory in name order.
+fn pattern_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    Ok(if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| format!("{}: {e}", path.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -217,20 +234,7 @@ pub fn load_patterns(path: &Path) -> Result<Vec<PatternDecl>, String> {
         files
     } else {
         vec![path.to_path_buf()]
-    };
-    let mut decls = Vec::new();
-    let mut errors = Vec::new();
-    for f in files {
-        match syntax::load_file(&f) {
-            Ok(mut d) => decls.append(&mut d),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    if errors.is_empty() {
-        Ok(decls)
-    } else {
-        Err(errors.join("\n"))
-    }
+    })
 }
 
 /// A status line on stderr when it is a terminal, at most a few times a second.
@@ -283,13 +287,28 @@ impl Status {
 }
 
 fn run(args: RunArgs) -> i32 {
-    let mut decls = match load_patterns(&args.patterns) {
-        Ok(d) => d,
+    let syntax::Program {
+        patterns: mut decls,
+        aggregates,
+    } = match load_program(&args.patterns) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
             return 1;
         }
     };
+    let mut aggregate_outputs = Vec::new();
+    for spec in &args.aggregate_output {
+        match spec.split_once('=') {
+            Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+                aggregate_outputs.push((name.to_string(), PathBuf::from(path)));
+            }
+            _ => {
+                eprintln!("motif: --aggregate-output {spec}: expected NAME=FILE");
+                return 1;
+            }
+        }
+    }
     if !args.key.is_empty() {
         let key: Vec<Vec<String>> = args
             .key
@@ -361,12 +380,14 @@ fn run(args: RunArgs) -> i32 {
             OutputFormat::JsonLines
         },
         checkpoint,
+        aggregates,
     };
     let spec = OutputSpec {
         matches: args.output.clone(),
         timeouts: args.timeouts_output.clone(),
         late: args.late_output.clone(),
         rejects: args.rejects_output.clone(),
+        aggregates: aggregate_outputs,
     };
     let stop = signals::install();
     let mut status = Status::new(args.quiet);
@@ -563,9 +584,27 @@ fn gen_cmd(args: &GenArgs) -> i32 {
 
 fn check(files: &[PathBuf]) -> i32 {
     let mut code = 0;
+    // Aggregates may read the patterns of any of the files.
+    let all: Vec<PatternDecl> = files
+        .iter()
+        .filter_map(|f| syntax::load_file(f).ok())
+        .flatten()
+        .collect();
     for f in files {
-        match syntax::load_file(f) {
-            Ok(decls) => {
+        let loaded = std::fs::read_to_string(f)
+            .map_err(|source| LoadError::Io {
+                path: f.clone(),
+                source,
+            })
+            .and_then(|src| {
+                syntax::load_program_str(&f.display().to_string(), &src, &all)
+                    .map_err(LoadError::Invalid)
+            });
+        match loaded {
+            Ok(syntax::Program {
+                patterns: decls,
+                aggregates,
+            }) => {
                 let mut schema = crate::event::Schema::new();
                 let mut ok = true;
                 for d in &decls {
@@ -575,8 +614,13 @@ fn check(files: &[PathBuf]) -> i32 {
                     }
                 }
                 if ok {
+                    let aggs = match aggregates.len() {
+                        0 => String::new(),
+                        1 => ", 1 aggregate".to_string(),
+                        n => format!(", {n} aggregates"),
+                    };
                     println!(
-                        "ok: {} ({} pattern{})",
+                        "ok: {} ({} pattern{}{aggs})",
                         f.display(),
                         decls.len(),
                         if decls.len() == 1 { "" } else { "s" }

@@ -1,0 +1,183 @@
+//! The aggregation stage of a run: what the engine's workers prepare for it, and the
+//! operator with its triggers and sinks on the collecting side.
+//!
+//! A match reaches the pipeline as a [`Staged`] item: its rendered line (for the match
+//! output) and the few values each aggregate reading its pattern needs, extracted on the
+//! worker that found it. The [`Aggregation`] folds them in when their step is complete, cuts
+//! batches on its triggers, and writes each batch's rows to the aggregate's sink.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smallvec::SmallVec;
+
+use crate::aggregate::{
+    AggInput, AggregateDecl, AggregateError, AggregateState, Aggregator, Emitted, Extractor,
+    Trigger,
+};
+use crate::nfa::Nfa;
+use crate::output::{write_late_match, write_row, Line, OutputFormat, Render};
+use crate::runtime::{Output, Prepare};
+use crate::sink::{Sink, SinkError};
+
+/// One output as the pipeline takes it: its line, and what aggregations take of it.
+#[derive(Debug)]
+pub(crate) struct Staged {
+    /// The output rendered for its sink.
+    pub line: Line,
+    /// The aggregates' inputs (completed matches of patterns some aggregate reads).
+    pub aggs: SmallVec<[AggInput; 1]>,
+}
+
+/// Renders each output and extracts the aggregates' inputs from matches, on the thread
+/// that produced them.
+pub(crate) struct StagePrepare {
+    /// How lines are rendered.
+    pub render: Render,
+    /// What the aggregates take of matches (`None`: no aggregates).
+    pub extractor: Option<Arc<Extractor>>,
+}
+
+impl Prepare for StagePrepare {
+    type Item = Staged;
+
+    fn prepare(&self, nfas: &[Arc<Nfa>], o: Output) -> Staged {
+        let mut aggs = SmallVec::new();
+        if let (Some(x), Output::Match { pattern, key, m }) = (&self.extractor, &o) {
+            x.extract(*pattern, key.as_deref(), m, &mut aggs);
+        }
+        Staged {
+            line: self.render.prepare(nfas, o),
+            aggs,
+        }
+    }
+}
+
+/// One aggregate's trigger on the reading thread.
+struct Due {
+    trigger: Trigger,
+    last: Instant,
+}
+
+/// The aggregation operator of a run, its triggers and its sinks.
+pub(crate) struct Aggregation {
+    aggregator: Aggregator,
+    /// Per aggregate: its sink (role `aggregate:NAME`).
+    pub sinks: Vec<Box<dyn Sink>>,
+    dues: Vec<Due>,
+    format: OutputFormat,
+    emitted: Emitted,
+    text: String,
+    /// Rows written.
+    pub rows: u64,
+    /// Late matches, as lines for the late output (taken by the pipeline).
+    pub late_lines: Vec<String>,
+    /// The first write error.
+    pub error: Option<SinkError>,
+}
+
+impl Aggregation {
+    /// The stage for `decls` over the patterns `nfas`, writing to `sinks` (one per aggregate).
+    pub(crate) fn new(
+        decls: &[AggregateDecl],
+        nfas: &[Arc<Nfa>],
+        sinks: Vec<Box<dyn Sink>>,
+        format: OutputFormat,
+    ) -> Result<Aggregation, AggregateError> {
+        let aggregator = Aggregator::new(decls, nfas)?;
+        let now = Instant::now();
+        let dues = aggregator
+            .triggers()
+            .into_iter()
+            .map(|trigger| Due { trigger, last: now })
+            .collect();
+        Ok(Aggregation {
+            aggregator,
+            sinks,
+            dues,
+            format,
+            emitted: Emitted::default(),
+            text: String::new(),
+            rows: 0,
+            late_lines: Vec::new(),
+            error: None,
+        })
+    }
+
+    /// The operator (its declarations, with `having`'s hidden columns).
+    pub(crate) fn aggregator(&self) -> &Aggregator {
+        &self.aggregator
+    }
+
+    /// An input of step `seq`.
+    pub(crate) fn input(&mut self, seq: u64, i: AggInput) {
+        self.aggregator.input(seq, i);
+    }
+
+    /// A pattern's watermark moved at step `seq`.
+    pub(crate) fn watermark(&mut self, seq: u64, pattern: usize, wm: i64) {
+        self.aggregator.watermark(seq, pattern, wm);
+    }
+
+    /// Record step `seq` was read, the `records`th of the run: cuts the batches whose
+    /// trigger is due.
+    pub(crate) fn after_record(&mut self, seq: u64, records: u64) {
+        for (i, d) in self.dues.iter_mut().enumerate() {
+            let due = match d.trigger {
+                Trigger::Records(n) => records.is_multiple_of(n.max(1)),
+                Trigger::Interval(ms) => d.last.elapsed() >= Duration::from_millis(ms),
+                Trigger::Watermark => false,
+            };
+            if due {
+                d.last = Instant::now();
+                self.aggregator.cut(seq, Some(i));
+            }
+        }
+    }
+
+    /// The input ended: a final batch of every aggregate after its last step.
+    pub(crate) fn end(&mut self, seq: u64) {
+        self.aggregator.cut(seq, None);
+    }
+
+    /// Steps up to `through` are complete: folds them in and writes the batches cut.
+    pub(crate) fn complete(&mut self, through: u64) {
+        self.aggregator.complete(through, &mut self.emitted);
+        self.write();
+    }
+
+    fn write(&mut self) {
+        let decls: Vec<&AggregateDecl> = self.aggregator.decls().collect();
+        for b in self.emitted.batches.drain(..) {
+            let (Some(decl), Some(sink)) = (decls.get(b.agg), self.sinks.get_mut(b.agg)) else {
+                continue;
+            };
+            let visible = self.aggregator.visible_columns(b.agg);
+            self.text.clear();
+            for r in &b.rows {
+                write_row(self.format, &mut self.text, decl, visible, &b, r);
+            }
+            self.rows += b.rows.len() as u64;
+            if let Err(e) = sink.write(self.text.as_bytes()) {
+                self.error.get_or_insert(e);
+            }
+        }
+        for l in self.emitted.late.drain(..) {
+            if let Some(decl) = decls.get(l.agg) {
+                let mut line = String::new();
+                write_late_match(self.format, &mut line, decl, &l);
+                self.late_lines.push(line);
+            }
+        }
+    }
+
+    /// The state, for a checkpoint.
+    pub(crate) fn state(&self) -> AggregateState {
+        self.aggregator.state()
+    }
+
+    /// Restores a checkpoint's state.
+    pub(crate) fn restore(&mut self, s: AggregateState) -> Result<(), AggregateError> {
+        self.aggregator.restore(s)
+    }
+}
