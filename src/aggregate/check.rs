@@ -7,6 +7,7 @@ use super::operator::lower_having;
 use super::{AggFunc, AggregateDecl, GroupBy, OutputMode, TimeOf, Trigger, WindowSpec};
 use crate::error::{did_you_mean, Diagnostic};
 use crate::event::Schema;
+use crate::expr::ast::Span;
 use crate::pattern::PatternDecl;
 
 /// Every problem of `agg`, given the patterns loaded with it (empty: none).
@@ -89,7 +90,8 @@ pub fn check(agg: &AggregateDecl, patterns: &[PatternDecl]) -> Vec<Diagnostic> {
         }
         _ => {}
     }
-    if agg.select.is_empty() {
+    // A `select` whose columns all had errors was reported already.
+    if agg.select.is_empty() && agg.spans.select == Span::default() {
         out.push(
             Diagnostic::new("an aggregate selects at least one column", at)
                 .with_help("e.g. `select count() as matches`"),

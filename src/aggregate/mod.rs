@@ -199,6 +199,8 @@ pub struct ClauseSpans {
     pub from: Vec<Span>,
     /// The `window` clause.
     pub window: Span,
+    /// The `select` clause (`Span::default()` when there is none).
+    pub select: Span,
     /// The `having` clause.
     pub having: Span,
     /// The `output` clause.

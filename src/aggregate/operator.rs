@@ -640,11 +640,21 @@ impl Aggregator {
             }
         }
         self.pending = rest;
-        // A step's inputs (by aggregate and pattern, each in the order it came) before its
-        // watermark moves (which come after every output of their step).
-        ready.sort_by_key(|(seq, p)| match p {
-            Pending::Input(i) => (*seq, 0, i.agg, i.from),
-            Pending::Watermark { .. } => (*seq, 1, 0, 0),
+        // A step's inputs before its watermark moves (which come after every output of
+        // their step); the inputs of a step by aggregate, pattern, time and values, so that
+        // the order they are added in (which floating-point sums and ties of `first` and
+        // `last` depend on) is not the order the engine's keys happened to give them in,
+        // which a restore or another number of workers changes.
+        ready.sort_by(|(sa, a), (sb, b)| {
+            sa.cmp(sb).then_with(|| match (a, b) {
+                (Pending::Input(x), Pending::Input(y)) => (x.agg, x.from, x.time)
+                    .cmp(&(y.agg, y.from, y.time))
+                    .then_with(|| x.group.cmp(&y.group))
+                    .then_with(|| x.args.cmp(&y.args)),
+                (Pending::Input(_), Pending::Watermark { .. }) => std::cmp::Ordering::Less,
+                (Pending::Watermark { .. }, Pending::Input(_)) => std::cmp::Ordering::Greater,
+                (Pending::Watermark { .. }, Pending::Watermark { .. }) => std::cmp::Ordering::Equal,
+            })
         });
         let mut sub = (u64::MAX, u32::MAX, u32::MAX, 0u32);
         for (seq, p) in ready {

@@ -1,5 +1,6 @@
 //! motif's integration tests: one test binary, one module per area.
 
+mod aggregate;
 mod checkpoint;
 mod cli;
 mod conformance;

@@ -74,6 +74,7 @@ impl Lowerer<'_> {
                     self.set_once(&mut group, cols, span, "group by");
                 }
                 Rule::agg_select => {
+                    spans.select = span;
                     let cols: Vec<SelectColumn> = self
                         .parse_agg_items(p)
                         .into_iter()
