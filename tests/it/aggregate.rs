@@ -123,12 +123,15 @@ struct Agg {
     last: i64,
 }
 
-type Table = BTreeMap<(Option<(i64, i64)>, String), Agg>;
+/// A window (none for an aggregate without one) and a site.
+type Cell = (Option<(i64, i64)>, String);
+
+type Table = BTreeMap<Cell, Agg>;
 
 /// The reference aggregation of `ms` (placed by start with `on_start`), `having count() >= 2`.
 fn reference(ms: &[M], win: Win, on_start: bool) -> Table {
     let time = |m: &M| if on_start { m.start } else { m.end };
-    let mut groups: BTreeMap<(Option<(i64, i64)>, String), Vec<&M>> = BTreeMap::new();
+    let mut groups: BTreeMap<Cell, Vec<&M>> = BTreeMap::new();
     match win {
         Win::Session(gap) => {
             let mut by_site: BTreeMap<String, Vec<&M>> = BTreeMap::new();
