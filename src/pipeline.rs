@@ -31,6 +31,7 @@ use crate::runtime::{
     Stats, END_OF_INPUT,
 };
 use crate::runtime::{ParallelEngine, ParallelError};
+use crate::sink::table::{DbError, DbErrorPolicy, TableSink};
 use crate::sink::{FileSink, Sink, SinkError, SinkPosition, StdSink, StdStream};
 use crate::source::{Source, SourceError};
 use stage::{Aggregation, StagePrepare, Staged};
@@ -51,9 +52,10 @@ pub struct OutputSpec {
     pub late: Option<PathBuf>,
     /// Rejected records.
     pub rejects: Option<PathBuf>,
-    /// Per aggregate (by name): the file its rows go to; an aggregate not named here
-    /// writes to standard output.
-    pub aggregates: Vec<(String, PathBuf)>,
+    /// Per aggregate (by name): where its rows go, a file or a database URL
+    /// (`postgres://...?table=T`, `mysql://...?table=T`); an aggregate not named here writes
+    /// to standard output.
+    pub aggregates: Vec<(String, String)>,
 }
 
 /// When and where checkpoints are taken.
@@ -87,6 +89,8 @@ pub struct PipelineOptions {
     pub checkpoint: Option<CheckpointOptions>,
     /// Aggregations of the patterns' matches (checked against the patterns).
     pub aggregates: Vec<AggregateDecl>,
+    /// What a database sink does with a row it refuses.
+    pub db_errors: DbErrorPolicy,
 }
 
 /// Why a run could not start or went wrong.
@@ -276,7 +280,11 @@ impl Outputs {
         [&mut self.matches, &mut self.late, &mut self.rejects]
             .into_iter()
             .chain(self.timeouts.as_mut())
-            .chain(self.stage.iter_mut().flat_map(|s| s.sinks.iter_mut()))
+            .chain(
+                self.stage
+                    .iter_mut()
+                    .flat_map(|s| s.sinks.iter_mut().flatten()),
+            )
     }
 
     /// Steps up to `through` are complete: the aggregations fold them in and write the
@@ -291,6 +299,11 @@ impl Outputs {
         }
         for l in std::mem::take(&mut stage.late_lines) {
             if let Err(e) = self.late.write(l.as_bytes()) {
+                self.error.get_or_insert(e);
+            }
+        }
+        for l in std::mem::take(&mut stage.refused_lines) {
+            if let Err(e) = self.rejects.write(l.as_bytes()) {
                 self.error.get_or_insert(e);
             }
         }
@@ -596,29 +609,37 @@ pub fn run(
         extractor = Some(Arc::new(Extractor::new(&options.aggregates, &nfas, |p| {
             compiled.schema.get(p)
         })?));
-        let mut sinks = Vec::new();
         for (name, _) in &spec.aggregates {
             if !options.aggregates.iter().any(|a| a.name == *name) {
                 return Err(PipelineError::NoSuchAggregate(name.clone()));
             }
         }
-        let mut stage = Aggregation::new(&options.aggregates, &nfas, Vec::new(), options.format)?;
+        let mut stage = Aggregation::new(&options.aggregates, &nfas, options.format)?;
+        let (mut sinks, mut tables) = (Vec::new(), Vec::new());
         for (i, a) in stage.aggregator().decls().enumerate() {
-            let path = spec
+            let visible = stage.aggregator().visible_columns(i);
+            let target = spec
                 .aggregates
                 .iter()
                 .find(|(n, _)| *n == a.name)
                 .map(|(_, p)| p);
-            let header = row_header(options.format, a, stage.aggregator().visible_columns(i));
-            sinks.push(open_sink(
+            if let Some(url) = target.filter(|t| crate::sink::url::is_db_url(t)) {
+                tables.push(Some(open_table(url, a, visible, options.db_errors)?));
+                sinks.push(None);
+                continue;
+            }
+            let header = row_header(options.format, a, visible);
+            sinks.push(Some(open_sink(
                 &format!("aggregate:{}", a.name),
-                path.map(PathBuf::as_path),
+                target.map(Path::new),
                 StdStream::Stdout,
                 saved_sinks,
                 header.as_deref(),
-            )?);
+            )?));
+            tables.push(None);
         }
         stage.sinks = sinks;
+        stage.tables = tables;
         if let Some(state) = resumed.as_ref().and_then(|c| c.aggregates.clone()) {
             stage.restore(state)?;
         }
@@ -792,6 +813,34 @@ pub fn run(
         interrupted,
         already_finished: false,
     })
+}
+
+/// Opens the database table of an aggregate's rows.
+fn open_table(
+    url: &str,
+    agg: &AggregateDecl,
+    visible: usize,
+    policy: DbErrorPolicy,
+) -> Result<Box<dyn TableSink>, PipelineError> {
+    let url = crate::sink::url::parse(url).map_err(SinkError::from)?;
+    let _ = (agg, visible, policy);
+    match url.scheme.as_str() {
+        #[cfg(feature = "postgres")]
+        "postgres" => Ok(Box::new(
+            crate::sink::postgres::PostgresSink::open(url, agg, visible, policy)
+                .map_err(SinkError::from)?,
+        )),
+        #[cfg(feature = "mysql")]
+        "mysql" => Ok(Box::new(
+            crate::sink::mysql::MysqlSink::open(url, agg, visible, policy)
+                .map_err(SinkError::from)?,
+        )),
+        other => Err(SinkError::from(DbError::Url {
+            url: url.shown.clone(),
+            why: format!("this motif was built without the `{other}` feature"),
+        })
+        .into()),
+    }
 }
 
 /// The patterns as the run compiles them, and the engine's options: with aggregates, the

@@ -122,10 +122,16 @@ struct RunArgs {
     /// Write rejected records here (JSON lines) instead of standard error.
     #[arg(long)]
     rejects_output: Option<PathBuf>,
-    /// Write the rows of aggregate NAME to FILE (repeatable); an aggregate without one
-    /// writes to standard output.
-    #[arg(long, value_name = "NAME=FILE")]
+    /// Write the rows of aggregate NAME to TARGET (repeatable): a file, or a database table
+    /// `postgres://USER@HOST:PORT/DB?table=T[&create=true]` or
+    /// `mysql://USER@HOST:PORT/DB?table=T[&create=true]`, written a batch per transaction,
+    /// exactly once. An aggregate without one writes to standard output.
+    #[arg(long, value_name = "NAME=TARGET")]
     aggregate_output: Vec<String>,
+    /// A row a database refuses: `skip` it (reported with the database's reason on the
+    /// rejects output) or `stop` the run.
+    #[arg(long, value_parser = ["skip", "stop"], default_value = "skip")]
+    on_db_error: String,
     /// No status line and no summary at the end.
     #[arg(long, short)]
     quiet: bool,
@@ -301,7 +307,7 @@ fn run(args: RunArgs) -> i32 {
     for spec in &args.aggregate_output {
         match spec.split_once('=') {
             Some((name, path)) if !name.is_empty() && !path.is_empty() => {
-                aggregate_outputs.push((name.to_string(), PathBuf::from(path)));
+                aggregate_outputs.push((name.to_string(), path.to_string()));
             }
             _ => {
                 eprintln!("motif: --aggregate-output {spec}: expected NAME=FILE");
@@ -381,6 +387,11 @@ fn run(args: RunArgs) -> i32 {
         },
         checkpoint,
         aggregates,
+        db_errors: if args.on_db_error == "stop" {
+            crate::sink::table::DbErrorPolicy::Stop
+        } else {
+            crate::sink::table::DbErrorPolicy::Skip
+        },
     };
     let spec = OutputSpec {
         matches: args.output.clone(),

@@ -18,7 +18,9 @@ use crate::aggregate::{
 use crate::nfa::Nfa;
 use crate::output::{write_late_match, write_row, Line, OutputFormat, Render};
 use crate::runtime::{Output, Prepare};
+use crate::sink::table::TableSink;
 use crate::sink::{Sink, SinkError};
+use crate::value::push_json_str;
 
 /// One output as the pipeline takes it: its line, and what aggregations take of it.
 #[derive(Debug)]
@@ -62,8 +64,11 @@ struct Due {
 /// The aggregation operator of a run, its triggers and its sinks.
 pub(crate) struct Aggregation {
     aggregator: Aggregator,
-    /// Per aggregate: its sink (role `aggregate:NAME`).
-    pub sinks: Vec<Box<dyn Sink>>,
+    /// Per aggregate: its file or standard output (role `aggregate:NAME`), unless it
+    /// writes to a database table.
+    pub sinks: Vec<Option<Box<dyn Sink>>>,
+    /// Per aggregate: its database table, if it writes to one.
+    pub tables: Vec<Option<Box<dyn TableSink>>>,
     dues: Vec<Due>,
     format: OutputFormat,
     emitted: Emitted,
@@ -72,6 +77,12 @@ pub(crate) struct Aggregation {
     pub rows: u64,
     /// Late matches, as lines for the late output (taken by the pipeline).
     pub late_lines: Vec<String>,
+    /// Rows a database refused, as lines for the rejects output (taken by the pipeline).
+    pub refused_lines: Vec<String>,
+    /// Batches a database had committed before (replays skipped).
+    pub batches_skipped: u64,
+    /// Connection attempts to databases that failed and were retried.
+    pub db_retries: u64,
     /// The first write error.
     pub error: Option<SinkError>,
 }
@@ -81,7 +92,6 @@ impl Aggregation {
     pub(crate) fn new(
         decls: &[AggregateDecl],
         nfas: &[Arc<Nfa>],
-        sinks: Vec<Box<dyn Sink>>,
         format: OutputFormat,
     ) -> Result<Aggregation, AggregateError> {
         let aggregator = Aggregator::new(decls, nfas)?;
@@ -93,13 +103,17 @@ impl Aggregation {
             .collect();
         Ok(Aggregation {
             aggregator,
-            sinks,
+            sinks: Vec::new(),
+            tables: Vec::new(),
             dues,
             format,
             emitted: Emitted::default(),
             text: String::new(),
             rows: 0,
             late_lines: Vec::new(),
+            refused_lines: Vec::new(),
+            batches_skipped: 0,
+            db_retries: 0,
             error: None,
         })
     }
@@ -149,7 +163,33 @@ impl Aggregation {
     fn write(&mut self) {
         let decls: Vec<&AggregateDecl> = self.aggregator.decls().collect();
         for b in self.emitted.batches.drain(..) {
-            let (Some(decl), Some(sink)) = (decls.get(b.agg), self.sinks.get_mut(b.agg)) else {
+            let Some(decl) = decls.get(b.agg) else {
+                continue;
+            };
+            if let Some(Some(table)) = self.tables.get_mut(b.agg) {
+                match table.write_batch(&b) {
+                    Ok(report) => {
+                        self.rows += report.written;
+                        self.db_retries += u64::from(report.retries);
+                        self.batches_skipped += u64::from(report.skipped);
+                        for r in report.refused {
+                            let mut line = String::from("{\"aggregate\":");
+                            push_json_str(&mut line, &decl.name);
+                            line.push_str(&format!(",\"batch\":{},\"row\":", b.id));
+                            push_json_str(&mut line, &r.row);
+                            line.push_str(",\"reason\":");
+                            push_json_str(&mut line, &r.reason);
+                            line.push_str("}\n");
+                            self.refused_lines.push(line);
+                        }
+                    }
+                    Err(e) => {
+                        self.error.get_or_insert(SinkError::Database(e));
+                    }
+                }
+                continue;
+            }
+            let Some(Some(sink)) = self.sinks.get_mut(b.agg) else {
                 continue;
             };
             let visible = self.aggregator.visible_columns(b.agg);
