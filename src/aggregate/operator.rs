@@ -29,8 +29,13 @@ pub struct Row {
     pub window: Option<(i64, i64)>,
     /// The group columns' values.
     pub group: Box<[Cell]>,
-    /// The aggregate columns' values (the declaration's `select`, in order).
+    /// The aggregate columns' values (the declaration's `select`, in order); empty for a
+    /// retraction.
     pub values: Box<[Cell]>,
+    /// In update mode: the row emitted before for this window and group is withdrawn (a
+    /// session window merged into a larger one, or a row that no longer passes `having`).
+    #[serde(default)]
+    pub retract: bool,
 }
 
 /// A micro-batch of one aggregate's rows.
@@ -76,6 +81,9 @@ struct Entry {
     accs: Vec<Acc>,
     /// Changed since the last batch.
     dirty: bool,
+    /// Its row was emitted (update mode), so replacing it needs a retraction.
+    #[serde(default)]
+    emitted: bool,
 }
 
 /// One aggregate's state (what a checkpoint keeps).
@@ -95,6 +103,9 @@ pub struct OpState {
     batch: u64,
     /// A change since the last batch (complete mode emits only then).
     changed: bool,
+    /// Rows emitted before and withdrawn since the last batch (update mode).
+    #[serde(default)]
+    retracted: Vec<(Span, Box<[Cell]>)>,
 }
 
 /// The state of every aggregate, for a checkpoint.
@@ -410,10 +421,14 @@ impl Op {
             let mut entry = Entry {
                 accs: self.funcs.iter().map(AggFunc::start).collect(),
                 dirty: true,
+                emitted: false,
             };
             for s in &overlapping {
                 open.remove(s);
                 if let Some(old) = st.entries.remove(&(*s, group.clone())) {
+                    if old.emitted {
+                        st.retracted.push((*s, group.clone()));
+                    }
                     for (a, b) in entry.accs.iter_mut().zip(&old.accs) {
                         a.merge(b);
                     }
@@ -436,6 +451,7 @@ impl Op {
                 let e = Entry {
                     accs: self.funcs.iter().map(AggFunc::start).collect(),
                     dirty: true,
+                    emitted: false,
                 };
                 st.entries.insert(key.clone(), e);
             }
@@ -473,7 +489,17 @@ impl Op {
             window: self.windowed().then_some((span.start, span.end)),
             group: group.into(),
             values: values.into(),
+            retract: false,
         })
+    }
+
+    fn retraction(&self, span: &Span, group: &[Cell]) -> Row {
+        Row {
+            window: self.windowed().then_some((span.start, span.end)),
+            group: group.into(),
+            values: Box::default(),
+            retract: true,
+        }
     }
 
     /// Cuts a batch, if it has anything to say.
@@ -496,9 +522,30 @@ impl Op {
                 }
             }
             OutputMode::Update => {
+                for (s, g) in std::mem::take(&mut self.state.retracted) {
+                    rows.push(self.retraction(&s, &g));
+                }
+                let mut emitted = Vec::new();
                 for ((s, g), e) in &self.state.entries {
-                    if e.dirty {
-                        rows.extend(self.row(s, g, e));
+                    if !e.dirty {
+                        continue;
+                    }
+                    match self.row(s, g, e) {
+                        Some(r) => {
+                            rows.push(r);
+                            emitted.push(((*s, g.clone()), true));
+                        }
+                        // It passed `having` before and does not now.
+                        None if e.emitted => {
+                            rows.push(self.retraction(s, g));
+                            emitted.push(((*s, g.clone()), false));
+                        }
+                        None => {}
+                    }
+                }
+                for (k, now) in emitted {
+                    if let Some(e) = self.state.entries.get_mut(&k) {
+                        e.emitted = now;
                     }
                 }
                 for e in self.state.entries.values_mut() {

@@ -2,7 +2,9 @@
 //!
 //! A row is `{"aggregate": NAME, "batch": ID, "mode": MODE, "window_start": MS,
 //! "window_end": MS, <group columns>, <aggregate columns>}` (no window fields for an
-//! aggregate without a window); in CSV the same columns, with a header row.
+//! aggregate without a window); in CSV the same columns, with a header row. In update mode a
+//! row can be withdrawn: `"mode": "retract"`, with the window and group columns only (CSV:
+//! the aggregate columns empty).
 
 use std::fmt::Write;
 
@@ -47,16 +49,29 @@ pub fn write_row(
         .iter()
         .map(|g| g.name.as_str())
         .chain(agg.select.iter().take(visible).map(|s| s.name.as_str()));
-    let cells = row.group.iter().chain(row.values.iter());
+    // A retraction has no aggregate values: its columns are left out (JSON) or empty (CSV).
+    let blanks = if row.retract { visible } else { 0 };
+    let blank = Cell::Null;
+    let cells = row
+        .group
+        .iter()
+        .chain(row.values.iter())
+        .chain(std::iter::repeat_n(&blank, blanks));
     match format {
         OutputFormat::JsonLines => {
             out.push_str("{\"aggregate\":");
             push_json_str(out, &agg.name);
-            let _ = write!(out, ",\"batch\":{},\"mode\":\"{}\"", batch.id, batch.mode);
+            let mode = if row.retract {
+                "retract"
+            } else {
+                mode_name(batch)
+            };
+            let _ = write!(out, ",\"batch\":{},\"mode\":\"{mode}\"", batch.id);
             if let Some((s, e)) = row.window {
                 let _ = write!(out, ",\"window_start\":{s},\"window_end\":{e}");
             }
-            for (name, cell) in names.zip(cells) {
+            let shown = row.group.len() + row.values.len();
+            for (name, cell) in names.zip(cells).take(shown) {
                 out.push(',');
                 push_json_str(out, name);
                 out.push(':');
@@ -66,7 +81,12 @@ pub fn write_row(
         }
         OutputFormat::Csv => {
             push_csv_field(out, &agg.name);
-            let _ = write!(out, ",{},{}", batch.id, batch.mode);
+            let mode = if row.retract {
+                "retract"
+            } else {
+                mode_name(batch)
+            };
+            let _ = write!(out, ",{},{mode}", batch.id);
             if let Some((s, e)) = row.window {
                 let _ = write!(out, ",{s},{e}");
             }
@@ -119,5 +139,13 @@ pub fn write_late_match(
             );
             out.push_str(",\n");
         }
+    }
+}
+
+fn mode_name(batch: &Batch) -> &'static str {
+    match batch.mode {
+        crate::aggregate::OutputMode::Append => "append",
+        crate::aggregate::OutputMode::Update => "update",
+        crate::aggregate::OutputMode::Complete => "complete",
     }
 }

@@ -219,7 +219,13 @@ impl TableSink for MysqlSink {
         let id = i64::try_from(batch.id).unwrap_or(i64::MAX);
         let mut report = BatchReport::default();
         let mut good: Vec<Vec<Value>> = Vec::with_capacity(batch.rows.len());
-        for r in &batch.rows {
+        let retracted: Vec<String> = batch
+            .rows
+            .iter()
+            .filter(|r| r.retract)
+            .map(|r| self.layout.key_of(r))
+            .collect();
+        for r in batch.rows.iter().filter(|r| !r.retract) {
             match self.layout.values(r) {
                 Ok((key, values)) => {
                     let mut p = vec![Value::Bytes(key.into_bytes())];
@@ -275,6 +281,13 @@ impl TableSink for MysqlSink {
                 }
                 if complete {
                     tx.query_drop(format!("DELETE FROM {table}")).await?;
+                }
+                for key in &retracted {
+                    tx.exec_drop(
+                        format!("DELETE FROM {table} WHERE row_key = ?"),
+                        (key.as_str(),),
+                    )
+                    .await?;
                 }
                 for (sql, params) in &chunks {
                     match tx.exec_drop(sql.as_str(), params.clone()).await {

@@ -263,7 +263,13 @@ impl TableSink for PostgresSink {
         let id = i64::try_from(batch.id).unwrap_or(i64::MAX);
         let mut report = BatchReport::default();
         let mut rows: Vec<Prepared> = Vec::with_capacity(batch.rows.len());
-        for r in &batch.rows {
+        let retracted: Vec<String> = batch
+            .rows
+            .iter()
+            .filter(|r| r.retract)
+            .map(|r| self.layout.key_of(r))
+            .collect();
+        for r in batch.rows.iter().filter(|r| !r.retract) {
             rows.push(match self.layout.values(r) {
                 Ok((key, values)) => {
                     let mut p: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(key)];
@@ -329,6 +335,13 @@ impl TableSink for PostgresSink {
                 }
                 if complete {
                     tx.execute(&format!("DELETE FROM {table}"), &[]).await?;
+                }
+                if !retracted.is_empty() {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE row_key = ANY($1)"),
+                        &[&retracted],
+                    )
+                    .await?;
                 }
                 for (sql, params) in &chunks {
                     let sp = tx.savepoint("chunk").await?;

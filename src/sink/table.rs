@@ -285,6 +285,13 @@ impl Layout {
             .unwrap_or(SqlType::Text)
     }
 
+    /// A row's key (its window and group).
+    pub fn key_of(&self, row: &crate::aggregate::Row) -> String {
+        let cells = row_cells(row);
+        let n = if self.windowed { 2 } else { 0 } + row.group.len();
+        row_key(&cells[..n.min(cells.len())])
+    }
+
     /// A row's values converted to the columns' types: `row_key` first.
     pub fn values(&self, row: &crate::aggregate::Row) -> Result<(String, Vec<SqlValue>), String> {
         let cells = row_cells(row);

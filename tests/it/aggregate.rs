@@ -8,11 +8,11 @@ use std::process::Command;
 
 use serde_json::Value as J;
 
-fn motif() -> Command {
+pub(crate) fn motif() -> Command {
     Command::new(env!("CARGO_BIN_EXE_motif"))
 }
 
-fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("motif-agg-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -34,7 +34,7 @@ impl Lcg {
 
 /// Sensor readings: 12 sensors on 3 sites, about 2 s apart, times unique and out of order
 /// by up to 1 s (the pattern allows 2 s), temperatures 40..=109.
-fn events(dir: &Path, n: u64, seed: u64) -> PathBuf {
+pub(crate) fn events(dir: &Path, n: u64, seed: u64) -> PathBuf {
     let mut rng = Lcg(seed);
     let mut out = String::new();
     for i in 0..n {
@@ -52,7 +52,7 @@ fn events(dir: &Path, n: u64, seed: u64) -> PathBuf {
     p
 }
 
-const PATTERN: &str = r#"
+pub(crate) const PATTERN: &str = r#"
 pattern heat key sensor time ts lateness 2s
   = begin("h").where(temp > 95)
     .followedBy("n").where(temp < 60)
@@ -60,16 +60,16 @@ pattern heat key sensor time ts lateness 2s
 "#;
 
 /// What the reference needs of one match.
-struct M {
-    start: i64,
-    end: i64,
-    site: String,
-    sensor: String,
-    h_temp: i64,
-    n_temp: i64,
+pub(crate) struct M {
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) site: String,
+    pub(crate) sensor: String,
+    pub(crate) h_temp: i64,
+    pub(crate) n_temp: i64,
 }
 
-fn matches_of(path: &Path) -> Vec<M> {
+pub(crate) fn matches_of(path: &Path) -> Vec<M> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -90,7 +90,7 @@ fn matches_of(path: &Path) -> Vec<M> {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Win {
+pub(crate) enum Win {
     None,
     Tumbling(i64),
     Sliding(i64, i64),
@@ -98,7 +98,7 @@ enum Win {
 }
 
 impl Win {
-    fn clause(self) -> String {
+    pub(crate) fn clause(self) -> String {
         match self {
             Win::None => String::new(),
             Win::Tumbling(s) => format!("window tumbling({s}ms)"),
@@ -111,25 +111,25 @@ impl Win {
 /// One row of the reference table: count, sum, min, max, avg of h.temp, min of n.temp,
 /// distinct sensors, first and last h.temp by time.
 #[derive(Debug, Clone, PartialEq)]
-struct Agg {
-    count: i64,
-    sum: i64,
-    min: i64,
-    max: i64,
-    avg: f64,
-    low: i64,
-    sensors: i64,
-    first: i64,
-    last: i64,
+pub(crate) struct Agg {
+    pub(crate) count: i64,
+    pub(crate) sum: i64,
+    pub(crate) min: i64,
+    pub(crate) max: i64,
+    pub(crate) avg: f64,
+    pub(crate) low: i64,
+    pub(crate) sensors: i64,
+    pub(crate) first: i64,
+    pub(crate) last: i64,
 }
 
 /// A window (none for an aggregate without one) and a site.
-type Cell = (Option<(i64, i64)>, String);
+pub(crate) type Cell = (Option<(i64, i64)>, String);
 
-type Table = BTreeMap<Cell, Agg>;
+pub(crate) type Table = BTreeMap<Cell, Agg>;
 
 /// The reference aggregation of `ms` (placed by start with `on_start`), `having count() >= 2`.
-fn reference(ms: &[M], win: Win, on_start: bool) -> Table {
+pub(crate) fn reference(ms: &[M], win: Win, on_start: bool) -> Table {
     let time = |m: &M| if on_start { m.start } else { m.end };
     let mut groups: BTreeMap<Cell, Vec<&M>> = BTreeMap::new();
     match win {
@@ -224,7 +224,7 @@ fn agg_of(j: &J, with_order: bool) -> Agg {
     }
 }
 
-fn same(a: &Agg, b: &Agg) -> bool {
+pub(crate) fn same(a: &Agg, b: &Agg) -> bool {
     let mut b2 = b.clone();
     b2.avg = a.avg;
     a == &b2 && (a.avg - b.avg).abs() <= 1e-9 * a.avg.abs().max(1.0)
@@ -232,7 +232,7 @@ fn same(a: &Agg, b: &Agg) -> bool {
 
 /// The table the rows of a run amount to, by mode: append rows are each window's one row,
 /// update rows are the latest per window and group, complete's last batch is the table.
-fn table_of(rows: &[J], mode: &str, with_order: bool) -> Table {
+pub(crate) fn table_of(rows: &[J], mode: &str, with_order: bool) -> Table {
     let key = |j: &J| {
         let w = j
             .get("window_start")
@@ -249,7 +249,15 @@ fn table_of(rows: &[J], mode: &str, with_order: bool) -> Table {
         }
         "update" => {
             for j in rows {
-                t.insert(key(j), agg_of(j, with_order));
+                if j["mode"] == "retract" {
+                    assert!(
+                        t.remove(&key(j)).is_some(),
+                        "retracted {:?}, never emitted",
+                        key(j)
+                    );
+                } else {
+                    t.insert(key(j), agg_of(j, with_order));
+                }
             }
         }
         _ => {
@@ -263,7 +271,13 @@ fn table_of(rows: &[J], mode: &str, with_order: bool) -> Table {
 }
 
 /// Runs the pattern and one aggregate; returns the match file and the rows file's text.
-fn run(dir: &Path, input: &Path, agg: &str, workers: usize, tag: &str) -> (PathBuf, String) {
+pub(crate) fn run(
+    dir: &Path,
+    input: &Path,
+    agg: &str,
+    workers: usize,
+    tag: &str,
+) -> (PathBuf, String) {
     let pat = dir.join(format!("{tag}.motif"));
     std::fs::write(&pat, format!("{PATTERN}\n{agg}")).unwrap();
     let m = dir.join(format!("{tag}-w{workers}.matches"));
@@ -313,7 +327,7 @@ fn every_mode_and_window_gives_the_reference_table_whatever_the_workers() {
                 ""
             };
             let on_start = on_start && !matches!(win, Win::None);
-            let trigger = ["every 97 records", "on watermark", "every 1000 records"][checked % 3];
+            let trigger = ["every 5 records", "on watermark", "every 97 records"][checked % 3];
             let agg = format!(
                 "aggregate a from heat {}{on} group by h.site as site \
                  select count() as n, sum(h.temp) as total, min(h.temp) as lo, max(h.temp) as hi, \

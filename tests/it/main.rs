@@ -5,6 +5,7 @@ mod checkpoint;
 mod cli;
 mod conformance;
 mod crash;
+mod db;
 mod differential;
 mod embed;
 mod examples;
