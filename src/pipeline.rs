@@ -640,6 +640,9 @@ pub fn run(
         }
         stage.sinks = sinks;
         stage.tables = tables;
+        if let Some(ck) = &options.checkpoint {
+            stage.log_cuts(&ck.dir, resumed.as_ref().map(|c| c.records))?;
+        }
         if let Some(state) = resumed.as_ref().and_then(|c| c.aggregates.clone()) {
             stage.restore(state)?;
         }

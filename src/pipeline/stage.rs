@@ -6,6 +6,10 @@
 //! worker that found it. The [`Aggregation`] folds them in when their step is complete, cuts
 //! batches on its triggers, and writes each batch's rows to the aggregate's sink.
 
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +59,90 @@ impl Prepare for StagePrepare {
     }
 }
 
+/// The log of processing-time batch cuts: `AGGREGATE RECORDS` lines, fsynced before the
+/// batch is written.
+struct CutLog {
+    path: PathBuf,
+    file: File,
+    /// Per aggregate: the cuts of a replay still to make (records counts, ascending).
+    replay: Vec<VecDeque<u64>>,
+    /// The cut just decided came from the log (so it is not logged again).
+    replayed: bool,
+}
+
+impl CutLog {
+    fn open(dir: &Path, aggs: usize, resumed: Option<u64>) -> Result<CutLog, SinkError> {
+        let path = dir.join("batch-cuts.log");
+        let io = |source| SinkError::Io {
+            target: path.display().to_string(),
+            source,
+        };
+        let mut replay = vec![VecDeque::new(); aggs];
+        if let Some(after) = resumed {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                for line in text.lines() {
+                    let mut it = line.split(' ').map(str::parse::<u64>);
+                    if let (Some(Ok(a)), Some(Ok(r))) = (it.next(), it.next()) {
+                        let a = usize::try_from(a).unwrap_or(usize::MAX);
+                        if r > after {
+                            if let Some(q) = replay.get_mut(a) {
+                                q.push_back(r);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        if resumed.is_none() {
+            // A run from the start: an earlier run's cuts are not this run's.
+            file.set_len(0).map_err(io)?;
+        }
+        Ok(CutLog {
+            path,
+            file,
+            replay,
+            replayed: false,
+        })
+    }
+
+    fn replaying(&self, agg: usize) -> bool {
+        self.replay.get(agg).is_some_and(|q| !q.is_empty())
+    }
+
+    /// Whether a logged cut falls after record `records` (dropping the ones behind it).
+    fn replay_due(&mut self, agg: usize, records: u64) -> bool {
+        let Some(q) = self.replay.get_mut(agg) else {
+            return false;
+        };
+        while q.front().is_some_and(|r| *r < records) {
+            q.pop_front();
+        }
+        if q.front() == Some(&records) {
+            q.pop_front();
+            self.replayed = true;
+            return true;
+        }
+        false
+    }
+
+    fn append(&mut self, agg: usize, records: u64) -> Result<(), SinkError> {
+        let io = |source| SinkError::Io {
+            target: self.path.display().to_string(),
+            source,
+        };
+        self.file
+            .write_all(format!("{agg} {records}\n").as_bytes())
+            .map_err(io)?;
+        self.file.sync_data().map_err(io)
+    }
+}
+
 /// One aggregate's trigger on the reading thread.
 struct Due {
     trigger: Trigger,
@@ -85,6 +173,8 @@ pub(crate) struct Aggregation {
     pub db_retries: u64,
     /// The first write error.
     pub error: Option<SinkError>,
+    /// Processing-time cuts, logged for replays (with checkpoints).
+    log: Option<CutLog>,
 }
 
 impl Aggregation {
@@ -115,6 +205,7 @@ impl Aggregation {
             batches_skipped: 0,
             db_retries: 0,
             error: None,
+            log: None,
         })
     }
 
@@ -135,18 +226,43 @@ impl Aggregation {
 
     /// Record step `seq` was read, the `records`th of the run: cuts the batches whose
     /// trigger is due.
+    /// A processing-time cut is logged (with checkpoints) before its batch is written, and
+    /// a run resumed from a checkpoint cuts where the log says until the log is behind it,
+    /// so a replayed batch has the content it had (Spark's offset log).
     pub(crate) fn after_record(&mut self, seq: u64, records: u64) {
         for (i, d) in self.dues.iter_mut().enumerate() {
             let due = match d.trigger {
                 Trigger::Records(n) => records.is_multiple_of(n.max(1)),
-                Trigger::Interval(ms) => d.last.elapsed() >= Duration::from_millis(ms),
+                Trigger::Interval(ms) => match self.log.as_mut() {
+                    Some(log) if log.replaying(i) => log.replay_due(i, records),
+                    _ => d.last.elapsed() >= Duration::from_millis(ms),
+                },
                 Trigger::Watermark => false,
             };
             if due {
                 d.last = Instant::now();
+                if let (Trigger::Interval(_), Some(log)) = (d.trigger, self.log.as_mut()) {
+                    if !log.replayed {
+                        if let Err(e) = log.append(i, records) {
+                            self.error.get_or_insert(e);
+                        }
+                    }
+                    log.replayed = false;
+                }
                 self.aggregator.cut(seq, Some(i));
             }
         }
+    }
+
+    /// Logs processing-time cuts in `dir` (a checkpoint directory); a run resumed after
+    /// `resumed_records` records replays the cuts logged after them.
+    pub(crate) fn log_cuts(
+        &mut self,
+        dir: &Path,
+        resumed_records: Option<u64>,
+    ) -> Result<(), SinkError> {
+        self.log = Some(CutLog::open(dir, self.dues.len(), resumed_records)?);
+        Ok(())
     }
 
     /// The input ended: a final batch of every aggregate after its last step.
@@ -219,5 +335,36 @@ impl Aggregation {
     /// Restores a checkpoint's state.
     pub(crate) fn restore(&mut self, s: AggregateState) -> Result<(), AggregateError> {
         self.aggregator.restore(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_run_replays_the_cuts_logged_after_its_checkpoint() {
+        let dir = std::env::temp_dir().join(format!("motif-cutlog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut log = CutLog::open(&dir, 2, None).unwrap();
+        for (agg, records) in [(0, 10), (1, 12), (0, 25), (0, 40), (1, 41)] {
+            log.append(agg, records).unwrap();
+        }
+        drop(log);
+        // Resumed from a checkpoint after record 20: aggregate 0 cuts at 25 and 40, 1 at 41.
+        let mut log = CutLog::open(&dir, 2, Some(20)).unwrap();
+        assert!(log.replaying(0) && log.replaying(1));
+        let cuts: Vec<u64> = (21..=45).filter(|r| log.replay_due(0, *r)).collect();
+        assert_eq!(cuts, [25, 40]);
+        assert!(!log.replaying(0));
+        assert!(!log.replay_due(1, 40) && log.replay_due(1, 41));
+        drop(log);
+        // A run from the start forgets them.
+        let log = CutLog::open(&dir, 2, None).unwrap();
+        assert!(!log.replaying(0) && !log.replaying(1));
+        drop(log);
+        let log = CutLog::open(&dir, 2, Some(0)).unwrap();
+        assert!(!log.replaying(0), "the fresh run truncated the log");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
