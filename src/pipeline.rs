@@ -628,6 +628,11 @@ pub fn run(
                 sinks.push(None);
                 continue;
             }
+            if let Some(dir) = target.filter(|t| t.trim_end_matches('/').ends_with(".parquet")) {
+                tables.push(Some(open_parquet(dir, a, visible)?));
+                sinks.push(None);
+                continue;
+            }
             let header = row_header(options.format, a, visible);
             sinks.push(Some(open_sink(
                 &format!("aggregate:{}", a.name),
@@ -816,6 +821,30 @@ pub fn run(
         interrupted,
         already_finished: false,
     })
+}
+
+/// Opens the Parquet directory of an aggregate's rows.
+fn open_parquet(
+    dir: &str,
+    agg: &AggregateDecl,
+    visible: usize,
+) -> Result<Box<dyn TableSink>, PipelineError> {
+    let _ = (agg, visible);
+    #[cfg(feature = "parquet")]
+    {
+        Ok(Box::new(
+            crate::sink::parquet::ParquetSink::open(Path::new(dir), agg, visible)
+                .map_err(SinkError::from)?,
+        ))
+    }
+    #[cfg(not(feature = "parquet"))]
+    {
+        Err(SinkError::from(DbError::Url {
+            url: dir.to_string(),
+            why: "this motif was built without the `parquet` feature".to_string(),
+        })
+        .into())
+    }
 }
 
 /// Opens the database table of an aggregate's rows.

@@ -439,3 +439,133 @@ fn check_reports_aggregate_errors_with_places_and_suggestions() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("(1 pattern, 1 aggregate)"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A Parquet cell as JSON (strings, integers, doubles, booleans, null).
+fn parquet_json(f: &parquet::record::Field) -> J {
+    use parquet::record::Field;
+    match f {
+        Field::Null => J::Null,
+        Field::Bool(b) => J::Bool(*b),
+        Field::Long(i) => J::from(*i),
+        Field::Double(d) => J::from(*d),
+        Field::Str(s) => J::from(s.as_str()),
+        other => panic!("unexpected Parquet value {other:?}"),
+    }
+}
+
+/// Every row of a Parquet directory's part files, in batch order, as JSON objects with the
+/// columns the JSON-lines rows have (null columns left out, as JSON lines leave them out for
+/// a retraction).
+fn parquet_rows(dir: &Path) -> Vec<J> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    parts.sort();
+    let mut out = Vec::new();
+    for p in parts {
+        let r = SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
+        for row in r.get_row_iter(None).unwrap() {
+            let row = row.unwrap();
+            let mut obj = serde_json::Map::new();
+            for (name, f) in row.get_column_iter() {
+                let v = parquet_json(f);
+                if !v.is_null() {
+                    obj.insert(name.clone(), v);
+                }
+            }
+            out.push(J::Object(obj));
+        }
+    }
+    out
+}
+
+/// Equal JSON values, floats within a relative 1e-12 (JSON text round-trips them).
+fn json_close(a: &J, b: &J) -> bool {
+    match (a, b) {
+        (J::Object(x), J::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_close(v, w)))
+        }
+        (J::Number(x), J::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            (x - y).abs() <= 1e-12 * x.abs().max(1.0)
+        }
+        _ => a == b,
+    }
+}
+
+#[test]
+fn parquet_rows_read_back_equal_the_json_lines_rows() {
+    let dir = scratch("parquet");
+    let input = events(&dir, 2_000, 21);
+    for (i, (win, mode)) in [
+        (Win::Tumbling(60_000), "append"),
+        (Win::Session(20_000), "update"),
+        (Win::None, "complete"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let agg = format!(
+            "aggregate a from heat {} group by h.site as site, key \
+             select count() as n, sum(h.temp) as total, avg(h.temp) as mean, max(n.sensor) as top \
+             output {mode} trigger every 41 records;",
+            win.clause()
+        );
+        let (_, jsonl) = run(&dir, &input, &agg, 2, &format!("pq{i}"));
+        let pat = dir.join(format!("pq{i}.motif"));
+        let pq = dir.join(format!("rows{i}.parquet"));
+        let o = motif()
+            .arg("run")
+            .arg(&pat)
+            .arg("-i")
+            .arg(&input)
+            .args(["-w", "2", "-q", "-o", "/dev/null", "--aggregate-output"])
+            .arg(format!("a={}", pq.display()))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let want: Vec<J> = jsonl
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let got = parquet_rows(&pq);
+        assert_eq!(got.len(), want.len(), "{agg}: rows");
+        assert!(!want.is_empty());
+        for (g, w) in got.iter().zip(&want) {
+            assert!(json_close(g, w), "{agg}:\n parquet {g}\n jsonl   {w}");
+        }
+        // Run again: every batch's file is there, nothing is written twice.
+        let before = parquet_rows(&pq);
+        let o = motif()
+            .arg("run")
+            .arg(&pat)
+            .arg("-i")
+            .arg(&input)
+            .args(["-w", "1", "-q", "-o", "/dev/null", "--aggregate-output"])
+            .arg(format!("a={}", pq.display()))
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        assert_eq!(parquet_rows(&pq), before);
+        // pyarrow, where it is installed, reads the directory as it is.
+        let py = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys, pyarrow.parquet as pq; print(pq.read_table(sys.argv[1]).num_rows)",
+            ])
+            .arg(&pq)
+            .output();
+        if let Ok(py) = py {
+            if py.status.success() {
+                let n: usize = String::from_utf8_lossy(&py.stdout).trim().parse().unwrap();
+                assert_eq!(n, want.len(), "pyarrow's row count");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
