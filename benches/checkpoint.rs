@@ -49,6 +49,7 @@ fn checkpoint_of(e: &Engine, id: u64) -> Checkpoint {
         sinks: Vec::new(),
         stats: e.stats(),
         engine: Some(e.snapshot()),
+        aggregates: None,
     }
 }
 
@@ -62,6 +63,7 @@ fn borrowed_checkpoint(e: &Engine, id: u64) -> Checkpoint<motif::runtime::Engine
         sinks: Vec::new(),
         stats: e.stats(),
         engine: Some(e.state_ref()),
+        aggregates: None,
     }
 }
 

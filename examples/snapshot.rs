@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use motif::checkpoint::format;
-use motif::expr::parse_expr;
 use motif::pattern::{Pattern, PatternDecl, SkipStrategy};
 use motif::runtime::{Engine, EngineOptions, EngineState, Output};
+use motif::syntax::parse_expr;
 use motif::Value;
 use serde::{Deserialize, Serialize};
 

@@ -64,7 +64,7 @@ pub enum DecodeError {
     TimeOutOfRange(String),
 }
 
-#[doc(hidden)]
+#[cfg(any(test, feature = "internals"))]
 pub mod oracle;
 
 /// Deepest nesting of objects and arrays accepted, the outer object counting as one level:
@@ -159,6 +159,7 @@ impl Node {
 
 impl FieldTrie {
     /// An empty trie: decoding only checks the JSON.
+    #[cfg(any(test, feature = "internals"))]
     pub fn new() -> FieldTrie {
         FieldTrie::default()
     }

@@ -143,8 +143,8 @@ impl Schema {
     }
 
     /// Decodes one JSON object, sharing repeated short strings through `cache`. The line must
-    /// be exactly one object (whitespace around it allowed); see [`crate::decode`] for how
-    /// values map to slots.
+    /// be exactly one object (whitespace around it allowed); values map to slots
+    /// by the field paths the schema holds.
     pub fn decode_row_with(
         &self,
         json: &str,

@@ -155,6 +155,7 @@ impl Generator {
 }
 
 /// Generates the stream, calling `emit` with each JSON line (no newline).
+#[cfg(any(test, feature = "cli", feature = "internals"))]
 pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&str)) {
     let mut g = Generator::new(*opts);
     while let Some(line) = g.next_line() {

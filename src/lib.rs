@@ -8,15 +8,21 @@
 //! run:      JSON lines ─▶ decode (schema slots) ─▶ key ─▶ time order + watermark ─▶ matcher per key ─▶ matches
 //! ```
 //!
-//! - [`syntax`] parses pattern files into [`pattern::PatternDecl`]s, reporting every error with
-//!   its line, column and a caret.
-//! - [`pattern`] is the model and the Rust builder API; [`validate`] checks it (Flink's rules and
-//!   more).
-//! - [`expr`] resolves and compiles `where` expressions to closures over event slots.
-//! - [`nfa`] compiles a pattern into an immutable NFA, Flink's NFACompiler structure, and runs
-//!   it per partition with a shared buffer of partial matches.
-//! - [`runtime`] orders events by event time, applies watermarks and lateness, and drives the
-//!   matchers; [`output`] writes matches as JSON lines.
+//! The public surface is small:
+//!
+//! - [`pattern`] is the model and the Rust builder API, [`syntax`] the pattern language
+//!   (parsing files into [`PatternDecl`]s, every error with its line, column and a caret),
+//!   [`expr`] the `where` expressions; [`validate()`] checks a pattern (Flink's rules and more).
+//! - [`runtime`] is the engine ([`runtime::Engine`], [`runtime::ParallelEngine`], both behind
+//!   [`runtime::Run`]): it orders events by event time, applies watermarks and lateness, and
+//!   gives [`runtime::Output`]s — matches ([`runtime::MatchView`] reads one), timeouts, late
+//!   events, rejects, watermark moves.
+//! - [`key`] is a partition's typed key, [`value`] a field's value, [`checkpoint`] a whole
+//!   pipeline's saved state, [`error`] the diagnostics.
+//! - [`source`], [`sink`], [`output`] and [`pipeline`] are the pieces of a run from inputs to
+//!   outputs with checkpoints, as the `motif` command runs them.
+//!
+//! The decoder, the NFA compiler and matcher, and the validator are internal.
 //!
 //! # Embedding
 //!
@@ -31,7 +37,7 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use motif::expr::parse_expr;
+//! use motif::syntax::parse_expr;
 //! use motif::pattern::{Pattern, SkipStrategy};
 //! use motif::runtime::{Engine, EngineOptions};
 //! use motif::Value;
@@ -76,17 +82,13 @@
 //! assert_eq!((m.start(), m.end()), (1, 4));
 //! ```
 
-mod bytes;
+// The public surface: the engine and its outputs, matches, keys, snapshots and errors, the
+// pattern model with its builder and its language, and the pipeline's sources and sinks.
+pub mod aggregate;
 pub mod checkpoint;
-#[cfg(feature = "cli")]
-pub mod cli;
-pub mod decode;
 pub mod error;
-pub mod event;
 pub mod expr;
-pub mod gen;
 pub mod key;
-pub mod nfa;
 pub mod output;
 pub mod pattern;
 pub mod pipeline;
@@ -94,10 +96,46 @@ pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod syntax;
-pub mod validate;
 pub mod value;
 
+/// Declares internal modules: private to the crate, and public (hidden from the docs, not an
+/// API) only with the `internals` feature, which this crate's own tests, benches and fuzz
+/// targets turn on.
+macro_rules! internal_modules {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        $(#[$doc])*
+        #[cfg(not(feature = "internals"))]
+        pub(crate) mod $name;
+    )*};
+}
+
+internal_modules! {
+    /// Word-at-a-time byte helpers.
+    bytes;
+    /// JSON text → a row of the fields patterns read.
+    decode;
+    /// Decoded events and their schema.
+    event;
+    /// The synthetic event generator (`motif gen`, `--input gen:`).
+    gen;
+    /// Pattern → NFA, and the matcher that runs it.
+    nfa;
+    /// Flink's rules (and more) checked on a pattern.
+    validate;
+}
+
+/// The `motif` command line (the binary's `main` calls [`cli::main`]).
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli;
+
 pub use error::Diagnostic;
-pub use event::{Event, Schema};
+pub use event::{DecodeError, Event, Schema, StrCache};
+pub use nfa::CompileError;
 pub use pattern::{Pattern, PatternDecl, SkipStrategy};
+pub use validate::validate;
 pub use value::Value;

@@ -1,5 +1,7 @@
 //! Matches, late events and rejects as JSON lines or CSV rows.
 
+mod rows;
+
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -50,7 +52,7 @@ impl OutputFormat {
 
 /// Appends one CSV field: quoted (inner quotes doubled) when it holds a comma, a quote or a
 /// line break.
-fn push_csv_field(out: &mut String, field: &str) {
+pub(crate) fn push_csv_field(out: &mut String, field: &str) {
     if field.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&field.replace('"', "\"\""));
@@ -294,6 +296,7 @@ fn write_events(out: &mut String, nfa: &Nfa, m: &Match) {
 }
 
 pub use crate::value::push_json_str;
+pub use rows::{row_header, write_late_match, write_row};
 
 /// Appends one late event as a JSON line.
 pub fn write_late(out: &mut String, pattern: &str, raw: &str, time: i64, watermark: i64) {

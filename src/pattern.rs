@@ -9,7 +9,7 @@
 //! ```
 //! use std::time::Duration;
 //! use motif::pattern::{Pattern, SkipStrategy};
-//! use motif::expr::parse_expr;
+//! use motif::syntax::parse_expr;
 //!
 //! let pattern = Pattern::begin_with("small", SkipStrategy::SkipPastLastEvent)
 //!     .where_(parse_expr("amount < 10").unwrap())

@@ -11,23 +11,30 @@
 //! and seeks the source to its position, so the outputs end up byte-identical to an
 //! uninterrupted run (with `ordered`, whose output order does not depend on timing).
 
+mod stage;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::aggregate::{AggregateDecl, AggregateError, ExtractError, Extractor};
 use crate::checkpoint::format::FormatError;
 use crate::checkpoint::store::{Store, StoreError};
 use crate::checkpoint::Checkpoint;
 use crate::nfa::CompileError;
-use crate::output::{Line, OutputFormat, Render, Stream};
+use crate::output::{row_header, Line, OutputFormat, Render, Stream};
 use crate::pattern::PatternDecl;
-use crate::runtime::parallel::{ParallelEngine, ParallelError};
 use crate::runtime::{
-    Collect, Engine, EngineOptions, Input, OutputKind, RestoreError, Run, Serial, Stats,
+    compile_all, Collect, Engine, EngineOptions, Input, OutputKind, RestoreError, Run, Serial,
+    Stats, END_OF_INPUT,
 };
+use crate::runtime::{ParallelEngine, ParallelError};
+use crate::sink::table::{DbError, DbErrorPolicy, TableSink};
 use crate::sink::{FileSink, Sink, SinkError, SinkPosition, StdSink, StdStream};
 use crate::source::{Source, SourceError};
+use stage::{Aggregation, StagePrepare, Staged};
 
 /// Default time between two checkpoints.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
@@ -45,6 +52,10 @@ pub struct OutputSpec {
     pub late: Option<PathBuf>,
     /// Rejected records.
     pub rejects: Option<PathBuf>,
+    /// Per aggregate (by name): where its rows go, a file or a database URL
+    /// (`postgres://...?table=T`, `mysql://...?table=T`); an aggregate not named here writes
+    /// to standard output.
+    pub aggregates: Vec<(String, String)>,
 }
 
 /// When and where checkpoints are taken.
@@ -76,6 +87,10 @@ pub struct PipelineOptions {
     pub format: OutputFormat,
     /// Checkpoints, if any.
     pub checkpoint: Option<CheckpointOptions>,
+    /// Aggregations of the patterns' matches (checked against the patterns).
+    pub aggregates: Vec<AggregateDecl>,
+    /// What a database sink does with a row it refuses.
+    pub db_errors: DbErrorPolicy,
 }
 
 /// Why a run could not start or went wrong.
@@ -102,6 +117,15 @@ pub enum PipelineError {
     /// The source failed.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// An aggregate does not fit the patterns, or the checkpoint's aggregation state.
+    #[error(transparent)]
+    Aggregate(#[from] AggregateError),
+    /// An aggregate reads what the patterns do not give.
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    /// An aggregate's output is named but no aggregate has that name.
+    #[error("--aggregate-output names `{0}`, but no aggregate is declared with that name")]
+    NoSuchAggregate(String),
     /// An output goes elsewhere than when the checkpoint was taken.
     #[error("the checkpoint's {role} went to {saved}, this run writes them to {now}: use the same outputs, or a new checkpoint directory")]
     OutputMoved {
@@ -149,6 +173,8 @@ struct Outputs {
     rejects_human: bool,
     /// The first write error (the run stops at it).
     error: Option<SinkError>,
+    /// The aggregations, with their sinks.
+    stage: Option<Aggregation>,
 }
 
 const ROLES: [&str; 4] = ["matches", "timeouts", "late", "rejects"];
@@ -227,6 +253,7 @@ impl Outputs {
             rejects,
             rejects_human: spec.rejects.is_none(),
             error: None,
+            stage: None,
         })
     }
 
@@ -253,6 +280,33 @@ impl Outputs {
         [&mut self.matches, &mut self.late, &mut self.rejects]
             .into_iter()
             .chain(self.timeouts.as_mut())
+            .chain(
+                self.stage
+                    .iter_mut()
+                    .flat_map(|s| s.sinks.iter_mut().flatten()),
+            )
+    }
+
+    /// Steps up to `through` are complete: the aggregations fold them in and write the
+    /// batches cut; their late matches go to the late output.
+    fn complete(&mut self, through: u64) {
+        let Some(stage) = self.stage.as_mut() else {
+            return;
+        };
+        stage.complete(through);
+        if let Some(e) = stage.error.take() {
+            self.error.get_or_insert(e);
+        }
+        for l in std::mem::take(&mut stage.late_lines) {
+            if let Err(e) = self.late.write(l.as_bytes()) {
+                self.error.get_or_insert(e);
+            }
+        }
+        for l in std::mem::take(&mut stage.refused_lines) {
+            if let Err(e) = self.rejects.write(l.as_bytes()) {
+                self.error.get_or_insert(e);
+            }
+        }
     }
 
     /// Passes buffered bytes on (a live input paused).
@@ -379,12 +433,18 @@ struct Delivery<'a> {
     outputs: &'a mut Outputs,
 }
 
-impl Collect<Line> for Delivery<'_> {
-    fn output(&mut self, seq: u64, _kind: OutputKind, l: Line) {
+impl Collect<Staged> for Delivery<'_> {
+    fn output(&mut self, seq: u64, _kind: OutputKind, item: Staged) {
         let p = &mut *self.policy;
         if p.stopped.as_ref().is_some_and(|(at, _)| seq > *at) {
             return;
         }
+        if let Some(stage) = self.outputs.stage.as_mut() {
+            for a in item.aggs {
+                stage.input(seq, a);
+            }
+        }
+        let l = item.line;
         if p.ordered {
             *p.sorted.entry((seq, l)).or_insert(0) += 1;
         } else if p.strict {
@@ -394,7 +454,14 @@ impl Collect<Line> for Delivery<'_> {
         }
     }
 
+    fn watermark(&mut self, seq: u64, pattern: usize, watermark: i64) {
+        if let Some(stage) = self.outputs.stage.as_mut() {
+            stage.watermark(seq, pattern, watermark);
+        }
+    }
+
     fn complete(&mut self, through: u64) {
+        self.outputs.complete(through);
         let p = &mut *self.policy;
         if p.ordered {
             while p
@@ -526,11 +593,66 @@ pub fn run(
             });
         }
     }
-    let mut outputs = Outputs::open(
-        spec,
-        resumed.as_ref().map(|c| c.sinks.as_slice()),
-        options.format,
-    )?;
+    let saved_sinks = resumed.as_ref().map(|c| c.sinks.as_slice());
+    let mut outputs = Outputs::open(spec, saved_sinks, options.format)?;
+    // Aggregations need the matched events' fields and the watermark moves.
+    let (decls, engine_options) = with_aggregate_fields(decls, options);
+    let decls = decls.as_slice();
+    let mut extractor = None;
+    if !options.aggregates.is_empty() {
+        let compiled = compile_all(decls, true)?;
+        let nfas: Vec<Arc<crate::nfa::Nfa>> = compiled
+            .patterns
+            .iter()
+            .map(|(n, _)| Arc::clone(n))
+            .collect();
+        extractor = Some(Arc::new(Extractor::new(&options.aggregates, &nfas, |p| {
+            compiled.schema.get(p)
+        })?));
+        for (name, _) in &spec.aggregates {
+            if !options.aggregates.iter().any(|a| a.name == *name) {
+                return Err(PipelineError::NoSuchAggregate(name.clone()));
+            }
+        }
+        let mut stage = Aggregation::new(&options.aggregates, &nfas, options.format)?;
+        let (mut sinks, mut tables) = (Vec::new(), Vec::new());
+        for (i, a) in stage.aggregator().decls().enumerate() {
+            let visible = stage.aggregator().visible_columns(i);
+            let target = spec
+                .aggregates
+                .iter()
+                .find(|(n, _)| *n == a.name)
+                .map(|(_, p)| p);
+            if let Some(url) = target.filter(|t| crate::sink::url::is_db_url(t)) {
+                tables.push(Some(open_table(url, a, visible, options.db_errors)?));
+                sinks.push(None);
+                continue;
+            }
+            if let Some(dir) = target.filter(|t| t.trim_end_matches('/').ends_with(".parquet")) {
+                tables.push(Some(open_parquet(dir, a, visible)?));
+                sinks.push(None);
+                continue;
+            }
+            let header = row_header(options.format, a, visible);
+            sinks.push(Some(open_sink(
+                &format!("aggregate:{}", a.name),
+                target.map(Path::new),
+                StdStream::Stdout,
+                saved_sinks,
+                header.as_deref(),
+            )?));
+            tables.push(None);
+        }
+        stage.sinks = sinks;
+        stage.tables = tables;
+        if let Some(ck) = &options.checkpoint {
+            stage.log_cuts(&ck.dir, resumed.as_ref().map(|c| c.records))?;
+        }
+        if let Some(state) = resumed.as_ref().and_then(|c| c.aggregates.clone()) {
+            stage.restore(state)?;
+        }
+        outputs.stage = Some(stage);
+    }
     if let Some(pos) = resumed.as_ref().and_then(|c| c.source.as_ref()) {
         records.seek(pos)?;
     }
@@ -550,11 +672,14 @@ pub fn run(
         resumed.as_ref().map(|c| c.stats).unwrap_or_default(),
     );
     let state = resumed.and_then(|c| c.engine);
-    let render = Render {
-        format: options.format,
+    let render = StagePrepare {
+        render: Render {
+            format: options.format,
+        },
+        extractor,
     };
-    let mut engine: Box<dyn Run<Line>> = if options.workers <= 1 {
-        let mut engine = Engine::new(decls, options.engine)?;
+    let mut engine: Box<dyn Run<Staged>> = if options.workers <= 1 {
+        let mut engine = Engine::new(decls, engine_options)?;
         let report = match state {
             Some(s) => Some(engine.restore(s, fresh)?),
             None => None,
@@ -564,7 +689,7 @@ pub fn run(
     } else {
         let (engine, report) = ParallelEngine::resume(
             decls,
-            options.engine,
+            engine_options,
             options.workers,
             render,
             state.map(|s| (s, fresh)),
@@ -608,8 +733,13 @@ pub fn run(
             outputs: &mut outputs,
         };
         // Noted first: a single-threaded engine completes the step before it returns.
-        out.policy.pushed(engine.next_step());
+        let seq = engine.next_step();
+        out.policy.pushed(seq);
         engine.push(&input, &mut out);
+        if let Some(stage) = out.outputs.stage.as_mut() {
+            let records = out.policy.stats(engine.stats()).records;
+            stage.after_record(seq, records);
+        }
         while let Some(p) = records.ended() {
             engine.end_source(p, &mut out);
         }
@@ -663,6 +793,9 @@ pub fn run(
         // Strict stop: nothing after the rejected record, no end of input.
         engine.stop();
     }
+    if let Some(stage) = outputs.stage.as_mut() {
+        stage.end(END_OF_INPUT);
+    }
     let mut out = Delivery {
         policy: &mut policy,
         outputs: &mut outputs,
@@ -690,6 +823,84 @@ pub fn run(
     })
 }
 
+/// Opens the Parquet directory of an aggregate's rows.
+fn open_parquet(
+    dir: &str,
+    agg: &AggregateDecl,
+    visible: usize,
+) -> Result<Box<dyn TableSink>, PipelineError> {
+    let _ = (agg, visible);
+    #[cfg(feature = "parquet")]
+    {
+        Ok(Box::new(
+            crate::sink::parquet::ParquetSink::open(Path::new(dir), agg, visible)
+                .map_err(SinkError::from)?,
+        ))
+    }
+    #[cfg(not(feature = "parquet"))]
+    {
+        Err(SinkError::from(DbError::Url {
+            url: dir.to_string(),
+            why: "this motif was built without the `parquet` feature".to_string(),
+        })
+        .into())
+    }
+}
+
+/// Opens the database table of an aggregate's rows.
+fn open_table(
+    url: &str,
+    agg: &AggregateDecl,
+    visible: usize,
+    policy: DbErrorPolicy,
+) -> Result<Box<dyn TableSink>, PipelineError> {
+    let url = crate::sink::url::parse(url).map_err(SinkError::from)?;
+    let _ = (agg, visible, policy);
+    match url.scheme.as_str() {
+        #[cfg(feature = "postgres")]
+        "postgres" => Ok(Box::new(
+            crate::sink::postgres::PostgresSink::open(url, agg, visible, policy)
+                .map_err(SinkError::from)?,
+        )),
+        #[cfg(feature = "mysql")]
+        "mysql" => Ok(Box::new(
+            crate::sink::mysql::MysqlSink::open(url, agg, visible, policy)
+                .map_err(SinkError::from)?,
+        )),
+        other => Err(SinkError::from(DbError::Url {
+            url: url.shown.clone(),
+            why: format!("this motif was built without the `{other}` feature"),
+        })
+        .into()),
+    }
+}
+
+/// The patterns as the run compiles them, and the engine's options: with aggregates, the
+/// fields they read are carried in matched events and watermark moves are outputs.
+fn with_aggregate_fields(
+    decls: &[PatternDecl],
+    options: &PipelineOptions,
+) -> (Vec<PatternDecl>, EngineOptions) {
+    let mut decls = decls.to_vec();
+    let mut engine = options.engine;
+    if options.aggregates.is_empty() {
+        return (decls, engine);
+    }
+    engine.watermarks = true;
+    engine.match_fields = true;
+    for a in &options.aggregates {
+        let paths = a.field_paths();
+        for d in decls.iter_mut().filter(|d| a.from.contains(&d.name)) {
+            for p in &paths {
+                if !d.output_fields.contains(p) {
+                    d.output_fields.push(p.clone());
+                }
+            }
+        }
+    }
+    (decls, engine)
+}
+
 fn report_restore(report: Option<&crate::runtime::RestoreReport>, notice: &mut dyn FnMut(&str)) {
     let Some(r) = report else { return };
     for name in &r.added {
@@ -715,7 +926,7 @@ fn report_restore(report: Option<&crate::runtime::RestoreReport>, notice: &mut d
 /// written).
 fn take_checkpoint(
     ck: &mut Checkpointer,
-    engine: &mut dyn Run<Line>,
+    engine: &mut dyn Run<Staged>,
     policy: &mut Policy,
     outputs: &mut Outputs,
     records: &dyn Source,
@@ -728,7 +939,13 @@ fn take_checkpoint(
             policy: &mut *policy,
             outputs: &mut *outputs,
         };
+        let last = engine.next_step().checked_sub(1);
         let state = engine.state(&mut out)?;
+        // Every step given so far is complete now: batches cut after the last one are
+        // written before the checkpoint, so the checkpoint holds no cut still to make.
+        if let Some(last) = last {
+            outputs.complete(last);
+        }
         let stats = state.stats();
         (Some(state), stats)
     };
@@ -748,6 +965,10 @@ fn take_checkpoint(
         sinks,
         stats,
         engine: state,
+        aggregates: match (finished, outputs.stage.as_ref()) {
+            (false, Some(stage)) => Some(stage.state()),
+            _ => None,
+        },
     }
     .to_bytes_sized(capacity)?;
     ck.last_size = bytes.len();

@@ -12,6 +12,7 @@ pub mod store;
 
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::AggregateState;
 use crate::runtime::{EngineState, Stats};
 use crate::sink::SinkPosition;
 use crate::source::SourcePosition;
@@ -37,6 +38,8 @@ pub struct Checkpoint<E = EngineState> {
     pub stats: Stats,
     /// The engine's state (`None` once the run has finished: nothing is left open).
     pub engine: Option<E>,
+    /// The aggregations' state (`None`: the run has none, or has finished).
+    pub aggregates: Option<AggregateState>,
 }
 
 impl<E> Checkpoint<E> {
@@ -51,6 +54,7 @@ impl<E> Checkpoint<E> {
             sinks: self.sinks,
             stats: self.stats,
             engine,
+            aggregates: self.aggregates,
         }
     }
 }

@@ -130,6 +130,16 @@ struct RunArgs {
     /// Write rejected records here (JSON lines) instead of standard error.
     #[arg(long)]
     rejects_output: Option<PathBuf>,
+    /// Write the rows of aggregate NAME to TARGET (repeatable): a file, or a database table
+    /// `postgres://USER@HOST:PORT/DB?table=T[&create=true]` or
+    /// `mysql://USER@HOST:PORT/DB?table=T[&create=true]`, written a batch per transaction,
+    /// exactly once. An aggregate without one writes to standard output.
+    #[arg(long, value_name = "NAME=TARGET")]
+    aggregate_output: Vec<String>,
+    /// A row a database refuses: `skip` it (reported with the database's reason on the
+    /// rejects output) or `stop` the run.
+    #[arg(long, value_parser = ["skip", "stop"], default_value = "skip")]
+    on_db_error: String,
     /// No status line and no summary at the end.
     #[arg(long, short)]
     quiet: bool,
@@ -238,52 +248,18 @@ fn pattern_files(path: &Path) -> Result<Vec<PathBuf>, String> {
 /// the file's name), anything else after `motif:`.
 fn load_error(e: &LoadError) -> String {
     match e {
-        LoadError::Io { .. } => format!("motif: {e}"),
-        _ => e.to_string(),
+        LoadError::Invalid(_) => e.to_string(),
+        _ => format!("motif: {e}"),
     }
 }
 
-/// A pattern name declared in two files of one directory: they would run twice with the
-/// same name on every match (within one file it is a diagnostic of the file).
-fn duplicate_names(loaded: &[(PathBuf, Vec<PatternDecl>)]) -> Vec<String> {
-    let mut first: hashbrown::HashMap<&str, &Path> = hashbrown::HashMap::new();
-    let mut errors = Vec::new();
-    for (file, decls) in loaded {
-        for d in decls {
-            match first.get(d.name.as_str()) {
-                Some(other) if *other != file.as_path() => errors.push(format!(
-                    "motif: pattern `{}` is declared in {} and in {}: pattern names must be unique",
-                    d.name,
-                    other.display(),
-                    file.display()
-                )),
-                Some(_) => {}
-                None => {
-                    first.insert(&d.name, file);
-                }
-            }
-        }
-    }
-    errors
-}
-
-/// Loads one file, or every `*.motif` file of a directory in name order; a pattern name
-/// may be declared once over all of them.
-pub fn load_patterns(path: &Path) -> Result<Vec<PatternDecl>, String> {
-    let mut loaded = Vec::new();
-    let mut errors = Vec::new();
-    for f in pattern_files(path)? {
-        match syntax::load_file(&f) {
-            Ok(d) => loaded.push((f, d)),
-            Err(e) => errors.push(load_error(&e)),
-        }
-    }
-    errors.extend(duplicate_names(&loaded));
-    if errors.is_empty() {
-        Ok(loaded.into_iter().flat_map(|(_, d)| d).collect())
-    } else {
-        Err(errors.join("\n"))
-    }
+/// Loads one file, or every `*.motif` file of a directory in name order: its patterns and
+/// aggregates (an aggregate may read patterns of other files of the directory; a pattern
+/// name is declared once over all of them).
+pub fn load_program(path: &Path) -> Result<syntax::Program, String> {
+    let files = pattern_files(path)?;
+    syntax::load_program_files(&files)
+        .map_err(|errors| errors.iter().map(load_error).collect::<Vec<_>>().join("\n"))
 }
 
 /// A status line on stderr when it is a terminal, at most a few times a second.
@@ -385,7 +361,7 @@ fn check_paths(args: &RunArgs, inputs: &[Option<PathBuf>]) -> Result<(), String>
         };
         check.map_err(|e| format!("cannot read input {}: {e}", p.display()))?;
     }
-    let outputs: Vec<(&str, &Path)> = [
+    let mut outputs: Vec<(&str, &Path)> = [
         ("--output", &args.output),
         ("--timeouts-output", &args.timeouts_output),
         ("--late-output", &args.late_output),
@@ -394,6 +370,14 @@ fn check_paths(args: &RunArgs, inputs: &[Option<PathBuf>]) -> Result<(), String>
     .into_iter()
     .filter_map(|(flag, p)| p.as_deref().map(|p| (flag, p)))
     .collect();
+    // Aggregate rows written to files (not to a database URL).
+    outputs.extend(
+        args.aggregate_output
+            .iter()
+            .filter_map(|spec| spec.split_once('=').map(|(_, target)| target))
+            .filter(|target| !target.contains("://"))
+            .map(|target| ("--aggregate-output", Path::new(target))),
+    );
     let input_dir = Path::new(&args.input);
     for (i, (flag, out)) in outputs.iter().enumerate() {
         if let Some(input) = inputs.iter().flatten().find(|p| same_file(p, out)) {
@@ -429,8 +413,11 @@ fn check_paths(args: &RunArgs, inputs: &[Option<PathBuf>]) -> Result<(), String>
 }
 
 fn run(args: RunArgs) -> i32 {
-    let mut decls = match load_patterns(&args.patterns) {
-        Ok(d) => d,
+    let syntax::Program {
+        patterns: mut decls,
+        aggregates,
+    } = match load_program(&args.patterns) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
             return 1;
@@ -445,6 +432,18 @@ fn run(args: RunArgs) -> i32 {
             "motif: --key: `{bad}` is not a field name (comma-separated dotted paths, e.g. --key user.id,region)"
         );
         return 2;
+    }
+    let mut aggregate_outputs = Vec::new();
+    for spec in &args.aggregate_output {
+        match spec.split_once('=') {
+            Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+                aggregate_outputs.push((name.to_string(), path.to_string()));
+            }
+            _ => {
+                eprintln!("motif: --aggregate-output {spec}: expected NAME=FILE");
+                return 1;
+            }
+        }
     }
     if !args.key.is_empty() {
         let key: Vec<Vec<String>> = args
@@ -528,12 +527,19 @@ fn run(args: RunArgs) -> i32 {
             OutputFormat::JsonLines
         },
         checkpoint,
+        aggregates,
+        db_errors: if args.on_db_error == "stop" {
+            crate::sink::table::DbErrorPolicy::Stop
+        } else {
+            crate::sink::table::DbErrorPolicy::Skip
+        },
     };
     let spec = OutputSpec {
         matches: args.output.clone(),
         timeouts: args.timeouts_output.clone(),
         late: args.late_output.clone(),
         rejects: args.rejects_output.clone(),
+        aggregates: aggregate_outputs,
     };
     let stop = signals::install();
     let mut status = Status::new(args.quiet);
@@ -754,57 +760,92 @@ fn gen_cmd(args: &GenArgs) -> i32 {
 
 fn check(args: &[PathBuf]) -> i32 {
     let mut code = 0;
+    // A directory stands for its `*.motif` files, which run together.
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
     for arg in args {
-        let files = match pattern_files(arg) {
-            Ok(f) => f,
+        match pattern_files(arg) {
+            Ok(f) => {
+                if arg.is_dir() {
+                    dirs.push(f.clone());
+                }
+                files.extend(f);
+            }
             Err(e) => {
                 eprintln!("{e}");
                 code = 1;
-                continue;
             }
-        };
-        let mut loaded = Vec::new();
-        for f in files {
-            match syntax::load_file(&f) {
-                Ok(decls) => {
-                    let mut schema = crate::event::Schema::new();
-                    let mut ok = true;
-                    for d in &decls {
-                        if let Err(e) = crate::nfa::compile(d, &mut schema) {
-                            eprintln!("{}: {e}", f.display());
-                            ok = false;
-                        }
-                    }
-                    if ok {
-                        println!(
-                            "ok: {} ({} pattern{})",
-                            f.display(),
-                            decls.len(),
-                            if decls.len() == 1 { "" } else { "s" }
-                        );
-                        loaded.push((f, decls));
-                    } else {
-                        code = 1;
+        }
+    }
+    // Aggregates may read the patterns of any of the files.
+    let all: Vec<PatternDecl> = files
+        .iter()
+        .filter_map(|f| syntax::load_file(f).ok())
+        .flatten()
+        .collect();
+    for f in &files {
+        let loaded = std::fs::read_to_string(f)
+            .map_err(|source| LoadError::Io {
+                path: f.clone(),
+                source,
+            })
+            .and_then(|src| {
+                syntax::load_program_str(&f.display().to_string(), &src, &all)
+                    .map_err(LoadError::Invalid)
+            });
+        match loaded {
+            Ok(syntax::Program {
+                patterns: decls,
+                aggregates,
+            }) => {
+                let mut schema = crate::event::Schema::new();
+                let mut ok = true;
+                for d in &decls {
+                    if let Err(e) = crate::nfa::compile(d, &mut schema) {
+                        eprintln!("{}: {e}", f.display());
+                        ok = false;
                     }
                 }
-                Err(e) => {
-                    eprintln!("{}", load_error(&e));
+                if ok {
+                    let aggs = match aggregates.len() {
+                        0 => String::new(),
+                        1 => ", 1 aggregate".to_string(),
+                        n => format!(", {n} aggregates"),
+                    };
+                    println!(
+                        "ok: {} ({} pattern{}{aggs})",
+                        f.display(),
+                        decls.len(),
+                        if decls.len() == 1 { "" } else { "s" }
+                    );
+                } else {
                     code = 1;
                 }
             }
+            Err(e) => {
+                eprintln!("{}", load_error(&e));
+                code = 1;
+            }
         }
-        // The files of one directory run together: their names must be unique.
-        for e in duplicate_names(&loaded) {
-            eprintln!("{e}");
-            code = 1;
+    }
+    // The files of a directory run together: names must be unique over them.
+    for dir in &dirs {
+        if let Err(errors) = syntax::load_program_files(dir) {
+            for e in errors
+                .iter()
+                .filter(|e| matches!(e, LoadError::Duplicate { .. }))
+            {
+                eprintln!("{}", load_error(e));
+                code = 1;
+            }
         }
     }
     code
 }
 
 fn explain_cmd(path: &Path, dot: bool) -> i32 {
-    let decls = match load_patterns(path) {
-        Ok(d) => d,
+    let decls = match load_program(path) {
+        Ok(p) => p.patterns,
         Err(e) => {
             eprintln!("{e}");
             return 1;

@@ -433,7 +433,7 @@ impl CExpr {
     }
 }
 
-fn arith(op: ArithOp, a: &Value, b: &Value) -> Value {
+pub(crate) fn arith(op: ArithOp, a: &Value, b: &Value) -> Value {
     if let (ArithOp::Add, Value::Str(x), Value::Str(y)) = (op, a, b) {
         let mut s = String::with_capacity(x.len() + y.len());
         s.push_str(x);

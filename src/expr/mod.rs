@@ -1,8 +1,6 @@
-//! Expressions: the tree as written ([`ast`]), name resolution and checking ([`resolve`]),
-//! and compilation to fast closures over event slots ([`compile`]).
+//! Expressions: the tree as written ([`ast`]); name resolution, checking and compilation to
+//! fast closures over event slots are internal.
 
 pub mod ast;
-pub mod compile;
-pub mod resolve;
-
-pub use crate::syntax::parse_expr;
+pub(crate) mod compile;
+pub(crate) mod resolve;

@@ -96,6 +96,7 @@ impl SharedBuffer {
     }
 
     /// Number of events stored.
+    #[cfg(any(test, feature = "internals"))]
     pub fn live_events(&self) -> usize {
         self.live_events as usize
     }

@@ -74,11 +74,13 @@ pub fn to_text(nfa: &Nfa) -> String {
     s
 }
 
+#[cfg(any(test, feature = "cli", feature = "internals"))]
 fn dot_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// The NFA as a Graphviz digraph.
+#[cfg(any(test, feature = "cli", feature = "internals"))]
 pub fn to_dot(nfa: &Nfa) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "digraph \"{}\" {{", dot_escape(&nfa.name));

@@ -27,7 +27,7 @@ const NO_START: u64 = u64::MAX;
 /// patterns, far above what any valid pattern needs.
 const MAX_PROCEED_EXPANSIONS: usize = 4096;
 
-/// Default cap on partial matches per partition (see [`Matcher::set_max_runs`]).
+/// Default cap on partial matches per partition ([`crate::runtime::EngineOptions::max_runs_per_key`]).
 pub const DEFAULT_MAX_RUNS: usize = 100_000;
 
 /// One partial match.

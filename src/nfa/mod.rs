@@ -19,7 +19,6 @@ use crate::pattern::{NativeCondition, PartialMatch, SkipStrategy};
 
 pub use compiler::{compile, CompileError};
 pub use matcher::{Match, MatchedEvent, Matcher};
-pub use validate::InvalidState;
 
 /// Index of a state in [`Nfa::states`].
 pub type StateId = usize;
@@ -146,33 +145,62 @@ impl CondBody {
 #[derive(Debug, Clone)]
 pub struct Nfa {
     /// The pattern's name.
-    pub name: String,
+    pub(crate) name: String,
     /// Variables in pattern order (the order of `events` in a match).
-    pub variables: Vec<String>,
+    pub(crate) variables: Vec<String>,
     /// All states; the final state is `final_state`.
-    pub states: Vec<State>,
+    pub(crate) states: Vec<State>,
     /// The start state.
-    pub start: StateId,
+    pub(crate) start: StateId,
     /// The compiled conditions guards refer to.
-    pub conditions: Vec<Condition>,
+    pub(crate) conditions: Vec<Condition>,
     /// Aggregates runs maintain for the conditions.
-    pub aggs: Vec<AggSpec>,
+    pub(crate) aggs: Vec<AggSpec>,
     /// FIRST_AND_LAST window in ms (0: none).
-    pub window: i64,
+    pub(crate) window: i64,
     /// PREVIOUS_AND_CURRENT windows by state.
-    pub state_windows: Vec<Option<i64>>,
+    pub(crate) state_windows: Vec<Option<i64>>,
     /// After-match skip strategy, with the variable resolved to its index.
-    pub skip: Skip,
+    pub(crate) skip: Skip,
     /// Some state other than the start has an IGNORE edge back to itself (runs can skip an
     /// event in place: `followedBy`-style waiting), which the matcher's fast path looks for.
-    pub ignore_loops: bool,
+    pub(crate) ignore_loops: bool,
     /// Some condition is a Rust closure, which may read any field of the events of the
     /// partial match; otherwise a stored event keeps only its time and text (expression
     /// conditions read earlier events through aggregates kept in the runs).
-    pub keep_event_fields: bool,
+    pub(crate) keep_event_fields: bool,
     /// Per state, tests on the event alone that tell when a run there surely stays put
     /// (see [`skip::SkipTests`]).
-    pub skip_tests: skip::SkipTests,
+    pub(crate) skip_tests: skip::SkipTests,
+}
+
+impl Nfa {
+    /// The pattern's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The pattern's variables, in the order [`MatchedEvent::var`] indexes them.
+    pub fn variables(&self) -> &[String] {
+        &self.variables
+    }
+
+    /// How long after its last event's time a completed match can still be emitted, in ms:
+    /// a match ending in a `notFollowedBy` waits for its window to pass; others are emitted
+    /// at their last event.
+    pub fn completion_delay(&self) -> i64 {
+        if !self.states.iter().any(|s| s.kind == StateKind::Pending) {
+            return 0;
+        }
+        let per_step = self.state_windows.iter().flatten().copied().max().unwrap_or(0);
+        self.window.max(per_step)
+    }
+
+    /// The longest a match can span from its first event to its last, in ms, when a
+    /// whole-match window bounds it (`within` with FIRST_AND_LAST).
+    pub fn max_span(&self) -> Option<i64> {
+        (self.window > 0).then_some(self.window)
+    }
 }
 
 /// The after-match skip strategy with variable indexes.

@@ -59,11 +59,6 @@ impl PatternClock {
     pub fn watermark(&self) -> i64 {
         self.frontier.watermark()
     }
-
-    /// Number of source partitions the clock keeps a watermark for.
-    pub fn partitions(&self) -> usize {
-        self.frontier.partitions()
-    }
 }
 
 /// How the front reads one pattern's events.

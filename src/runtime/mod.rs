@@ -1,5 +1,5 @@
 //! The event-time runtime: decode, key, order by event time, watermark, and drive one
-//! [`Matcher`] per partition.
+//! matcher per partition.
 //!
 //! Per pattern, events are buffered per key by (time, arrival). The watermark is
 //! `max time seen − lateness − 1 ms`; an event whose time is not after the watermark on
@@ -8,26 +8,29 @@
 //! (Flink's CepOperator). A partition with nothing pending keeps no state at all. At the end
 //! of input the watermark moves to +∞ so every windowed run is decided.
 
-pub mod front;
-pub mod frontier;
-pub mod parallel;
-pub mod run;
-pub mod shard;
-pub mod state;
-pub mod view;
+mod front;
+mod frontier;
+mod parallel;
+mod run;
+mod shard;
+mod state;
+mod view;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::{DecodeError, Schema};
-use crate::nfa::{compile, CompileError, Match, Nfa};
+use crate::nfa::{compile, CompileError};
 use crate::pattern::PatternDecl;
 use crate::value::Value;
 
+pub use crate::nfa::matcher::DEFAULT_MAX_RUNS;
+pub use crate::nfa::{Match, MatchedEvent, Nfa};
 use front::{Front, RouteSink};
-pub use parallel::ParallelEngine;
+pub use parallel::{ParallelEngine, ParallelError};
 pub use run::{AsIs, Collect, Prepare, Run, Serial, StateOf, END_OF_INPUT};
+pub use shard::StateError;
 use shard::{Shard, ShardOutput};
 pub use state::{EngineState, EngineStateRef, PatternState, RestoreError, RestoreReport};
 pub use view::MatchView;
@@ -119,8 +122,9 @@ impl Output {
     }
 }
 
-impl From<ShardOutput> for Output {
-    fn from(o: ShardOutput) -> Output {
+impl Output {
+    /// A shard's output as the engine's.
+    pub(crate) fn from_shard(o: ShardOutput) -> Output {
         Output::Match {
             pattern: o.pattern,
             key: o.key,
@@ -199,7 +203,7 @@ impl EngineOptions {
 pub struct EngineOptions {
     /// Report timed-out partial matches.
     pub timeouts: bool,
-    /// Cap on partial matches per partition (`None`: [`crate::nfa::matcher::DEFAULT_MAX_RUNS`];
+    /// Cap on partial matches per partition (`None`: [`DEFAULT_MAX_RUNS`], 100,000;
     /// `Some(0)`: no cap). Beyond it the oldest are dropped, counted in [`Stats::dropped_runs`].
     pub max_runs_per_key: Option<usize>,
     /// Number of shards keys are spread over (0 or 1: one). Results do not depend on it.
@@ -231,7 +235,7 @@ pub struct EngineOptions {
 }
 
 /// The compiled patterns of a run and how the front reads their events.
-pub struct Compiled {
+pub(crate) struct Compiled {
     /// Field slots of every pattern.
     pub schema: Schema,
     /// Per pattern: the NFA and its key field slots.
@@ -260,7 +264,10 @@ impl Compiled {
 /// Compiles declarations over one shared schema (which also holds each declaration's
 /// [`PatternDecl::output_fields`]); with `match_fields` (see [`EngineOptions::match_fields`])
 /// matched events keep their decoded fields.
-pub fn compile_all(decls: &[PatternDecl], match_fields: bool) -> Result<Compiled, CompileError> {
+pub(crate) fn compile_all(
+    decls: &[PatternDecl],
+    match_fields: bool,
+) -> Result<Compiled, CompileError> {
     let mut schema = Schema::new();
     let mut patterns = Vec::new();
     let mut front = Vec::new();
@@ -622,7 +629,7 @@ impl Engine {
     /// and then the watermark moves.
     fn flush(&mut self, out: &mut Vec<Output>) {
         if !self.shard_out.is_empty() {
-            out.extend(self.shard_out.drain(..).map(Output::from));
+            out.extend(self.shard_out.drain(..).map(Output::from_shard));
         }
         if let Some(w) = self.watermarks.as_mut().filter(|w| !w.is_empty()) {
             out.extend(

@@ -18,7 +18,8 @@ use crate::value::Value;
 pub struct PatternState {
     /// The pattern's name.
     pub name: String,
-    /// [`fingerprint`] of the pattern when the state was taken.
+    /// Fingerprint of the pattern when the state was taken (its compiled NFA, key and time
+    /// fields and lateness): a pattern restores its state only into an equal one.
     pub fingerprint: u64,
     clock: PatternClock,
     shard: PatternShardState,

@@ -8,6 +8,15 @@
 //! once. Standard output and standard error cannot be taken back: what was written after
 //! the last checkpoint is written again after a restart (at least once).
 
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "parquet")]
+pub mod parquet;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod table;
+pub mod url;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -30,6 +39,9 @@ pub struct SinkPosition {
 /// Why a sink failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// A database sink failed.
+    #[error(transparent)]
+    Database(#[from] table::DbError),
     /// Writing, flushing or syncing failed.
     #[error("{target}: {source}")]
     Io {

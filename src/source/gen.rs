@@ -1,9 +1,10 @@
 //! The generator as a source: `--input gen:events=1000000,keys=1000,seed=42` reads
-//! [`crate::gen`]'s deterministic stream as if it were a file, with a position (events
+//! the deterministic stream of `motif gen` as if it were a file, with a position (events
 //! generated) that a restart seeks back to by generating the stream again up to it.
 
 use super::{InputPosition, Record, Source, SourceError, SourcePosition};
-use crate::gen::{GenOptions, Generator};
+pub use crate::gen::GenOptions;
+use crate::gen::Generator;
 
 /// The prefix of a generator input.
 pub const PREFIX: &str = "gen:";

@@ -94,7 +94,25 @@ fn describe(rule: Rule) -> Option<&'static str> {
         dot => "`.`",
         assign => "`=`",
         ident | field_path => "a name",
-        kw_pattern | decl | decl_at | file => "`pattern`",
+        kw_pattern | decl | decl_at | file => "`pattern` or `aggregate`",
+        kw_aggregate | agg_decl => "`aggregate`",
+        kw_from | agg_from => "`from`",
+        agg_window | kw_window | agg_group | kw_group | agg_select | kw_select | agg_having
+        | kw_having | agg_output | kw_output | agg_trigger | kw_trigger => {
+            "an aggregate clause (`window`, `group by`, `select`, `having`, `output` or `trigger`)"
+        }
+        w_tumbling | w_sliding | w_session | m_tumbling | m_sliding | m_session => {
+            "a window (`tumbling(1m)`, `sliding(10m, 1m)` or `session(5m)`)"
+        }
+        agg_on | kw_on => "`on`",
+        kw_start | kw_end => "`start` or `end`",
+        kw_by => "`by`",
+        kw_as => "`as`",
+        agg_item => "a column",
+        kw_append | kw_update | kw_complete => "`append`, `update` or `complete`",
+        trigger_records | trigger_interval | kw_every => "`every`",
+        kw_records => "`records`",
+        trigger_watermark | kw_watermark => "`watermark`",
         kw_key | key_clause => "`key`",
         kw_time | time_clause => "`time`",
         kw_lateness | lateness_clause => "`lateness`",

@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 use hashbrown::HashMap;
 
+use crate::aggregate::AggregateDecl;
 use crate::error::Diagnostic;
 use crate::expr::ast::{Expr, Span};
 use crate::pattern::PatternDecl;
@@ -72,6 +73,8 @@ pub fn parse_expr(source: &str) -> Result<Expr, SourceErrors> {
 }
 
 /// Parses and validates a pattern file held in memory; `origin` names it in messages.
+/// Aggregate declarations are parsed (their syntax errors are reported) but not returned:
+/// [`load_program_str`] gives them.
 ///
 /// Every declaration is validated, and every error of the file is returned (syntax errors,
 /// lowering errors, validation errors of each declaration, and a pattern name declared
@@ -113,6 +116,148 @@ pub fn load_str(origin: &str, source: &str) -> Result<Vec<PatternDecl>, SourceEr
             source: source.to_string(),
             diagnostics: sorted(diags),
         })
+    }
+}
+
+/// The declarations of one or more pattern files: patterns and aggregates.
+#[derive(Debug, Clone, Default)]
+pub struct Program {
+    /// The patterns.
+    pub patterns: Vec<PatternDecl>,
+    /// The aggregates over their matches.
+    pub aggregates: Vec<AggregateDecl>,
+}
+
+/// Parses and validates a file's patterns and aggregates, each aggregate checked against
+/// the file's patterns and `others` (patterns loaded from other files); every error of the
+/// file is returned, in source order.
+pub fn load_program_str(
+    origin: &str,
+    source: &str,
+    others: &[PatternDecl],
+) -> Result<Program, SourceErrors> {
+    let parsed = parser::parse_file(source);
+    let (patterns, mut diags) = match load_str(origin, source) {
+        Ok(p) => (p, Vec::new()),
+        Err(e) => (parsed.decls.clone(), e.diagnostics),
+    };
+    let mut all: Vec<PatternDecl> = others.to_vec();
+    all.extend(patterns.iter().cloned());
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    for agg in &parsed.aggregates {
+        if let Some(first) = seen.get(agg.name.as_str()) {
+            let (l, c) = line_col(source, first.start);
+            diags.push(
+                Diagnostic::new(
+                    format!("aggregate `{}` is declared twice in this file", agg.name),
+                    agg.spans.name,
+                )
+                .with_help(format!("the first `{}` is at {l}:{c}", agg.name)),
+            );
+        } else {
+            seen.insert(&agg.name, agg.spans.name);
+        }
+        diags.extend(crate::aggregate::check(agg, &all));
+    }
+    drop(seen);
+    // A syntax error is reported once, by `load_str` and by the parse here alike.
+    diags.sort_by_key(|d| (d.span.start, d.span.end, d.message.clone()));
+    diags.dedup();
+    if diags.is_empty() {
+        Ok(Program {
+            patterns,
+            aggregates: parsed.aggregates,
+        })
+    } else {
+        Err(SourceErrors {
+            origin: origin.to_string(),
+            source: source.to_string(),
+            diagnostics: diags,
+        })
+    }
+}
+
+/// Loads several pattern files as one program: every file's patterns first, then each
+/// aggregate checked against all of them (an aggregate may read patterns of other files).
+/// Every error of every file is returned.
+pub fn load_program_files(paths: &[PathBuf]) -> Result<Program, Vec<LoadError>> {
+    let mut sources = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(path) {
+            Ok(s) => sources.push((path.display().to_string(), s)),
+            Err(source) => errors.push(LoadError::Io {
+                path: path.clone(),
+                source,
+            }),
+        }
+    }
+    let mut patterns = Vec::new();
+    let mut declared: HashMap<String, String> = HashMap::new();
+    for (origin, src) in &sources {
+        match load_str(origin, src) {
+            Ok(mut p) => {
+                // Within a file a name twice is a diagnostic of the file; across files, here.
+                for d in &p {
+                    match declared.get(&d.name) {
+                        Some(first) => errors.push(LoadError::Duplicate {
+                            kind: "pattern",
+                            name: d.name.clone(),
+                            first: first.clone(),
+                            second: origin.clone(),
+                        }),
+                        None => {
+                            declared.insert(d.name.clone(), origin.clone());
+                        }
+                    }
+                }
+                patterns.append(&mut p)
+            }
+            Err(e) => errors.push(LoadError::Invalid(e)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut program = Program {
+        patterns: Vec::new(),
+        aggregates: Vec::new(),
+    };
+    // The file of each aggregate, for errors.
+    let mut origins: Vec<String> = Vec::new();
+    for (origin, src) in &sources {
+        let parsed = parser::parse_file(src);
+        let mut diags = Vec::new();
+        for agg in &parsed.aggregates {
+            diags.extend(crate::aggregate::check(agg, &patterns));
+        }
+        if diags.is_empty() {
+            origins.extend(parsed.aggregates.iter().map(|_| origin.clone()));
+            program.aggregates.extend(parsed.aggregates);
+        } else {
+            errors.push(LoadError::Invalid(SourceErrors::new(
+                origin.clone(),
+                src.clone(),
+                sorted(diags),
+            )));
+        }
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, a) in program.aggregates.iter().enumerate() {
+        if let Some(j) = names.insert(a.name.clone(), i) {
+            errors.push(LoadError::Duplicate {
+                kind: "aggregate",
+                name: a.name.clone(),
+                first: origins.get(j).cloned().unwrap_or_default(),
+                second: origins.get(i).cloned().unwrap_or_default(),
+            });
+        }
+    }
+    if errors.is_empty() {
+        program.patterns = patterns;
+        Ok(program)
+    } else {
+        Err(errors)
     }
 }
 
@@ -196,4 +341,16 @@ pub enum LoadError {
     /// The file was read but holds errors.
     #[error(transparent)]
     Invalid(#[from] SourceErrors),
+    /// Two files declare the same name (they would run together, indistinguishable).
+    #[error("{kind} `{name}` is declared in {first} and in {second}: {kind} names must be unique")]
+    Duplicate {
+        /// `pattern` or `aggregate`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// The file that declares it first.
+        first: String,
+        /// The file that declares it again.
+        second: String,
+    },
 }

@@ -9,6 +9,8 @@
 //! `allowCombinations`, a second `until`, and a header clause given twice. Everything the
 //! model can hold is checked by [`crate::validate`].
 
+mod aggregate;
+
 use std::sync::LazyLock;
 
 use pest::iterators::Pair;
@@ -16,6 +18,7 @@ use pest::pratt_parser::{Assoc, Op, PrattParser};
 use pest::Parser as _;
 
 use super::diagnostics::from_pest;
+use crate::aggregate::AggregateDecl;
 use crate::error::line_col;
 use crate::error::Diagnostic;
 use crate::expr::ast::{BinaryOp, Expr, ExprKind, Span, UnaryOp};
@@ -39,6 +42,8 @@ pub(crate) const MAX_EXPR_DEPTH: usize = 256;
 pub(crate) struct Parsed {
     /// Declarations whose syntax is correct (lowering problems may still be in `diags`).
     pub decls: Vec<PatternDecl>,
+    /// Aggregate declarations whose syntax is correct.
+    pub aggregates: Vec<AggregateDecl>,
     /// Syntax and lowering errors (the callers sort them by place).
     pub diags: Vec<Diagnostic>,
 }
@@ -49,6 +54,7 @@ pub(crate) fn parse_file(src: &str) -> Parsed {
     if let Some(d) = check_nesting(src) {
         return Parsed {
             decls: Vec::new(),
+            aggregates: Vec::new(),
             diags: vec![d],
         };
     }
@@ -56,15 +62,19 @@ pub(crate) fn parse_file(src: &str) -> Parsed {
         Ok(mut pairs) => {
             let mut lower = Lowerer::new(src, 0);
             let mut decls = Vec::new();
+            let mut aggregates = Vec::new();
             if let Some(file) = pairs.next() {
                 for p in file.into_inner() {
-                    if p.as_rule() == Rule::decl {
-                        decls.push(lower.parse_decl(p));
+                    match p.as_rule() {
+                        Rule::decl => decls.push(lower.parse_decl(p)),
+                        Rule::agg_decl => aggregates.push(lower.parse_agg_decl(p)),
+                        _ => {}
                     }
                 }
             }
             Parsed {
                 decls,
+                aggregates,
                 diags: lower.diags,
             }
         }
@@ -72,9 +82,11 @@ pub(crate) fn parse_file(src: &str) -> Parsed {
     }
 }
 
-/// Parses declaration after declaration, skipping to the next `pattern` after each error.
+/// Parses declaration after declaration, skipping to the next `pattern` or `aggregate`
+/// after each error.
 fn recover(src: &str, file_error: Diagnostic) -> Parsed {
     let mut decls = Vec::new();
+    let mut aggregates = Vec::new();
     let mut diags = Vec::new();
     let mut pos = 0;
     while pos < src.len() {
@@ -84,13 +96,18 @@ fn recover(src: &str, file_error: Diagnostic) -> Parsed {
         }
         match MotifParser::parse(Rule::decl_at, rest) {
             Ok(mut pairs) => {
-                let decl = pairs
-                    .next()
-                    .and_then(|at| at.into_inner().find(|p| p.as_rule() == Rule::decl));
+                let decl = pairs.next().and_then(|at| {
+                    at.into_inner()
+                        .find(|p| matches!(p.as_rule(), Rule::decl | Rule::agg_decl))
+                });
                 let Some(decl) = decl else { break };
                 let end = pos + decl.as_span().end();
                 let mut lower = Lowerer::new(src, pos);
-                decls.push(lower.parse_decl(decl));
+                if decl.as_rule() == Rule::agg_decl {
+                    aggregates.push(lower.parse_agg_decl(decl));
+                } else {
+                    decls.push(lower.parse_decl(decl));
+                }
                 diags.extend(lower.diags);
                 if end <= pos {
                     break;
@@ -111,19 +128,34 @@ fn recover(src: &str, file_error: Diagnostic) -> Parsed {
     if diags.is_empty() {
         diags.push(file_error);
     }
-    Parsed { decls, diags }
+    Parsed {
+        decls,
+        aggregates,
+        diags,
+    }
 }
 
-/// The next `pattern` keyword at or after `from` that begins a line or follows a `;`.
+/// The next `pattern` or `aggregate` keyword at or after `from` that begins a line or
+/// follows a `;`.
 fn next_decl_start(src: &str, from: usize) -> Option<usize> {
+    let a = next_word_start(src, from, "pattern");
+    let b = next_word_start(src, from, "aggregate");
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The next `word` at or after `from` that begins a line or follows a `;`.
+fn next_word_start(src: &str, from: usize, word: &str) -> Option<usize> {
     let mut search = from;
     while search < src.len() && !src.is_char_boundary(search) {
         search += 1;
     }
     while search < src.len() {
-        let rel = src.get(search..)?.find("pattern")?;
+        let rel = src.get(search..)?.find(word)?;
         let at = search + rel;
-        let end = at + "pattern".len();
+        let end = at + word.len();
         let word_end = src[end..]
             .chars()
             .next()

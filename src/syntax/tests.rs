@@ -8,7 +8,7 @@ use crate::pattern::{Condition, Contiguity, InnerContiguity, Repeat, SkipStrateg
 use crate::value::Value;
 
 fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/cases")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/cases")
 }
 
 /// Every `case.motif` of the conformance suite, with its path.

@@ -2,7 +2,9 @@
 //! command and checkpoint directory writes exactly the bytes an uninterrupted run writes.
 //!
 //! The stream has windows, timed-out partial matches, a trailing `notFollowedBy`, late
-//! events and rejected records. `MOTIF_SOAK=1` runs a longer version (5M events, 100 kills).
+//! events and rejected records, and the matches feed three aggregations (append, update and
+//! complete modes, each with another window and trigger) whose row files must come out the
+//! same too. `MOTIF_SOAK=1` runs a longer version (5M events, 100 kills).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,6 +21,23 @@ pattern a_then_no_d key key time ts lateness 5ms
 = begin("a").where(type == "A" and price > 50)
   .notFollowedBy("d").where(type == "D")
   .within(60ms);
+
+aggregate per_key from abc
+  window tumbling(200ms)
+  group by key
+  select count() as n, max(a.price) as top, count_distinct(b.price) as prices
+  output append trigger every 5000 records;
+
+aggregate by_pattern from abc, a_then_no_d
+  window sliding(400ms, 200ms) on start
+  group by pattern
+  select count() as n, avg(a.price) as mean, first(a.price) as first_price
+  output update trigger on watermark;
+
+aggregate totals from abc, a_then_no_d
+  group by pattern
+  select count() as n, sum(a.price) as total
+  output complete trigger every 50000 records;
 "#;
 
 fn motif() -> Command {
@@ -65,7 +84,15 @@ fn input(dir: &Path, events: u64) -> PathBuf {
     path
 }
 
-const OUTPUTS: [&str; 4] = ["matches", "timeouts", "late", "rejects"];
+const OUTPUTS: [&str; 7] = [
+    "matches",
+    "timeouts",
+    "late",
+    "rejects",
+    "per_key",
+    "by_pattern",
+    "totals",
+];
 
 /// The run's arguments, writing its four outputs into `out`.
 fn run_args(pat: &Path, input: &Path, out: &Path, workers: usize) -> Vec<String> {
@@ -86,6 +113,10 @@ fn run_args(pat: &Path, input: &Path, out: &Path, workers: usize) -> Vec<String>
     ] {
         a.push(flag.into());
         a.push(out.join(name).display().to_string());
+    }
+    for name in &OUTPUTS[4..] {
+        a.push("--aggregate-output".into());
+        a.push(format!("{name}={}", out.join(name).display()));
     }
     a
 }

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use motif::checkpoint::format;
-use motif::expr::parse_expr;
 use motif::gen::{generate, GenOptions};
 use motif::key::Key;
 use motif::output::write_match;
 use motif::pattern::{Pattern, PatternDecl, SkipStrategy};
 use motif::runtime::{Engine, EngineOptions, EngineState, Output, PushError};
+use motif::syntax::parse_expr;
 use motif::Value;
 use serde::{Deserialize, Serialize};
 

@@ -170,3 +170,84 @@ fn every_example_pattern_produces_its_expected_matches() {
         failures.join("\n")
     );
 }
+
+/// The pipeline example of `patterns/pipeline/`: sensor readings → the over-temperature
+/// pattern → per-sensor counts per minute, written to a file exactly as
+/// `overheat_per_minute.expected.jsonl`, and into a MariaDB table with the README's command
+/// when a server answers.
+#[test]
+fn the_pipeline_example_writes_its_rows_to_a_file_and_to_mysql() {
+    let dir = patterns_dir().join("pipeline");
+    let out = std::env::temp_dir().join(format!("motif-pipeline-{}.jsonl", std::process::id()));
+    let run = |target: &str| {
+        Command::new(env!("CARGO_BIN_EXE_motif"))
+            .arg("run")
+            .arg(&dir)
+            .arg("--input")
+            .arg(dir.join("sensor_readings.jsonl"))
+            .args(["-q", "-o", "/dev/null", "--aggregate-output"])
+            .arg(format!("overheat_per_minute={target}"))
+            .output()
+            .unwrap()
+    };
+    let o = run(&out.display().to_string());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = fs::read_to_string(&out).unwrap();
+    let want = fs::read_to_string(dir.join("overheat_per_minute.expected.jsonl")).unwrap();
+    assert_eq!(got, want, "the example's rows");
+    let _ = fs::remove_file(&out);
+
+    let answers = "127.0.0.1:3306".parse().ok().is_some_and(|a| {
+        std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok()
+    });
+    if !answers {
+        assert!(
+            std::env::var_os("MOTIF_REQUIRE_DB").is_none(),
+            "no MariaDB at 127.0.0.1:3306 and MOTIF_REQUIRE_DB is set"
+        );
+        eprintln!("skipping the MariaDB half: no server answers at 127.0.0.1:3306");
+        return;
+    }
+    let db = format!("motif_demo_{}", std::process::id());
+    let sql = |q: &str| {
+        let o = Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-u", "root", "-N", "-B", "-e", q])
+            .output()
+            .expect("the mariadb client");
+        assert!(
+            o.status.success(),
+            "{q}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
+    ));
+    let url = format!("mysql://root@127.0.0.1:3306/{db}?table=overheat_per_minute&create=true");
+    let o = run(&url);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = sql(&format!(
+        "SELECT window_start, sensor_id, location, alerts, peak FROM {db}.overheat_per_minute \
+         ORDER BY window_start, sensor_id"
+    ));
+    let mut expected: Vec<String> = want
+        .lines()
+        .map(|l| {
+            let j: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{}\t{}\t{}\t{}\t{}",
+                j["window_start"],
+                j["sensor_id"].as_str().unwrap(),
+                j["location"].as_str().unwrap(),
+                j["alerts"],
+                j["peak"].as_f64().unwrap()
+            )
+        })
+        .collect();
+    expected.sort();
+    let mut rows: Vec<String> = table.lines().map(str::to_string).collect();
+    rows.sort();
+    assert_eq!(rows, expected, "the MariaDB table");
+    sql(&format!("DROP DATABASE {db}"));
+}

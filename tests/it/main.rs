@@ -1,9 +1,11 @@
 //! motif's integration tests: one test binary, one module per area.
 
+mod aggregate;
 mod checkpoint;
 mod cli;
 mod conformance;
 mod crash;
+mod db;
 mod differential;
 mod embed;
 mod examples;

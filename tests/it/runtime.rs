@@ -37,12 +37,12 @@ fn canonical(engine: &Engine, outs: &[Output]) -> Vec<String> {
                     .map(|e| {
                         let j: serde_json::Value =
                             serde_json::from_str(&e.raw).expect("events are JSON");
-                        format!("{}:{}", engine.nfa(*pattern).variables[e.var], j["id"])
+                        format!("{}:{}", engine.nfa(*pattern).variables()[e.var], j["id"])
                     })
                     .collect();
                 Some(format!(
                     "{} {} [{}] {:?}",
-                    engine.nfa(*pattern).name,
+                    engine.nfa(*pattern).name(),
                     key.as_deref().unwrap_or("-"),
                     ids.join(","),
                     m.timed_out
@@ -359,8 +359,8 @@ fn a_run_whose_deadline_moves_earlier_times_out_on_time() {
 fn a_rust_closure_reads_fields_of_earlier_events_of_the_partial_match() {
     // Stored events of patterns without closures keep only time and text; with a closure
     // the partial match's events stay whole. This one compares prices across events.
-    use motif::expr::parse_expr;
     use motif::pattern::Pattern;
+    use motif::syntax::parse_expr;
     let rising = Pattern::begin("low")
         .where_(parse_expr(r#"kind == "quote""#).expect("expression parses"))
         .followed_by("high")

@@ -374,7 +374,7 @@ impl<P: Prepare> Worker<P> {
         if !self.out.is_empty() {
             let (nfas, prepare) = (&self.nfas[..], &*self.prepare);
             lines.extend(self.out.drain(..).map(|o| {
-                let o = Output::from(o);
+                let o = Output::from_shard(o);
                 (seq, o.kind(), prepare.prepare(nfas, o))
             }));
         }

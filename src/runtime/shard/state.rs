@@ -134,11 +134,6 @@ impl PatternShardState {
         parts
     }
 
-    /// The pattern's watermark when the state was taken.
-    pub fn watermark(&self) -> i64 {
-        self.watermark
-    }
-
     /// Partitions (keys) with state.
     pub fn keys(&self) -> usize {
         self.partitions.len()

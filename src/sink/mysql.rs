@@ -1,0 +1,353 @@
+//! The MySQL/MariaDB sink of aggregation rows (see [`super::table`]), on mysql_async.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, TxOpts, Value};
+use tokio::runtime::Runtime;
+
+use super::table::{
+    backoff, BatchReport, DbError, DbErrorPolicy, Dialect, Layout, RefusedRow, SqlValue, TableSink,
+};
+use super::url::DbUrl;
+use crate::aggregate::{AggregateDecl, Batch, OutputMode};
+
+/// Aggregation rows into a MySQL or MariaDB table.
+pub struct MysqlSink {
+    rt: Runtime,
+    opts: Opts,
+    conn: Option<Conn>,
+    url: DbUrl,
+    target: String,
+    /// The progress table's key for this sink: `aggregate:table`.
+    name: String,
+    layout: Layout,
+    ready: bool,
+    committed: Option<u64>,
+    policy: DbErrorPolicy,
+}
+
+/// Whether an error is the connection's (retry) rather than the statement's: lost
+/// connections, lock wait timeouts and deadlocks.
+fn transient(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Server(s) => matches!(s.code, 1205 | 1213 | 2006 | 2013 | 1927),
+        _ => true,
+    }
+}
+
+fn why(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Server(s) => format!("{} (error {})", s.message, s.code),
+        e => e.to_string(),
+    }
+}
+
+fn value(v: &SqlValue) -> Value {
+    match v {
+        SqlValue::Null => Value::NULL,
+        SqlValue::Int(i) => Value::Int(*i),
+        SqlValue::Double(f) => Value::Double(*f),
+        SqlValue::Text(s) => Value::Bytes(s.as_bytes().to_vec()),
+        SqlValue::Bool(b) => Value::Int(i64::from(*b)),
+    }
+}
+
+impl MysqlSink {
+    /// A sink for aggregate `agg`'s rows (`visible` select columns) at `url`; connects and
+    /// reads the last batch committed.
+    pub fn open(
+        url: DbUrl,
+        agg: &AggregateDecl,
+        visible: usize,
+        policy: DbErrorPolicy,
+    ) -> Result<MysqlSink, DbError> {
+        let target = format!("{} table {}", url.shown, url.table);
+        let opts = Opts::from_url(&url.client).map_err(|e| DbError::Url {
+            url: url.shown.clone(),
+            why: e.to_string(),
+        })?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| DbError::Unreachable {
+                target: target.clone(),
+                why: e.to_string(),
+            })?;
+        let mut sink = MysqlSink {
+            rt,
+            opts,
+            conn: None,
+            layout: Layout::of(agg, visible)?,
+            name: format!("{}:{}", agg.name, url.table),
+            url,
+            target,
+            ready: false,
+            committed: None,
+            policy,
+        };
+        let create = sink.url.create;
+        let name = sink.name.clone();
+        let committed = sink.with_retries(|rt, c| {
+            rt.block_on(async {
+                if create {
+                    c.query_drop(
+                        "CREATE TABLE IF NOT EXISTS motif_progress \
+                         (sink VARCHAR(255) PRIMARY KEY, batch BIGINT NOT NULL) ENGINE=InnoDB",
+                    )
+                    .await?;
+                }
+                c.exec_first::<i64, _, _>(
+                    "SELECT batch FROM motif_progress WHERE sink = ?",
+                    (name.as_str(),),
+                )
+                .await
+            })
+        })?;
+        sink.committed = committed.and_then(|b| u64::try_from(b).ok());
+        Ok(sink)
+    }
+
+    fn table(&self) -> String {
+        Dialect::Mysql.quote(&self.url.table)
+    }
+
+    /// Runs `f` until it succeeds or fails for a reason other than the connection, with
+    /// back-off between attempts (reconnecting each time).
+    fn with_retries<T>(
+        &mut self,
+        mut f: impl FnMut(&Runtime, &mut Conn) -> Result<T, mysql_async::Error>,
+    ) -> Result<T, DbError> {
+        let mut attempt = 0u32;
+        loop {
+            if self.conn.is_none() {
+                match self.rt.block_on(Conn::new(self.opts.clone())) {
+                    Ok(c) => self.conn = Some(c),
+                    Err(e) => {
+                        if !transient(&e) {
+                            return Err(DbError::Refused {
+                                target: self.target.clone(),
+                                what: "the connection".to_string(),
+                                why: why(&e),
+                            });
+                        }
+                        if self.url.retries.is_some_and(|n| attempt >= n) {
+                            return Err(DbError::Unreachable {
+                                target: self.target.clone(),
+                                why: why(&e),
+                            });
+                        }
+                        std::thread::sleep(backoff(attempt));
+                        attempt = attempt.saturating_add(1);
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = self.conn.as_mut() else {
+                continue;
+            };
+            match f(&self.rt, c) {
+                Ok(v) => return Ok(v),
+                Err(e) if transient(&e) => {
+                    self.conn = None;
+                    if self.url.retries.is_some_and(|n| attempt >= n) {
+                        return Err(DbError::Unreachable {
+                            target: self.target.clone(),
+                            why: why(&e),
+                        });
+                    }
+                    std::thread::sleep(backoff(attempt));
+                    attempt = attempt.saturating_add(1);
+                }
+                Err(e) => {
+                    return Err(DbError::Refused {
+                        target: self.target.clone(),
+                        what: "a statement".to_string(),
+                        why: why(&e),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Creates the table (with `create`), or checks it has the columns.
+    fn prepare_table(&mut self) -> Result<(), DbError> {
+        let ddl = Dialect::Mysql.create_table(&self.table(), &self.layout);
+        let create = self.url.create;
+        let name = self.url.table.clone();
+        let cols = self.layout.columns.clone();
+        let missing = self.with_retries(|rt, c| {
+            rt.block_on(async {
+                if create {
+                    c.query_drop(&ddl).await?;
+                }
+                let have: Vec<String> = c
+                    .exec(
+                        "SELECT column_name FROM information_schema.columns \
+                         WHERE table_schema = DATABASE() AND table_name = ?",
+                        (name.as_str(),),
+                    )
+                    .await?;
+                Ok(["row_key".to_string(), "batch_id".to_string()]
+                    .into_iter()
+                    .chain(cols.iter().cloned())
+                    .find(|n| !have.iter().any(|h| h.eq_ignore_ascii_case(n))))
+            })
+        })?;
+        if let Some(column) = missing {
+            return Err(DbError::NoColumn {
+                target: self.target.clone(),
+                table: self.url.table.clone(),
+                column,
+            });
+        }
+        self.ready = true;
+        Ok(())
+    }
+}
+
+impl TableSink for MysqlSink {
+    fn write_batch(&mut self, batch: &Batch) -> Result<BatchReport, DbError> {
+        if self.committed.is_some_and(|c| batch.id <= c) {
+            return Ok(BatchReport {
+                skipped: true,
+                ..BatchReport::default()
+            });
+        }
+        self.layout.settle(batch);
+        if !self.ready {
+            self.prepare_table()?;
+        }
+        let id = i64::try_from(batch.id).unwrap_or(i64::MAX);
+        let mut report = BatchReport::default();
+        let mut good: Vec<Vec<Value>> = Vec::with_capacity(batch.rows.len());
+        let retracted: Vec<String> = batch
+            .rows
+            .iter()
+            .filter(|r| r.retract)
+            .map(|r| self.layout.key_of(r))
+            .collect();
+        for r in batch.rows.iter().filter(|r| !r.retract) {
+            match self.layout.values(r) {
+                Ok((key, values)) => {
+                    let mut p = vec![Value::Bytes(key.into_bytes())];
+                    p.extend(values.iter().map(value));
+                    p.push(Value::Int(id));
+                    good.push(p);
+                }
+                Err(reason) => report.refused.push(RefusedRow {
+                    row: format!("{r:?}"),
+                    reason,
+                }),
+            }
+        }
+        if let (Some(r), DbErrorPolicy::Stop) = (report.refused.first(), self.policy) {
+            return Err(DbError::Refused {
+                target: self.target.clone(),
+                what: format!("a row of batch {}", batch.id),
+                why: r.reason.clone(),
+            });
+        }
+        let table = self.table();
+        let per_stmt = Dialect::rows_per_statement(&self.layout);
+        let chunks: Vec<(String, Vec<Value>)> = good
+            .chunks(per_stmt)
+            .map(|c| {
+                (
+                    Dialect::Mysql.insert(&table, &self.layout, c.len()),
+                    c.iter().flatten().cloned().collect(),
+                )
+            })
+            .collect();
+        let single = Dialect::Mysql.insert(&table, &self.layout, 1);
+        let width = self.layout.columns.len() + 2;
+        let name = self.name.clone();
+        let complete = batch.mode == OutputMode::Complete;
+        let policy = self.policy;
+        let mut refused_db: Vec<RefusedRow> = Vec::new();
+        let mut attempts = 0u32;
+        let skipped = self.with_retries(|rt, conn| {
+            attempts += 1;
+            refused_db.clear();
+            rt.block_on(async {
+                let mut tx = conn.start_transaction(TxOpts::default()).await?;
+                let done: Option<i64> = tx
+                    .exec_first(
+                        "SELECT batch FROM motif_progress WHERE sink = ? FOR UPDATE",
+                        (name.as_str(),),
+                    )
+                    .await?;
+                if done.is_some_and(|d| d >= id) {
+                    tx.rollback().await?;
+                    return Ok(true);
+                }
+                if complete {
+                    tx.query_drop(format!("DELETE FROM {table}")).await?;
+                }
+                for key in &retracted {
+                    tx.exec_drop(
+                        format!("DELETE FROM {table} WHERE row_key = ?"),
+                        (key.as_str(),),
+                    )
+                    .await?;
+                }
+                for (sql, params) in &chunks {
+                    match tx.exec_drop(sql.as_str(), params.clone()).await {
+                        Ok(()) => {}
+                        Err(e) if transient(&e) => return Err(e),
+                        Err(_) => {
+                            // A failed statement leaves the transaction open: find the rows
+                            // the database refuses one by one.
+                            for row in params.chunks(width) {
+                                match tx.exec_drop(single.as_str(), row.to_vec()).await {
+                                    Ok(()) => {}
+                                    Err(e2) if transient(&e2) => return Err(e2),
+                                    Err(e2) => {
+                                        refused_db.push(RefusedRow {
+                                            row: format!("{:?}", &row[..row.len() - 1]),
+                                            reason: why(&e2),
+                                        });
+                                        if policy == DbErrorPolicy::Stop {
+                                            tx.rollback().await?;
+                                            return Ok(false);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                tx.exec_drop(
+                    "INSERT INTO motif_progress (sink, batch) VALUES (?, ?) \
+                     ON DUPLICATE KEY UPDATE batch = VALUES(batch)",
+                    (name.as_str(), id),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(false)
+            })
+        })?;
+        report.retries = attempts.saturating_sub(1);
+        if let (Some(r), DbErrorPolicy::Stop) = (refused_db.first(), policy) {
+            return Err(DbError::Refused {
+                target: self.target.clone(),
+                what: format!("a row of batch {}", batch.id),
+                why: r.reason.clone(),
+            });
+        }
+        if skipped {
+            report.skipped = true;
+        } else {
+            report.written = (good.len() - refused_db.len()) as u64;
+            report.refused.extend(refused_db);
+        }
+        self.committed = Some(batch.id);
+        Ok(report)
+    }
+
+    fn committed(&self) -> Option<u64> {
+        self.committed
+    }
+
+    fn target(&self) -> &str {
+        &self.target
+    }
+}
