@@ -46,8 +46,8 @@ pub const MAX_RATE: u64 = 1_000_000;
 impl GenOptions {
     /// Sets the mean gap for `rate` events per second of event time: whole milliseconds
     /// when 1000 / `rate` is one (the stream is then the one `mean_gap_ms` always gave),
-    /// else microseconds, so every rate up to [`MAX_RATE`] is what it says. `Err` for a rate
-    /// of 0 or above [`MAX_RATE`].
+    /// else microseconds, so every rate up to `MAX_RATE` (1,000,000) is what it says. `Err`
+    /// for a rate of 0 or above it.
     pub fn with_rate(mut self, rate: u64) -> Result<GenOptions, String> {
         if rate == 0 || rate > MAX_RATE {
             return Err(format!(

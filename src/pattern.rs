@@ -341,7 +341,8 @@ impl PatternDecl {
     /// Sets the bounded out-of-orderness: an event may arrive up to `lateness` behind the
     /// newest event time seen. Event times are whole milliseconds, so a fraction of a
     /// millisecond is dropped (which allows exactly the same events, as Flink's
-    /// `Duration.toMillis()`); beyond [`crate::validate::MAX_DURATION_MS`] it saturates.
+    /// `Duration.toMillis()`); beyond `i64::MAX` milliseconds, the longest duration a pattern
+    /// may have, it saturates.
     /// [`PatternDecl::lateness_ms`]
     /// with the milliseconds.
     ///
@@ -553,7 +554,8 @@ impl Pattern {
     /// its first. Event times are whole milliseconds, so a window with a fraction of a
     /// millisecond is rounded up (which keeps exactly the same matches: a gap of whole
     /// milliseconds is below 1.5 ms just when it is below 2 ms); beyond
-    /// [`crate::validate::MAX_DURATION_MS`] it saturates (as good as no window). [`Pattern::within_ms`] with the milliseconds.
+    /// `i64::MAX` milliseconds, the longest duration a pattern may have, it saturates (as good
+    /// as no window). [`Pattern::within_ms`] with the milliseconds.
     ///
     /// ```
     /// use std::time::Duration;
