@@ -13,7 +13,7 @@ pub struct Header {
 
 /// Why a CSV record could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CsvError {
+pub(crate) enum CsvError {
     /// A quoted field is still open at the end of the input.
     #[error("CSV: a quoted field is not closed by the end of the input")]
     UnclosedQuote,
@@ -133,7 +133,7 @@ impl Header {
     }
 
     /// [`Header::row_to_json`] with the error as a value.
-    pub fn row(&mut self, record: &str) -> Result<Option<String>, CsvError> {
+    pub(crate) fn row(&mut self, record: &str) -> Result<Option<String>, CsvError> {
         let Some(names) = &self.names else {
             self.names = Some(
                 fields(record)

@@ -61,7 +61,7 @@ fn unreadable(reason: &str, line: &[u8], more: bool) -> String {
 
 /// The reason and the shown text of a record the source could not read; `None` for any
 /// other text.
-pub fn unreadable_reason(text: &str) -> Option<(&str, &str)> {
+pub(crate) fn unreadable_reason(text: &str) -> Option<(&str, &str)> {
     text.strip_prefix(UNREADABLE)?.split_once(UNREADABLE)
 }
 
@@ -143,7 +143,7 @@ pub fn expand(input: &str) -> Result<Vec<Option<PathBuf>>, SourceError> {
 }
 
 /// Whether `p` is a named pipe (FIFO): a live input, read as it comes.
-pub fn is_fifo(p: &Path) -> bool {
+pub(crate) fn is_fifo(p: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
@@ -158,7 +158,7 @@ pub fn is_fifo(p: &Path) -> bool {
 
 /// Opens an input file for reading. A named pipe is opened without waiting for a writer
 /// (the open would block until one comes), then read with blocking reads as any file.
-pub fn open_file(p: &Path) -> io::Result<File> {
+pub(crate) fn open_file(p: &Path) -> io::Result<File> {
     #[cfg(unix)]
     if is_fifo(p) {
         use std::os::unix::fs::OpenOptionsExt;
