@@ -151,6 +151,21 @@ pub struct Summary {
     pub interrupted: bool,
     /// The input had already been processed to its end by an earlier run.
     pub already_finished: bool,
+    /// What the aggregations wrote, if the run has any.
+    pub aggregates: Option<AggregateProgress>,
+}
+
+/// What the aggregations of a run have written so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AggregateProgress {
+    /// Batches written (over every aggregate).
+    pub batches: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// Batches a sink already held (replays), not written again.
+    pub skipped: u64,
+    /// Connection attempts to databases that failed and were retried.
+    pub retries: u64,
 }
 
 /// What the run reports as it goes (for a status line).
@@ -161,6 +176,8 @@ pub struct Progress<'a> {
     pub partial_matches: Option<usize>,
     /// How far the watermark trails the newest event time (ms).
     pub watermark_lag: Option<i64>,
+    /// What the aggregations have written, if the run has any.
+    pub aggregates: Option<AggregateProgress>,
 }
 
 /// The sinks of a run, by output.
@@ -769,6 +786,7 @@ pub fn run(
             stats: &stats,
             partial_matches: engine.open_partial_matches(),
             watermark_lag: engine.watermark_lag(),
+            aggregates: outputs.stage.as_ref().map(Aggregation::progress),
         });
     }
     // A signal that came while the input ended (a closed pipe) still stops the run as one.
@@ -787,6 +805,7 @@ pub fn run(
             resumed_from,
             interrupted,
             already_finished: false,
+            aggregates: outputs.stage.as_ref().map(Aggregation::progress),
         });
     }
     if policy.stopped.is_some() {
@@ -820,6 +839,7 @@ pub fn run(
         resumed_from,
         interrupted,
         already_finished: false,
+        aggregates: outputs.stage.as_ref().map(Aggregation::progress),
     })
 }
 

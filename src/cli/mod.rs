@@ -270,7 +270,13 @@ impl Status {
         true
     }
 
-    fn show(&mut self, s: &Stats, partial: Option<usize>, lag: Option<i64>) {
+    fn show(
+        &mut self,
+        s: &Stats,
+        partial: Option<usize>,
+        lag: Option<i64>,
+        aggs: Option<pipeline::AggregateProgress>,
+    ) {
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
         let partial = partial.map_or("-".to_string(), |p| p.to_string());
         let lag = lag.map_or("-".to_string(), |l| format!("{l}ms"));
@@ -282,6 +288,12 @@ impl Status {
             s.late,
             s.rejected
         );
+        if let Some(a) = aggs {
+            eprint!(", {} batches ({} rows)", a.batches, a.rows);
+            if a.retries > 0 {
+                eprint!(", {} database retries", a.retries);
+            }
+        }
         self.shown = true;
     }
 
@@ -411,7 +423,7 @@ fn run(args: RunArgs) -> i32 {
         &mut |n| eprintln!("{n}"),
         &mut |p| {
             if status.due() {
-                status.show(p.stats, p.partial_matches, p.watermark_lag);
+                status.show(p.stats, p.partial_matches, p.watermark_lag, p.aggregates);
             }
         },
     );
@@ -446,6 +458,23 @@ fn run(args: RunArgs) -> i32 {
                 ""
             }
         );
+        if let Some(a) = summary.aggregates {
+            eprintln!(
+                "motif: aggregates: {} rows in {} batches this run{}{}",
+                a.rows,
+                a.batches,
+                if a.skipped > 0 {
+                    format!(", {} batches already written (replays) skipped", a.skipped)
+                } else {
+                    String::new()
+                },
+                if a.retries > 0 {
+                    format!(", {} database connection retries", a.retries)
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
     match summary.failed {
         Some(msg) => {

@@ -163,6 +163,8 @@ pub(crate) struct Aggregation {
     text: String,
     /// Rows written.
     pub rows: u64,
+    /// Batches written.
+    pub batches: u64,
     /// Late matches, as lines for the late output (taken by the pipeline).
     pub late_lines: Vec<String>,
     /// Rows a database refused, as lines for the rejects output (taken by the pipeline).
@@ -200,6 +202,7 @@ impl Aggregation {
             emitted: Emitted::default(),
             text: String::new(),
             rows: 0,
+            batches: 0,
             late_lines: Vec::new(),
             refused_lines: Vec::new(),
             batches_skipped: 0,
@@ -286,6 +289,7 @@ impl Aggregation {
                 match table.write_batch(&b) {
                     Ok(report) => {
                         self.rows += report.written;
+                        self.batches += u64::from(!report.skipped);
                         self.db_retries += u64::from(report.retries);
                         self.batches_skipped += u64::from(report.skipped);
                         for r in report.refused {
@@ -314,6 +318,7 @@ impl Aggregation {
                 write_row(self.format, &mut self.text, decl, visible, &b, r);
             }
             self.rows += b.rows.len() as u64;
+            self.batches += 1;
             if let Err(e) = sink.write(self.text.as_bytes()) {
                 self.error.get_or_insert(e);
             }
@@ -324,6 +329,16 @@ impl Aggregation {
                 write_late_match(self.format, &mut line, decl, &l);
                 self.late_lines.push(line);
             }
+        }
+    }
+
+    /// What it has written so far.
+    pub(crate) fn progress(&self) -> super::AggregateProgress {
+        super::AggregateProgress {
+            batches: self.batches,
+            rows: self.rows,
+            skipped: self.batches_skipped,
+            retries: self.db_retries,
         }
     }
 

@@ -6,9 +6,11 @@ use tokio::runtime::Runtime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls};
 
+use futures_util::SinkExt;
+
 use super::table::{
-    backoff, BatchReport, DbError, DbErrorPolicy, Dialect, Layout, RefusedRow, SqlType, SqlValue,
-    TableSink,
+    backoff, push_copy_field, BatchReport, DbError, DbErrorPolicy, Dialect, Layout, RefusedRow,
+    SqlType, SqlValue, TableSink,
 };
 use super::url::DbUrl;
 use crate::aggregate::{AggregateDecl, Batch, OutputMode};
@@ -263,6 +265,8 @@ impl TableSink for PostgresSink {
         let id = i64::try_from(batch.id).unwrap_or(i64::MAX);
         let mut report = BatchReport::default();
         let mut rows: Vec<Prepared> = Vec::with_capacity(batch.rows.len());
+        // The rows in COPY's text format: the fast way in (a staging table, then one upsert).
+        let mut copy = String::new();
         let retracted: Vec<String> = batch
             .rows
             .iter()
@@ -272,6 +276,12 @@ impl TableSink for PostgresSink {
         for r in batch.rows.iter().filter(|r| !r.retract) {
             rows.push(match self.layout.values(r) {
                 Ok((key, values)) => {
+                    copy.push_str(&key);
+                    for v in &values {
+                        copy.push('\t');
+                        push_copy_field(&mut copy, v);
+                    }
+                    copy.push_str(&format!("\t{id}\n"));
                     let mut p: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(key)];
                     p.extend(values.iter().zip(&types).map(|(v, t)| param(v, *t)));
                     p.push(Box::new(id));
@@ -314,6 +324,14 @@ impl TableSink for PostgresSink {
             })
             .collect();
         let single = Dialect::Postgres.insert(&table, &self.layout, 1);
+        let stage_ddl = format!(
+            "CREATE TEMP TABLE IF NOT EXISTS motif_stage (LIKE {table}) ON COMMIT DELETE ROWS"
+        );
+        let copy_sql = format!(
+            "COPY motif_stage ({}) FROM STDIN",
+            Dialect::Postgres.columns(&self.layout)
+        );
+        let upsert_sql = Dialect::Postgres.upsert_from(&table, &self.layout, "motif_stage");
         let policy = self.policy;
         let mut refused_db: Vec<RefusedRow> = Vec::new();
         let mut attempts = 0u32;
@@ -343,7 +361,31 @@ impl TableSink for PostgresSink {
                     )
                     .await?;
                 }
-                for (sql, params) in &chunks {
+                // All rows by COPY into the staging table and one upsert from it; if the
+                // database refuses that, statement by statement to find the rows it refuses.
+                let sp = tx.savepoint("copy").await?;
+                let copied = async {
+                    sp.batch_execute(&stage_ddl).await?;
+                    let sink = sp.copy_in(copy_sql.as_str()).await?;
+                    let mut sink = std::pin::pin!(sink);
+                    sink.send(bytes::Bytes::from(copy.clone())).await?;
+                    sink.as_mut().finish().await?;
+                    sp.execute(upsert_sql.as_str(), &[]).await?;
+                    sp.batch_execute("TRUNCATE motif_stage").await
+                }
+                .await;
+                let statements = match copied {
+                    Ok(()) => {
+                        sp.commit().await?;
+                        &[][..]
+                    }
+                    Err(e) if transient(&e) => return Err(e),
+                    Err(_) => {
+                        sp.rollback().await?;
+                        &chunks[..]
+                    }
+                };
+                for (sql, params) in statements {
                     let sp = tx.savepoint("chunk").await?;
                     match sp.execute(sql.as_str(), params).await {
                         Ok(_) => sp.commit().await?,

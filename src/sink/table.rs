@@ -437,8 +437,55 @@ impl Dialect {
         sql
     }
 
+    /// `INSERT INTO table SELECT ... FROM source`, upserting by `row_key` (PostgreSQL: the
+    /// rows of a batch copied into a staging table first).
+    pub fn upsert_from(self, table: &str, layout: &Layout, source: &str) -> String {
+        let cols = self.columns(layout);
+        let mut sql = format!("INSERT INTO {table} ({cols}) SELECT {cols} FROM {source}");
+        sql.push_str(" ON CONFLICT (row_key) DO UPDATE SET batch_id = EXCLUDED.batch_id");
+        for c in &layout.columns {
+            let _ = write!(sql, ", {0} = EXCLUDED.{0}", self.quote(c));
+        }
+        sql
+    }
+
+    /// The column list of a layout's table, `row_key` to `batch_id`.
+    pub fn columns(self, layout: &Layout) -> String {
+        let mut cols = String::from("row_key");
+        for c in &layout.columns {
+            let _ = write!(cols, ", {}", self.quote(c));
+        }
+        cols.push_str(", batch_id");
+        cols
+    }
+
     /// Rows per statement for a layout (the parameter limit is 65,535 in both).
     pub fn rows_per_statement(layout: &Layout) -> usize {
         (60_000 / (layout.columns.len() + 2)).clamp(1, 1_000)
+    }
+}
+
+/// Appends one field in PostgreSQL's `COPY` text format (tab-separated, `\N` for null).
+pub fn push_copy_field(out: &mut String, v: &SqlValue) {
+    match v {
+        SqlValue::Null => out.push_str("\\N"),
+        SqlValue::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        SqlValue::Double(f) => {
+            let _ = write!(out, "{f:?}");
+        }
+        SqlValue::Bool(b) => out.push(if *b { 't' } else { 'f' }),
+        SqlValue::Text(s) => {
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+        }
     }
 }

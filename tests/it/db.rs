@@ -598,3 +598,150 @@ fn postgres_killed_and_restarted_with_a_processing_time_trigger_loses_nothing() 
 fn mysql_killed_and_restarted_loses_and_duplicates_nothing() {
     killed_and_restarted(Db::Mysql, "mysql_killed_and_restarted", "every 7 records");
 }
+
+/// Runs SQL on the test server (PostgreSQL: database `test`; MySQL: database `db`).
+fn exec(db: Db, name: &str, sql: &str) {
+    let rt = rt();
+    match db {
+        Db::Postgres => rt.block_on(async {
+            let (c, conn) = tokio_postgres::connect(
+                "host=127.0.0.1 port=5432 user=postgres dbname=test",
+                tokio_postgres::NoTls,
+            )
+            .await
+            .unwrap();
+            tokio::spawn(conn);
+            c.batch_execute(sql).await.unwrap();
+        }),
+        Db::Mysql => rt.block_on(async {
+            use mysql_async::prelude::Queryable;
+            let mut c = mysql_async::Conn::from_url(format!("mysql://root@127.0.0.1:3306/{name}"))
+                .await
+                .unwrap();
+            c.query_drop(sql).await.unwrap();
+            c.disconnect().await.unwrap();
+        }),
+    }
+}
+
+fn refused_rows(db: Db, test: &str) {
+    if !db.available(test) {
+        return;
+    }
+    let name = format!("motif_refuse_{}", std::process::id());
+    db.create(&name);
+    let dir = scratch(&format!("refuse-{db:?}"));
+    let input = events(&dir, 2_000, 17);
+    // A table made by hand, with a rule the database enforces: no more than 3 per row.
+    let (table, double) = match db {
+        Db::Postgres => (format!("{name}.r"), "DOUBLE PRECISION"),
+        Db::Mysql => ("r".to_string(), "DOUBLE"),
+    };
+    let key = match db {
+        Db::Postgres => "TEXT",
+        Db::Mysql => "CHAR(32)",
+    };
+    let make_tables = || {
+        exec(
+            db,
+            &name,
+            &format!(
+                "CREATE TABLE {table} (row_key {key} PRIMARY KEY, window_start BIGINT, window_end BIGINT, \
+                 site TEXT, n BIGINT CHECK (n <= 3), total {double}, lo BIGINT, hi BIGINT, mean {double}, \
+                 coldest BIGINT, sensors BIGINT, batch_id BIGINT NOT NULL)"
+            ),
+        );
+        if db == Db::Postgres {
+            exec(
+                db,
+                &name,
+                &format!(
+                    "CREATE TABLE {name}.motif_progress (sink TEXT PRIMARY KEY, batch BIGINT NOT NULL)"
+                ),
+            );
+        } else {
+            exec(
+                db,
+                &name,
+                "CREATE TABLE motif_progress (sink VARCHAR(255) PRIMARY KEY, batch BIGINT NOT NULL)",
+            );
+        }
+    };
+    make_tables();
+    let target = db.url(db.addr(), &name, "r").replace("&create=true", "");
+    let agg = agg_decl(Win::Tumbling(60_000), "append", "every 50 records");
+    let pat = dir.join("r.motif");
+    std::fs::write(&pat, format!("{PATTERN}\n{agg}")).unwrap();
+    let m = dir.join("r.matches");
+    let rejects = dir.join("r.rejects");
+    let o = motif()
+        .arg("run")
+        .arg(&pat)
+        .arg("-i")
+        .arg(&input)
+        .args(["-w", "1", "-q", "-o"])
+        .arg(&m)
+        .arg("--rejects-output")
+        .arg(&rejects)
+        .arg("--aggregate-output")
+        .arg(format!("a={target}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = reference(&matches_of(&m), Win::Tumbling(60_000), false);
+    let (ok, over): (Table, Table) = want.into_iter().partition(|(_, a)| a.count <= 3);
+    assert!(
+        !over.is_empty() && !ok.is_empty(),
+        "the input gives rows on both sides"
+    );
+    assert_same(
+        &db.table(&name, "r", true),
+        &ok,
+        &format!("{db:?}: the rows the table took"),
+    );
+    let refused: Vec<J> = std::fs::read_to_string(&rejects)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        refused.len(),
+        over.len(),
+        "every refused row is reported once"
+    );
+    for r in &refused {
+        assert_eq!(r["aggregate"], "a");
+        let reason = r["reason"].as_str().unwrap().to_lowercase();
+        assert!(
+            reason.contains("check") || reason.contains("constraint"),
+            "{reason}"
+        );
+    }
+    // With --on-db-error stop the run stops at the first one, naming it.
+    db.create(&name);
+    make_tables();
+    let o = motif()
+        .arg("run")
+        .arg(&pat)
+        .arg("-i")
+        .arg(&input)
+        .args(["-w", "1", "-q", "-o", "/dev/null", "--on-db-error", "stop"])
+        .arg("--aggregate-output")
+        .arg(format!("a={target}"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("refused"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn postgres_reports_the_rows_it_refuses_with_its_reason() {
+    refused_rows(Db::Postgres, "postgres_reports_the_rows_it_refuses");
+}
+
+#[test]
+fn mysql_reports_the_rows_it_refuses_with_its_reason() {
+    refused_rows(Db::Mysql, "mysql_reports_the_rows_it_refuses");
+}
