@@ -52,6 +52,7 @@ fn options(aggregates: Vec<AggregateDecl>) -> PipelineOptions {
         checkpoint: None,
         aggregates,
         db_errors: DbErrorPolicy::Skip,
+        batch_records: pipeline::DEFAULT_BATCH_RECORDS,
     }
 }
 
@@ -304,6 +305,8 @@ fn bench_db(kind: &str, rows: u64) {
             )),
         }
         let bulk = rows as f64 / t.elapsed().as_secs_f64();
+        // Raw matches: a match table in append batches, against COPY / LOAD DATA of the same.
+        let raw = raw_matches(kind, rows, &url("matches"), schema);
         println!(
             "{kind} round {round}: {rows} rows in batches of 10,000: append {:.0} rows/s, update-mode upserts {:.0} rows/s; {} {:.0} rows/s: append {:.2}, upsert {:.2} of it",
             append,
@@ -313,6 +316,13 @@ fn bench_db(kind: &str, rows: u64) {
             append / bulk,
             upsert / bulk
         );
+        println!(
+            "{kind} round {round}: {rows} raw matches in batches of 10,000: {:.0} rows/s; {} {:.0} rows/s: {:.2} of it",
+            raw.0,
+            if kind == "postgres" { "COPY" } else { "LOAD DATA" },
+            raw.1,
+            raw.0 / raw.1
+        );
         results.push((append / bulk, upsert / bulk));
     }
     let _ = std::fs::remove_file(&csv_path);
@@ -321,6 +331,106 @@ fn bench_db(kind: &str, rows: u64) {
         _ => mariadb(&format!("DROP DATABASE IF EXISTS {schema}")),
     }
     let _ = results;
+}
+
+/// `rows` raw matches (about 300 bytes of JSON each) through a match table, and the same
+/// rows bulk-loaded: rows/s of each.
+fn raw_matches(kind: &str, rows: u64, url: &str, schema: &str) -> (f64, f64) {
+    use motif::sink::table::{Layout, SqlValue};
+    let layout = Layout::matches();
+    let u = motif::sink::url::parse(url).expect("bench url");
+    let mut sink: Box<dyn TableSink> = match kind {
+        "postgres" => Box::new(
+            motif::sink::postgres::PostgresSink::open_layout(
+                u,
+                "matches",
+                layout.clone(),
+                DbErrorPolicy::Skip,
+            )
+            .expect("open"),
+        ),
+        _ => Box::new(
+            motif::sink::mysql::MysqlSink::open_layout(
+                u,
+                "matches",
+                layout.clone(),
+                DbErrorPolicy::Skip,
+            )
+            .expect("open"),
+        ),
+    };
+    let json = |i: u64| {
+        format!(
+            "{{\"pattern\":\"abc\",\"key\":\"k{:04}\",\"start\":{i},\"end\":{},\"events\":{{\"A\":[{{\"id\":{i},\"key\":\"k{:04}\",\"ts\":{i},\"type\":\"A\",\"price\":12.5}}],\"B\":[{{\"id\":{},\"type\":\"B\",\"price\":40.25}}],\"C\":[{{\"id\":{},\"type\":\"C\",\"price\":7.0}}]}}}}",
+            i % 1000,
+            i + 9,
+            i % 1000,
+            i + 3,
+            i + 9
+        )
+    };
+    let per = 10_000u64;
+    let batches: Vec<Batch> = (0..rows.div_ceil(per))
+        .map(|b| Batch {
+            agg: 0,
+            id: b + 1,
+            mode: OutputMode::Append,
+            watermark: 0,
+            rows: (b * per..((b + 1) * per).min(rows))
+                .map(|i| Row {
+                    window: None,
+                    group: vec![Cell::Int(i as i64 + 1)].into(),
+                    values: vec![
+                        Cell::Str(Arc::from("abc")),
+                        Cell::Json(Arc::from(format!("\"k{:04}\"", i % 1000).as_str())),
+                        Cell::Int(i as i64),
+                        Cell::Int(i as i64 + 9),
+                        Cell::Bool(false),
+                        Cell::Str(Arc::from(json(i).as_str())),
+                    ]
+                    .into(),
+                    retract: false,
+                })
+                .collect(),
+        })
+        .collect();
+    let ours = write_all(sink.as_mut(), &batches);
+    // The ceiling: the same rows, as CSV, bulk-loaded.
+    let path = std::env::temp_dir().join(format!("motif-bench-raw-{}.csv", std::process::id()));
+    let mut out = String::new();
+    for b in &batches {
+        for r in &b.rows {
+            let (key, values) = layout.values(r).expect("bench row");
+            let q = |v: &SqlValue| match v {
+                SqlValue::Int(i) => i.to_string(),
+                SqlValue::Bool(b) => if *b { "1" } else { "0" }.to_string(),
+                SqlValue::Text(t) => format!("\"{}\"", t.replace('"', "\"\"")),
+                _ => String::new(),
+            };
+            let cols: Vec<String> = values.iter().map(q).collect();
+            out.push_str(&format!("{key},{},{}\n", cols.join(","), b.id));
+        }
+    }
+    std::fs::write(&path, out).expect("write the ceiling's CSV");
+    let cols =
+        "row_key, match_no, pattern, `key`, start_ms, end_ms, timed_out, match_json, batch_id";
+    let t = Instant::now();
+    match kind {
+        "postgres" => psql(&format!(
+            "CREATE TABLE {schema}.raw_bulk (row_key TEXT PRIMARY KEY, match_no BIGINT, pattern TEXT, key TEXT, start_ms BIGINT, end_ms BIGINT, timed_out BOOLEAN, match_json TEXT, batch_id BIGINT NOT NULL); \
+             COPY {schema}.raw_bulk ({}) FROM '{}' WITH (FORMAT csv)",
+            cols.replace('`', ""),
+            path.display()
+        )),
+        _ => mariadb(&format!(
+            "CREATE TABLE {schema}.raw_bulk (row_key CHAR(32) PRIMARY KEY, match_no BIGINT, pattern TEXT, `key` TEXT, start_ms BIGINT, end_ms BIGINT, timed_out BOOLEAN, match_json TEXT, batch_id BIGINT NOT NULL); \
+             LOAD DATA INFILE '{}' INTO TABLE {schema}.raw_bulk FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ({cols})",
+            path.display()
+        )),
+    }
+    let bulk = rows as f64 / t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    (ours, bulk)
 }
 
 fn main() {

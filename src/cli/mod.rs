@@ -109,7 +109,9 @@ struct RunArgs {
     /// state start no new ones (counted) until some end.
     #[arg(long)]
     max_partial_matches_total: Option<usize>,
-    /// Write matches here instead of standard output.
+    /// Write matches here instead of standard output: a file, a table
+    /// (`postgres://…?table=T`, `mysql://…?table=T`, with `&create=true` to create it) or a
+    /// Parquet directory (`matches.parquet`), the last two in batches (see --batch-records).
     #[arg(long, short)]
     output: Option<PathBuf>,
     /// Write timed-out partial matches here instead of with the matches (implies
@@ -128,6 +130,11 @@ struct RunArgs {
     /// exactly once. An aggregate without one writes to standard output.
     #[arg(long, value_name = "NAME=TARGET")]
     aggregate_output: Vec<String>,
+    /// With `-o` naming a table (`postgres://…?table=T`, `mysql://…?table=T`) or a Parquet
+    /// directory (`matches.parquet`): a batch of matches after every N records (and at
+    /// each checkpoint and the end), each in one transaction or file.
+    #[arg(long, value_name = "N", default_value_t = pipeline::DEFAULT_BATCH_RECORDS)]
+    batch_records: u64,
     /// A row a database refuses: `skip` it (reported with the database's reason on the
     /// rejects output) or `stop` the run.
     #[arg(long, value_parser = ["skip", "stop"], default_value = "skip")]
@@ -399,6 +406,7 @@ fn run(args: RunArgs) -> i32 {
         },
         checkpoint,
         aggregates,
+        batch_records: args.batch_records,
         db_errors: if args.on_db_error == "stop" {
             crate::sink::table::DbErrorPolicy::Stop
         } else {
@@ -460,7 +468,7 @@ fn run(args: RunArgs) -> i32 {
         );
         if let Some(a) = summary.aggregates {
             eprintln!(
-                "motif: aggregates: {} rows in {} batches this run{}{}",
+                "motif: batches: {} rows in {} batches this run{}{}",
                 a.rows,
                 a.batches,
                 if a.skipped > 0 {

@@ -62,6 +62,17 @@ impl PostgresSink {
         visible: usize,
         policy: DbErrorPolicy,
     ) -> Result<PostgresSink, DbError> {
+        let layout = Layout::of(agg, visible)?;
+        Self::open_layout(url, &agg.name, layout, policy)
+    }
+
+    /// A sink for rows of `layout` at `url`; `name` keys its progress (with the table).
+    pub fn open_layout(
+        url: DbUrl,
+        name: &str,
+        layout: Layout,
+        policy: DbErrorPolicy,
+    ) -> Result<PostgresSink, DbError> {
         let target = format!("{} table {}", url.shown, url.table);
         let config: Config = url.client.parse().map_err(|e| DbError::Url {
             url: url.shown.clone(),
@@ -78,8 +89,8 @@ impl PostgresSink {
             rt,
             config,
             client: None,
-            layout: Layout::of(agg, visible)?,
-            name: format!("{}:{}", agg.name, url.table),
+            layout,
+            name: format!("{name}:{}", url.table),
             url,
             target,
             ready: false,
@@ -332,6 +343,13 @@ impl TableSink for PostgresSink {
             Dialect::Postgres.columns(&self.layout)
         );
         let upsert_sql = Dialect::Postgres.upsert_from(&table, &self.layout, "motif_stage");
+        let copy_direct = format!(
+            "COPY {table} ({}) FROM STDIN",
+            Dialect::Postgres.columns(&self.layout)
+        );
+        // Append mode writes each window's rows once: they are new rows, unless the table
+        // holds an earlier run's (then the direct COPY fails and the upsert takes them).
+        let append = batch.mode == OutputMode::Append && retracted.is_empty();
         let policy = self.policy;
         let mut refused_db: Vec<RefusedRow> = Vec::new();
         let mut attempts = 0u32;
@@ -361,30 +379,41 @@ impl TableSink for PostgresSink {
                     )
                     .await?;
                 }
-                // All rows by COPY into the staging table and one upsert from it; if the
-                // database refuses that, statement by statement to find the rows it refuses.
-                let sp = tx.savepoint("copy").await?;
-                let copied = async {
-                    sp.batch_execute(&stage_ddl).await?;
-                    let sink = sp.copy_in(copy_sql.as_str()).await?;
-                    let mut sink = std::pin::pin!(sink);
-                    sink.send(bytes::Bytes::from(copy.clone())).await?;
-                    sink.as_mut().finish().await?;
-                    sp.execute(upsert_sql.as_str(), &[]).await?;
-                    sp.batch_execute("TRUNCATE motif_stage").await
+                // All rows by COPY: straight into the table in append mode (new windows),
+                // else into the staging table and one upsert from it; if the database refuses
+                // that, statement by statement to find the rows it refuses.
+                let mut copied = false;
+                for direct in [append, false] {
+                    if copied || (direct && !append) {
+                        continue;
+                    }
+                    let sp = tx.savepoint("copy").await?;
+                    let r = async {
+                        if !direct {
+                            sp.batch_execute(&stage_ddl).await?;
+                        }
+                        let sql = if direct { &copy_direct } else { &copy_sql };
+                        let sink = sp.copy_in(sql.as_str()).await?;
+                        let mut sink = std::pin::pin!(sink);
+                        sink.send(bytes::Bytes::from(copy.clone())).await?;
+                        sink.as_mut().finish().await?;
+                        if !direct {
+                            sp.execute(upsert_sql.as_str(), &[]).await?;
+                            sp.batch_execute("TRUNCATE motif_stage").await?;
+                        }
+                        Ok::<(), tokio_postgres::Error>(())
+                    }
+                    .await;
+                    match r {
+                        Ok(()) => {
+                            sp.commit().await?;
+                            copied = true;
+                        }
+                        Err(e) if transient(&e) => return Err(e),
+                        Err(_) => sp.rollback().await?,
+                    }
                 }
-                .await;
-                let statements = match copied {
-                    Ok(()) => {
-                        sp.commit().await?;
-                        &[][..]
-                    }
-                    Err(e) if transient(&e) => return Err(e),
-                    Err(_) => {
-                        sp.rollback().await?;
-                        &chunks[..]
-                    }
-                };
+                let statements = if copied { &[][..] } else { &chunks[..] };
                 for (sql, params) in statements {
                     let sp = tx.savepoint("chunk").await?;
                     match sp.execute(sql.as_str(), params).await {

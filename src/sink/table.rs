@@ -257,6 +257,28 @@ impl Layout {
         })
     }
 
+    /// The layout of a raw match table: `match_no` (the match's number in the run, its
+    /// key), `pattern`, `key` (JSON), `start_ms`, `end_ms`, `timed_out`, `match_json` (the
+    /// whole match as the JSON-lines output writes it, events included).
+    pub fn matches() -> Layout {
+        let cols = [
+            ("match_no", SqlType::BigInt),
+            ("pattern", SqlType::Text),
+            ("key", SqlType::Text),
+            ("start_ms", SqlType::BigInt),
+            ("end_ms", SqlType::BigInt),
+            ("timed_out", SqlType::Bool),
+            ("match_json", SqlType::Text),
+        ];
+        Layout {
+            columns: cols.iter().map(|(c, _)| c.to_string()).collect(),
+            types: cols.iter().map(|(_, t)| Some(*t)).collect(),
+            windowed: false,
+            mode: OutputMode::Append,
+            visible: cols.len() - 1,
+        }
+    }
+
     /// Fills in unknown column types from the first non-null values of `batch`; columns
     /// still unknown become text.
     pub fn settle(&mut self, batch: &Batch) {
@@ -390,6 +412,11 @@ impl Dialect {
             );
         }
         ddl.push_str(", batch_id BIGINT NOT NULL)");
+        // Update mode rewrites its rows batch after batch: room on each page lets PostgreSQL
+        // update them in place (HOT: no index entry per update).
+        if self == Dialect::Postgres && layout.mode == OutputMode::Update {
+            ddl.push_str(" WITH (fillfactor = 70)");
+        }
         ddl
     }
 
