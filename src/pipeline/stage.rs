@@ -447,6 +447,9 @@ impl Aggregation {
     }
 
     fn write(&mut self) {
+        if self.emitted.batches.is_empty() && self.emitted.late.is_empty() {
+            return;
+        }
         let decls: Vec<&AggregateDecl> = self.aggregator.decls().collect();
         for b in self.emitted.batches.drain(..) {
             let Some(decl) = decls.get(b.agg) else {
