@@ -50,6 +50,7 @@ fn checkpoint_of(e: &Engine, id: u64) -> Checkpoint {
         stats: e.stats(),
         engine: Some(e.snapshot()),
         aggregates: None,
+        match_table: None,
     }
 }
 
@@ -64,6 +65,7 @@ fn borrowed_checkpoint(e: &Engine, id: u64) -> Checkpoint<motif::runtime::Engine
         stats: e.stats(),
         engine: Some(e.state_ref()),
         aggregates: None,
+        match_table: None,
     }
 }
 

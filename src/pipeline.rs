@@ -32,8 +32,9 @@ use crate::runtime::{
 };
 use crate::runtime::{ParallelEngine, ParallelError};
 use crate::sink::table::{DbError, DbErrorPolicy, TableSink};
-use crate::sink::{FileSink, Sink, SinkError, SinkPosition, StdSink, StdStream};
+use crate::sink::{FileSink, NullSink, Sink, SinkError, SinkPosition, StdSink, StdStream};
 use crate::source::{Source, SourceError};
+pub use stage::MatchTableState;
 use stage::{Aggregation, StagePrepare, Staged};
 
 /// Default time between two checkpoints.
@@ -56,6 +57,24 @@ pub struct OutputSpec {
     /// (`postgres://...?table=T`, `mysql://...?table=T`); an aggregate not named here writes
     /// to standard output.
     pub aggregates: Vec<(String, String)>,
+}
+
+impl OutputSpec {
+    /// The table or Parquet directory matches go to, if `matches` names one rather than a
+    /// file.
+    pub fn match_table(&self) -> Option<&str> {
+        let m = self.matches.as_ref()?.to_str()?;
+        (crate::sink::url::is_db_url(m) || m.trim_end_matches('/').ends_with(".parquet"))
+            .then_some(m)
+    }
+}
+
+/// A target as messages and checkpoints show it: a URL without its password.
+fn without_password(target: &str) -> String {
+    match crate::sink::url::parse(target) {
+        Ok(u) => u.shown,
+        Err(_) => target.to_string(),
+    }
 }
 
 /// When and where checkpoints are taken.
@@ -91,7 +110,13 @@ pub struct PipelineOptions {
     pub aggregates: Vec<AggregateDecl>,
     /// What a database sink does with a row it refuses.
     pub db_errors: DbErrorPolicy,
+    /// With matches written to a table: a batch after every this many records (and at each
+    /// checkpoint and the end).
+    pub batch_records: u64,
 }
+
+/// Default of [`PipelineOptions::batch_records`].
+pub const DEFAULT_BATCH_RECORDS: u64 = 10_000;
 
 /// Why a run could not start or went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +176,21 @@ pub struct Summary {
     pub interrupted: bool,
     /// The input had already been processed to its end by an earlier run.
     pub already_finished: bool,
+    /// What the aggregations wrote, if the run has any.
+    pub aggregates: Option<AggregateProgress>,
+}
+
+/// What the aggregations of a run have written so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AggregateProgress {
+    /// Batches written (over every aggregate).
+    pub batches: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// Batches a sink already held (replays), not written again.
+    pub skipped: u64,
+    /// Connection attempts to databases that failed and were retried.
+    pub retries: u64,
 }
 
 /// What the run reports as it goes (for a status line).
@@ -161,6 +201,8 @@ pub struct Progress<'a> {
     pub partial_matches: Option<usize>,
     /// How far the watermark trails the newest event time (ms).
     pub watermark_lag: Option<i64>,
+    /// What the aggregations have written, if the run has any.
+    pub aggregates: Option<AggregateProgress>,
 }
 
 /// The sinks of a run, by output.
@@ -240,14 +282,19 @@ impl Outputs {
             // Rejects on stderr are one human line each, not rows.
             None => open_sink(ROLES[3], None, StdStream::Stderr, saved, None)?,
         };
-        Ok(Outputs {
-            matches: open_sink(
+        let matches: Box<dyn Sink> = match spec.match_table() {
+            // Matches go to a table through the aggregation stage.
+            Some(t) => Box::new(NullSink::new(ROLES[0], &without_password(t))),
+            None => open_sink(
                 ROLES[0],
                 spec.matches.as_deref(),
                 StdStream::Stdout,
                 saved,
                 m,
             )?,
+        };
+        Ok(Outputs {
+            matches,
             timeouts,
             late: open_sink(ROLES[2], spec.late.as_deref(), StdStream::Stderr, saved, l)?,
             rejects,
@@ -443,6 +490,9 @@ impl Collect<Staged> for Delivery<'_> {
             for a in item.aggs {
                 stage.input(seq, a);
             }
+            if let Some(row) = item.row {
+                stage.match_row(seq, row);
+            }
         }
         let l = item.line;
         if p.ordered {
@@ -599,16 +649,19 @@ pub fn run(
     let (decls, engine_options) = with_aggregate_fields(decls, options);
     let decls = decls.as_slice();
     let mut extractor = None;
-    if !options.aggregates.is_empty() {
-        let compiled = compile_all(decls, true)?;
+    let match_table = spec.match_table();
+    if !options.aggregates.is_empty() || match_table.is_some() {
+        let compiled = compile_all(decls, !options.aggregates.is_empty())?;
         let nfas: Vec<Arc<crate::nfa::Nfa>> = compiled
             .patterns
             .iter()
             .map(|(n, _)| Arc::clone(n))
             .collect();
-        extractor = Some(Arc::new(Extractor::new(&options.aggregates, &nfas, |p| {
-            compiled.schema.get(p)
-        })?));
+        if !options.aggregates.is_empty() {
+            extractor = Some(Arc::new(Extractor::new(&options.aggregates, &nfas, |p| {
+                compiled.schema.get(p)
+            })?));
+        }
         for (name, _) in &spec.aggregates {
             if !options.aggregates.iter().any(|a| a.name == *name) {
                 return Err(PipelineError::NoSuchAggregate(name.clone()));
@@ -645,6 +698,18 @@ pub fn run(
         }
         stage.sinks = sinks;
         stage.tables = tables;
+        if let Some(t) = match_table {
+            let layout = crate::sink::table::Layout::matches();
+            let sink = if crate::sink::url::is_db_url(t) {
+                open_layout_table(t, layout, options.db_errors)?
+            } else {
+                open_parquet_layout(t, layout)?
+            };
+            stage.matches = Some(stage::MatchTable::new(sink, options.batch_records));
+            if let Some(s) = resumed.as_ref().and_then(|c| c.match_table) {
+                stage.restore_matches(s);
+            }
+        }
         if let Some(ck) = &options.checkpoint {
             stage.log_cuts(&ck.dir, resumed.as_ref().map(|c| c.records))?;
         }
@@ -677,6 +742,7 @@ pub fn run(
             format: options.format,
         },
         extractor,
+        match_rows: match_table.is_some(),
     };
     let mut engine: Box<dyn Run<Staged>> = if options.workers <= 1 {
         let mut engine = Engine::new(decls, engine_options)?;
@@ -769,6 +835,7 @@ pub fn run(
             stats: &stats,
             partial_matches: engine.open_partial_matches(),
             watermark_lag: engine.watermark_lag(),
+            aggregates: outputs.stage.as_ref().map(Aggregation::progress),
         });
     }
     // A signal that came while the input ended (a closed pipe) still stops the run as one.
@@ -787,6 +854,7 @@ pub fn run(
             resumed_from,
             interrupted,
             already_finished: false,
+            aggregates: outputs.stage.as_ref().map(Aggregation::progress),
         });
     }
     if policy.stopped.is_some() {
@@ -820,7 +888,63 @@ pub fn run(
         resumed_from,
         interrupted,
         already_finished: false,
+        aggregates: outputs.stage.as_ref().map(Aggregation::progress),
     })
+}
+
+/// The records read so far, as checkpoints count them.
+fn policy_records(policy: &Policy, engine: Stats) -> u64 {
+    policy.stats(engine).records
+}
+
+/// Opens the table of a layout (raw matches).
+fn open_layout_table(
+    url: &str,
+    layout: crate::sink::table::Layout,
+    policy: DbErrorPolicy,
+) -> Result<Box<dyn TableSink>, PipelineError> {
+    let url = crate::sink::url::parse(url).map_err(SinkError::from)?;
+    let _ = (&layout, policy);
+    match url.scheme.as_str() {
+        #[cfg(feature = "postgres")]
+        "postgres" => Ok(Box::new(
+            crate::sink::postgres::PostgresSink::open_layout(url, "matches", layout, policy)
+                .map_err(SinkError::from)?,
+        )),
+        #[cfg(feature = "mysql")]
+        "mysql" => Ok(Box::new(
+            crate::sink::mysql::MysqlSink::open_layout(url, "matches", layout, policy)
+                .map_err(SinkError::from)?,
+        )),
+        other => Err(SinkError::from(DbError::Url {
+            url: url.shown.clone(),
+            why: format!("this motif was built without the `{other}` feature"),
+        })
+        .into()),
+    }
+}
+
+/// Opens a Parquet directory of a layout's rows (raw matches).
+fn open_parquet_layout(
+    dir: &str,
+    layout: crate::sink::table::Layout,
+) -> Result<Box<dyn TableSink>, PipelineError> {
+    let _ = &layout;
+    #[cfg(feature = "parquet")]
+    {
+        Ok(Box::new(
+            crate::sink::parquet::ParquetSink::open_layout(Path::new(dir), "matches", layout)
+                .map_err(SinkError::from)?,
+        ))
+    }
+    #[cfg(not(feature = "parquet"))]
+    {
+        Err(SinkError::from(DbError::Url {
+            url: dir.to_string(),
+            why: "this motif was built without the `parquet` feature".to_string(),
+        })
+        .into())
+    }
 }
 
 /// Opens the Parquet directory of an aggregate's rows.
@@ -940,6 +1064,10 @@ fn take_checkpoint(
             outputs: &mut *outputs,
         };
         let last = engine.next_step().checked_sub(1);
+        let records = policy_records(out.policy, engine.stats());
+        if let (Some(stage), Some(last)) = (out.outputs.stage.as_mut(), last) {
+            stage.before_checkpoint(last, records);
+        }
         let state = engine.state(&mut out)?;
         // Every step given so far is complete now: batches cut after the last one are
         // written before the checkpoint, so the checkpoint holds no cut still to make.
@@ -969,6 +1097,10 @@ fn take_checkpoint(
             (false, Some(stage)) => Some(stage.state()),
             _ => None,
         },
+        match_table: outputs
+            .stage
+            .as_ref()
+            .and_then(stage::Aggregation::match_state),
     }
     .to_bytes_sized(capacity)?;
     ck.last_size = bytes.len();

@@ -468,7 +468,19 @@ impl Op {
     /// Whether the watermark has finished a window that is still held.
     fn finishes_a_window(&self) -> bool {
         let wm = self.watermark();
-        self.windowed() && self.state.entries.keys().any(|(s, _)| s.last_ms() <= wm)
+        match self.decl.window {
+            None => false,
+            // Windows of one length end in the order they start: the first one tells.
+            Some(WindowSpec::Tumbling { .. } | WindowSpec::Sliding { .. }) => self
+                .state
+                .entries
+                .keys()
+                .next()
+                .is_some_and(|(s, _)| s.last_ms() <= wm),
+            Some(WindowSpec::Session { .. }) => {
+                self.state.entries.keys().any(|(s, _)| s.last_ms() <= wm)
+            }
+        }
     }
 
     fn row(&self, span: &Span, group: &[Cell], e: &Entry) -> Option<Row> {
@@ -602,6 +614,8 @@ pub struct Aggregator {
     cuts: VecDeque<(u64, Option<usize>)>,
     /// Reused window lists.
     spans: Vec<Span>,
+    /// Reused list of what a fold takes.
+    ready: Vec<(u64, Pending)>,
 }
 
 impl Aggregator {
@@ -617,6 +631,7 @@ impl Aggregator {
             pending: Vec::new(),
             cuts: VecDeque::new(),
             spans: Vec::new(),
+            ready: Vec::new(),
         })
     }
 
@@ -677,16 +692,22 @@ impl Aggregator {
         if self.pending.is_empty() {
             return;
         }
-        let mut ready: Vec<(u64, Pending)> = Vec::new();
-        let mut rest = Vec::new();
-        for p in self.pending.drain(..) {
-            if p.0 <= upto {
-                ready.push(p);
-            } else {
-                rest.push(p);
+        // Per record on one thread (a watermark move, most records): no allocation.
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        if self.pending.iter().all(|p| p.0 <= upto) {
+            std::mem::swap(&mut ready, &mut self.pending);
+        } else {
+            let mut rest = Vec::with_capacity(self.pending.len());
+            for p in self.pending.drain(..) {
+                if p.0 <= upto {
+                    ready.push(p);
+                } else {
+                    rest.push(p);
+                }
             }
+            self.pending = rest;
         }
-        self.pending = rest;
         // A step's inputs before its watermark moves (which come after every output of
         // their step); the inputs of a step by aggregate, pattern, time and values, so that
         // the order they are added in (which floating-point sums and ties of `first` and
@@ -704,7 +725,7 @@ impl Aggregator {
             })
         });
         let mut sub = (u64::MAX, u32::MAX, u32::MAX, 0u32);
-        for (seq, p) in ready {
+        for (seq, p) in ready.drain(..) {
             match p {
                 Pending::Input(i) => {
                     if (sub.0, sub.1, sub.2) != (seq, i.agg, i.from) {
@@ -734,6 +755,7 @@ impl Aggregator {
                 }
             }
         }
+        self.ready = ready;
     }
 
     /// Open windows and groups, over every aggregate.

@@ -40,6 +40,8 @@ pub struct Checkpoint<E = EngineState> {
     pub engine: Option<E>,
     /// The aggregations' state (`None`: the run has none, or has finished).
     pub aggregates: Option<AggregateState>,
+    /// The match table's batches (`None`: matches do not go to a table).
+    pub match_table: Option<crate::pipeline::MatchTableState>,
 }
 
 impl<E> Checkpoint<E> {
@@ -55,6 +57,7 @@ impl<E> Checkpoint<E> {
             stats: self.stats,
             engine,
             aggregates: self.aggregates,
+            match_table: self.match_table,
         }
     }
 }

@@ -117,7 +117,9 @@ struct RunArgs {
     /// 0: no cap [default: no cap].
     #[arg(long, value_name = "N")]
     max_partial_matches_total: Option<usize>,
-    /// Write matches here instead of standard output.
+    /// Write matches here instead of standard output: a file, a table
+    /// (`postgres://…?table=T`, `mysql://…?table=T`, with `&create=true` to create it) or a
+    /// Parquet directory (`matches.parquet`), the last two in batches (see --batch-records).
     #[arg(long, short)]
     output: Option<PathBuf>,
     /// Write timed-out partial matches here instead of with the matches (implies
@@ -136,6 +138,11 @@ struct RunArgs {
     /// exactly once. An aggregate without one writes to standard output.
     #[arg(long, value_name = "NAME=TARGET")]
     aggregate_output: Vec<String>,
+    /// With `-o` naming a table (`postgres://…?table=T`, `mysql://…?table=T`) or a Parquet
+    /// directory (`matches.parquet`): a batch of matches after every N records (and at
+    /// each checkpoint and the end), each in one transaction or file.
+    #[arg(long, value_name = "N", default_value_t = pipeline::DEFAULT_BATCH_RECORDS)]
+    batch_records: u64,
     /// A row a database refuses: `skip` it (reported with the database's reason on the
     /// rejects output) or `stop` the run.
     #[arg(long, value_parser = ["skip", "stop"], default_value = "skip")]
@@ -289,7 +296,13 @@ impl Status {
         true
     }
 
-    fn show(&mut self, s: &Stats, partial: Option<usize>, lag: Option<i64>) {
+    fn show(
+        &mut self,
+        s: &Stats,
+        partial: Option<usize>,
+        lag: Option<i64>,
+        aggs: Option<pipeline::AggregateProgress>,
+    ) {
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
         let partial = partial.map_or("-".to_string(), |p| p.to_string());
         let lag = lag.map_or("-".to_string(), |l| format!("{l}ms"));
@@ -301,6 +314,12 @@ impl Status {
             s.late,
             s.rejected
         );
+        if let Some(a) = aggs {
+            eprint!(", {} batches ({} rows)", a.batches, a.rows);
+            if a.retries > 0 {
+                eprint!(", {} database retries", a.retries);
+            }
+        }
         self.shown = true;
     }
 
@@ -528,6 +547,7 @@ fn run(args: RunArgs) -> i32 {
         },
         checkpoint,
         aggregates,
+        batch_records: args.batch_records,
         db_errors: if args.on_db_error == "stop" {
             crate::sink::table::DbErrorPolicy::Stop
         } else {
@@ -560,7 +580,7 @@ fn run(args: RunArgs) -> i32 {
                 eprintln!("{}", cap_warning(&args));
             }
             if status.due() {
-                status.show(p.stats, p.partial_matches, p.watermark_lag);
+                status.show(p.stats, p.partial_matches, p.watermark_lag, p.aggregates);
             }
         },
     );
@@ -600,6 +620,23 @@ fn run(args: RunArgs) -> i32 {
                 ""
             }
         );
+        if let Some(a) = summary.aggregates {
+            eprintln!(
+                "motif: batches: {} rows in {} batches this run{}{}",
+                a.rows,
+                a.batches,
+                if a.skipped > 0 {
+                    format!(", {} batches already written (replays) skipped", a.skipped)
+                } else {
+                    String::new()
+                },
+                if a.retries > 0 {
+                    format!(", {} database connection retries", a.retries)
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
     match summary.failed {
         Some(msg) => {

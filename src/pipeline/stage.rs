@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use smallvec::SmallVec;
 
 use crate::aggregate::{
-    AggInput, AggregateDecl, AggregateError, AggregateState, Aggregator, Emitted, Extractor,
+    AggInput, AggregateDecl, AggregateError, AggregateState, Aggregator, Cell, Emitted, Extractor,
     Trigger,
 };
 use crate::nfa::Nfa;
@@ -33,6 +33,20 @@ pub(crate) struct Staged {
     pub line: Line,
     /// The aggregates' inputs (completed matches of patterns some aggregate reads).
     pub aggs: SmallVec<[AggInput; 1]>,
+    /// The match as a row of a match table, when matches go to one.
+    pub row: Option<Box<MatchRow>>,
+}
+
+/// A match as a row of a raw match table (see [`crate::sink::table::Layout::matches`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MatchRow {
+    pattern: Arc<str>,
+    key: Option<Arc<str>>,
+    start: i64,
+    end: i64,
+    timed_out: bool,
+    /// The match as its JSON line (no newline).
+    json: String,
 }
 
 /// Renders each output and extracts the aggregates' inputs from matches, on the thread
@@ -42,6 +56,8 @@ pub(crate) struct StagePrepare {
     pub render: Render,
     /// What the aggregates take of matches (`None`: no aggregates).
     pub extractor: Option<Arc<Extractor>>,
+    /// Matches go to a match table: each one also as a row.
+    pub match_rows: bool,
 }
 
 impl Prepare for StagePrepare {
@@ -52,10 +68,25 @@ impl Prepare for StagePrepare {
         if let (Some(x), Output::Match { pattern, key, m }) = (&self.extractor, &o) {
             x.extract(*pattern, key.as_deref(), m, &mut aggs);
         }
-        Staged {
-            line: self.render.prepare(nfas, o),
-            aggs,
-        }
+        let row = match (&o, self.match_rows) {
+            (Output::Match { pattern, key, m }, true) => Some(Box::new(MatchRow {
+                pattern: nfas
+                    .get(*pattern)
+                    .map_or_else(|| Arc::from(""), |n| Arc::from(n.name())),
+                key: key.clone(),
+                start: m.start(),
+                end: m.end(),
+                timed_out: m.timed_out.is_some(),
+                json: String::new(),
+            })),
+            _ => None,
+        };
+        let line = self.render.prepare(nfas, o);
+        let row = row.map(|mut r| {
+            r.json = line.text.trim_end().to_string();
+            r
+        });
+        Staged { line, aggs, row }
     }
 }
 
@@ -143,6 +174,92 @@ impl CutLog {
     }
 }
 
+/// Raw matches into a table or a Parquet directory, in batches: the matches of the steps
+/// between two cuts (every so many records, at each checkpoint, at the end), numbered in
+/// (step, text) order so that a replay numbers and batches them as the first run did.
+pub(crate) struct MatchTable {
+    sink: Box<dyn TableSink>,
+    pending: Vec<(u64, Box<MatchRow>)>,
+    /// Steps after which a batch is cut, in order.
+    cuts: VecDeque<u64>,
+    /// Cut a batch after every this many records.
+    every: u64,
+    state: MatchTableState,
+    /// Rows written this run.
+    pub rows: u64,
+}
+
+/// What a checkpoint keeps of a match table: the last batch id and the matches numbered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MatchTableState {
+    /// The last batch id given.
+    pub batch: u64,
+    /// Matches numbered so far.
+    pub numbered: u64,
+}
+
+impl MatchTable {
+    pub(crate) fn new(sink: Box<dyn TableSink>, every: u64) -> MatchTable {
+        MatchTable {
+            sink,
+            pending: Vec::new(),
+            cuts: VecDeque::new(),
+            every: every.max(1),
+            state: MatchTableState::default(),
+            rows: 0,
+        }
+    }
+
+    fn write(&mut self, upto: u64) -> Result<(), SinkError> {
+        let mut ready: Vec<(u64, Box<MatchRow>)> = Vec::new();
+        let mut rest = Vec::new();
+        for p in self.pending.drain(..) {
+            if p.0 <= upto {
+                ready.push(p);
+            } else {
+                rest.push(p);
+            }
+        }
+        self.pending = rest;
+        if ready.is_empty() {
+            return Ok(());
+        }
+        ready.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.json.cmp(&b.1.json)));
+        let rows = ready
+            .into_iter()
+            .map(|(_, m)| {
+                self.state.numbered += 1;
+                let n = i64::try_from(self.state.numbered).unwrap_or(i64::MAX);
+                crate::aggregate::Row {
+                    window: None,
+                    group: vec![Cell::Int(n)].into(),
+                    values: vec![
+                        Cell::Str(m.pattern),
+                        m.key.map_or(Cell::Null, Cell::Json),
+                        Cell::Int(m.start),
+                        Cell::Int(m.end),
+                        Cell::Bool(m.timed_out),
+                        Cell::Str(Arc::from(m.json)),
+                    ]
+                    .into(),
+                    retract: false,
+                }
+            })
+            .collect();
+        self.state.batch += 1;
+        let batch = crate::aggregate::Batch {
+            agg: 0,
+            id: self.state.batch,
+            mode: crate::aggregate::OutputMode::Append,
+            rows,
+            watermark: 0,
+        };
+        let report = self.sink.write_batch(&batch)?;
+        self.rows += report.written;
+        Ok(())
+    }
+}
+
 /// One aggregate's trigger on the reading thread.
 struct Due {
     trigger: Trigger,
@@ -163,6 +280,8 @@ pub(crate) struct Aggregation {
     text: String,
     /// Rows written.
     pub rows: u64,
+    /// Batches written.
+    pub batches: u64,
     /// Late matches, as lines for the late output (taken by the pipeline).
     pub late_lines: Vec<String>,
     /// Rows a database refused, as lines for the rejects output (taken by the pipeline).
@@ -175,6 +294,8 @@ pub(crate) struct Aggregation {
     pub error: Option<SinkError>,
     /// Processing-time cuts, logged for replays (with checkpoints).
     log: Option<CutLog>,
+    /// Raw matches into a table, if `-o` names one.
+    pub matches: Option<MatchTable>,
 }
 
 impl Aggregation {
@@ -200,18 +321,44 @@ impl Aggregation {
             emitted: Emitted::default(),
             text: String::new(),
             rows: 0,
+            batches: 0,
             late_lines: Vec::new(),
             refused_lines: Vec::new(),
             batches_skipped: 0,
             db_retries: 0,
             error: None,
             log: None,
+            matches: None,
         })
     }
 
     /// The operator (its declarations, with `having`'s hidden columns).
     pub(crate) fn aggregator(&self) -> &Aggregator {
         &self.aggregator
+    }
+
+    /// A match of step `seq` for the match table.
+    pub(crate) fn match_row(&mut self, seq: u64, row: Box<MatchRow>) {
+        if let Some(t) = self.matches.as_mut() {
+            t.pending.push((seq, row));
+        }
+    }
+
+    /// A checkpoint is taken after step `seq`, the `records`th record: the match table cuts
+    /// a batch there (logged, so that a replay from an earlier checkpoint cuts there too).
+    pub(crate) fn before_checkpoint(&mut self, seq: u64, records: u64) {
+        let slot = self.dues.len();
+        let Some(t) = self.matches.as_mut() else {
+            return;
+        };
+        if let Some(log) = self.log.as_mut() {
+            if !log.replay_due(slot, records) {
+                if let Err(e) = log.append(slot, records) {
+                    self.error.get_or_insert(e);
+                }
+            }
+        }
+        t.cuts.push_back(seq);
     }
 
     /// An input of step `seq`.
@@ -252,6 +399,16 @@ impl Aggregation {
                 self.aggregator.cut(seq, Some(i));
             }
         }
+        let slot = self.dues.len();
+        if let Some(t) = self.matches.as_mut() {
+            let logged = self
+                .log
+                .as_mut()
+                .is_some_and(|l| l.replay_due(slot, records));
+            if logged || records.is_multiple_of(t.every) {
+                t.cuts.push_back(seq);
+            }
+        }
     }
 
     /// Logs processing-time cuts in `dir` (a checkpoint directory); a run resumed after
@@ -261,22 +418,38 @@ impl Aggregation {
         dir: &Path,
         resumed_records: Option<u64>,
     ) -> Result<(), SinkError> {
-        self.log = Some(CutLog::open(dir, self.dues.len(), resumed_records)?);
+        // One slot per aggregate, and one for the match table.
+        self.log = Some(CutLog::open(dir, self.dues.len() + 1, resumed_records)?);
         Ok(())
     }
 
     /// The input ended: a final batch of every aggregate after its last step.
     pub(crate) fn end(&mut self, seq: u64) {
         self.aggregator.cut(seq, None);
+        if let Some(t) = self.matches.as_mut() {
+            t.cuts.push_back(seq);
+        }
     }
 
     /// Steps up to `through` are complete: folds them in and writes the batches cut.
     pub(crate) fn complete(&mut self, through: u64) {
         self.aggregator.complete(through, &mut self.emitted);
         self.write();
+        if let Some(t) = self.matches.as_mut() {
+            while t.cuts.front().is_some_and(|c| *c <= through) {
+                if let Some(c) = t.cuts.pop_front() {
+                    if let Err(e) = t.write(c) {
+                        self.error.get_or_insert(e);
+                    }
+                }
+            }
+        }
     }
 
     fn write(&mut self) {
+        if self.emitted.batches.is_empty() && self.emitted.late.is_empty() {
+            return;
+        }
         let decls: Vec<&AggregateDecl> = self.aggregator.decls().collect();
         for b in self.emitted.batches.drain(..) {
             let Some(decl) = decls.get(b.agg) else {
@@ -286,6 +459,7 @@ impl Aggregation {
                 match table.write_batch(&b) {
                     Ok(report) => {
                         self.rows += report.written;
+                        self.batches += u64::from(!report.skipped);
                         self.db_retries += u64::from(report.retries);
                         self.batches_skipped += u64::from(report.skipped);
                         for r in report.refused {
@@ -314,6 +488,7 @@ impl Aggregation {
                 write_row(self.format, &mut self.text, decl, visible, &b, r);
             }
             self.rows += b.rows.len() as u64;
+            self.batches += 1;
             if let Err(e) = sink.write(self.text.as_bytes()) {
                 self.error.get_or_insert(e);
             }
@@ -324,6 +499,28 @@ impl Aggregation {
                 write_late_match(self.format, &mut line, decl, &l);
                 self.late_lines.push(line);
             }
+        }
+    }
+
+    /// What it has written so far.
+    pub(crate) fn progress(&self) -> super::AggregateProgress {
+        super::AggregateProgress {
+            batches: self.batches + self.matches.as_ref().map_or(0, |m| m.state.batch),
+            rows: self.rows + self.matches.as_ref().map_or(0, |m| m.rows),
+            skipped: self.batches_skipped,
+            retries: self.db_retries,
+        }
+    }
+
+    /// The match table's state, for a checkpoint.
+    pub(crate) fn match_state(&self) -> Option<MatchTableState> {
+        self.matches.as_ref().map(|m| m.state)
+    }
+
+    /// Restores the match table's state.
+    pub(crate) fn restore_matches(&mut self, s: MatchTableState) {
+        if let Some(m) = self.matches.as_mut() {
+            m.state = s;
         }
     }
 

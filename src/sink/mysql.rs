@@ -60,6 +60,17 @@ impl MysqlSink {
         visible: usize,
         policy: DbErrorPolicy,
     ) -> Result<MysqlSink, DbError> {
+        let layout = Layout::of(agg, visible)?;
+        Self::open_layout(url, &agg.name, layout, policy)
+    }
+
+    /// A sink for rows of `layout` at `url`; `name` keys its progress (with the table).
+    pub fn open_layout(
+        url: DbUrl,
+        name: &str,
+        layout: Layout,
+        policy: DbErrorPolicy,
+    ) -> Result<MysqlSink, DbError> {
         let target = format!("{} table {}", url.shown, url.table);
         let opts = Opts::from_url(&url.client).map_err(|e| DbError::Url {
             url: url.shown.clone(),
@@ -76,8 +87,8 @@ impl MysqlSink {
             rt,
             opts,
             conn: None,
-            layout: Layout::of(agg, visible)?,
-            name: format!("{}:{}", agg.name, url.table),
+            layout,
+            name: format!("{name}:{}", url.table),
             url,
             target,
             ready: false,

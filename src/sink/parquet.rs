@@ -52,6 +52,11 @@ impl ParquetSink {
     /// A sink for aggregate `agg`'s rows (`visible` select columns) into directory `dir`
     /// (created if missing); the batches already there count as committed.
     pub fn open(dir: &Path, agg: &AggregateDecl, visible: usize) -> Result<ParquetSink, DbError> {
+        Self::open_layout(dir, &agg.name, Layout::of(agg, visible)?)
+    }
+
+    /// A sink for rows of `layout` into `dir`; `name` fills the `aggregate` column.
+    pub fn open_layout(dir: &Path, name: &str, layout: Layout) -> Result<ParquetSink, DbError> {
         let target = dir.display().to_string();
         std::fs::create_dir_all(dir).map_err(|e| refused(&target, "creating the directory", e))?;
         let committed = std::fs::read_dir(dir)
@@ -61,8 +66,8 @@ impl ParquetSink {
         Ok(ParquetSink {
             dir: dir.to_path_buf(),
             target,
-            name: agg.name.clone(),
-            layout: Layout::of(agg, visible)?,
+            name: name.to_string(),
+            layout,
             committed,
         })
     }

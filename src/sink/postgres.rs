@@ -6,9 +6,11 @@ use tokio::runtime::Runtime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls};
 
+use futures_util::SinkExt;
+
 use super::table::{
-    backoff, BatchReport, DbError, DbErrorPolicy, Dialect, Layout, RefusedRow, SqlType, SqlValue,
-    TableSink,
+    backoff, push_copy_field, BatchReport, DbError, DbErrorPolicy, Dialect, Layout, RefusedRow,
+    SqlType, SqlValue, TableSink,
 };
 use super::url::DbUrl;
 use crate::aggregate::{AggregateDecl, Batch, OutputMode};
@@ -60,6 +62,17 @@ impl PostgresSink {
         visible: usize,
         policy: DbErrorPolicy,
     ) -> Result<PostgresSink, DbError> {
+        let layout = Layout::of(agg, visible)?;
+        Self::open_layout(url, &agg.name, layout, policy)
+    }
+
+    /// A sink for rows of `layout` at `url`; `name` keys its progress (with the table).
+    pub fn open_layout(
+        url: DbUrl,
+        name: &str,
+        layout: Layout,
+        policy: DbErrorPolicy,
+    ) -> Result<PostgresSink, DbError> {
         let target = format!("{} table {}", url.shown, url.table);
         let config: Config = url.client.parse().map_err(|e| DbError::Url {
             url: url.shown.clone(),
@@ -76,8 +89,8 @@ impl PostgresSink {
             rt,
             config,
             client: None,
-            layout: Layout::of(agg, visible)?,
-            name: format!("{}:{}", agg.name, url.table),
+            layout,
+            name: format!("{name}:{}", url.table),
             url,
             target,
             ready: false,
@@ -263,6 +276,8 @@ impl TableSink for PostgresSink {
         let id = i64::try_from(batch.id).unwrap_or(i64::MAX);
         let mut report = BatchReport::default();
         let mut rows: Vec<Prepared> = Vec::with_capacity(batch.rows.len());
+        // The rows in COPY's text format: the fast way in (a staging table, then one upsert).
+        let mut copy = String::new();
         let retracted: Vec<String> = batch
             .rows
             .iter()
@@ -272,6 +287,12 @@ impl TableSink for PostgresSink {
         for r in batch.rows.iter().filter(|r| !r.retract) {
             rows.push(match self.layout.values(r) {
                 Ok((key, values)) => {
+                    copy.push_str(&key);
+                    for v in &values {
+                        copy.push('\t');
+                        push_copy_field(&mut copy, v);
+                    }
+                    copy.push_str(&format!("\t{id}\n"));
                     let mut p: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(key)];
                     p.extend(values.iter().zip(&types).map(|(v, t)| param(v, *t)));
                     p.push(Box::new(id));
@@ -314,6 +335,21 @@ impl TableSink for PostgresSink {
             })
             .collect();
         let single = Dialect::Postgres.insert(&table, &self.layout, 1);
+        let stage_ddl = format!(
+            "CREATE TEMP TABLE IF NOT EXISTS motif_stage (LIKE {table}) ON COMMIT DELETE ROWS"
+        );
+        let copy_sql = format!(
+            "COPY motif_stage ({}) FROM STDIN",
+            Dialect::Postgres.columns(&self.layout)
+        );
+        let upsert_sql = Dialect::Postgres.upsert_from(&table, &self.layout, "motif_stage");
+        let copy_direct = format!(
+            "COPY {table} ({}) FROM STDIN",
+            Dialect::Postgres.columns(&self.layout)
+        );
+        // Append mode writes each window's rows once: they are new rows, unless the table
+        // holds an earlier run's (then the direct COPY fails and the upsert takes them).
+        let append = batch.mode == OutputMode::Append && retracted.is_empty();
         let policy = self.policy;
         let mut refused_db: Vec<RefusedRow> = Vec::new();
         let mut attempts = 0u32;
@@ -343,7 +379,42 @@ impl TableSink for PostgresSink {
                     )
                     .await?;
                 }
-                for (sql, params) in &chunks {
+                // All rows by COPY: straight into the table in append mode (new windows),
+                // else into the staging table and one upsert from it; if the database refuses
+                // that, statement by statement to find the rows it refuses.
+                let mut copied = false;
+                for direct in [append, false] {
+                    if copied || (direct && !append) {
+                        continue;
+                    }
+                    let sp = tx.savepoint("copy").await?;
+                    let r = async {
+                        if !direct {
+                            sp.batch_execute(&stage_ddl).await?;
+                        }
+                        let sql = if direct { &copy_direct } else { &copy_sql };
+                        let sink = sp.copy_in(sql.as_str()).await?;
+                        let mut sink = std::pin::pin!(sink);
+                        sink.send(bytes::Bytes::from(copy.clone())).await?;
+                        sink.as_mut().finish().await?;
+                        if !direct {
+                            sp.execute(upsert_sql.as_str(), &[]).await?;
+                            sp.batch_execute("TRUNCATE motif_stage").await?;
+                        }
+                        Ok::<(), tokio_postgres::Error>(())
+                    }
+                    .await;
+                    match r {
+                        Ok(()) => {
+                            sp.commit().await?;
+                            copied = true;
+                        }
+                        Err(e) if transient(&e) => return Err(e),
+                        Err(_) => sp.rollback().await?,
+                    }
+                }
+                let statements = if copied { &[][..] } else { &chunks[..] };
+                for (sql, params) in statements {
                     let sp = tx.savepoint("chunk").await?;
                     match sp.execute(sql.as_str(), params).await {
                         Ok(_) => sp.commit().await?,

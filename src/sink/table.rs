@@ -257,6 +257,28 @@ impl Layout {
         })
     }
 
+    /// The layout of a raw match table: `match_no` (the match's number in the run, its
+    /// key), `pattern`, `key` (JSON), `start_ms`, `end_ms`, `timed_out`, `match_json` (the
+    /// whole match as the JSON-lines output writes it, events included).
+    pub fn matches() -> Layout {
+        let cols = [
+            ("match_no", SqlType::BigInt),
+            ("pattern", SqlType::Text),
+            ("key", SqlType::Text),
+            ("start_ms", SqlType::BigInt),
+            ("end_ms", SqlType::BigInt),
+            ("timed_out", SqlType::Bool),
+            ("match_json", SqlType::Text),
+        ];
+        Layout {
+            columns: cols.iter().map(|(c, _)| c.to_string()).collect(),
+            types: cols.iter().map(|(_, t)| Some(*t)).collect(),
+            windowed: false,
+            mode: OutputMode::Append,
+            visible: cols.len() - 1,
+        }
+    }
+
     /// Fills in unknown column types from the first non-null values of `batch`; columns
     /// still unknown become text.
     pub fn settle(&mut self, batch: &Batch) {
@@ -390,6 +412,11 @@ impl Dialect {
             );
         }
         ddl.push_str(", batch_id BIGINT NOT NULL)");
+        // Update mode rewrites its rows batch after batch: room on each page lets PostgreSQL
+        // update them in place (HOT: no index entry per update).
+        if self == Dialect::Postgres && layout.mode == OutputMode::Update {
+            ddl.push_str(" WITH (fillfactor = 70)");
+        }
         ddl
     }
 
@@ -437,8 +464,55 @@ impl Dialect {
         sql
     }
 
+    /// `INSERT INTO table SELECT ... FROM source`, upserting by `row_key` (PostgreSQL: the
+    /// rows of a batch copied into a staging table first).
+    pub fn upsert_from(self, table: &str, layout: &Layout, source: &str) -> String {
+        let cols = self.columns(layout);
+        let mut sql = format!("INSERT INTO {table} ({cols}) SELECT {cols} FROM {source}");
+        sql.push_str(" ON CONFLICT (row_key) DO UPDATE SET batch_id = EXCLUDED.batch_id");
+        for c in &layout.columns {
+            let _ = write!(sql, ", {0} = EXCLUDED.{0}", self.quote(c));
+        }
+        sql
+    }
+
+    /// The column list of a layout's table, `row_key` to `batch_id`.
+    pub fn columns(self, layout: &Layout) -> String {
+        let mut cols = String::from("row_key");
+        for c in &layout.columns {
+            let _ = write!(cols, ", {}", self.quote(c));
+        }
+        cols.push_str(", batch_id");
+        cols
+    }
+
     /// Rows per statement for a layout (the parameter limit is 65,535 in both).
     pub fn rows_per_statement(layout: &Layout) -> usize {
         (60_000 / (layout.columns.len() + 2)).clamp(1, 1_000)
+    }
+}
+
+/// Appends one field in PostgreSQL's `COPY` text format (tab-separated, `\N` for null).
+pub fn push_copy_field(out: &mut String, v: &SqlValue) {
+    match v {
+        SqlValue::Null => out.push_str("\\N"),
+        SqlValue::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        SqlValue::Double(f) => {
+            let _ = write!(out, "{f:?}");
+        }
+        SqlValue::Bool(b) => out.push(if *b { 't' } else { 'f' }),
+        SqlValue::Text(s) => {
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+        }
     }
 }

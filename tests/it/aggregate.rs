@@ -567,5 +567,40 @@ fn parquet_rows_read_back_equal_the_json_lines_rows() {
             }
         }
     }
+    // Raw matches into a Parquet directory: the match file's lines, once each.
+    let pat = dir.join("pq0.motif");
+    let file = dir.join("m.jsonl");
+    let pq = dir.join("matches.parquet");
+    for target in [&file, &pq] {
+        let o = motif()
+            .arg("run")
+            .arg(&pat)
+            .arg("-i")
+            .arg(&input)
+            .args(["-w", "2", "-q", "--batch-records", "300", "-o"])
+            .arg(target)
+            .args(["--aggregate-output", "a=/dev/null"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let mut want: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut got: Vec<String> = parquet_rows(&pq)
+        .iter()
+        .map(|j| j["match_json"].as_str().unwrap().to_string())
+        .collect();
+    want.sort();
+    got.sort();
+    assert!(!want.is_empty());
+    assert!(
+        got == want,
+        "{} matches in Parquet, {} in the file",
+        got.len(),
+        want.len()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

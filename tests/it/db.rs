@@ -598,3 +598,300 @@ fn postgres_killed_and_restarted_with_a_processing_time_trigger_loses_nothing() 
 fn mysql_killed_and_restarted_loses_and_duplicates_nothing() {
     killed_and_restarted(Db::Mysql, "mysql_killed_and_restarted", "every 7 records");
 }
+
+/// Runs SQL on the test server (PostgreSQL: database `test`; MySQL: database `db`).
+fn exec(db: Db, name: &str, sql: &str) {
+    let rt = rt();
+    match db {
+        Db::Postgres => rt.block_on(async {
+            let (c, conn) = tokio_postgres::connect(
+                "host=127.0.0.1 port=5432 user=postgres dbname=test",
+                tokio_postgres::NoTls,
+            )
+            .await
+            .unwrap();
+            tokio::spawn(conn);
+            c.batch_execute(sql).await.unwrap();
+        }),
+        Db::Mysql => rt.block_on(async {
+            use mysql_async::prelude::Queryable;
+            let mut c = mysql_async::Conn::from_url(format!("mysql://root@127.0.0.1:3306/{name}"))
+                .await
+                .unwrap();
+            c.query_drop(sql).await.unwrap();
+            c.disconnect().await.unwrap();
+        }),
+    }
+}
+
+fn refused_rows(db: Db, test: &str) {
+    if !db.available(test) {
+        return;
+    }
+    let name = format!("motif_refuse_{}", std::process::id());
+    db.create(&name);
+    let dir = scratch(&format!("refuse-{db:?}"));
+    let input = events(&dir, 2_000, 17);
+    // A table made by hand, with a rule the database enforces: no more than 3 per row.
+    let (table, double) = match db {
+        Db::Postgres => (format!("{name}.r"), "DOUBLE PRECISION"),
+        Db::Mysql => ("r".to_string(), "DOUBLE"),
+    };
+    let key = match db {
+        Db::Postgres => "TEXT",
+        Db::Mysql => "CHAR(32)",
+    };
+    let make_tables = || {
+        exec(
+            db,
+            &name,
+            &format!(
+                "CREATE TABLE {table} (row_key {key} PRIMARY KEY, window_start BIGINT, window_end BIGINT, \
+                 site TEXT, n BIGINT CHECK (n <= 3), total {double}, lo BIGINT, hi BIGINT, mean {double}, \
+                 coldest BIGINT, sensors BIGINT, batch_id BIGINT NOT NULL)"
+            ),
+        );
+        if db == Db::Postgres {
+            exec(
+                db,
+                &name,
+                &format!(
+                    "CREATE TABLE {name}.motif_progress (sink TEXT PRIMARY KEY, batch BIGINT NOT NULL)"
+                ),
+            );
+        } else {
+            exec(
+                db,
+                &name,
+                "CREATE TABLE motif_progress (sink VARCHAR(255) PRIMARY KEY, batch BIGINT NOT NULL)",
+            );
+        }
+    };
+    make_tables();
+    let target = db.url(db.addr(), &name, "r").replace("&create=true", "");
+    let agg = agg_decl(Win::Tumbling(60_000), "append", "every 50 records");
+    let pat = dir.join("r.motif");
+    std::fs::write(&pat, format!("{PATTERN}\n{agg}")).unwrap();
+    let m = dir.join("r.matches");
+    let rejects = dir.join("r.rejects");
+    let o = motif()
+        .arg("run")
+        .arg(&pat)
+        .arg("-i")
+        .arg(&input)
+        .args(["-w", "1", "-q", "-o"])
+        .arg(&m)
+        .arg("--rejects-output")
+        .arg(&rejects)
+        .arg("--aggregate-output")
+        .arg(format!("a={target}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = reference(&matches_of(&m), Win::Tumbling(60_000), false);
+    let (ok, over): (Table, Table) = want.into_iter().partition(|(_, a)| a.count <= 3);
+    assert!(
+        !over.is_empty() && !ok.is_empty(),
+        "the input gives rows on both sides"
+    );
+    assert_same(
+        &db.table(&name, "r", true),
+        &ok,
+        &format!("{db:?}: the rows the table took"),
+    );
+    let refused: Vec<J> = std::fs::read_to_string(&rejects)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        refused.len(),
+        over.len(),
+        "every refused row is reported once"
+    );
+    for r in &refused {
+        assert_eq!(r["aggregate"], "a");
+        let reason = r["reason"].as_str().unwrap().to_lowercase();
+        assert!(
+            reason.contains("check") || reason.contains("constraint"),
+            "{reason}"
+        );
+    }
+    // With --on-db-error stop the run stops at the first one, naming it.
+    db.create(&name);
+    make_tables();
+    let o = motif()
+        .arg("run")
+        .arg(&pat)
+        .arg("-i")
+        .arg(&input)
+        .args(["-w", "1", "-q", "-o", "/dev/null", "--on-db-error", "stop"])
+        .arg("--aggregate-output")
+        .arg(format!("a={target}"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("refused"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn postgres_reports_the_rows_it_refuses_with_its_reason() {
+    refused_rows(Db::Postgres, "postgres_reports_the_rows_it_refuses");
+}
+
+#[test]
+fn mysql_reports_the_rows_it_refuses_with_its_reason() {
+    refused_rows(Db::Mysql, "mysql_reports_the_rows_it_refuses");
+}
+
+/// The `match_json` column of a raw match table, sorted.
+fn match_json(db: Db, name: &str, table: &str) -> Vec<String> {
+    let rt = rt();
+    let mut v: Vec<String> = match db {
+        Db::Postgres => rt.block_on(async {
+            let (c, conn) = tokio_postgres::connect(
+                "host=127.0.0.1 port=5432 user=postgres dbname=test",
+                tokio_postgres::NoTls,
+            )
+            .await
+            .unwrap();
+            tokio::spawn(conn);
+            c.query(&format!("SELECT match_json FROM {name}.{table}"), &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect()
+        }),
+        Db::Mysql => rt.block_on(async {
+            use mysql_async::prelude::Queryable;
+            let mut c = mysql_async::Conn::from_url(format!("mysql://root@127.0.0.1:3306/{name}"))
+                .await
+                .unwrap();
+            let v: Vec<String> = c
+                .query(format!("SELECT match_json FROM {table}"))
+                .await
+                .unwrap();
+            c.disconnect().await.unwrap();
+            v
+        }),
+    };
+    v.sort();
+    v
+}
+
+fn raw_matches(db: Db, test: &str) {
+    if !db.available(test) {
+        return;
+    }
+    let name = format!("motif_raw_{}", std::process::id());
+    db.create(&name);
+    let dir = scratch(&format!("raw-{db:?}"));
+    let input = events(&dir, 20_000, 29);
+    let pat = dir.join("raw.motif");
+    std::fs::write(&pat, PATTERN).unwrap();
+    let run = |target: &str, extra: &[&str]| {
+        let mut c = motif();
+        c.arg("run")
+            .arg(&pat)
+            .arg("-i")
+            .arg(&input)
+            .args(["-w", "2", "-q", "--batch-records", "700", "-o", target])
+            .args(extra);
+        c
+    };
+    let file = dir.join("raw.jsonl");
+    let o = run(&file.display().to_string(), &[]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut want: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    want.sort();
+    assert!(want.len() > 500, "only {} matches", want.len());
+
+    let target = db.url(db.addr(), &name, "m");
+    let o = run(&target, &[]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        match_json(db, &name, "m") == want,
+        "{db:?}: the table's matches"
+    );
+    // Again: nothing is written twice.
+    let o = run(&target, &[]).output().unwrap();
+    assert!(o.status.success());
+    assert!(
+        match_json(db, &name, "m") == want,
+        "{db:?}: a second run changed the table"
+    );
+
+    // Killed and restarted from checkpoints (taken by time, so their cuts are logged).
+    let target = db.url(db.addr(), &name, "k");
+    let ck = dir.join("ck");
+    let mut kills = 0;
+    for round in 0..6u64 {
+        let before = newest_checkpoint(&ck);
+        let mut child = run(
+            &target,
+            &[
+                "--checkpoint",
+                &ck.display().to_string(),
+                "--checkpoint-interval",
+                "5ms",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let t = Instant::now();
+        while newest_checkpoint(&ck) <= before + 1 && child.try_wait().unwrap().is_none() {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "no checkpoint in a minute"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(3 + 7 * round % 20));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+    }
+    assert!(kills >= 2, "only {kills} kills before the input was done");
+    let o = run(
+        &target,
+        &[
+            "--checkpoint",
+            &ck.display().to_string(),
+            "--checkpoint-interval",
+            "5ms",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = match_json(db, &name, "k");
+    assert!(
+        got == want,
+        "{db:?} after {kills} kills: {} matches in the table, {} in the file",
+        got.len(),
+        want.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn postgres_raw_matches_equal_the_match_file_once_each() {
+    raw_matches(Db::Postgres, "postgres_raw_matches");
+}
+
+#[test]
+fn mysql_raw_matches_equal_the_match_file_once_each() {
+    raw_matches(Db::Mysql, "mysql_raw_matches");
+}
