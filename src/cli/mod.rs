@@ -1,6 +1,7 @@
 //! The `motif` command line: `run`, `check`, `explain`, `gen`, `state`. `run` assembles a
 //! [`crate::pipeline`] from its flags; the loop, the policies and checkpoints live there.
 
+mod config;
 mod signals;
 
 use std::fs::File;
@@ -61,13 +62,20 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// A pattern file, or a directory of `*.motif` files (all loaded at start-up).
-    patterns: PathBuf,
+    #[arg(required_unless_present = "config")]
+    patterns: Option<PathBuf>,
+    /// A pipeline file (TOML): patterns, input, outputs, aggregate sinks, checkpoints, with
+    /// `${NAME}` for environment variables and paths relative to the file; flags given here
+    /// win over it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Events: a file, a directory (its files in name order), `-` for standard input, or
     /// `gen:events=N,keys=K,rate=R,disorder=MS,seed=S` for the generator's stream (as
     /// `motif gen` writes it). JSON lines, or CSV with a header for `.csv` files (see
     /// --format).
-    #[arg(long, short, default_value = "-")]
-    input: String,
+    /// (default: `-`)
+    #[arg(long, short)]
+    input: Option<String>,
     /// Read the input files in turn, one record from each, each file a source partition with
     /// its own watermark (as a Kafka partition would be): a pattern's watermark is the
     /// minimum over files still being read. Without it files are read one after the other
@@ -84,8 +92,9 @@ struct RunArgs {
     format: Option<String>,
     /// Output format of matches, timed-out matches, late events and rejects: `jsonl` (one
     /// JSON object per line) or `csv` (a header row, then one row per output).
-    #[arg(long, value_parser = ["jsonl", "csv"], default_value = "jsonl")]
-    output_format: String,
+    /// (default: `jsonl`)
+    #[arg(long, value_parser = ["jsonl", "csv"])]
+    output_format: Option<String>,
     /// Partition key fields (comma-separated dotted paths) for patterns without `key`.
     #[arg(long, value_delimiter = ',')]
     key: Vec<String>,
@@ -141,12 +150,14 @@ struct RunArgs {
     /// With `-o` naming a table (`postgres://…?table=T`, `mysql://…?table=T`) or a Parquet
     /// directory (`matches.parquet`): a batch of matches after every N records (and at
     /// each checkpoint and the end), each in one transaction or file.
-    #[arg(long, value_name = "N", default_value_t = pipeline::DEFAULT_BATCH_RECORDS)]
-    batch_records: u64,
+    /// (default: 10,000)
+    #[arg(long, value_name = "N")]
+    batch_records: Option<u64>,
     /// A row a database refuses: `skip` it (reported with the database's reason on the
     /// rejects output) or `stop` the run.
-    #[arg(long, value_parser = ["skip", "stop"], default_value = "skip")]
-    on_db_error: String,
+    /// (default: `skip`)
+    #[arg(long, value_parser = ["skip", "stop"])]
+    on_db_error: Option<String>,
     /// No status line and no summary at the end.
     #[arg(long, short)]
     quiet: bool,
@@ -369,7 +380,7 @@ fn lexically_same(a: &Path, b: &Path) -> bool {
 /// Checks, before any output file is created: every input file can be opened; no output is
 /// an input, none would be created in an input directory (the next run would read it), and
 /// no two outputs are one file.
-fn check_paths(args: &RunArgs, inputs: &[Option<PathBuf>]) -> Result<(), String> {
+fn check_paths(args: &RunArgs, input: &str, inputs: &[Option<PathBuf>]) -> Result<(), String> {
     for p in inputs.iter().flatten() {
         // A named pipe is not opened here: a writer that saw this reader come and go would
         // write into a pipe with no reader.
@@ -397,7 +408,7 @@ fn check_paths(args: &RunArgs, inputs: &[Option<PathBuf>]) -> Result<(), String>
             .filter(|target| !target.contains("://"))
             .map(|target| ("--aggregate-output", Path::new(target))),
     );
-    let input_dir = Path::new(&args.input);
+    let input_dir = Path::new(input);
     for (i, (flag, out)) in outputs.iter().enumerate() {
         if let Some(input) = inputs.iter().flatten().find(|p| same_file(p, out)) {
             return Err(format!(
@@ -431,11 +442,31 @@ fn check_paths(args: &RunArgs, inputs: &[Option<PathBuf>]) -> Result<(), String>
     Ok(())
 }
 
-fn run(args: RunArgs) -> i32 {
+fn run(mut args: RunArgs) -> i32 {
+    if let Some(path) = args.config.clone() {
+        match config::load(&path).map(|f| config::apply(&mut args, f)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("motif: {}: {e}", path.display());
+                return 1;
+            }
+            Err(e) => {
+                eprintln!("motif: {e}");
+                return 1;
+            }
+        }
+    }
+    let Some(pattern_path) = args.patterns.clone() else {
+        eprintln!(
+            "motif: no patterns: give a pattern file or directory, or `patterns` in --config"
+        );
+        return 1;
+    };
+    let input = args.input.clone().unwrap_or_else(|| "-".to_string());
     let syntax::Program {
         patterns: mut decls,
         aggregates,
-    } = match load_program(&args.patterns) {
+    } = match load_program(&pattern_path) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -474,8 +505,8 @@ fn run(args: RunArgs) -> i32 {
             d.key = key.clone();
         }
     }
-    let mut records: Box<dyn Source> = if args.input.starts_with(source::gen::PREFIX) {
-        match source::gen::GenSource::new(&args.input) {
+    let mut records: Box<dyn Source> = if input.starts_with(source::gen::PREFIX) {
+        match source::gen::GenSource::new(&input) {
             Ok(g) => Box::new(g),
             Err(e) => {
                 eprintln!("motif: {e}");
@@ -483,7 +514,7 @@ fn run(args: RunArgs) -> i32 {
             }
         }
     } else {
-        let files = match source::expand(&args.input) {
+        let files = match source::expand(&input) {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("motif: {e}");
@@ -491,7 +522,7 @@ fn run(args: RunArgs) -> i32 {
             }
         };
         // Before any output is created (or truncated): every input opens, none is an output.
-        if let Err(e) = check_paths(&args, &files) {
+        if let Err(e) = check_paths(&args, &input, &files) {
             eprintln!("motif: {e}");
             return 1;
         }
@@ -540,15 +571,17 @@ fn run(args: RunArgs) -> i32 {
         workers,
         ordered: args.ordered,
         strict: args.strict,
-        format: if args.output_format == "csv" {
+        format: if args.output_format.as_deref() == Some("csv") {
             OutputFormat::Csv
         } else {
             OutputFormat::JsonLines
         },
         checkpoint,
         aggregates,
-        batch_records: args.batch_records,
-        db_errors: if args.on_db_error == "stop" {
+        batch_records: args
+            .batch_records
+            .unwrap_or(pipeline::DEFAULT_BATCH_RECORDS),
+        db_errors: if args.on_db_error.as_deref() == Some("stop") {
             crate::sink::table::DbErrorPolicy::Stop
         } else {
             crate::sink::table::DbErrorPolicy::Skip

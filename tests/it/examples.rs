@@ -251,3 +251,68 @@ fn the_pipeline_example_writes_its_rows_to_a_file_and_to_mysql() {
     assert_eq!(rows, expected, "the MariaDB table");
     sql(&format!("DROP DATABASE {db}"));
 }
+
+/// The same pipeline from a TOML pipeline file (`--config`): paths relative to the file,
+/// `${NAME}` from the environment, and a flag on the command line over the file's value.
+#[test]
+fn a_pipeline_file_runs_the_pipeline_example() {
+    let dir = std::env::temp_dir().join(format!("motif-config-run-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let example = patterns_dir().join("pipeline");
+    fs::write(
+        dir.join("pipeline.toml"),
+        format!(
+            r#"
+patterns = "{}"
+input = "{}"
+workers = 2
+[outputs]
+matches = "${{MOTIF_TEST_OUT}}/matches.jsonl"
+[aggregates]
+overheat_per_minute = "rows.jsonl"
+"#,
+            example.display(),
+            example.join("sensor_readings.jsonl").display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_motif"))
+        .args(["run", "-q", "--config"])
+        .arg(dir.join("pipeline.toml"))
+        .env("MOTIF_TEST_OUT", &dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = fs::read_to_string(example.join("overheat_per_minute.expected.jsonl")).unwrap();
+    assert_eq!(fs::read_to_string(dir.join("rows.jsonl")).unwrap(), want);
+    assert!(
+        fs::read_to_string(dir.join("matches.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+            > 10
+    );
+    // A flag wins over the file; an unset variable is an error naming it.
+    let o = Command::new(env!("CARGO_BIN_EXE_motif"))
+        .args(["run", "-q", "--config"])
+        .arg(dir.join("pipeline.toml"))
+        .args(["--aggregate-output"])
+        .arg(format!(
+            "overheat_per_minute={}",
+            dir.join("cli.jsonl").display()
+        ))
+        .env("MOTIF_TEST_OUT", &dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fs::read_to_string(dir.join("cli.jsonl")).unwrap(), want);
+    let o = Command::new(env!("CARGO_BIN_EXE_motif"))
+        .args(["run", "-q", "--config"])
+        .arg(dir.join("pipeline.toml"))
+        .env_remove("MOTIF_TEST_OUT")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("MOTIF_TEST_OUT is not set"));
+    let _ = fs::remove_dir_all(&dir);
+}

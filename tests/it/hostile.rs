@@ -591,6 +591,15 @@ fn line_length_and_worker_limits() {
             "{}",
             stderr(&out)
         );
+        // The same bounds in a pipeline file.
+        let config = write(&dir, "p.toml", format!("workers = {bad}\n"));
+        let o = run(&["run", p(&pat), "-i", p(&input), "--config", p(&config)]);
+        assert_eq!(o.status.code(), Some(1), "workers = {bad}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("workers = {bad}: not in 1..=256")),
+            "{}",
+            stderr(&o)
+        );
     }
 }
 
