@@ -515,7 +515,8 @@ fn killed_and_restarted(db: Db, test: &str, trigger: &str) {
     let name = format!("motif_kill_{}_{}", trigger.len(), std::process::id());
     db.create(&name);
     let dir = scratch(&format!("kill-{db:?}-{}", trigger.len()));
-    let input = events(&dir, 20_000, 13);
+    let n = if cfg!(debug_assertions) { 20_000 } else { 100_000 };
+    let input = events(&dir, n, 13);
     let target = db.url(db.addr(), &name, "k");
     let agg = agg_decl(Win::Sliding(90_000, 30_000), "update", trigger);
     let pat = dir.join("k.motif");
@@ -789,7 +790,9 @@ fn raw_matches(db: Db, test: &str) {
     let name = format!("motif_raw_{}", std::process::id());
     db.create(&name);
     let dir = scratch(&format!("raw-{db:?}"));
-    let input = events(&dir, 20_000, 29);
+    // Long enough that several kills land before the end, in an optimised build too.
+    let n = if cfg!(debug_assertions) { 20_000 } else { 200_000 };
+    let input = events(&dir, n, 29);
     let pat = dir.join("raw.motif");
     std::fs::write(&pat, PATTERN).unwrap();
     let run = |target: &str, extra: &[&str]| {
