@@ -515,7 +515,11 @@ fn killed_and_restarted(db: Db, test: &str, trigger: &str) {
     let name = format!("motif_kill_{}_{}", trigger.len(), std::process::id());
     db.create(&name);
     let dir = scratch(&format!("kill-{db:?}-{}", trigger.len()));
-    let n = if cfg!(debug_assertions) { 20_000 } else { 100_000 };
+    let n = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        100_000
+    };
     let input = events(&dir, n, 13);
     let target = db.url(db.addr(), &name, "k");
     let agg = agg_decl(Win::Sliding(90_000, 30_000), "update", trigger);
@@ -791,7 +795,11 @@ fn raw_matches(db: Db, test: &str) {
     db.create(&name);
     let dir = scratch(&format!("raw-{db:?}"));
     // Long enough that several kills land before the end, in an optimised build too.
-    let n = if cfg!(debug_assertions) { 20_000 } else { 200_000 };
+    let n = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        200_000
+    };
     let input = events(&dir, n, 29);
     let pat = dir.join("raw.motif");
     std::fs::write(&pat, PATTERN).unwrap();
