@@ -365,6 +365,15 @@ impl Clocks {
         }
     }
 
+    /// Every pattern's watermark moves to `to` if that is later (see [`Frontier::advance`]).
+    pub fn advance(&mut self, to: i64, advanced: &mut dyn FnMut(usize, i64)) {
+        for (i, p) in self.patterns.iter_mut().enumerate() {
+            if let Some(wm) = p.frontier.advance(to) {
+                advanced(i, wm);
+            }
+        }
+    }
+
     /// End of input: every watermark moves to +∞.
     pub fn finish(&mut self, advanced: &mut dyn FnMut(usize, i64)) {
         for (i, p) in self.patterns.iter_mut().enumerate() {
@@ -486,6 +495,12 @@ impl Front {
     pub fn end_source(&mut self, source: usize, routed: &mut impl RouteSink) {
         self.clocks
             .end_source(source, &mut |i, wm| routed.watermark(i, wm));
+    }
+
+    /// Every watermark moves to `to` if that is later, without an event.
+    pub fn advance_watermark(&mut self, to: i64, routed: &mut impl RouteSink) {
+        self.clocks
+            .advance(to, &mut |i, wm| routed.watermark(i, wm));
     }
 
     /// End of input: every watermark moves to +∞.

@@ -146,6 +146,20 @@ impl Frontier {
         self.recompute()
     }
 
+    /// The caller says no event at or before `to` is still to come (a heartbeat, or
+    /// processing time standing in for a quiet stream): the watermark moves to `to` if that
+    /// is later, and events at or before it are late from now on. `i64::MAX` is the end of
+    /// input's ([`Frontier::finish`]), not this; returns the new watermark if it moved.
+    pub fn advance(&mut self, to: i64) -> Option<i64> {
+        let to = to.min(i64::MAX - 1);
+        if to > self.watermark {
+            self.watermark = to;
+            Some(to)
+        } else {
+            None
+        }
+    }
+
     /// End of all input: the watermark moves to +∞.
     pub fn finish(&mut self) -> i64 {
         self.watermark = i64::MAX;

@@ -451,7 +451,7 @@ impl Engine {
     /// (as the same text would be).
     ///
     /// ```
-    /// use motif::runtime::{Engine, EngineOptions, Output};
+    /// use motif::runtime::{Engine, EngineOptions};
     ///
     /// let decls = motif::syntax::load_str("<doc>", r#"pattern p = begin("a").where(x > 1);"#).unwrap();
     /// let mut engine = Engine::new(&decls, EngineOptions::default()).unwrap();
@@ -472,7 +472,7 @@ impl Engine {
     /// at all is an error ([`PushError`]); then nothing is fed or counted.
     ///
     /// ```
-    /// use motif::runtime::{Engine, EngineOptions, Output};
+    /// use motif::runtime::{Engine, EngineOptions};
     ///
     /// #[derive(serde::Serialize)]
     /// struct Reading {
@@ -580,6 +580,28 @@ impl Engine {
     /// waited for it may be decided now.
     pub fn end_source(&mut self, source: usize, out: &mut Vec<Output>) {
         self.drive(out, |front, shards, _| front.end_source(source, shards));
+    }
+
+    /// Moves every pattern's watermark to `to` (event time, ms) without an event, if that
+    /// is later: what a heartbeat says on a stream that went quiet, or what an embedder that
+    /// knows its source is behind a point in time tells the engine. Timeouts and trailing
+    /// `notFollowedBy` windows up to `to` are decided now, and events at or before `to` are
+    /// late from now on; the watermark never goes back.
+    ///
+    /// ```
+    /// use motif::runtime::{Engine, EngineOptions};
+    ///
+    /// let decls = motif::syntax::load_str("x", r#"pattern p key k time ts
+    ///     = begin("a").where(t == "A").notFollowedBy("b").where(t == "B").within(10s);"#).unwrap();
+    /// let mut engine = Engine::new(&decls, EngineOptions::default()).unwrap();
+    /// let mut out = Vec::new();
+    /// engine.push_json(r#"{"k":1,"t":"A","ts":1000}"#, &mut out);
+    /// assert!(engine.matches(&out).next().is_none(), "the window is still open");
+    /// engine.advance_watermark(20_000, &mut out);
+    /// assert_eq!(engine.matches(&out).count(), 1, "decided without another event");
+    /// ```
+    pub fn advance_watermark(&mut self, to: i64, out: &mut Vec<Output>) {
+        self.drive(out, |front, shards, _| front.advance_watermark(to, shards));
     }
 
     /// Processing time is now `now_ms`: source partitions silent for the idle timeout stop

@@ -786,3 +786,54 @@ fn rejects_name_their_record() {
         ]
     );
 }
+
+/// An embedder advances the watermark without an event: timeouts and trailing negations up
+/// to it are decided now, later events at or before it are late, it never goes back, and a
+/// snapshot keeps it.
+#[test]
+fn the_watermark_advances_without_an_event_when_asked() {
+    let src = r#"pattern quiet key k time ts
+        = begin("a").where(t == "A").notFollowedBy("b").where(t == "B").within(10s);"#;
+    let mut e = engine(
+        src,
+        EngineOptions {
+            watermarks: true,
+            ..EngineOptions::default()
+        },
+    );
+    let mut out = Vec::new();
+    e.push_json(r#"{"k":1,"t":"A","ts":1000}"#, &mut out);
+    e.push_json(r#"{"k":2,"t":"A","ts":30000}"#, &mut out);
+    let decided = |out: &[Output]| {
+        out.iter()
+            .filter(|o| matches!(o, Output::Match { .. }))
+            .count()
+    };
+    // The first A's window ended at 11,000 when the second A moved the watermark to 29,999.
+    assert_eq!(decided(&out), 1);
+    out.clear();
+    // Nothing after 30,000 comes: the second A's window (to 40,000) is decided at once.
+    e.advance_watermark(45_000, &mut out);
+    assert_eq!(decided(&out), 1, "{out:?}");
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Watermark {
+            watermark: 45_000,
+            ..
+        }
+    )));
+    // Back in time: no move, no output.
+    out.clear();
+    e.advance_watermark(40_000, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    // An event at or before the advanced watermark is late.
+    e.push_json(r#"{"k":3,"t":"A","ts":44000}"#, &mut out);
+    assert!(matches!(out.last(), Some(Output::Late { .. })), "{out:?}");
+    // A snapshot keeps the watermark: the restored engine calls the same event late.
+    let state = e.snapshot();
+    let mut r = engine(src, EngineOptions::default());
+    r.restore(state, false).unwrap();
+    let mut out = Vec::new();
+    r.push_json(r#"{"k":4,"t":"A","ts":44500}"#, &mut out);
+    assert!(matches!(out.last(), Some(Output::Late { .. })), "{out:?}");
+}
