@@ -5,7 +5,8 @@ use mysql_async::{Conn, Opts, TxOpts, Value};
 use tokio::runtime::Runtime;
 
 use super::table::{
-    backoff, BatchReport, DbError, DbErrorPolicy, Dialect, Layout, RefusedRow, SqlValue, TableSink,
+    backoff, report_of, stop_at, BatchReport, DbError, DbErrorPolicy, Dialect, Layout, RefusedRow,
+    SqlValue, TableSink,
 };
 use super::url::DbUrl;
 use crate::aggregate::{AggregateDecl, Batch, OutputMode};
@@ -223,40 +224,29 @@ impl TableSink for MysqlSink {
                 ..BatchReport::default()
             });
         }
-        self.layout.settle(batch);
+        let prepared = self.layout.prepare(batch);
         if !self.ready {
             self.prepare_table()?;
         }
         let id = i64::try_from(batch.id).unwrap_or(i64::MAX);
-        let mut report = BatchReport::default();
-        let mut good: Vec<Vec<Value>> = Vec::with_capacity(batch.rows.len());
-        let retracted: Vec<String> = batch
+        if let (Some(r), DbErrorPolicy::Stop) = (prepared.refused.first(), self.policy) {
+            return Err(stop_at(&self.target, batch.id, r));
+        }
+        let report = BatchReport {
+            refused: prepared.refused,
+            ..BatchReport::default()
+        };
+        let retracted: Vec<String> = prepared.retracted.into_iter().map(|(k, _)| k).collect();
+        let good: Vec<Vec<Value>> = prepared
             .rows
-            .iter()
-            .filter(|r| r.retract)
-            .map(|r| self.layout.key_of(r))
+            .into_iter()
+            .map(|(key, values)| {
+                let mut p = vec![Value::Bytes(key.into_bytes())];
+                p.extend(values.iter().map(value));
+                p.push(Value::Int(id));
+                p
+            })
             .collect();
-        for r in batch.rows.iter().filter(|r| !r.retract) {
-            match self.layout.values(r) {
-                Ok((key, values)) => {
-                    let mut p = vec![Value::Bytes(key.into_bytes())];
-                    p.extend(values.iter().map(value));
-                    p.push(Value::Int(id));
-                    good.push(p);
-                }
-                Err(reason) => report.refused.push(RefusedRow {
-                    row: format!("{r:?}"),
-                    reason,
-                }),
-            }
-        }
-        if let (Some(r), DbErrorPolicy::Stop) = (report.refused.first(), self.policy) {
-            return Err(DbError::Refused {
-                target: self.target.clone(),
-                what: format!("a row of batch {}", batch.id),
-                why: r.reason.clone(),
-            });
-        }
         let table = self.table();
         let per_stmt = Dialect::rows_per_statement(&self.layout);
         let chunks: Vec<(String, Vec<Value>)> = good
@@ -336,20 +326,10 @@ impl TableSink for MysqlSink {
                 Ok(false)
             })
         })?;
-        report.retries = attempts.saturating_sub(1);
         if let (Some(r), DbErrorPolicy::Stop) = (refused_db.first(), policy) {
-            return Err(DbError::Refused {
-                target: self.target.clone(),
-                what: format!("a row of batch {}", batch.id),
-                why: r.reason.clone(),
-            });
+            return Err(stop_at(&self.target, batch.id, r));
         }
-        if skipped {
-            report.skipped = true;
-        } else {
-            report.written = (good.len() - refused_db.len()) as u64;
-            report.refused.extend(refused_db);
-        }
+        let report = report_of(report, attempts, skipped, good.len(), refused_db);
         self.committed = Some(batch.id);
         Ok(report)
     }

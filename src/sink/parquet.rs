@@ -20,7 +20,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
 
-use super::table::{BatchReport, DbError, Layout, RefusedRow, SqlType, SqlValue, TableSink};
+use super::table::{BatchReport, DbError, Layout, SqlType, SqlValue, TableSink};
 use crate::aggregate::{AggregateDecl, Batch};
 
 /// Aggregation rows into a directory of Parquet files, one per batch.
@@ -211,32 +211,18 @@ impl TableSink for ParquetSink {
                 ..BatchReport::default()
             });
         }
-        self.layout.settle(batch);
-        let mut report = BatchReport::default();
-        let mut rows = Vec::with_capacity(batch.rows.len());
-        for r in &batch.rows {
-            if r.retract {
-                // The window and group only: the aggregate columns stay null.
-                let mut v: Vec<SqlValue> = Vec::new();
-                if let Some((s, e)) = r.window {
-                    v.push(SqlValue::Int(s));
-                    v.push(SqlValue::Int(e));
-                }
-                for c in r.group.iter() {
-                    let t = self.layout.type_of(v.len());
-                    v.push(SqlValue::convert(c, t).unwrap_or(SqlValue::Null));
-                }
-                rows.push((true, v));
-                continue;
-            }
-            match self.layout.values(r) {
-                Ok((_, v)) => rows.push((false, v)),
-                Err(reason) => report.refused.push(RefusedRow {
-                    row: format!("{r:?}"),
-                    reason,
-                }),
-            }
-        }
+        let prepared = self.layout.prepare(batch);
+        let mut report = BatchReport {
+            refused: prepared.refused,
+            ..BatchReport::default()
+        };
+        // Withdrawn rows carry their window and group only: the aggregate columns stay null.
+        let rows: Vec<(bool, Vec<SqlValue>)> = prepared
+            .retracted
+            .into_iter()
+            .map(|(_, v)| (true, v))
+            .chain(prepared.rows.into_iter().map(|(_, v)| (false, v)))
+            .collect();
         let name = format!("part-{:05}.parquet", batch.id);
         let tmp = self.dir.join(format!(".{name}.tmp"));
         self.write_file(&tmp, batch, &rows)

@@ -9,8 +9,8 @@ use tokio_postgres::{Client, Config, NoTls};
 use futures_util::SinkExt;
 
 use super::table::{
-    backoff, push_copy_field, BatchReport, DbError, DbErrorPolicy, Dialect, Layout, RefusedRow,
-    SqlType, SqlValue, TableSink,
+    backoff, push_copy_field, report_of, stop_at, BatchReport, DbError, DbErrorPolicy, Dialect,
+    Layout, RefusedRow, SqlType, SqlValue, TableSink,
 };
 use super::url::DbUrl;
 use crate::aggregate::{AggregateDecl, Batch, OutputMode};
@@ -255,9 +255,6 @@ fn param(v: &SqlValue, t: SqlType) -> Box<dyn ToSql + Sync + Send> {
     }
 }
 
-/// A row converted: its key and parameters, or why it cannot be written.
-type Prepared = Result<Vec<Box<dyn ToSql + Sync + Send>>, RefusedRow>;
-
 impl TableSink for PostgresSink {
     fn write_batch(&mut self, batch: &Batch) -> Result<BatchReport, DbError> {
         if self.committed.is_some_and(|c| batch.id <= c) {
@@ -266,7 +263,7 @@ impl TableSink for PostgresSink {
                 ..BatchReport::default()
             });
         }
-        self.layout.settle(batch);
+        let prepared = self.layout.prepare(batch);
         if !self.ready {
             self.prepare_table()?;
         }
@@ -274,48 +271,30 @@ impl TableSink for PostgresSink {
             .map(|i| self.layout.type_of(i))
             .collect();
         let id = i64::try_from(batch.id).unwrap_or(i64::MAX);
-        let mut report = BatchReport::default();
-        let mut rows: Vec<Prepared> = Vec::with_capacity(batch.rows.len());
-        // The rows in COPY's text format: the fast way in (a staging table, then one upsert).
-        let mut copy = String::new();
-        let retracted: Vec<String> = batch
-            .rows
-            .iter()
-            .filter(|r| r.retract)
-            .map(|r| self.layout.key_of(r))
-            .collect();
-        for r in batch.rows.iter().filter(|r| !r.retract) {
-            rows.push(match self.layout.values(r) {
-                Ok((key, values)) => {
-                    copy.push_str(&key);
-                    for v in &values {
-                        copy.push('\t');
-                        push_copy_field(&mut copy, v);
-                    }
-                    copy.push_str(&format!("\t{id}\n"));
-                    let mut p: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(key)];
-                    p.extend(values.iter().zip(&types).map(|(v, t)| param(v, *t)));
-                    p.push(Box::new(id));
-                    Ok(p)
-                }
-                Err(reason) => Err(RefusedRow {
-                    row: format!("{r:?}"),
-                    reason,
-                }),
-            });
+        if let (Some(r), DbErrorPolicy::Stop) = (prepared.refused.first(), self.policy) {
+            return Err(stop_at(&self.target, batch.id, r));
         }
-        let good: Vec<&Vec<Box<dyn ToSql + Sync + Send>>> =
-            rows.iter().filter_map(|r| r.as_ref().ok()).collect();
-        report
-            .refused
-            .extend(rows.iter().filter_map(|r| r.as_ref().err().cloned()));
-        if !report.refused.is_empty() && self.policy == DbErrorPolicy::Stop {
-            let r = &report.refused[0];
-            return Err(DbError::Refused {
-                target: self.target.clone(),
-                what: format!("a row of batch {}", batch.id),
-                why: r.reason.clone(),
-            });
+        let report = BatchReport {
+            refused: prepared.refused,
+            ..BatchReport::default()
+        };
+        let retracted: Vec<String> = prepared.retracted.into_iter().map(|(k, _)| k).collect();
+        // The rows in COPY's text format (the fast way in), and as statement parameters (to
+        // find the rows the database refuses, should COPY fail).
+        let mut copy = String::new();
+        let mut good: Vec<Vec<Box<dyn ToSql + Sync + Send>>> =
+            Vec::with_capacity(prepared.rows.len());
+        for (key, values) in prepared.rows {
+            copy.push_str(&key);
+            for v in &values {
+                copy.push('\t');
+                push_copy_field(&mut copy, v);
+            }
+            copy.push_str(&format!("\t{id}\n"));
+            let mut p: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(key)];
+            p.extend(values.iter().zip(&types).map(|(v, t)| param(v, *t)));
+            p.push(Box::new(id));
+            good.push(p);
         }
         let ncols = self.layout.columns.len() + 2;
         let per_stmt = Dialect::rows_per_statement(&self.layout);
@@ -457,22 +436,10 @@ impl TableSink for PostgresSink {
                 Ok(false)
             })
         })?;
-        report.retries = attempts.saturating_sub(1);
-        if policy == DbErrorPolicy::Stop {
-            if let Some(r) = refused_db.first() {
-                return Err(DbError::Refused {
-                    target: self.target.clone(),
-                    what: format!("a row of batch {}", batch.id),
-                    why: r.reason.clone(),
-                });
-            }
+        if let (Some(r), DbErrorPolicy::Stop) = (refused_db.first(), policy) {
+            return Err(stop_at(&self.target, batch.id, r));
         }
-        if outcome {
-            report.skipped = true;
-        } else {
-            report.written = (good.len() - refused_db.len()) as u64;
-            report.refused.extend(refused_db);
-        }
+        let report = report_of(report, attempts, outcome, good.len(), refused_db);
         self.committed = Some(batch.id);
         Ok(report)
     }

@@ -332,6 +332,73 @@ impl Layout {
     }
 }
 
+/// A batch's rows as a sink writes them.
+#[derive(Debug, Clone, Default)]
+pub struct PreparedBatch {
+    /// Withdrawn rows: their key, and their window and group values (in column order).
+    pub retracted: Vec<(String, Vec<SqlValue>)>,
+    /// The rows to write: their key, and their values converted to the columns' types.
+    pub rows: Vec<(String, Vec<SqlValue>)>,
+    /// Rows that cannot be written (a value that does not fit its column), with why.
+    pub refused: Vec<RefusedRow>,
+}
+
+impl Layout {
+    /// Settles the column types on `batch` and converts its rows (see [`PreparedBatch`]).
+    pub fn prepare(&mut self, batch: &Batch) -> PreparedBatch {
+        self.settle(batch);
+        let mut out = PreparedBatch::default();
+        for r in &batch.rows {
+            if r.retract {
+                let cells = row_cells(r);
+                let values = cells
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| SqlValue::convert(c, self.type_of(i)).unwrap_or(SqlValue::Null))
+                    .collect();
+                out.retracted.push((self.key_of(r), values));
+                continue;
+            }
+            match self.values(r) {
+                Ok(v) => out.rows.push(v),
+                Err(reason) => out.refused.push(RefusedRow {
+                    row: format!("{r:?}"),
+                    reason,
+                }),
+            }
+        }
+        out
+    }
+}
+
+/// The error of a run that stops at a refused row of batch `batch`.
+pub fn stop_at(target: &str, batch: u64, row: &RefusedRow) -> DbError {
+    DbError::Refused {
+        target: target.to_string(),
+        what: format!("a row of batch {batch}"),
+        why: row.reason.clone(),
+    }
+}
+
+/// The report of a batch written in one transaction: `attempts` tries, `skipped` when the
+/// table held it already, `written` rows of which the database refused `refused`.
+pub fn report_of(
+    mut report: BatchReport,
+    attempts: u32,
+    skipped: bool,
+    written: usize,
+    refused: Vec<RefusedRow>,
+) -> BatchReport {
+    report.retries = attempts.saturating_sub(1);
+    if skipped {
+        report.skipped = true;
+    } else {
+        report.written = written.saturating_sub(refused.len()) as u64;
+        report.refused.extend(refused);
+    }
+    report
+}
+
 /// A row's cells in column order: window (as integers), group, values.
 fn row_cells(row: &crate::aggregate::Row) -> Vec<Cell> {
     let mut v = Vec::with_capacity(2 + row.group.len() + row.values.len());

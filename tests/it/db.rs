@@ -36,6 +36,26 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A client of the test PostgreSQL (database `test`), its connection driven by the runtime
+/// it is used on.
+async fn pg_client() -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    c
+}
+
+/// A connection to the test MariaDB's database `name`.
+async fn my_conn(name: &str) -> mysql_async::Conn {
+    mysql_async::Conn::from_url(format!("mysql://root@127.0.0.1:3306/{name}"))
+        .await
+        .unwrap()
+}
+
 /// A database of its own for one test: a PostgreSQL schema or a MySQL database.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Db {
@@ -73,13 +93,7 @@ impl Db {
         let rt = rt();
         match self {
             Db::Postgres => rt.block_on(async {
-                let (c, conn) = tokio_postgres::connect(
-                    "host=127.0.0.1 port=5432 user=postgres dbname=test",
-                    tokio_postgres::NoTls,
-                )
-                .await
-                .unwrap();
-                tokio::spawn(conn);
+                let c = pg_client().await;
                 c.batch_execute(&format!(
                     "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
                 ))
@@ -88,9 +102,7 @@ impl Db {
             }),
             Db::Mysql => rt.block_on(async {
                 use mysql_async::prelude::Queryable;
-                let mut c = mysql_async::Conn::from_url("mysql://root@127.0.0.1:3306/test")
-                    .await
-                    .unwrap();
+                let mut c = my_conn("test").await;
                 c.query_drop(format!("DROP DATABASE IF EXISTS {name}"))
                     .await
                     .unwrap();
@@ -119,13 +131,7 @@ impl Db {
         let rt = rt();
         let texts: Vec<String> = match self {
             Db::Postgres => rt.block_on(async {
-                let (c, conn) = tokio_postgres::connect(
-                    "host=127.0.0.1 port=5432 user=postgres dbname=test",
-                    tokio_postgres::NoTls,
-                )
-                .await
-                .unwrap();
-                tokio::spawn(conn);
+                let c = pg_client().await;
                 c.query(
                     &format!("SELECT row_to_json(t)::text FROM {name}.{table} t"),
                     &[],
@@ -138,10 +144,7 @@ impl Db {
             }),
             Db::Mysql => rt.block_on(async {
                 use mysql_async::prelude::Queryable;
-                let mut c =
-                    mysql_async::Conn::from_url(format!("mysql://root@127.0.0.1:3306/{name}"))
-                        .await
-                        .unwrap();
+                let mut c = my_conn(name).await;
                 let w = if windowed {
                     "'window_start', window_start, 'window_end', window_end, "
                 } else {
@@ -609,20 +612,12 @@ fn exec(db: Db, name: &str, sql: &str) {
     let rt = rt();
     match db {
         Db::Postgres => rt.block_on(async {
-            let (c, conn) = tokio_postgres::connect(
-                "host=127.0.0.1 port=5432 user=postgres dbname=test",
-                tokio_postgres::NoTls,
-            )
-            .await
-            .unwrap();
-            tokio::spawn(conn);
+            let c = pg_client().await;
             c.batch_execute(sql).await.unwrap();
         }),
         Db::Mysql => rt.block_on(async {
             use mysql_async::prelude::Queryable;
-            let mut c = mysql_async::Conn::from_url(format!("mysql://root@127.0.0.1:3306/{name}"))
-                .await
-                .unwrap();
+            let mut c = my_conn(name).await;
             c.query_drop(sql).await.unwrap();
             c.disconnect().await.unwrap();
         }),
@@ -756,13 +751,7 @@ fn match_json(db: Db, name: &str, table: &str) -> Vec<String> {
     let rt = rt();
     let mut v: Vec<String> = match db {
         Db::Postgres => rt.block_on(async {
-            let (c, conn) = tokio_postgres::connect(
-                "host=127.0.0.1 port=5432 user=postgres dbname=test",
-                tokio_postgres::NoTls,
-            )
-            .await
-            .unwrap();
-            tokio::spawn(conn);
+            let c = pg_client().await;
             c.query(&format!("SELECT match_json FROM {name}.{table}"), &[])
                 .await
                 .unwrap()
@@ -772,9 +761,7 @@ fn match_json(db: Db, name: &str, table: &str) -> Vec<String> {
         }),
         Db::Mysql => rt.block_on(async {
             use mysql_async::prelude::Queryable;
-            let mut c = mysql_async::Conn::from_url(format!("mysql://root@127.0.0.1:3306/{name}"))
-                .await
-                .unwrap();
+            let mut c = my_conn(name).await;
             let v: Vec<String> = c
                 .query(format!("SELECT match_json FROM {table}"))
                 .await
