@@ -451,7 +451,7 @@ impl Engine {
     /// (as the same text would be).
     ///
     /// ```
-    /// use motif::runtime::{Engine, EngineOptions};
+    /// use motif::runtime::{Engine, EngineOptions, Output};
     ///
     /// let decls = motif::syntax::load_str("<doc>", r#"pattern p = begin("a").where(x > 1);"#).unwrap();
     /// let mut engine = Engine::new(&decls, EngineOptions::default()).unwrap();
