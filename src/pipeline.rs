@@ -677,12 +677,20 @@ pub fn run(
                 .find(|(n, _)| *n == a.name)
                 .map(|(_, p)| p);
             if let Some(url) = target.filter(|t| crate::sink::url::is_db_url(t)) {
-                tables.push(Some(open_table(url, a, visible, options.db_errors)?));
+                let table = open_table(url, a, visible, options.db_errors)?;
+                if resumed.is_none() {
+                    warn_held_batches(table.as_ref(), &a.name, notice);
+                }
+                tables.push(Some(table));
                 sinks.push(None);
                 continue;
             }
             if let Some(dir) = target.filter(|t| t.trim_end_matches('/').ends_with(".parquet")) {
-                tables.push(Some(open_parquet(dir, a, visible)?));
+                let parquet = open_parquet(dir, a, visible)?;
+                if resumed.is_none() {
+                    warn_held_batches(parquet.as_ref(), &a.name, notice);
+                }
+                tables.push(Some(parquet));
                 sinks.push(None);
                 continue;
             }
@@ -705,6 +713,9 @@ pub fn run(
             } else {
                 open_parquet_layout(t, layout)?
             };
+            if resumed.is_none() {
+                warn_held_batches(sink.as_ref(), "matches", notice);
+            }
             stage.matches = Some(stage::MatchTable::new(sink, options.batch_records));
             if let Some(s) = resumed.as_ref().and_then(|c| c.match_table) {
                 stage.restore_matches(s);
@@ -890,6 +901,18 @@ pub fn run(
         already_finished: false,
         aggregates: outputs.stage.as_ref().map(Aggregation::progress),
     })
+}
+
+/// A run from the start into a table that already holds batches (an earlier run's) skips
+/// its batches up to there as replays: said, so that a different input into the same table
+/// does not go missing unnoticed.
+fn warn_held_batches(sink: &dyn TableSink, what: &str, notice: &mut dyn FnMut(&str)) {
+    if let Some(n) = sink.committed() {
+        notice(&format!(
+            "motif: {} already holds batches up to {n} of {what} (an earlier run): this run's batches up to {n} are taken as replays of them and not written; to write them, use another table or directory, or remove the earlier batches from it",
+            sink.target()
+        ));
+    }
 }
 
 /// The records read so far, as checkpoints count them.

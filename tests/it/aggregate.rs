@@ -552,6 +552,9 @@ fn parquet_rows_read_back_equal_the_json_lines_rows() {
             .unwrap();
         assert!(o.status.success());
         assert_eq!(parquet_rows(&pq), before);
+        // ... and says so: a different input into the same directory would be skipped too.
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("already holds batches up to"), "{err}");
         // pyarrow, where it is installed, reads the directory as it is.
         let py = std::process::Command::new("python3")
             .args([
