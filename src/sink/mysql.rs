@@ -77,13 +77,7 @@ impl MysqlSink {
             url: url.shown.clone(),
             why: e.to_string(),
         })?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| DbError::Unreachable {
-                target: target.clone(),
-                why: e.to_string(),
-            })?;
+        let rt = super::table::runtime(&target)?;
         let mut sink = MysqlSink {
             rt,
             opts,
@@ -219,10 +213,7 @@ impl MysqlSink {
 impl TableSink for MysqlSink {
     fn write_batch(&mut self, batch: &Batch) -> Result<BatchReport, DbError> {
         if self.committed.is_some_and(|c| batch.id <= c) {
-            return Ok(BatchReport {
-                skipped: true,
-                ..BatchReport::default()
-            });
+            return Ok(BatchReport::skipped());
         }
         let prepared = self.layout.prepare(batch);
         if !self.ready {

@@ -206,10 +206,7 @@ impl ParquetSink {
 impl TableSink for ParquetSink {
     fn write_batch(&mut self, batch: &Batch) -> Result<BatchReport, DbError> {
         if self.committed.is_some_and(|c| batch.id <= c) {
-            return Ok(BatchReport {
-                skipped: true,
-                ..BatchReport::default()
-            });
+            return Ok(BatchReport::skipped());
         }
         let prepared = self.layout.prepare(batch);
         let mut report = BatchReport {

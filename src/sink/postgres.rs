@@ -78,13 +78,7 @@ impl PostgresSink {
             url: url.shown.clone(),
             why: format!("{e}"),
         })?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| DbError::Unreachable {
-                target: target.clone(),
-                why: e.to_string(),
-            })?;
+        let rt = super::table::runtime(&target)?;
         let mut sink = PostgresSink {
             rt,
             config,
@@ -258,10 +252,7 @@ fn param(v: &SqlValue, t: SqlType) -> Box<dyn ToSql + Sync + Send> {
 impl TableSink for PostgresSink {
     fn write_batch(&mut self, batch: &Batch) -> Result<BatchReport, DbError> {
         if self.committed.is_some_and(|c| batch.id <= c) {
-            return Ok(BatchReport {
-                skipped: true,
-                ..BatchReport::default()
-            });
+            return Ok(BatchReport::skipped());
         }
         let prepared = self.layout.prepare(batch);
         if !self.ready {

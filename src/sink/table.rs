@@ -96,6 +96,28 @@ pub struct BatchReport {
     pub retries: u32,
 }
 
+impl BatchReport {
+    /// The report of a batch the sink held already (a replay): nothing written.
+    pub fn skipped() -> BatchReport {
+        BatchReport {
+            skipped: true,
+            ..BatchReport::default()
+        }
+    }
+}
+
+/// The current-thread tokio runtime a database sink runs its client on.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub fn runtime(target: &str) -> Result<tokio::runtime::Runtime, DbError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DbError::Unreachable {
+            target: target.to_string(),
+            why: e.to_string(),
+        })
+}
+
 /// A sink of aggregation rows into a database table, idempotent per batch id.
 pub trait TableSink {
     /// Writes batch `batch` in one transaction with its id; a batch whose id is at or below
