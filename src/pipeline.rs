@@ -32,6 +32,7 @@ use crate::runtime::{
 };
 use crate::runtime::{ParallelEngine, ParallelError};
 use crate::sink::table::{DbError, DbErrorPolicy, TableSink};
+use crate::sink::writer::TableWriter;
 use crate::sink::{FileSink, NullSink, Sink, SinkError, SinkPosition, StdSink, StdStream};
 use crate::source::{Source, SourceError};
 pub use stage::MatchTableState;
@@ -337,10 +338,26 @@ impl Outputs {
     /// Steps up to `through` are complete: the aggregations fold them in and write the
     /// batches cut; their late matches go to the late output.
     fn complete(&mut self, through: u64) {
+        if let Some(stage) = self.stage.as_mut() {
+            stage.complete(through);
+        }
+        self.take_stage_output();
+    }
+
+    /// Waits for the aggregations' tables to write every batch given to them (before a
+    /// checkpoint and at the end: nothing a checkpoint covers is still in a queue).
+    fn settle(&mut self) {
+        if let Some(stage) = self.stage.as_mut() {
+            stage.settle();
+        }
+        self.take_stage_output();
+    }
+
+    /// The aggregations' first error, late matches and refused rows, to where they go.
+    fn take_stage_output(&mut self) {
         let Some(stage) = self.stage.as_mut() else {
             return;
         };
-        stage.complete(through);
         if let Some(e) = stage.error.take() {
             self.error.get_or_insert(e);
         }
@@ -681,7 +698,7 @@ pub fn run(
                 if resumed.is_none() {
                     warn_held_batches(table.as_ref(), &a.name, notice);
                 }
-                tables.push(Some(table));
+                tables.push(Some(writer(table)?));
                 sinks.push(None);
                 continue;
             }
@@ -690,7 +707,7 @@ pub fn run(
                 if resumed.is_none() {
                     warn_held_batches(parquet.as_ref(), &a.name, notice);
                 }
-                tables.push(Some(parquet));
+                tables.push(Some(writer(parquet)?));
                 sinks.push(None);
                 continue;
             }
@@ -716,7 +733,10 @@ pub fn run(
             if resumed.is_none() {
                 warn_held_batches(sink.as_ref(), "matches", notice);
             }
-            stage.matches = Some(stage::MatchTable::new(sink, options.batch_records));
+            stage.matches = Some(stage::MatchTable::new(
+                writer(sink)?,
+                options.batch_records,
+            ));
             if let Some(s) = resumed.as_ref().and_then(|c| c.match_table) {
                 stage.restore_matches(s);
             }
@@ -855,6 +875,7 @@ pub fn run(
         if let Some(ck) = checkpointer.as_mut() {
             take_checkpoint(ck, &mut *engine, &mut policy, &mut outputs, records, false)?;
         }
+        outputs.settle();
         outputs.flush();
         return Ok(Summary {
             stats: policy.stats(engine.stats()),
@@ -889,6 +910,7 @@ pub fn run(
             take_checkpoint(ck, &mut *engine, &mut policy, &mut outputs, records, true)?;
         }
     }
+    outputs.settle();
     outputs.flush();
     if let Some(e) = outputs.error.take() {
         failed.get_or_insert(format!("motif: cannot write output: {e}"));
@@ -992,6 +1014,18 @@ fn open_parquet(
         })
         .into())
     }
+}
+
+/// A table sink's writer thread.
+fn writer(sink: Box<dyn TableSink>) -> Result<TableWriter, PipelineError> {
+    let target = sink.target().to_string();
+    TableWriter::spawn(sink).map_err(|e| {
+        PipelineError::Sink(SinkError::Database(DbError::Refused {
+            target,
+            what: "a writer thread".to_string(),
+            why: e.to_string(),
+        }))
+    })
 }
 
 /// Opens the database table of an aggregate's rows.
@@ -1100,6 +1134,7 @@ fn take_checkpoint(
         let stats = state.stats();
         (Some(state), stats)
     };
+    outputs.settle();
     if let Some(e) = outputs.error.take() {
         return Err(e.into());
     }

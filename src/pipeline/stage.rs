@@ -22,7 +22,8 @@ use crate::aggregate::{
 use crate::nfa::Nfa;
 use crate::output::{write_late_match, write_row, Line, OutputFormat, Render};
 use crate::runtime::{Output, Prepare};
-use crate::sink::table::TableSink;
+use crate::sink::table::DbError;
+use crate::sink::writer::{TableWriter, Written};
 use crate::sink::{Sink, SinkError};
 use crate::value::push_json_str;
 
@@ -178,7 +179,7 @@ impl CutLog {
 /// between two cuts (every so many records, at each checkpoint, at the end), numbered in
 /// (step, text) order so that a replay numbers and batches them as the first run did.
 pub(crate) struct MatchTable {
-    sink: Box<dyn TableSink>,
+    sink: TableWriter,
     pending: Vec<(u64, Box<MatchRow>)>,
     /// Steps after which a batch is cut, in order.
     cuts: VecDeque<u64>,
@@ -199,7 +200,7 @@ pub struct MatchTableState {
 }
 
 impl MatchTable {
-    pub(crate) fn new(sink: Box<dyn TableSink>, every: u64) -> MatchTable {
+    pub(crate) fn new(sink: TableWriter, every: u64) -> MatchTable {
         MatchTable {
             sink,
             pending: Vec::new(),
@@ -210,7 +211,8 @@ impl MatchTable {
         }
     }
 
-    fn write(&mut self, upto: u64) -> Result<(), SinkError> {
+    /// Queues the batch of the matches of steps up to `upto` for the table.
+    fn write(&mut self, upto: u64) -> Vec<Written> {
         let mut ready: Vec<(u64, Box<MatchRow>)> = Vec::new();
         let mut rest = Vec::new();
         for p in self.pending.drain(..) {
@@ -222,7 +224,7 @@ impl MatchTable {
         }
         self.pending = rest;
         if ready.is_empty() {
-            return Ok(());
+            return Vec::new();
         }
         ready.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.json.cmp(&b.1.json)));
         let rows = ready
@@ -254,9 +256,7 @@ impl MatchTable {
             rows,
             watermark: 0,
         };
-        let report = self.sink.write_batch(&batch)?;
-        self.rows += report.written;
-        Ok(())
+        self.sink.submit(batch)
     }
 }
 
@@ -272,8 +272,8 @@ pub(crate) struct Aggregation {
     /// Per aggregate: its file or standard output (role `aggregate:NAME`), unless it
     /// writes to a database table.
     pub sinks: Vec<Option<Box<dyn Sink>>>,
-    /// Per aggregate: its database table, if it writes to one.
-    pub tables: Vec<Option<Box<dyn TableSink>>>,
+    /// Per aggregate: its database table or Parquet directory, if it writes to one.
+    pub tables: Vec<Option<TableWriter>>,
     dues: Vec<Due>,
     format: OutputFormat,
     emitted: Emitted,
@@ -435,15 +435,82 @@ impl Aggregation {
     pub(crate) fn complete(&mut self, through: u64) {
         self.aggregator.complete(through, &mut self.emitted);
         self.write();
+        let mut written = Vec::new();
         if let Some(t) = self.matches.as_mut() {
             while t.cuts.front().is_some_and(|c| *c <= through) {
                 if let Some(c) = t.cuts.pop_front() {
-                    if let Err(e) = t.write(c) {
-                        self.error.get_or_insert(e);
-                    }
+                    written.extend(t.write(c));
                 }
             }
+            written.extend(t.sink.ready());
         }
+        self.matches_written(written);
+        let ready: Vec<Written> = self.tables.iter_mut().flatten().flat_map(|t| t.ready()).collect();
+        self.tables_written(ready);
+    }
+
+    /// Waits until the tables have written every batch given to them (before a checkpoint,
+    /// and at the end of the run).
+    pub(crate) fn settle(&mut self) {
+        let written: Vec<Written> = self.tables.iter_mut().flatten().flat_map(|t| t.wait()).collect();
+        self.tables_written(written);
+        if let Some(t) = self.matches.as_mut() {
+            let written = t.sink.wait();
+            self.matches_written(written);
+        }
+    }
+
+    /// Takes the reports of the match table's batches.
+    fn matches_written(&mut self, written: Vec<Written>) {
+        for w in written {
+            match w.outcome {
+                Some(Ok(report)) => {
+                    if let Some(t) = self.matches.as_mut() {
+                        t.rows += report.written;
+                    }
+                    self.db_retries += u64::from(report.retries);
+                }
+                Some(Err(e)) => self.failed(e),
+                None => {}
+            }
+        }
+    }
+
+    /// Takes the reports of the aggregates' table batches.
+    fn tables_written(&mut self, written: Vec<Written>) {
+        for w in written {
+            let report = match w.outcome {
+                Some(Ok(report)) => report,
+                Some(Err(e)) => {
+                    self.failed(e);
+                    continue;
+                }
+                None => continue,
+            };
+            self.rows += report.written;
+            self.batches += u64::from(!report.skipped);
+            self.db_retries += u64::from(report.retries);
+            self.batches_skipped += u64::from(report.skipped);
+            let name = self
+                .aggregator
+                .decls()
+                .nth(w.agg)
+                .map_or("", |d| d.name.as_str());
+            for r in report.refused {
+                let mut line = String::from("{\"aggregate\":");
+                push_json_str(&mut line, name);
+                line.push_str(&format!(",\"batch\":{},\"row\":", w.batch));
+                push_json_str(&mut line, &r.row);
+                line.push_str(",\"reason\":");
+                push_json_str(&mut line, &r.reason);
+                line.push_str("}\n");
+                self.refused_lines.push(line);
+            }
+        }
+    }
+
+    fn failed(&mut self, e: DbError) {
+        self.error.get_or_insert(SinkError::Database(e));
     }
 
     fn write(&mut self) {
@@ -451,32 +518,13 @@ impl Aggregation {
             return;
         }
         let decls: Vec<&AggregateDecl> = self.aggregator.decls().collect();
+        let mut written = Vec::new();
         for b in self.emitted.batches.drain(..) {
             let Some(decl) = decls.get(b.agg) else {
                 continue;
             };
             if let Some(Some(table)) = self.tables.get_mut(b.agg) {
-                match table.write_batch(&b) {
-                    Ok(report) => {
-                        self.rows += report.written;
-                        self.batches += u64::from(!report.skipped);
-                        self.db_retries += u64::from(report.retries);
-                        self.batches_skipped += u64::from(report.skipped);
-                        for r in report.refused {
-                            let mut line = String::from("{\"aggregate\":");
-                            push_json_str(&mut line, &decl.name);
-                            line.push_str(&format!(",\"batch\":{},\"row\":", b.id));
-                            push_json_str(&mut line, &r.row);
-                            line.push_str(",\"reason\":");
-                            push_json_str(&mut line, &r.reason);
-                            line.push_str("}\n");
-                            self.refused_lines.push(line);
-                        }
-                    }
-                    Err(e) => {
-                        self.error.get_or_insert(SinkError::Database(e));
-                    }
-                }
+                written.extend(table.submit(b));
                 continue;
             }
             let Some(Some(sink)) = self.sinks.get_mut(b.agg) else {
@@ -500,6 +548,7 @@ impl Aggregation {
                 self.late_lines.push(line);
             }
         }
+        self.tables_written(written);
     }
 
     /// What it has written so far.

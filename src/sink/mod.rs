@@ -16,6 +16,7 @@ pub mod parquet;
 pub mod postgres;
 pub mod table;
 pub mod url;
+pub mod writer;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};

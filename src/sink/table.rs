@@ -119,7 +119,7 @@ pub fn runtime(target: &str) -> Result<tokio::runtime::Runtime, DbError> {
 }
 
 /// A sink of aggregation rows into a database table, idempotent per batch id.
-pub trait TableSink {
+pub trait TableSink: Send {
     /// Writes batch `batch` in one transaction with its id; a batch whose id is at or below
     /// the committed one is skipped.
     fn write_batch(&mut self, batch: &Batch) -> Result<BatchReport, DbError>;
@@ -501,10 +501,12 @@ impl Dialect {
             );
         }
         ddl.push_str(", batch_id BIGINT NOT NULL)");
-        // Update mode rewrites its rows batch after batch: room on each page lets PostgreSQL
-        // update them in place (HOT: no index entry per update).
+        // Update mode rewrites its rows batch after batch: with half of each page free,
+        // every row of a page can be rewritten on its page (HOT: no new index entry; the
+        // old versions are pruned when the page is next written). At 70 % full only about
+        // 40 % of the updates of a batch stayed on their page (measured: n_tup_hot_upd).
         if self == Dialect::Postgres && layout.mode == OutputMode::Update {
-            ddl.push_str(" WITH (fillfactor = 70)");
+            ddl.push_str(" WITH (fillfactor = 50)");
         }
         ddl
     }
