@@ -1,12 +1,13 @@
 //! The MySQL/MariaDB sink of aggregation rows (see [`super::table`]), on mysql_async.
 
+use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, TxOpts, Value};
 use tokio::runtime::Runtime;
 
 use super::table::{
-    backoff, report_of, stop_at, BatchReport, DbError, DbErrorPolicy, Dialect, Layout, RefusedRow,
-    SqlValue, TableSink,
+    backoff, push_copy_field, report_of, stop_at, BatchReport, DbError, DbErrorPolicy, Dialect,
+    Layout, RefusedRow, SqlValue, TableSink,
 };
 use super::url::DbUrl;
 use crate::aggregate::{AggregateDecl, Batch, OutputMode};
@@ -24,6 +25,21 @@ pub struct MysqlSink {
     ready: bool,
     committed: Option<u64>,
     policy: DbErrorPolicy,
+    /// Batches go in by `LOAD DATA LOCAL INFILE` (until the server refuses it: then by
+    /// multi-row `INSERT`s).
+    bulk: bool,
+}
+
+/// Server errors saying `LOAD DATA LOCAL` is off (on the server, or for this client).
+const LOCAL_INFILE_OFF: [u16; 2] = [1148, 3948];
+
+/// Appends one field in `LOAD DATA`'s default format (tab-separated, `\N` for null,
+/// backslash escapes): PostgreSQL's `COPY` text format but for booleans, which are numbers.
+fn push_load_field(out: &mut String, v: &SqlValue) {
+    match v {
+        SqlValue::Bool(b) => out.push(if *b { '1' } else { '0' }),
+        v => push_copy_field(out, v),
+    }
 }
 
 /// Whether an error is the connection's (retry) rather than the statement's: lost
@@ -89,6 +105,7 @@ impl MysqlSink {
             ready: false,
             committed: None,
             policy,
+            bulk: true,
         };
         let create = sink.url.create;
         let name = sink.name.clone();
@@ -228,11 +245,11 @@ impl TableSink for MysqlSink {
             ..BatchReport::default()
         };
         let retracted: Vec<String> = prepared.retracted.into_iter().map(|(k, _)| k).collect();
-        let good: Vec<Vec<Value>> = prepared
-            .rows
-            .into_iter()
+        let prepared_rows = prepared.rows;
+        let good: Vec<Vec<Value>> = prepared_rows
+            .iter()
             .map(|(key, values)| {
-                let mut p = vec![Value::Bytes(key.into_bytes())];
+                let mut p = vec![Value::Bytes(key.clone().into_bytes())];
                 p.extend(values.iter().map(value));
                 p.push(Value::Int(id));
                 p
@@ -251,6 +268,25 @@ impl TableSink for MysqlSink {
             .collect();
         let single = Dialect::Mysql.insert(&table, &self.layout, 1);
         let width = self.layout.columns.len() + 2;
+        // The rows as `LOAD DATA LOCAL INFILE … REPLACE` takes them: one statement that
+        // inserts new rows and replaces existing ones (the upsert, at bulk-load speed).
+        let load = (self.bulk && !good.is_empty()).then(|| {
+            let mut data = String::with_capacity(good.len() * 64);
+            for (key, values) in &prepared_rows {
+                data.push_str(key);
+                for v in values {
+                    data.push('\t');
+                    push_load_field(&mut data, v);
+                }
+                data.push_str(&format!("\t{id}\n"));
+            }
+            bytes::Bytes::from(data)
+        });
+        let load_sql = format!(
+            "LOAD DATA LOCAL INFILE 'motif-batch' REPLACE INTO TABLE {table} CHARACTER SET utf8mb4 ({})",
+            Dialect::Mysql.columns(&self.layout)
+        );
+        let mut bulk_off = false;
         let name = self.name.clone();
         let complete = batch.mode == OutputMode::Complete;
         let policy = self.policy;
@@ -260,6 +296,12 @@ impl TableSink for MysqlSink {
             attempts += 1;
             refused_db.clear();
             rt.block_on(async {
+                if let Some(data) = load.clone() {
+                    // Read by the next `LOAD DATA LOCAL` on this connection.
+                    conn.set_infile_handler(async move {
+                        Ok(futures_util::stream::once(async move { Ok(data) }).boxed())
+                    });
+                }
                 let mut tx = conn.start_transaction(TxOpts::default()).await?;
                 let done: Option<i64> = tx
                     .exec_first(
@@ -281,7 +323,27 @@ impl TableSink for MysqlSink {
                     )
                     .await?;
                 }
-                for (sql, params) in &chunks {
+                let mut loaded = false;
+                if load.is_some() {
+                    tx.query_drop("SAVEPOINT motif_load").await?;
+                    match tx.query_drop(load_sql.as_str()).await {
+                        // A value the table cannot hold is a warning, not an error, outside
+                        // strict mode: then the statements below find and report it.
+                        Ok(()) if tx.get_warnings() == 0 => loaded = true,
+                        Ok(()) => {
+                            tx.query_drop("ROLLBACK TO SAVEPOINT motif_load").await?;
+                        }
+                        Err(e) if transient(&e) => return Err(e),
+                        Err(e) => {
+                            if let mysql_async::Error::Server(s) = &e {
+                                bulk_off |= LOCAL_INFILE_OFF.contains(&s.code);
+                            }
+                            tx.query_drop("ROLLBACK TO SAVEPOINT motif_load").await?;
+                        }
+                    }
+                }
+                let statements = if loaded { &[][..] } else { &chunks[..] };
+                for (sql, params) in statements {
                     match tx.exec_drop(sql.as_str(), params.clone()).await {
                         Ok(()) => {}
                         Err(e) if transient(&e) => return Err(e),
@@ -317,6 +379,9 @@ impl TableSink for MysqlSink {
                 Ok(false)
             })
         })?;
+        if bulk_off {
+            self.bulk = false;
+        }
         if let (Some(r), DbErrorPolicy::Stop) = (refused_db.first(), policy) {
             return Err(stop_at(&self.target, batch.id, r));
         }
