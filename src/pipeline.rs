@@ -38,6 +38,9 @@ use crate::source::{Source, SourceError};
 pub use stage::MatchTableState;
 use stage::{Aggregation, StagePrepare, Staged};
 
+/// How long one wait for a quiet live input lasts before the clock is advanced.
+const QUIET_POLL: Duration = Duration::from_millis(100);
+
 /// Default time between two checkpoints.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -229,12 +232,19 @@ fn open_sink(
     saved: Option<&[SinkPosition]>,
     header: Option<&str>,
 ) -> Result<Box<dyn Sink>, PipelineError> {
+    let kafka = path
+        .and_then(Path::to_str)
+        .filter(|p| p.starts_with("kafka://"));
     let now = path.map_or_else(
         || match std {
             StdStream::Stdout => "<stdout>".to_string(),
             StdStream::Stderr => "<stderr>".to_string(),
         },
-        |p| p.display().to_string(),
+        |p| match kafka {
+            // Without its options (they may hold secrets).
+            Some(url) => url.split('?').next().unwrap_or(url).to_string(),
+            None => p.display().to_string(),
+        },
     );
     let pos = saved.and_then(|s| s.iter().find(|p| p.role == role));
     if let Some(pos) = pos {
@@ -245,6 +255,9 @@ fn open_sink(
                 now,
             });
         }
+    }
+    if let Some(url) = kafka {
+        return open_kafka_sink(role, url, pos);
     }
     let mut sink: Box<dyn Sink> = match (path, pos) {
         (Some(p), Some(pos)) => Box::new(FileSink::resume(role, p, pos)?),
@@ -590,6 +603,12 @@ impl Checkpointer {
         }
         since > 0 && records.is_multiple_of(256) && self.last.elapsed() >= self.options.interval
     }
+
+    /// Whether a checkpoint is due while a live input is quiet (records came since the last
+    /// one and its interval has passed).
+    fn due_quiet(&self, records: u64) -> bool {
+        records > self.records_at_last && self.last.elapsed() >= self.options.interval
+    }
 }
 
 /// Processing time for idle source partitions: milliseconds since the run started, read
@@ -733,10 +752,7 @@ pub fn run(
             if resumed.is_none() {
                 warn_held_batches(sink.as_ref(), "matches", notice);
             }
-            stage.matches = Some(stage::MatchTable::new(
-                writer(sink)?,
-                options.batch_records,
-            ));
+            stage.matches = Some(stage::MatchTable::new(writer(sink)?, options.batch_records));
             if let Some(s) = resumed.as_ref().and_then(|c| c.match_table) {
                 stage.restore_matches(s);
             }
@@ -805,10 +821,50 @@ pub fn run(
     };
     let mut failed = None;
     let mut interrupted = false;
-    loop {
+    'records: loop {
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
             break;
+        }
+        // A quiet live input (Kafka): the clock goes on while it waits, so idle partitions
+        // stop holding the watermark back and a stop signal is seen.
+        while records.may_wait() && !records.wait_ready(QUIET_POLL) {
+            if stop.load(Ordering::Relaxed) {
+                interrupted = true;
+                break 'records;
+            }
+            let mut out = Delivery {
+                policy: &mut policy,
+                outputs: &mut outputs,
+            };
+            if clock.ticking {
+                engine.tick(clock.now_ms(), &mut out);
+            }
+            engine.flush(&mut out);
+            outputs.flush();
+            if let Some(e) = outputs.error.take() {
+                failed = Some(format!("motif: cannot write output: {e}"));
+                break 'records;
+            }
+            if let Some(ck) = checkpointer.as_mut() {
+                if ck.due_quiet(engine.stats().records) {
+                    take_checkpoint(
+                        ck,
+                        &mut *engine,
+                        &mut policy,
+                        &mut outputs,
+                        &mut *records,
+                        false,
+                    )?;
+                }
+            }
+            let stats = policy.stats(engine.stats());
+            progress(&Progress {
+                stats: &stats,
+                partial_matches: engine.open_partial_matches(),
+                watermark_lag: engine.watermark_lag(),
+                aggregates: outputs.stage.as_ref().map(Aggregation::progress),
+            });
         }
         let rec = match records.next_record() {
             None => break,
@@ -858,7 +914,14 @@ pub fn run(
         if let Some(ck) = checkpointer.as_mut() {
             let records_now = engine.stats().records;
             if ck.due(records_now) {
-                take_checkpoint(ck, &mut *engine, &mut policy, &mut outputs, records, false)?;
+                take_checkpoint(
+                    ck,
+                    &mut *engine,
+                    &mut policy,
+                    &mut outputs,
+                    &mut *records,
+                    false,
+                )?;
             }
         }
         let stats = policy.stats(engine.stats());
@@ -873,7 +936,14 @@ pub fn run(
     interrupted |= stop.load(Ordering::Relaxed);
     if interrupted {
         if let Some(ck) = checkpointer.as_mut() {
-            take_checkpoint(ck, &mut *engine, &mut policy, &mut outputs, records, false)?;
+            take_checkpoint(
+                ck,
+                &mut *engine,
+                &mut policy,
+                &mut outputs,
+                &mut *records,
+                false,
+            )?;
         }
         outputs.settle();
         outputs.flush();
@@ -907,7 +977,14 @@ pub fn run(
     }
     if failed.is_none() {
         if let Some(ck) = checkpointer.as_mut() {
-            take_checkpoint(ck, &mut *engine, &mut policy, &mut outputs, records, true)?;
+            take_checkpoint(
+                ck,
+                &mut *engine,
+                &mut policy,
+                &mut outputs,
+                &mut *records,
+                true,
+            )?;
         }
     }
     outputs.settle();
@@ -1016,6 +1093,29 @@ fn open_parquet(
     }
 }
 
+/// A Kafka topic as the `role` output (no header row: each message is one output).
+fn open_kafka_sink(
+    role: &str,
+    url: &str,
+    pos: Option<&SinkPosition>,
+) -> Result<Box<dyn Sink>, PipelineError> {
+    #[cfg(feature = "kafka")]
+    {
+        Ok(Box::new(crate::sink::kafka::KafkaSink::open(
+            role, url, pos,
+        )?))
+    }
+    #[cfg(not(feature = "kafka"))]
+    {
+        let _ = (role, pos);
+        Err(SinkError::Kafka {
+            target: url.to_string(),
+            why: "this motif is built without Kafka (cargo feature `kafka`)".to_string(),
+        }
+        .into())
+    }
+}
+
 /// A table sink's writer thread.
 fn writer(sink: Box<dyn TableSink>) -> Result<TableWriter, PipelineError> {
     let target = sink.target().to_string();
@@ -1110,7 +1210,7 @@ fn take_checkpoint(
     engine: &mut dyn Run<Staged>,
     policy: &mut Policy,
     outputs: &mut Outputs,
-    records: &dyn Source,
+    records: &mut dyn Source,
     finished: bool,
 ) -> Result<(), PipelineError> {
     let (state, engine_stats) = if finished {
@@ -1142,12 +1242,13 @@ fn take_checkpoint(
     let sinks = outputs.commit(id)?;
     let stats = policy.stats(engine_stats);
     let capacity = ck.last_size + ck.last_size / 8;
+    let position = records.position();
     let bytes = Checkpoint {
         id,
         taken_at_ms: now_unix_ms(),
         finished,
         records: stats.records,
-        source: Some(records.position()),
+        source: Some(position.clone()),
         sinks,
         stats,
         engine: state,
@@ -1163,6 +1264,8 @@ fn take_checkpoint(
     .to_bytes_sized(capacity)?;
     ck.last_size = bytes.len();
     ck.store.write(id, &bytes)?;
+    // Only now may the source's own record of its position (Kafka's group offsets) move.
+    records.commit(&position);
     ck.next_id += 1;
     ck.last = Instant::now();
     ck.records_at_last = stats.records;

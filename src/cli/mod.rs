@@ -85,7 +85,11 @@ struct RunArgs {
     /// With --partitioned: an input that yields nothing for this many milliseconds (a named
     /// pipe in the input directory, which is passed over while silent) stops holding the
     /// watermark back until it does.
-    #[arg(long, requires = "partitioned")]
+    /// With a Kafka input: a topic partition that yields nothing for this many milliseconds
+    /// stops holding the watermark back until it does. Off by default: a partition read
+    /// later than the others (after a rebalance, or assigned to another process) could
+    /// then find its events late.
+    #[arg(long)]
     idle_timeout: Option<u64>,
     /// Input format: `jsonl` or `csv` (default: by file extension; stdin is JSON lines).
     #[arg(long, value_parser = ["jsonl", "csv"])]
@@ -442,6 +446,22 @@ fn check_paths(args: &RunArgs, input: &str, inputs: &[Option<PathBuf>]) -> Resul
     Ok(())
 }
 
+/// The Kafka source of `input`, when motif is built with Kafka.
+fn open_kafka(input: &str) -> Result<Box<dyn Source>, String> {
+    #[cfg(feature = "kafka")]
+    {
+        source::kafka::KafkaSource::open(input)
+            .map(|k| Box::new(k) as Box<dyn Source>)
+            .map_err(|e| e.to_string())
+    }
+    #[cfg(not(feature = "kafka"))]
+    {
+        Err(format!(
+            "{input}: this motif is built without Kafka (cargo feature `kafka`)"
+        ))
+    }
+}
+
 fn run(mut args: RunArgs) -> i32 {
     if let Some(path) = args.config.clone() {
         match config::load(&path).map(|f| config::apply(&mut args, f)) {
@@ -463,6 +483,10 @@ fn run(mut args: RunArgs) -> i32 {
         return 1;
     };
     let input = args.input.clone().unwrap_or_else(|| "-".to_string());
+    if args.idle_timeout.is_some() && !args.partitioned && !input.starts_with("kafka://") {
+        eprintln!("motif: --idle-timeout needs --partitioned or a Kafka input (kafka://…)");
+        return 2;
+    }
     let syntax::Program {
         patterns: mut decls,
         aggregates,
@@ -505,7 +529,15 @@ fn run(mut args: RunArgs) -> i32 {
             d.key = key.clone();
         }
     }
-    let mut records: Box<dyn Source> = if input.starts_with(source::gen::PREFIX) {
+    let mut records: Box<dyn Source> = if input.starts_with("kafka://") {
+        match open_kafka(&input) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("motif: {e}");
+                return 1;
+            }
+        }
+    } else if input.starts_with(source::gen::PREFIX) {
         match source::gen::GenSource::new(&input) {
             Ok(g) => Box::new(g),
             Err(e) => {

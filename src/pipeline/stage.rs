@@ -445,14 +445,24 @@ impl Aggregation {
             written.extend(t.sink.ready());
         }
         self.matches_written(written);
-        let ready: Vec<Written> = self.tables.iter_mut().flatten().flat_map(|t| t.ready()).collect();
+        let ready: Vec<Written> = self
+            .tables
+            .iter_mut()
+            .flatten()
+            .flat_map(|t| t.ready())
+            .collect();
         self.tables_written(ready);
     }
 
     /// Waits until the tables have written every batch given to them (before a checkpoint,
     /// and at the end of the run).
     pub(crate) fn settle(&mut self) {
-        let written: Vec<Written> = self.tables.iter_mut().flatten().flat_map(|t| t.wait()).collect();
+        let written: Vec<Written> = self
+            .tables
+            .iter_mut()
+            .flatten()
+            .flat_map(|t| t.wait())
+            .collect();
         self.tables_written(written);
         if let Some(t) = self.matches.as_mut() {
             let written = t.sink.wait();

@@ -47,14 +47,17 @@ impl Frontier {
 
     /// This frontier, saved by an earlier run, continued in a run over `partitions` source
     /// partitions with `idle_timeout_ms`: processing times start again from 0 (each run's
-    /// clock starts at 0). `None` if the partition count differs.
+    /// clock starts at 0) and no partition is idle. `None` if the partition count differs.
     pub fn resumed(mut self, partitions: usize, idle_timeout_ms: Option<u64>) -> Option<Frontier> {
         if self.parts.len() != partitions.max(1) {
             return None;
         }
         self.idle_timeout_ms = idle_timeout_ms;
         for p in &mut self.parts {
+            // Idle again only after a quiet idle timeout of this run: a partition that was
+            // idle when the checkpoint was taken may have a backlog now.
             p.last_seen_ms = 0;
+            p.idle = false;
         }
         Some(self)
     }

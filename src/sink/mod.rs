@@ -8,6 +8,8 @@
 //! once. Standard output and standard error cannot be taken back: what was written after
 //! the last checkpoint is written again after a restart (at least once).
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "parquet")]
@@ -43,6 +45,14 @@ pub enum SinkError {
     /// A database sink failed.
     #[error(transparent)]
     Database(#[from] table::DbError),
+    /// A Kafka output failed (its producer, or a message the brokers refused).
+    #[error("{target}: {why}")]
+    Kafka {
+        /// The output's URL (without its options).
+        target: String,
+        /// Why.
+        why: String,
+    },
     /// Writing, flushing or syncing failed.
     #[error("{target}: {source}")]
     Io {

@@ -3,6 +3,8 @@
 
 pub mod csv;
 pub mod gen;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -87,6 +89,14 @@ pub enum SourceError {
     PositionMismatch {
         /// What differs: the mode, the number of inputs, or an input's origin.
         what: String,
+    },
+    /// A Kafka source failed to start (brokers, topics, group).
+    #[error("{target}: {why}")]
+    Kafka {
+        /// The source's URL (without its options).
+        target: String,
+        /// Why.
+        why: String,
     },
     /// A saved position is not one a [`Records`] could have been at.
     #[error("invalid source position: {0}")]
@@ -312,6 +322,20 @@ pub trait Source {
 
     /// Continues from a position taken from a source over the same input.
     fn seek(&mut self, pos: &SourcePosition) -> Result<(), SourceError>;
+
+    /// Waits up to `timeout` for the next record: `false` if none came (a quiet live input;
+    /// the caller advances its clock and asks again). A source that cannot wait with a
+    /// timeout says `true` and waits in [`Source::next_record`].
+    fn wait_ready(&mut self, timeout: std::time::Duration) -> bool {
+        let _ = timeout;
+        true
+    }
+
+    /// A checkpoint holding every result of the records up to `pos` is written: a source
+    /// that keeps its position elsewhere (Kafka's group offsets) records it there.
+    fn commit(&mut self, pos: &SourcePosition) {
+        let _ = pos;
+    }
 }
 
 impl Source for Records {

@@ -10,6 +10,8 @@ mod differential;
 mod embed;
 mod examples;
 mod hostile;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod parallel;
 mod records;
 mod reference;

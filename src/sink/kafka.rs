@@ -1,0 +1,244 @@
+//! Lines to a Kafka topic: one message per line, keyed by the pattern key.
+//!
+//! `kafka://BROKERS/TOPIC[?property=value…]` as an output (`-o`, `--timeouts-output`,
+//! `--late-output`, `--rejects-output`) sends each line as one message, keyed by the line's
+//! `key` (its JSON text; no key when the line has none), through an idempotent producer
+//! (`enable.idempotence=true`: librdkafka's retries never duplicate or reorder a message).
+//! Messages wait in librdkafka's queue while the brokers are unreachable (no delivery
+//! timeout: `message.timeout.ms=0`); when the queue is full, writing waits (back-pressure).
+//!
+//! Delivery is at least once: a commit (each checkpoint) waits until every message sent is
+//! acknowledged; a run resumed from a checkpoint sends again what it sent after it, so a
+//! crash can repeat the messages after the last checkpoint (and only those). A message the
+//! brokers refuse for good (too large, no such topic, not authorised) fails the commit and
+//! the run, naming why.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+
+use super::{Sink, SinkError, SinkPosition};
+use crate::source::kafka::{split_url, KafkaUrl, Notices};
+
+/// How long one wait for the producer's queue lasts.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Counts deliveries and keeps the first failure.
+#[derive(Default)]
+pub struct DeliveryLog {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_failure: Mutex<Option<String>>,
+    notices: Notices,
+}
+
+impl ClientContext for DeliveryLog {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let kind = error
+            .rdkafka_error_code()
+            .map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
+        self.notices.show(&kind, &format!("{error}: {reason}"));
+    }
+}
+
+impl ProducerContext for DeliveryLog {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut f) = self.first_failure.lock() {
+                    f.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// A Kafka topic as a sink of lines (see the module's documentation).
+pub struct KafkaSink {
+    producer: BaseProducer<DeliveryLog>,
+    role: String,
+    topic: String,
+    target: String,
+    /// Messages sent (over every run, when resumed).
+    sent: u64,
+    committed: Option<u64>,
+}
+
+impl KafkaSink {
+    /// A producer for the run's `role` output at `url` (`kafka://BROKERS/TOPIC?…`);
+    /// `resumed`: the checkpoint's position of this sink.
+    pub fn open(
+        role: &str,
+        url: &str,
+        resumed: Option<&SinkPosition>,
+    ) -> Result<KafkaSink, SinkError> {
+        let target = url.split('?').next().unwrap_or(url).to_string();
+        let fail = |why: String| SinkError::Kafka {
+            target: target.clone(),
+            why,
+        };
+        let KafkaUrl {
+            brokers,
+            topics,
+            options,
+        } = split_url(url).map_err(&fail)?;
+        let [topic] = <[String; 1]>::try_from(topics)
+            .map_err(|_| fail("an output writes to one topic".to_string()))?;
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &brokers)
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "0")
+            .set("linger.ms", "5");
+        for (k, v) in &options {
+            config.set(k, v);
+        }
+        let producer: BaseProducer<DeliveryLog> = config
+            .create_with_context(DeliveryLog::default())
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(KafkaSink {
+            producer,
+            role: role.to_string(),
+            topic,
+            sent: resumed.map_or(0, |p| p.bytes),
+            committed: resumed.map(|p| p.epoch),
+            target,
+        })
+    }
+
+    /// Where it writes (without options), as checkpoints record it.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn send(&mut self, line: &[u8]) -> Result<(), SinkError> {
+        let key = key_of(line);
+        let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(line);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    // Back-pressure: wait for deliveries to make room.
+                    self.producer.poll(POLL);
+                    record = r;
+                }
+                Err((e, _)) => {
+                    return Err(SinkError::Kafka {
+                        target: self.target.clone(),
+                        why: format!("cannot send a message: {e}"),
+                    })
+                }
+            }
+        }
+        self.sent += 1;
+        Ok(())
+    }
+
+    fn failure(&self) -> Result<(), SinkError> {
+        let log = self.producer.context();
+        if log.failed.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        let why = log
+            .first_failure
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .unwrap_or_default();
+        Err(SinkError::Kafka {
+            target: self.target.clone(),
+            why: format!(
+                "{} message(s) not delivered: {why}",
+                log.failed.load(Ordering::Relaxed)
+            ),
+        })
+    }
+}
+
+/// The JSON text of a line's top-level `key`, if it has one.
+fn key_of(line: &[u8]) -> Option<&[u8]> {
+    #[derive(serde::Deserialize)]
+    struct Keyed<'a> {
+        #[serde(borrow)]
+        key: Option<&'a serde_json::value::RawValue>,
+    }
+    let text = std::str::from_utf8(line).ok()?;
+    let k: Keyed<'_> = serde_json::from_str(text.trim_end()).ok()?;
+    k.key.map(|r| r.get().as_bytes())
+}
+
+impl Sink for KafkaSink {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            self.send(line)?;
+        }
+        self.producer.poll(Duration::ZERO);
+        self.failure()
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.producer.poll(Duration::ZERO);
+        self.failure()
+    }
+
+    fn commit(&mut self, epoch: u64) -> Result<SinkPosition, SinkError> {
+        // Every message sent acknowledged (waiting as long as the brokers are away).
+        while self.producer.in_flight_count() > 0 {
+            let _ = self.producer.flush(POLL * 10);
+            self.failure()?;
+        }
+        self.failure()?;
+        self.committed = Some(epoch);
+        Ok(SinkPosition {
+            role: self.role.clone(),
+            target: self.target.clone(),
+            epoch,
+            bytes: self.sent,
+        })
+    }
+
+    fn last_committed(&self) -> Option<u64> {
+        self.committed
+    }
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        // What a run sent after its last commit still goes out (the end of a run commits;
+        // this is for an error path).
+        let _ = self.producer.flush(Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_of_a_match_line_is_its_json_text() {
+        assert_eq!(
+            key_of(br#"{"pattern":"p","key":"42","start":1}"#),
+            Some(&br#""42""#[..])
+        );
+        assert_eq!(
+            key_of(br#"{"pattern":"p","key":[1,"a"]}"#),
+            Some(&br#"[1,"a"]"#[..])
+        );
+        assert_eq!(key_of(br#"{"pattern":"p"}"#), None);
+        assert_eq!(key_of(b"not json"), None);
+    }
+}

@@ -1,0 +1,635 @@
+//! Records from Kafka topics: an `rdkafka` consumer in a consumer group.
+//!
+//! `kafka://BROKERS/TOPIC[,TOPIC]?group=G[&option=value…]` reads JSON objects, one per
+//! message, from every partition of the topics that the group gives this process. Each
+//! partition of the topics (in topic, then partition order) is a source partition with its
+//! own watermark; a partition assigned to another process of the group holds the watermark
+//! back only until the idle timeout.
+//!
+//! Options besides `group` (default `motif`): `eof=true` ends the input once every assigned
+//! partition is read up to where it ended when the run began (a batch run over a topic);
+//! `key_field=F` adds the message key to each event as field `F` (a string),
+//! `timestamp_field=F` the message timestamp (milliseconds) as field `F`;
+//! `connect_timeout_ms=N` bounds the wait for the brokers when the run starts (default
+//! 30000); any other option is a librdkafka property passed through as it is (`security.protocol=SASL_SSL`, …).
+//!
+//! Offsets are never committed automatically: [`KafkaSource::commit`] commits a position
+//! once a checkpoint holding every result of the records before it is written, so the
+//! group's offsets never run ahead of what the sinks hold. A restored position is enforced
+//! on the messages themselves: a message before a partition's restored offset is passed
+//! over (the checkpoint holds it), one after it makes the consumer seek back to it.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::{unreadable, InputPosition, Record, Source, SourceError, SourcePosition};
+use crate::value::push_json_str;
+
+/// The URL scheme of Kafka sources (and sinks).
+pub const PREFIX: &str = "kafka://";
+
+/// How long to wait for the brokers' metadata when the source opens, by default.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Kafka source as its URL describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSpec {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// The topics, as given.
+    pub topics: Vec<String>,
+    /// The consumer group.
+    pub group: String,
+    /// End once every assigned partition is read to where it ended at the start.
+    pub eof: bool,
+    /// The field the message key goes to.
+    pub key_field: Option<String>,
+    /// The field the message timestamp goes to.
+    pub timestamp_field: Option<String>,
+    /// How long opening waits for the brokers (`connect_timeout_ms`, default 30 s).
+    pub connect_timeout: Duration,
+    /// librdkafka properties passed through.
+    pub properties: Vec<(String, String)>,
+}
+
+/// A Kafka URL's parts: `kafka://BROKERS/NAME[,NAME]?k=v&…`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaUrl {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// The topic names.
+    pub topics: Vec<String>,
+    /// The options, in order.
+    pub options: Vec<(String, String)>,
+}
+
+/// Splits a Kafka URL into its parts, naming what is wrong with it.
+pub fn split_url(url: &str) -> Result<KafkaUrl, String> {
+    let rest = url
+        .strip_prefix(PREFIX)
+        .ok_or_else(|| format!("{url}: a Kafka URL begins with {PREFIX}"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (brokers, names) = path
+        .split_once('/')
+        .ok_or_else(|| format!("{url}: expected kafka://BROKERS/TOPIC"))?;
+    if brokers.is_empty() {
+        return Err(format!("{url}: no brokers (kafka://HOST:PORT/TOPIC)"));
+    }
+    let names: Vec<String> = names
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    if names.is_empty() {
+        return Err(format!("{url}: no topic (kafka://BROKERS/TOPIC)"));
+    }
+    if let Some(bad) = names.iter().find(|t| !valid_topic(t)) {
+        return Err(format!(
+            "{url}: `{bad}` is not a valid topic name (letters, digits, `.`, `_`, `-`; at most 249)"
+        ));
+    }
+    let mut options = Vec::new();
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("{url}: option `{kv}` has no value (NAME=VALUE)"))?;
+        options.push((k.to_string(), v.to_string()));
+    }
+    Ok(KafkaUrl {
+        brokers: brokers.to_string(),
+        topics: names,
+        options,
+    })
+}
+
+/// Kafka's rule for topic names.
+fn valid_topic(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 249
+        && t != "."
+        && t != ".."
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl KafkaSpec {
+    /// Parses a source URL.
+    pub fn parse(url: &str) -> Result<KafkaSpec, SourceError> {
+        let KafkaUrl {
+            brokers,
+            topics,
+            options,
+        } = split_url(url).map_err(SourceError::Spec)?;
+        let mut spec = KafkaSpec {
+            brokers,
+            topics,
+            group: "motif".to_string(),
+            eof: false,
+            key_field: None,
+            timestamp_field: None,
+            connect_timeout: METADATA_TIMEOUT,
+            properties: Vec::new(),
+        };
+        for (k, v) in options {
+            match k.as_str() {
+                "group" => spec.group = v,
+                "eof" => {
+                    spec.eof = match v.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(SourceError::Spec(format!(
+                                "{url}: eof={v}: expected true or false"
+                            )))
+                        }
+                    }
+                }
+                "key_field" => spec.key_field = Some(v),
+                "connect_timeout_ms" => {
+                    let ms: u64 = v.parse().map_err(|_| {
+                        SourceError::Spec(format!(
+                            "{url}: connect_timeout_ms={v}: expected milliseconds"
+                        ))
+                    })?;
+                    spec.connect_timeout = Duration::from_millis(ms);
+                }
+                "timestamp_field" => spec.timestamp_field = Some(v),
+                "enable.auto.commit" | "enable.auto.offset.store" if v == "true" => {
+                    return Err(SourceError::Spec(format!(
+                        "{url}: {k}=true: motif commits offsets itself, after its checkpoints"
+                    )))
+                }
+                _ => spec.properties.push((k, v)),
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// Errors librdkafka reports in the background (a broker down, a failed commit), shown on
+/// standard error at most once per kind every ten seconds.
+#[derive(Default)]
+pub struct Notices {
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl Notices {
+    /// Shows `what` unless the same kind was shown in the last ten seconds.
+    pub fn show(&self, kind: &str, what: &str) {
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if last
+            .get(kind)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(10))
+        {
+            return;
+        }
+        last.insert(kind.to_string(), now);
+        eprintln!("motif: kafka: {what}");
+    }
+}
+
+/// The consumer's context: background errors to standard error.
+#[derive(Default)]
+pub struct SourceContext {
+    notices: Notices,
+}
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let kind = error
+            .rdkafka_error_code()
+            .map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
+        self.notices.show(&kind, &format!("{error}: {reason}"));
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            self.notices.show(
+                "commit",
+                &format!("committing offsets failed (they are committed again after the next checkpoint): {e}"),
+            );
+        }
+    }
+}
+
+/// One topic partition of the source.
+struct Part {
+    topic: String,
+    partition: i32,
+    /// `topic/partition`, the records' origin.
+    origin: String,
+    /// The offset of the next message to take; `None` until the first (or a restored one).
+    next: Option<i64>,
+    /// Messages taken (over every run, when restored).
+    taken: u64,
+    /// `eof`: where the partition ended when the run began.
+    end_at: Option<i64>,
+    /// Reached `end_at` (its end notice given or queued).
+    ended: bool,
+}
+
+/// A Kafka source (see the module's documentation).
+pub struct KafkaSource {
+    consumer: BaseConsumer<SourceContext>,
+    spec: KafkaSpec,
+    parts: Vec<Part>,
+    index: HashMap<(String, i32), usize>,
+    /// The message polled and not yet returned: its partition, line and text.
+    held: Option<(usize, u64)>,
+    text: String,
+    ended: VecDeque<usize>,
+    /// Every partition has ended (`eof`).
+    done: bool,
+}
+
+impl KafkaSource {
+    /// Connects, reads the topics' partitions and subscribes to them in the group.
+    pub fn open(url: &str) -> Result<KafkaSource, SourceError> {
+        let spec = KafkaSpec::parse(url)?;
+        let shown = url.split('?').next().unwrap_or(url).to_string();
+        let fail = |why: String| SourceError::Kafka {
+            target: shown.clone(),
+            why,
+        };
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &spec.brokers)
+            .set("group.id", &spec.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest");
+        for (k, v) in &spec.properties {
+            config.set(k, v);
+        }
+        let consumer: BaseConsumer<SourceContext> = config
+            .create_with_context(SourceContext::default())
+            .map_err(|e| fail(e.to_string()))?;
+        let mut parts = Vec::new();
+        for topic in &spec.topics {
+            let md = consumer
+                .fetch_metadata(Some(topic), spec.connect_timeout)
+                .map_err(|e| fail(format!("cannot read the metadata of topic {topic}: {e}")))?;
+            let t = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .ok_or_else(|| fail(format!("no topic {topic}")))?;
+            if let Some(e) = t.error() {
+                return Err(fail(format!(
+                    "topic {topic}: {:?}",
+                    rdkafka::error::RDKafkaErrorCode::from(e)
+                )));
+            }
+            let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+            if ids.is_empty() {
+                return Err(fail(format!("topic {topic} has no partitions")));
+            }
+            ids.sort_unstable();
+            for p in ids {
+                let end_at = if spec.eof {
+                    let (_, high) = consumer
+                        .fetch_watermarks(topic, p, spec.connect_timeout)
+                        .map_err(|e| fail(format!("cannot read the end of {topic}/{p}: {e}")))?;
+                    Some(high)
+                } else {
+                    None
+                };
+                parts.push(Part {
+                    topic: topic.clone(),
+                    partition: p,
+                    origin: format!("{topic}/{p}"),
+                    next: None,
+                    taken: 0,
+                    end_at,
+                    ended: false,
+                });
+            }
+        }
+        let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| fail(format!("cannot subscribe: {e}")))?;
+        let index = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.topic.clone(), p.partition), i))
+            .collect();
+        let mut source = KafkaSource {
+            consumer,
+            spec,
+            parts,
+            index,
+            held: None,
+            text: String::new(),
+            ended: VecDeque::new(),
+            done: false,
+        };
+        source.end_reached();
+        Ok(source)
+    }
+
+    /// Queues the end notices of partitions read to their end (`eof`).
+    fn end_reached(&mut self) {
+        for (i, p) in self.parts.iter_mut().enumerate() {
+            let at_end = match (p.end_at, p.next) {
+                (Some(end), Some(next)) => next >= end,
+                // Nothing read yet: an empty partition (or one read to its end before a
+                // restart) has nothing to wait for.
+                (Some(end), None) => end == 0,
+                (None, _) => false,
+            };
+            if at_end && !p.ended {
+                p.ended = true;
+                self.ended.push_back(i);
+            }
+        }
+        if self.spec.eof && self.parts.iter().all(|p| p.ended) {
+            self.done = true;
+        }
+    }
+
+    /// Polls the consumer for up to `timeout`: holds the next message's record if one came.
+    fn poll(&mut self, timeout: Duration) -> Result<(), SourceError> {
+        if self.held.is_some() || self.done {
+            return Ok(());
+        }
+        let Some(polled) = self.consumer.poll(timeout) else {
+            return Ok(());
+        };
+        let msg = match polled {
+            Ok(m) => m,
+            Err(KafkaError::PartitionEOF(_)) => return Ok(()),
+            Err(e) => {
+                // Broker and network errors are retried by librdkafka; say so and go on.
+                self.consumer
+                    .context()
+                    .notices
+                    .show("consume", &format!("consuming failed (retrying): {e}"));
+                return Ok(());
+            }
+        };
+        let Some(&i) = self.index.get(&(msg.topic().to_string(), msg.partition())) else {
+            self.consumer.context().notices.show(
+                "new-partition",
+                &format!(
+                    "{}/{} was not a partition of the topic when the run began: its messages are not read (restart motif to read them)",
+                    msg.topic(),
+                    msg.partition()
+                ),
+            );
+            return Ok(());
+        };
+        let offset = msg.offset();
+        let part = &mut self.parts[i];
+        if let Some(next) = part.next {
+            if offset < next {
+                // Before the restored position: the checkpoint holds its results.
+                return Ok(());
+            }
+            if offset > next {
+                // The group's offset is behind or ahead of the checkpoint's: go to the
+                // checkpoint's (messages from there on come again).
+                let _ = self.consumer.seek(
+                    &part.topic,
+                    part.partition,
+                    Offset::Offset(next),
+                    Duration::from_secs(5),
+                );
+                return Ok(());
+            }
+        }
+        if part.ended {
+            // Past the end this run reads to (`eof`).
+            return Ok(());
+        }
+        part.next = Some(offset + 1);
+        part.taken += 1;
+        self.text.clear();
+        match msg.payload() {
+            None | Some([]) => self.text = unreadable("empty message", b"", false),
+            Some(bytes) => match std::str::from_utf8(bytes) {
+                Ok(s) => self.text.push_str(s.trim()),
+                Err(_) => self.text = unreadable("invalid UTF-8", bytes, false),
+            },
+        }
+        let key_field = self.spec.key_field.as_deref();
+        let ts_field = self.spec.timestamp_field.as_deref();
+        if (key_field.is_some() || ts_field.is_some()) && self.text.ends_with('}') {
+            self.text.pop();
+            let empty = self.text.trim_end().ends_with('{');
+            let mut first = empty;
+            if let Some(f) = key_field {
+                if !first {
+                    self.text.push(',');
+                }
+                first = false;
+                push_json_str(&mut self.text, f);
+                self.text.push(':');
+                match msg.key().map(String::from_utf8_lossy) {
+                    Some(k) => push_json_str(&mut self.text, &k),
+                    None => self.text.push_str("null"),
+                }
+            }
+            if let Some(f) = ts_field {
+                if !first {
+                    self.text.push(',');
+                }
+                push_json_str(&mut self.text, f);
+                self.text.push(':');
+                match msg.timestamp().to_millis() {
+                    Some(ms) => {
+                        let _ = write!(self.text, "{ms}");
+                    }
+                    None => self.text.push_str("null"),
+                }
+            }
+            self.text.push('}');
+        }
+        let line = u64::try_from(offset).unwrap_or(0);
+        self.held = Some((i, line));
+        drop(msg);
+        self.end_reached();
+        Ok(())
+    }
+
+    /// Commits `pos` (a position of this source) as the group's offsets, for the partitions
+    /// this process holds now.
+    pub fn commit(&mut self, pos: &SourcePosition) {
+        let Ok(assigned) = self.consumer.assignment() else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for input in &pos.inputs {
+            let Some(&i) = self.origin_index(&input.origin) else {
+                continue;
+            };
+            let p = &self.parts[i];
+            let held = assigned
+                .elements()
+                .iter()
+                .any(|e| e.topic() == p.topic && e.partition() == p.partition);
+            if held && input.line > 0 {
+                let next = i64::try_from(input.offset).unwrap_or(i64::MAX);
+                let _ = tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(next));
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                self.consumer
+                    .context()
+                    .notices
+                    .show("commit", &format!("committing offsets failed: {e}"));
+            }
+        }
+    }
+
+    fn origin_index(&self, origin: &str) -> Option<&usize> {
+        let (topic, p) = origin.rsplit_once('/')?;
+        self.index.get(&(topic.to_string(), p.parse().ok()?))
+    }
+}
+
+impl Source for KafkaSource {
+    fn next_record(&mut self) -> Option<Result<Record<'_>, SourceError>> {
+        while self.held.is_none() {
+            if self.done {
+                return None;
+            }
+            if let Err(e) = self.poll(Duration::from_millis(100)) {
+                return Some(Err(e));
+            }
+        }
+        let (i, line) = self.held.take()?;
+        Some(Ok(Record {
+            json: &self.text,
+            origin: &self.parts[i].origin,
+            line,
+            partition: i,
+        }))
+    }
+
+    fn ended(&mut self) -> Option<usize> {
+        self.ended.pop_front()
+    }
+
+    fn may_wait(&self) -> bool {
+        self.held.is_none()
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> bool {
+        if let Err(e) = self.poll(timeout) {
+            self.consumer
+                .context()
+                .notices
+                .show("consume", &e.to_string());
+        }
+        self.held.is_some() || self.done
+    }
+
+    fn partitions(&self) -> usize {
+        self.parts.len()
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition {
+            interleaved: true,
+            inputs: self
+                .parts
+                .iter()
+                .map(|p| InputPosition {
+                    origin: p.origin.clone(),
+                    offset: p.next.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                    line: p.taken,
+                    ended: p.ended,
+                })
+                .collect(),
+            next: 0,
+        }
+    }
+
+    fn seek(&mut self, pos: &SourcePosition) -> Result<(), SourceError> {
+        if pos.inputs.len() != self.parts.len() {
+            return Err(SourceError::PositionMismatch {
+                what: format!(
+                    "the checkpoint read {} topic partitions, the topics have {} now",
+                    pos.inputs.len(),
+                    self.parts.len()
+                ),
+            });
+        }
+        for (input, part) in pos.inputs.iter().zip(self.parts.iter_mut()) {
+            if input.origin != part.origin {
+                return Err(SourceError::PositionMismatch {
+                    what: format!(
+                        "the checkpoint read {}, this run reads {}",
+                        input.origin, part.origin
+                    ),
+                });
+            }
+            part.taken = input.line;
+            part.next = (input.line > 0).then(|| i64::try_from(input.offset).unwrap_or(i64::MAX));
+            part.ended = input.ended;
+        }
+        self.end_reached();
+        Ok(())
+    }
+
+    fn commit(&mut self, pos: &SourcePosition) {
+        KafkaSource::commit(self, pos);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_brokers_topics_group_and_properties() {
+        let s = KafkaSpec::parse(
+            "kafka://a:9092,b:9092/t1,t2?group=g&eof=true&key_field=k&security.protocol=SSL",
+        )
+        .expect("valid");
+        assert_eq!(s.brokers, "a:9092,b:9092");
+        assert_eq!(s.topics, vec!["t1", "t2"]);
+        assert_eq!(s.group, "g");
+        assert!(s.eof);
+        assert_eq!(s.key_field.as_deref(), Some("k"));
+        assert_eq!(
+            s.properties,
+            vec![("security.protocol".to_string(), "SSL".to_string())]
+        );
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong() {
+        for (url, says) in [
+            ("kafka://host:1", "expected kafka://BROKERS/TOPIC"),
+            ("kafka:///t", "no brokers"),
+            ("kafka://h/", "no topic"),
+            ("kafka://h/a b", "not a valid topic name"),
+            ("kafka://h/t?eof=yes", "expected true or false"),
+            ("kafka://h/t?group", "has no value"),
+            (
+                "kafka://h/t?enable.auto.commit=true",
+                "commits offsets itself",
+            ),
+        ] {
+            let e = KafkaSpec::parse(url).expect_err(url).to_string();
+            assert!(e.contains(says), "{url}: {e}");
+        }
+    }
+}
