@@ -39,10 +39,7 @@ pub struct DeliveryLog {
 
 impl ClientContext for DeliveryLog {
     fn error(&self, error: KafkaError, reason: &str) {
-        let kind = error
-            .rdkafka_error_code()
-            .map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
-        self.notices.show(&kind, &format!("{error}: {reason}"));
+        self.notices.client_error(&error, reason);
     }
 }
 

@@ -198,6 +198,14 @@ impl Notices {
         last.insert(kind.to_string(), now);
         eprintln!("motif: kafka: {what}");
     }
+
+    /// Shows an error librdkafka reports in the background (a client context's `error`).
+    pub fn client_error(&self, error: &KafkaError, reason: &str) {
+        let kind = error
+            .rdkafka_error_code()
+            .map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
+        self.show(&kind, &format!("{error}: {reason}"));
+    }
 }
 
 /// The consumer's context: background errors to standard error.
@@ -208,10 +216,7 @@ pub struct SourceContext {
 
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        let kind = error
-            .rdkafka_error_code()
-            .map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
-        self.notices.show(&kind, &format!("{error}: {reason}"));
+        self.notices.client_error(&error, reason);
     }
 }
 
