@@ -858,13 +858,7 @@ pub fn run(
                     )?;
                 }
             }
-            let stats = policy.stats(engine.stats());
-            progress(&Progress {
-                stats: &stats,
-                partial_matches: engine.open_partial_matches(),
-                watermark_lag: engine.watermark_lag(),
-                aggregates: outputs.stage.as_ref().map(Aggregation::progress),
-            });
+            show_progress(progress, &policy, &*engine, &outputs);
         }
         let rec = match records.next_record() {
             None => break,
@@ -924,13 +918,7 @@ pub fn run(
                 )?;
             }
         }
-        let stats = policy.stats(engine.stats());
-        progress(&Progress {
-            stats: &stats,
-            partial_matches: engine.open_partial_matches(),
-            watermark_lag: engine.watermark_lag(),
-            aggregates: outputs.stage.as_ref().map(Aggregation::progress),
-        });
+        show_progress(progress, &policy, &*engine, &outputs);
     }
     // A signal that came while the input ended (a closed pipe) still stops the run as one.
     interrupted |= stop.load(Ordering::Relaxed);
@@ -1199,6 +1187,22 @@ fn report_restore(report: Option<&crate::runtime::RestoreReport>, notice: &mut d
             "motif: pattern `{name}` of the checkpoint is not loaded: its state is dropped (--fresh-patterns)"
         ));
     }
+}
+
+/// Hands the run's progress (counters, partial matches, lag, aggregates) to `progress`.
+fn show_progress(
+    progress: &mut dyn FnMut(&Progress<'_>),
+    policy: &Policy,
+    engine: &dyn Run<Staged>,
+    outputs: &Outputs,
+) {
+    let stats = policy.stats(engine.stats());
+    progress(&Progress {
+        stats: &stats,
+        partial_matches: engine.open_partial_matches(),
+        watermark_lag: engine.watermark_lag(),
+        aggregates: outputs.stage.as_ref().map(Aggregation::progress),
+    });
 }
 
 /// Takes one checkpoint: the engine's state, the sinks' commit, then the checkpoint file.
