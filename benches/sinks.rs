@@ -53,6 +53,7 @@ fn options(aggregates: Vec<AggregateDecl>) -> PipelineOptions {
         aggregates,
         db_errors: DbErrorPolicy::Skip,
         batch_records: pipeline::DEFAULT_BATCH_RECORDS,
+        quiet_advance_ms: None,
     }
 }
 

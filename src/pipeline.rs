@@ -117,6 +117,11 @@ pub struct PipelineOptions {
     /// With matches written to a table: a batch after every this many records (and at each
     /// checkpoint and the end).
     pub batch_records: u64,
+    /// A live input silent for this many milliseconds of processing time: from then on,
+    /// until the next record, event time is taken to pass with processing time
+    /// ([`Engine::advance_quiet`] with the time since the last record). `None`: quiet time
+    /// moves nothing (event time passes only with events).
+    pub quiet_advance_ms: Option<u64>,
 }
 
 /// Default of [`PipelineOptions::batch_records`].
@@ -821,6 +826,8 @@ pub fn run(
     };
     let mut failed = None;
     let mut interrupted = false;
+    // When the last record came, for quiet time standing in for event time.
+    let mut last_record = Instant::now();
     'records: loop {
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
@@ -839,6 +846,12 @@ pub fn run(
             };
             if clock.ticking {
                 engine.tick(clock.now_ms(), &mut out);
+            }
+            if let Some(after) = options.quiet_advance_ms {
+                let quiet = u64::try_from(last_record.elapsed().as_millis()).unwrap_or(u64::MAX);
+                if quiet >= after {
+                    engine.advance_quiet(quiet, &mut out);
+                }
             }
             engine.flush(&mut out);
             outputs.flush();
@@ -868,6 +881,9 @@ pub fn run(
                 break;
             }
         };
+        if options.quiet_advance_ms.is_some() {
+            last_record = Instant::now();
+        }
         let input = Input {
             json: rec.json,
             origin: rec.origin,

@@ -40,6 +40,12 @@ pub struct PipelineFile {
     pub output_format: Option<String>,
     /// Read input files as source partitions.
     pub partitioned: Option<bool>,
+    /// A source partition silent this long stops holding the watermark back (as
+    /// `--idle-timeout`, but a duration: `30s`).
+    pub idle_timeout: Option<String>,
+    /// A live input silent this long: event time passes with processing time (as
+    /// `--quiet-advance`).
+    pub quiet_advance: Option<String>,
     /// Partition key fields for patterns without `key`.
     pub key: Option<Vec<String>>,
     /// Report timed-out partial matches.
@@ -239,6 +245,18 @@ pub(super) fn apply(args: &mut super::RunArgs, f: PipelineFile) -> Result<(), St
         match u16::try_from(w) {
             Ok(n) if (1..=max).contains(&usize::from(n)) => or(&mut args.workers, Some(n)),
             _ => return Err(format!("workers = {w}: not in 1..={max}")),
+        }
+    }
+    if args.idle_timeout.is_none() {
+        if let Some(t) = &f.idle_timeout {
+            let d = super::parse_duration(t).map_err(|e| format!("idle_timeout: {e}"))?;
+            args.idle_timeout = Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        }
+    }
+    if args.quiet_advance.is_none() {
+        if let Some(t) = &f.quiet_advance {
+            args.quiet_advance =
+                Some(super::parse_duration(t).map_err(|e| format!("quiet_advance: {e}"))?);
         }
     }
     or(&mut args.batch_records, f.batch_records);

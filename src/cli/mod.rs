@@ -91,6 +91,14 @@ struct RunArgs {
     /// then find its events late.
     #[arg(long)]
     idle_timeout: Option<u64>,
+    /// A live input (standard input, named pipes, Kafka) silent this long, e.g. `5s`: from
+    /// then on, until the next record, event time passes with processing time — every
+    /// pattern's watermark moves as if an event had come that much later than the newest
+    /// one, so a trailing `notFollowedBy` or a timeout is decided on a quiet stream. An
+    /// event that then comes with an older time is late. Off by default (event time
+    /// passes only with events); results then depend on when events arrive.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    quiet_advance: Option<std::time::Duration>,
     /// Input format: `jsonl` or `csv` (default: by file extension; stdin is JSON lines).
     #[arg(long, value_parser = ["jsonl", "csv"])]
     format: Option<String>,
@@ -613,6 +621,9 @@ fn run(mut args: RunArgs) -> i32 {
         batch_records: args
             .batch_records
             .unwrap_or(pipeline::DEFAULT_BATCH_RECORDS),
+        quiet_advance_ms: args
+            .quiet_advance
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         db_errors: if args.on_db_error.as_deref() == Some("stop") {
             crate::sink::table::DbErrorPolicy::Stop
         } else {

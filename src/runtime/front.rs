@@ -86,6 +86,9 @@ pub struct Decoder {
 #[derive(Debug, Clone)]
 pub struct Clocks {
     patterns: Vec<PatternClock>,
+    /// Per pattern: it has a time field (else time is the arrival count, which quiet
+    /// processing time does not move).
+    event_time: Vec<bool>,
 }
 
 /// What [`Clocks::admit`] decided for one event of one pattern.
@@ -283,6 +286,7 @@ impl Clocks {
                     arrivals: 0,
                 })
                 .collect(),
+            event_time: patterns.iter().map(|p| p.time.is_some()).collect(),
         }
     }
 
@@ -369,6 +373,19 @@ impl Clocks {
     pub fn advance(&mut self, to: i64, advanced: &mut dyn FnMut(usize, i64)) {
         for (i, p) in self.patterns.iter_mut().enumerate() {
             if let Some(wm) = p.frontier.advance(to) {
+                advanced(i, wm);
+            }
+        }
+    }
+
+    /// The input has been silent for `quiet_ms` of processing time since its last record:
+    /// every event-time pattern's watermark moves as [`Frontier::advance_quiet`] says.
+    pub fn advance_quiet(&mut self, quiet_ms: u64, advanced: &mut dyn FnMut(usize, i64)) {
+        for (i, p) in self.patterns.iter_mut().enumerate() {
+            if !self.event_time.get(i).copied().unwrap_or(false) {
+                continue;
+            }
+            if let Some(wm) = p.frontier.advance_quiet(quiet_ms) {
                 advanced(i, wm);
             }
         }
@@ -501,6 +518,13 @@ impl Front {
     pub fn advance_watermark(&mut self, to: i64, routed: &mut impl RouteSink) {
         self.clocks
             .advance(to, &mut |i, wm| routed.watermark(i, wm));
+    }
+
+    /// The input has been silent for `quiet_ms` of processing time (see
+    /// [`Clocks::advance_quiet`]).
+    pub fn advance_quiet(&mut self, quiet_ms: u64, routed: &mut impl RouteSink) {
+        self.clocks
+            .advance_quiet(quiet_ms, &mut |i, wm| routed.watermark(i, wm));
     }
 
     /// End of input: every watermark moves to +∞.

@@ -163,6 +163,23 @@ impl Frontier {
         }
     }
 
+    /// The input has been silent for `quiet_ms` of processing time since its last record:
+    /// the watermark moves as if an event `quiet_ms` after the newest one seen had come on
+    /// every partition (event time taken to pass with processing time while nothing
+    /// arrives). Nothing moves before the first event. Returns the new watermark if it moved.
+    pub fn advance_quiet(&mut self, quiet_ms: u64) -> Option<i64> {
+        let newest = self.parts.iter().map(|p| p.max_time).max()?;
+        if newest == i64::MIN || self.watermark == i64::MAX {
+            return None;
+        }
+        let quiet = i64::try_from(quiet_ms).unwrap_or(i64::MAX);
+        let to = newest
+            .saturating_add(quiet)
+            .saturating_sub(self.lateness)
+            .saturating_sub(1);
+        self.advance(to)
+    }
+
     /// End of all input: the watermark moves to +∞.
     pub fn finish(&mut self) -> i64 {
         self.watermark = i64::MAX;
@@ -189,6 +206,32 @@ mod tests {
         assert_eq!(f.observe(0, 90, 0), None, "out of order: no change");
         assert!(f.is_late(94));
         assert!(!f.is_late(95));
+    }
+
+    #[test]
+    fn quiet_time_moves_the_watermark_from_the_newest_event() {
+        let mut f = Frontier::new(2, 5, None);
+        assert_eq!(
+            f.advance_quiet(1000),
+            None,
+            "no event yet: nothing to go from"
+        );
+        assert_eq!(f.observe(0, 100, 0), None, "partition 1 holds it back");
+        assert_eq!(
+            f.advance_quiet(1000),
+            Some(1094),
+            "newest + quiet − lateness − 1"
+        );
+        assert_eq!(f.advance_quiet(500), None, "less quiet time: never back");
+        assert_eq!(f.advance_quiet(2000), Some(2094));
+        assert!(f.is_late(2094) && !f.is_late(2095));
+        assert_eq!(
+            f.advance_quiet(u64::MAX),
+            Some(i64::MAX - 6),
+            "saturates short of +∞"
+        );
+        f.finish();
+        assert_eq!(f.advance_quiet(10), None, "after the end nothing moves");
     }
 
     #[test]

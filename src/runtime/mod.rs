@@ -604,6 +604,33 @@ impl Engine {
         self.drive(out, |front, shards, _| front.advance_watermark(to, shards));
     }
 
+    /// The input has been silent for `quiet_ms` of processing time since its last record,
+    /// and the caller wants quiet time to count as event time (a live stream whose events
+    /// carry the time they happen): every pattern with a time field moves its watermark as
+    /// if an event `quiet_ms` after the newest one seen had come, so a trailing
+    /// `notFollowedBy` or a `within` timeout is decided without waiting for the next event.
+    /// Events at or before the new watermark are late from then on. Call it again with the
+    /// total quiet time so far; less than before moves nothing.
+    ///
+    /// ```
+    /// use motif::runtime::{Engine, EngineOptions};
+    ///
+    /// let decls = motif::syntax::load_str("x", r#"pattern p key k time ts
+    ///     = begin("a").where(t == "A").notFollowedBy("b").where(t == "B").within(10s);"#).unwrap();
+    /// let mut engine = Engine::new(&decls, EngineOptions::default()).unwrap();
+    /// let mut out = Vec::new();
+    /// engine.push_json(r#"{"k":1,"t":"A","ts":1000}"#, &mut out);
+    /// engine.advance_quiet(5_000, &mut out);
+    /// assert!(engine.matches(&out).next().is_none(), "5 s of quiet: the window is open");
+    /// engine.advance_quiet(11_000, &mut out);
+    /// assert_eq!(engine.matches(&out).count(), 1, "11 s of quiet: decided");
+    /// ```
+    pub fn advance_quiet(&mut self, quiet_ms: u64, out: &mut Vec<Output>) {
+        self.drive(out, |front, shards, _| {
+            front.advance_quiet(quiet_ms, shards)
+        });
+    }
+
     /// Processing time is now `now_ms`: source partitions silent for the idle timeout stop
     /// holding the watermark back.
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<Output>) {

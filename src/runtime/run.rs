@@ -108,6 +108,13 @@ pub trait Run<T> {
     /// Processing time is now `now_ms` (idle sources).
     fn tick(&mut self, now_ms: u64, out: &mut dyn Collect<T>);
 
+    /// Every watermark to `to` if that is later ([`Engine::advance_watermark`]).
+    fn advance_watermark(&mut self, to: i64, out: &mut dyn Collect<T>);
+
+    /// The input has been silent for `quiet_ms` of processing time
+    /// ([`Engine::advance_quiet`]).
+    fn advance_quiet(&mut self, quiet_ms: u64, out: &mut dyn Collect<T>);
+
     /// Gives every output of the records taken so far (a live input paused).
     fn flush(&mut self, out: &mut dyn Collect<T>);
 
@@ -197,6 +204,16 @@ impl<P: Prepare> Run<P::Item> for Serial<P> {
 
     fn tick(&mut self, now_ms: u64, out: &mut dyn Collect<P::Item>) {
         self.engine.tick(now_ms, &mut self.outs);
+        self.give(out);
+    }
+
+    fn advance_watermark(&mut self, to: i64, out: &mut dyn Collect<P::Item>) {
+        self.engine.advance_watermark(to, &mut self.outs);
+        self.give(out);
+    }
+
+    fn advance_quiet(&mut self, quiet_ms: u64, out: &mut dyn Collect<P::Item>) {
+        self.engine.advance_quiet(quiet_ms, &mut self.outs);
         self.give(out);
     }
 

@@ -362,6 +362,10 @@ impl Source for Records {
     fn seek(&mut self, pos: &SourcePosition) -> Result<(), SourceError> {
         Records::seek(self, pos)
     }
+
+    fn wait_ready(&mut self, timeout: std::time::Duration) -> bool {
+        Records::wait_ready(self, timeout)
+    }
 }
 
 /// One record: its text as a JSON object, where it came from.
@@ -676,6 +680,27 @@ impl Records {
             return open.peek().is_some() && open.all(|c| c.live && !c.ready());
         }
         self.current.as_ref().is_some_and(|c| c.live && !c.ready())
+    }
+
+    /// Waits up to `timeout` for a live input (standard input, a named pipe) to have
+    /// something to read: `false` if none has (the caller's clock goes on, and it asks
+    /// again). A file, or anything buffered, is ready at once. Readiness is a byte, not a
+    /// whole line: a writer that stops in the middle of a line holds the read up.
+    pub fn wait_ready(&mut self, timeout: std::time::Duration) -> bool {
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        let mut fds = Vec::new();
+        let live: Box<dyn Iterator<Item = &Current>> = if self.interleaved {
+            Box::new(self.open.iter().flatten())
+        } else {
+            Box::new(self.current.iter())
+        };
+        for c in live {
+            if c.ready() {
+                return true;
+            }
+            fds.push(c.fd.unwrap_or(STDIN_FD));
+        }
+        fds.is_empty() || fd_ready(&mut fds, ms)
     }
 
     /// Closes the sequential mode's current input, noting where it stood.
@@ -1009,6 +1034,12 @@ fn read_record(cur: &mut Current, buf: &mut String, max_line: usize) -> io::Resu
         return Ok(true);
     }
 }
+
+/// Standard input's descriptor.
+#[cfg(unix)]
+const STDIN_FD: i32 = libc::STDIN_FILENO;
+#[cfg(not(unix))]
+const STDIN_FD: i32 = 0;
 
 /// Whether standard input has data (or its end) ready to read without blocking.
 #[cfg(unix)]

@@ -1067,3 +1067,126 @@ fn idle_timeout_releases_a_silent_pipe() {
     // More matches came after the line read: the closed pipe ends it.
     ended_quietly(status, "run over pipes");
 }
+
+/// Live streams: with `--quiet-advance`, standard input kept open and silent lets event time
+/// pass with processing time, so a trailing `notFollowedBy` is decided without another
+/// event (on one thread and on workers). Without it the match waits for the end of input,
+/// and a later event older than the advanced watermark is late.
+#[test]
+fn quiet_advance_decides_a_pending_window_on_a_silent_stdin() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = scratch("quiet");
+    let pat = write(
+        &dir,
+        "p.motif",
+        "pattern p key k time ts = begin(\"a\").where(t == \"A\")\
+         .notFollowedBy(\"b\").where(t == \"B\").within(1s);\n",
+    );
+    for workers in ["1", "2"] {
+        let mut child = motif()
+            .args([
+                "run",
+                p(&pat),
+                "--quiet-advance",
+                "200ms",
+                "-w",
+                workers,
+                "--late-output",
+                p(&dir.join("late.jsonl")),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "{{\"k\":1,\"t\":\"A\",\"ts\":1000}}").expect("write");
+        stdin.flush().expect("flush");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_one_line(stdout));
+        });
+        // A hang guard, not a timing assertion: the match comes about 1.2 s after the event.
+        let Ok(first) = rx.recv_timeout(std::time::Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("-w {workers}: no match while standard input stayed open");
+        };
+        assert!(first.contains("\"pattern\":\"p\""), "-w {workers}: {first}");
+        assert!(first.contains("\"ts\":1000"), "-w {workers}: {first}");
+        // The watermark has passed 2000: an event at 1500 is late now.
+        let _ = writeln!(stdin, "{{\"k\":2,\"t\":\"A\",\"ts\":1500}}");
+        drop(stdin);
+        let _ = wait_or_kill(&mut child, "quiet run");
+        let late = std::fs::read_to_string(dir.join("late.jsonl")).expect("late output");
+        assert_eq!(late.lines().count(), 1, "-w {workers}: {late}");
+        assert!(late.contains("\"ts\":1500"), "-w {workers}: {late}");
+    }
+
+    // Without the flag the window waits for an event or the end of input.
+    let mut child = motif()
+        .args(["run", p(&pat), "-w", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{{\"k\":1,\"t\":\"A\",\"ts\":1000}}").expect("write");
+    stdin.flush().expect("flush");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(read_one_line(stdout));
+    });
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(2500))
+            .is_err(),
+        "without --quiet-advance a silent stream decides nothing"
+    );
+    drop(stdin);
+    let first = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the match at the end of input");
+    assert!(first.contains("\"ts\":1000"), "{first}");
+    let _ = wait_or_kill(&mut child, "run without quiet advance");
+}
+
+/// A stop signal reaches a run waiting on a silent standard input that stays open: it ends
+/// with its summary and status 0, without another record.
+#[test]
+fn a_signal_stops_a_run_waiting_on_a_silent_stdin() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = scratch("signal-quiet");
+    let pat = write(
+        &dir,
+        "p.motif",
+        "pattern p key k = begin(\"a\").where(x == 1);\n",
+    );
+    let mut child = motif()
+        .args(["run", p(&pat), "-w", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{{\"k\":1,\"x\":1}}").expect("write");
+    stdin.flush().expect("flush");
+    let stdout = child.stdout.take().expect("stdout");
+    // The match is out: the run is waiting for the next record.
+    assert!(read_one_line(stdout).contains("\"pattern\":\"p\""));
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: sending SIGINT to our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = wait_or_kill(&mut child, "run on a silent stdin after SIGINT");
+    drop(stdin);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+}

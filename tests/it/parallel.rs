@@ -37,6 +37,10 @@ enum Rec {
     Event(u8, u8, u16, u8),
     NoTime(u8),
     Bad,
+    /// The watermark moved to 1000 + this without an event ([`Run::advance_watermark`]).
+    Advance(u16),
+    /// The input quiet for this many ms ([`Run::advance_quiet`]).
+    Quiet(u16),
 }
 
 fn rec() -> impl Strategy<Value = Rec> {
@@ -44,6 +48,8 @@ fn rec() -> impl Strategy<Value = Rec> {
         20 => (0u8..6, 0u8..3, 0u16..40, 0u8..100).prop_map(|(k, t, d, p)| Rec::Event(k, t, d, p)),
         1 => (0u8..6).prop_map(Rec::NoTime),
         1 => Just(Rec::Bad),
+        1 => (0u16..60).prop_map(Rec::Advance),
+        1 => (0u16..60).prop_map(Rec::Quiet),
     ]
 }
 
@@ -60,6 +66,8 @@ fn lines(recs: &[Rec]) -> Vec<String> {
             ),
             Rec::NoTime(k) => format!(r#"{{"id":{i},"key":"k{k}","type":"A"}}"#),
             Rec::Bad => format!("{{\"id\":{i},"),
+            Rec::Advance(t) => format!("!advance {}", 1000 + i64::from(*t) + 3 * i as i64),
+            Rec::Quiet(ms) => format!("!quiet {ms}"),
         })
         .collect()
 }
@@ -129,6 +137,27 @@ impl<T> Collect<T> for Got<T> {
     }
 }
 
+/// Gives line `i` to `run`: a record, or a clock step (`!advance T`, `!quiet MS`).
+fn step<T>(run: &mut dyn Run<T>, i: usize, line: &str, got: &mut Got<T>) {
+    let clock = |what: &str| {
+        line.strip_prefix(what)
+            .and_then(|n| n.trim().parse::<i64>().ok())
+    };
+    if let Some(to) = clock("!advance") {
+        run.advance_watermark(to, got);
+    } else if let Some(ms) = clock("!quiet") {
+        run.advance_quiet(ms.unsigned_abs(), got);
+    } else {
+        let input = Input {
+            json: line,
+            origin: "<test>",
+            line: i as u64 + 1,
+            ..Input::default()
+        };
+        run.push(&input, got);
+    }
+}
+
 /// The lines of an engine's run in (step, text) order: a deterministic order whatever the
 /// number of workers.
 fn in_order(mut got: Vec<(u64, Line)>) -> Vec<(u64, Line)> {
@@ -143,13 +172,7 @@ fn single(lines: &[String]) -> Got<Line> {
     let mut run = Serial::new(engine, Render::default());
     let mut got = Got::default();
     for (i, l) in lines.iter().enumerate() {
-        let input = Input {
-            json: l,
-            origin: "<test>",
-            line: i as u64 + 1,
-            ..Input::default()
-        };
-        run.push(&input, &mut got);
+        step(&mut run, i, l, &mut got);
     }
     run.finish(&mut got).expect("a single engine does not fail");
     got
@@ -169,13 +192,7 @@ where
             .expect("engine starts");
         let mut got = Got::default();
         for (i, l) in lines.iter().enumerate() {
-            let input = Input {
-                json: l,
-                origin: "<test>",
-                line: i as u64 + 1,
-                ..Input::default()
-            };
-            e.push_input(&input, &mut got);
+            step(&mut e, i, l, &mut got);
         }
         e.finish(&mut got).expect("no worker fails");
         let _ = tx.send(got);

@@ -21,10 +21,37 @@ pub(super) enum Entry {
         origin: usize,
         line_no: u64,
     },
+    /// A step of the clocks without an event.
+    Clock(ClockStep),
+}
+
+/// A step of every worker's clocks that carries no event.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ClockStep {
     /// A source partition ended.
     EndSource(usize),
     /// Processing time is now this.
     Tick(u64),
+    /// Every watermark to at least this ([`crate::runtime::Engine::advance_watermark`]).
+    Advance(i64),
+    /// The input has been quiet this long ([`crate::runtime::Engine::advance_quiet`]).
+    Quiet(u64),
+}
+
+impl ClockStep {
+    /// Runs the step on `clocks`, each watermark it moves to `moved`.
+    pub(super) fn run(
+        self,
+        clocks: &mut crate::runtime::front::Clocks,
+        moved: &mut dyn FnMut(usize, i64),
+    ) {
+        match self {
+            ClockStep::EndSource(source) => clocks.end_source(source, moved),
+            ClockStep::Tick(now_ms) => clocks.tick(now_ms, moved),
+            ClockStep::Advance(to) => clocks.advance(to, moved),
+            ClockStep::Quiet(quiet_ms) => clocks.advance_quiet(quiet_ms, moved),
+        }
+    }
 }
 
 /// Consecutive records, numbered from `first_seq`.
@@ -64,10 +91,8 @@ pub(super) enum Step {
         time: Option<i64>,
         now_ms: u64,
     },
-    /// Record `seq`: source partition `source` ended.
-    EndSource { seq: u64, source: usize },
-    /// Record `seq`: processing time is `now_ms`.
-    Tick { seq: u64, now_ms: u64 },
+    /// Step `seq` moves the clocks without an event.
+    Clock { seq: u64, step: ClockStep },
 }
 
 /// A decoded event on its way to the worker that owns its key.

@@ -34,7 +34,7 @@ use crate::runtime::run::{AsIs, Collect, Prepare, Run, StateOf, END_OF_INPUT};
 use crate::runtime::shard::{PatternShardState, Shard};
 use crate::runtime::state::{self, EngineState, RestoreError, RestoreReport};
 use crate::runtime::{compile_all, Compiled, EngineOptions, Input, Stats};
-use chunk::{Chunk, Entry};
+use chunk::{Chunk, ClockStep, Entry};
 use worker::{Inbox, Worker, WorkerReport, WorkerState};
 
 /// Chunks sent ahead of the slowest worker, per worker (bounds memory in flight).
@@ -287,18 +287,36 @@ impl<P: Prepare> ParallelEngine<P> {
     ///
     /// [`Engine::end_source`]: crate::runtime::Engine::end_source
     pub fn end_source(&mut self, source: usize, out: &mut dyn Collect<P::Item>) {
-        if !self.stopped {
-            self.chunk.entries.push(Entry::EndSource(source));
-            self.after_record(out);
-        }
+        self.clock_step(ClockStep::EndSource(source), out);
     }
 
     /// Processing time is now `now_ms` (see [`Engine::tick`]).
     ///
     /// [`Engine::tick`]: crate::runtime::Engine::tick
     pub fn tick(&mut self, now_ms: u64, out: &mut dyn Collect<P::Item>) {
+        self.clock_step(ClockStep::Tick(now_ms), out);
+    }
+
+    /// Every pattern's watermark moves to `to` if that is later (see
+    /// [`Engine::advance_watermark`]).
+    ///
+    /// [`Engine::advance_watermark`]: crate::runtime::Engine::advance_watermark
+    pub fn advance_watermark(&mut self, to: i64, out: &mut dyn Collect<P::Item>) {
+        self.clock_step(ClockStep::Advance(to), out);
+    }
+
+    /// The input has been silent for `quiet_ms` of processing time (see
+    /// [`Engine::advance_quiet`]).
+    ///
+    /// [`Engine::advance_quiet`]: crate::runtime::Engine::advance_quiet
+    pub fn advance_quiet(&mut self, quiet_ms: u64, out: &mut dyn Collect<P::Item>) {
+        self.clock_step(ClockStep::Quiet(quiet_ms), out);
+    }
+
+    /// A step of every worker's clocks, in input order with the records.
+    fn clock_step(&mut self, step: ClockStep, out: &mut dyn Collect<P::Item>) {
         if !self.stopped {
-            self.chunk.entries.push(Entry::Tick(now_ms));
+            self.chunk.entries.push(Entry::Clock(step));
             self.after_record(out);
         }
     }
@@ -536,6 +554,14 @@ impl<P: Prepare> Run<P::Item> for ParallelEngine<P> {
 
     fn tick(&mut self, now_ms: u64, out: &mut dyn Collect<P::Item>) {
         ParallelEngine::tick(self, now_ms, out);
+    }
+
+    fn advance_watermark(&mut self, to: i64, out: &mut dyn Collect<P::Item>) {
+        ParallelEngine::advance_watermark(self, to, out);
+    }
+
+    fn advance_quiet(&mut self, quiet_ms: u64, out: &mut dyn Collect<P::Item>) {
+        ParallelEngine::advance_quiet(self, quiet_ms, out);
     }
 
     fn flush(&mut self, out: &mut dyn Collect<P::Item>) {

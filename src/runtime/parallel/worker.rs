@@ -248,8 +248,7 @@ impl<P: Prepare> Worker<P> {
                             });
                         });
                 }
-                Entry::EndSource(source) => timeline.push(Step::EndSource { seq, source }),
-                Entry::Tick(now_ms) => timeline.push(Step::Tick { seq, now_ms }),
+                Entry::Clock(step) => timeline.push(Step::Clock { seq, step }),
             }
         }
         if !rejects.is_empty() {
@@ -336,12 +335,8 @@ impl<P: Prepare> Worker<P> {
                     }
                     self.drain(seq, &mut lines);
                 }
-                Step::EndSource { seq, source } => {
-                    self.advance_clocks(seq, |c, moved| c.end_source(source, moved));
-                    self.drain(seq, &mut lines);
-                }
-                Step::Tick { seq, now_ms } => {
-                    self.advance_clocks(seq, |c, moved| c.tick(now_ms, moved));
+                Step::Clock { seq, step } => {
+                    self.advance_clocks(seq, |c, moved| step.run(c, moved));
                     self.drain(seq, &mut lines);
                 }
             }
