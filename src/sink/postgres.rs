@@ -270,40 +270,33 @@ impl TableSink for PostgresSink {
             ..BatchReport::default()
         };
         let retracted: Vec<String> = prepared.retracted.into_iter().map(|(k, _)| k).collect();
-        // The rows in COPY's text format (the fast way in), and as statement parameters (to
-        // find the rows the database refuses, should COPY fail).
+        // The rows in COPY's text format (the fast way in); as statement parameters only
+        // should COPY fail (to find the rows the database refuses).
         let mut copy = String::new();
-        let mut good: Vec<Vec<Box<dyn ToSql + Sync + Send>>> =
-            Vec::with_capacity(prepared.rows.len());
-        for (key, values) in prepared.rows {
-            copy.push_str(&key);
-            for v in &values {
+        let suffix = format!("\t{id}\n");
+        for (key, values) in &prepared.rows {
+            copy.push_str(key);
+            for v in values {
                 copy.push('\t');
                 push_copy_field(&mut copy, v);
             }
-            copy.push_str(&format!("\t{id}\n"));
-            let mut p: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(key)];
+            copy.push_str(&suffix);
+        }
+        let copy = bytes::Bytes::from(copy);
+        let rows = prepared.rows;
+        let row_params = |(key, values): &(String, Vec<SqlValue>)| {
+            let mut p: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(key.clone())];
             p.extend(values.iter().zip(&types).map(|(v, t)| param(v, *t)));
             p.push(Box::new(id));
-            good.push(p);
-        }
+            p
+        };
         let ncols = self.layout.columns.len() + 2;
         let per_stmt = Dialect::rows_per_statement(&self.layout);
         let table = self.table();
         let progress = self.progress_table();
         let name = self.name.clone();
         let complete = batch.mode == OutputMode::Complete;
-        let chunks: Vec<(String, Vec<&(dyn ToSql + Sync)>)> = good
-            .chunks(per_stmt)
-            .map(|chunk| {
-                let sql = Dialect::Postgres.insert(&table, &self.layout, chunk.len());
-                let params: Vec<&(dyn ToSql + Sync)> = chunk
-                    .iter()
-                    .flat_map(|p| p.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)))
-                    .collect();
-                (sql, params)
-            })
-            .collect();
+        let layout = self.layout.clone();
         let single = Dialect::Postgres.insert(&table, &self.layout, 1);
         let stage_ddl = format!(
             "CREATE TEMP TABLE IF NOT EXISTS motif_stage (LIKE {table}) ON COMMIT DELETE ROWS"
@@ -365,11 +358,11 @@ impl TableSink for PostgresSink {
                         let sql = if direct { &copy_direct } else { &copy_sql };
                         let sink = sp.copy_in(sql.as_str()).await?;
                         let mut sink = std::pin::pin!(sink);
-                        sink.send(bytes::Bytes::from(copy.clone())).await?;
+                        sink.send(copy.clone()).await?;
                         sink.as_mut().finish().await?;
                         if !direct {
+                            // The staging table empties itself at commit.
                             sp.execute(upsert_sql.as_str(), &[]).await?;
-                            sp.batch_execute("TRUNCATE motif_stage").await?;
                         }
                         Ok::<(), tokio_postgres::Error>(())
                     }
@@ -383,8 +376,24 @@ impl TableSink for PostgresSink {
                         Err(_) => sp.rollback().await?,
                     }
                 }
-                let statements = if copied { &[][..] } else { &chunks[..] };
-                for (sql, params) in statements {
+                // COPY refused the batch: statement by statement.
+                let good: Vec<Vec<Box<dyn ToSql + Sync + Send>>> = if copied {
+                    Vec::new()
+                } else {
+                    rows.iter().map(row_params).collect()
+                };
+                let chunks: Vec<(String, Vec<&(dyn ToSql + Sync)>)> = good
+                    .chunks(per_stmt)
+                    .map(|chunk| {
+                        let sql = Dialect::Postgres.insert(&table, &layout, chunk.len());
+                        let params: Vec<&(dyn ToSql + Sync)> = chunk
+                            .iter()
+                            .flat_map(|p| p.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)))
+                            .collect();
+                        (sql, params)
+                    })
+                    .collect();
+                for (sql, params) in &chunks {
                     let sp = tx.savepoint("chunk").await?;
                     match sp.execute(sql.as_str(), params).await {
                         Ok(_) => sp.commit().await?,
@@ -430,7 +439,7 @@ impl TableSink for PostgresSink {
         if let (Some(r), DbErrorPolicy::Stop) = (refused_db.first(), policy) {
             return Err(stop_at(&self.target, batch.id, r));
         }
-        let report = report_of(report, attempts, outcome, good.len(), refused_db);
+        let report = report_of(report, attempts, outcome, rows.len(), refused_db);
         self.committed = Some(batch.id);
         Ok(report)
     }
