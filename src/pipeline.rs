@@ -11,6 +11,10 @@
 //! and seeks the source to its position, so the outputs end up byte-identical to an
 //! uninterrupted run (with `ordered`, whose output order does not depend on timing).
 
+#[cfg(feature = "kafka")]
+mod changelog;
+#[cfg(feature = "kafka")]
+pub mod group;
 mod stage;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -187,6 +191,9 @@ pub struct Summary {
     pub already_finished: bool,
     /// What the aggregations wrote, if the run has any.
     pub aggregates: Option<AggregateProgress>,
+    /// Scale-out: matches of records a process before this one may have delivered already
+    /// (it stopped without handing its partition over), delivered again.
+    pub possible_duplicates: u64,
 }
 
 /// What the aggregations of a run have written so far.
@@ -961,6 +968,7 @@ pub fn run(
             interrupted,
             already_finished: false,
             aggregates: outputs.stage.as_ref().map(Aggregation::progress),
+            possible_duplicates: 0,
         });
     }
     if policy.stopped.is_some() {
@@ -1003,6 +1011,7 @@ pub fn run(
         interrupted,
         already_finished: false,
         aggregates: outputs.stage.as_ref().map(Aggregation::progress),
+        possible_duplicates: 0,
     })
 }
 

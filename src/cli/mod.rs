@@ -470,6 +470,50 @@ fn open_kafka(input: &str) -> Result<Box<dyn Source>, String> {
     }
 }
 
+/// Whether `input` is a Kafka URL with a `state_topic` (a scale-out group member).
+fn group_mode(input: &str) -> bool {
+    #[cfg(feature = "kafka")]
+    {
+        input.starts_with(source::kafka::PREFIX)
+            && source::kafka::KafkaSpec::parse(input).is_ok_and(|s| s.state_topic.is_some())
+    }
+    #[cfg(not(feature = "kafka"))]
+    {
+        let _ = input;
+        false
+    }
+}
+
+/// Runs this process as a member of a scale-out group ([`pipeline::group`]).
+fn run_group(
+    decls: &[crate::pattern::PatternDecl],
+    options: &PipelineOptions,
+    input: &str,
+    spec: &OutputSpec,
+    stop: &std::sync::atomic::AtomicBool,
+    show: &mut dyn FnMut(&pipeline::Progress<'_>),
+) -> Result<pipeline::Summary, pipeline::PipelineError> {
+    #[cfg(feature = "kafka")]
+    {
+        pipeline::group::run(
+            decls,
+            options,
+            input,
+            spec,
+            stop,
+            &mut |n| eprintln!("{n}"),
+            show,
+        )
+    }
+    #[cfg(not(feature = "kafka"))]
+    {
+        let _ = (decls, options, spec, stop, show);
+        Err(pipeline::PipelineError::Source(source::SourceError::Spec(
+            format!("{input}: this motif is built without Kafka (cargo feature `kafka`)"),
+        )))
+    }
+}
+
 fn run(mut args: RunArgs) -> i32 {
     if let Some(path) = args.config.clone() {
         match config::load(&path).map(|f| config::apply(&mut args, f)) {
@@ -537,7 +581,11 @@ fn run(mut args: RunArgs) -> i32 {
             d.key = key.clone();
         }
     }
-    let mut records: Box<dyn Source> = if input.starts_with("kafka://") {
+    // A Kafka input with a state topic: this process is one member of a scale-out group.
+    let group = group_mode(&input);
+    let mut records: Box<dyn Source> = if group {
+        Box::new(Records::new(Vec::new(), None))
+    } else if input.starts_with("kafka://") {
         match open_kafka(&input) {
             Ok(k) => k,
             Err(e) => {
@@ -642,24 +690,29 @@ fn run(mut args: RunArgs) -> i32 {
     // The first partial match a cap drops is said at once, even with --quiet: matches may be
     // missing from then on.
     let mut warned_caps = false;
-    let result = pipeline::run(
-        &decls,
-        &options,
-        records.as_mut(),
-        &spec,
-        stop,
-        &mut |n| eprintln!("{n}"),
-        &mut |p| {
-            if p.stats.dropped_runs > 0 && !warned_caps {
-                warned_caps = true;
-                status.clear();
-                eprintln!("{}", cap_warning(&args));
-            }
-            if status.due() {
-                status.show(p.stats, p.partial_matches, p.watermark_lag, p.aggregates);
-            }
-        },
-    );
+    let mut show = |p: &pipeline::Progress<'_>| {
+        if p.stats.dropped_runs > 0 && !warned_caps {
+            warned_caps = true;
+            status.clear();
+            eprintln!("{}", cap_warning(&args));
+        }
+        if status.due() {
+            status.show(p.stats, p.partial_matches, p.watermark_lag, p.aggregates);
+        }
+    };
+    let result = if group {
+        run_group(&decls, &options, &input, &spec, stop, &mut show)
+    } else {
+        pipeline::run(
+            &decls,
+            &options,
+            records.as_mut(),
+            &spec,
+            stop,
+            &mut |n| eprintln!("{n}"),
+            &mut show,
+        )
+    };
     status.clear();
     if let Ok(s) = &result {
         if s.stats.dropped_runs > 0 && !warned_caps && !s.already_finished {
@@ -696,6 +749,12 @@ fn run(mut args: RunArgs) -> i32 {
                 ""
             }
         );
+        if summary.possible_duplicates > 0 {
+            eprintln!(
+                "motif: {} matches delivered again after taking partitions over from a process that stopped without handing them over (possible duplicates)",
+                summary.possible_duplicates
+            );
+        }
         if let Some(a) = summary.aggregates {
             eprintln!(
                 "motif: batches: {} rows in {} batches this run{}{}",

@@ -75,7 +75,7 @@ pub enum SinkError {
 }
 
 /// A destination for rendered lines, with epochs.
-pub trait Sink {
+pub trait Sink: Send {
     /// Appends `bytes` (whole lines) to the current epoch.
     fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError>;
 
@@ -200,7 +200,7 @@ pub enum StdStream {
 pub struct StdSink {
     role: String,
     stream: StdStream,
-    out: Box<dyn Write>,
+    out: Box<dyn Write + Send>,
     bytes: u64,
     committed: Option<u64>,
 }
@@ -208,7 +208,7 @@ pub struct StdSink {
 impl StdSink {
     /// A sink writing to `stream`.
     pub fn new(role: &str, stream: StdStream) -> StdSink {
-        let out: Box<dyn Write> = match stream {
+        let out: Box<dyn Write + Send> = match stream {
             StdStream::Stdout => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
             StdStream::Stderr => Box::new(io::stderr()),
         };

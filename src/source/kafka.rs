@@ -59,6 +59,13 @@ pub struct KafkaSpec {
     pub connect_timeout: Duration,
     /// librdkafka properties passed through.
     pub properties: Vec<(String, String)>,
+    /// Scale-out: each partition's state goes to this compacted topic (a changelog), and
+    /// the processes of the group hand partitions over with it
+    /// ([`crate::pipeline::group`]).
+    pub state_topic: Option<String>,
+    /// Scale-out: time between two writes of every partition's state (`state_interval_ms`,
+    /// default 10 s).
+    pub state_interval: Duration,
 }
 
 /// A Kafka URL's parts: `kafka://BROKERS/NAME[,NAME]?k=v&…`.
@@ -138,6 +145,8 @@ impl KafkaSpec {
             timestamp_field: None,
             connect_timeout: METADATA_TIMEOUT,
             properties: Vec::new(),
+            state_topic: None,
+            state_interval: Duration::from_secs(10),
         };
         for (k, v) in options {
             match k.as_str() {
@@ -163,6 +172,22 @@ impl KafkaSpec {
                     spec.connect_timeout = Duration::from_millis(ms);
                 }
                 "timestamp_field" => spec.timestamp_field = Some(v),
+                "state_topic" => {
+                    if !valid_topic(&v) {
+                        return Err(SourceError::Spec(format!(
+                            "{url}: state_topic={v}: not a valid topic name"
+                        )));
+                    }
+                    spec.state_topic = Some(v);
+                }
+                "state_interval_ms" => {
+                    let ms: u64 = v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                        SourceError::Spec(format!(
+                            "{url}: state_interval_ms={v}: expected milliseconds (> 0)"
+                        ))
+                    })?;
+                    spec.state_interval = Duration::from_millis(ms);
+                }
                 "enable.auto.commit" | "enable.auto.offset.store" if v == "true" => {
                     return Err(SourceError::Spec(format!(
                         "{url}: {k}=true: motif commits offsets itself, after its checkpoints"
@@ -423,47 +448,7 @@ impl KafkaSource {
         }
         part.next = Some(offset + 1);
         part.taken += 1;
-        self.text.clear();
-        match msg.payload() {
-            None | Some([]) => self.text = unreadable("empty message", b"", false),
-            Some(bytes) => match std::str::from_utf8(bytes) {
-                Ok(s) => self.text.push_str(s.trim()),
-                Err(_) => self.text = unreadable("invalid UTF-8", bytes, false),
-            },
-        }
-        let key_field = self.spec.key_field.as_deref();
-        let ts_field = self.spec.timestamp_field.as_deref();
-        if (key_field.is_some() || ts_field.is_some()) && self.text.ends_with('}') {
-            self.text.pop();
-            let empty = self.text.trim_end().ends_with('{');
-            let mut first = empty;
-            if let Some(f) = key_field {
-                if !first {
-                    self.text.push(',');
-                }
-                first = false;
-                push_json_str(&mut self.text, f);
-                self.text.push(':');
-                match msg.key().map(String::from_utf8_lossy) {
-                    Some(k) => push_json_str(&mut self.text, &k),
-                    None => self.text.push_str("null"),
-                }
-            }
-            if let Some(f) = ts_field {
-                if !first {
-                    self.text.push(',');
-                }
-                push_json_str(&mut self.text, f);
-                self.text.push(':');
-                match msg.timestamp().to_millis() {
-                    Some(ms) => {
-                        let _ = write!(self.text, "{ms}");
-                    }
-                    None => self.text.push_str("null"),
-                }
-            }
-            self.text.push('}');
-        }
+        message_text(&msg, &self.spec, &mut self.text);
         let line = u64::try_from(offset).unwrap_or(0);
         self.held = Some((i, line));
         drop(msg);
@@ -505,6 +490,53 @@ impl KafkaSource {
     fn origin_index(&self, origin: &str) -> Option<&usize> {
         let (topic, p) = origin.rsplit_once('/')?;
         self.index.get(&(topic.to_string(), p.parse().ok()?))
+    }
+}
+
+/// The record of message `msg` as `spec` reads it: its payload (a JSON object), with the
+/// message key and timestamp spliced in as fields when `spec` asks; a payload that is not
+/// text is marked unreadable (rejected with the reason).
+pub(crate) fn message_text(msg: &impl Message, spec: &KafkaSpec, text: &mut String) {
+    text.clear();
+    match msg.payload() {
+        None | Some([]) => *text = unreadable("empty message", b"", false),
+        Some(bytes) => match std::str::from_utf8(bytes) {
+            Ok(s) => text.push_str(s.trim()),
+            Err(_) => *text = unreadable("invalid UTF-8", bytes, false),
+        },
+    }
+    let key_field = spec.key_field.as_deref();
+    let ts_field = spec.timestamp_field.as_deref();
+    if (key_field.is_some() || ts_field.is_some()) && text.ends_with('}') {
+        text.pop();
+        let empty = text.trim_end().ends_with('{');
+        let mut first = empty;
+        if let Some(f) = key_field {
+            if !first {
+                text.push(',');
+            }
+            first = false;
+            push_json_str(text, f);
+            text.push(':');
+            match msg.key().map(String::from_utf8_lossy) {
+                Some(k) => push_json_str(text, &k),
+                None => text.push_str("null"),
+            }
+        }
+        if let Some(f) = ts_field {
+            if !first {
+                text.push(',');
+            }
+            push_json_str(text, f);
+            text.push(':');
+            match msg.timestamp().to_millis() {
+                Some(ms) => {
+                    let _ = write!(text, "{ms}");
+                }
+                None => text.push_str("null"),
+            }
+        }
+        text.push('}');
     }
 }
 

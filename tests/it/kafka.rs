@@ -252,3 +252,243 @@ fn an_unreachable_broker_is_a_clear_error_not_a_crash() {
     assert!(stderr.contains("metadata"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The events of `lines` with one more event per partition of `events`, far later than the
+/// rest and matching nothing: it moves each partition's watermark past every window, so a
+/// service (no end of input) decides what a file run decides at its end. Appended to the
+/// file the file run reads too.
+fn with_flush_events(dir: &Path, boot: &str) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", boot)
+        .create()
+        .expect("producer");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("events.jsonl"))
+        .unwrap();
+    for part in 0..4 {
+        let l = format!(r#"{{"key":"flush-{part}","type":"Z","ts":9000000000000}}"#);
+        std::io::Write::write_all(&mut file, format!("{l}\n").as_bytes()).unwrap();
+        p.send(
+            BaseRecord::<str, str>::to("events")
+                .payload(&l)
+                .partition(part),
+        )
+        .expect("send");
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// A member of scale-out group `group` (state topic `state`), matches to topic `matches`,
+/// its standard error to `dir/NAME.err`.
+fn member(dir: &Path, boot: &str, group: &str, name: &str) -> std::process::Child {
+    let session = "session.timeout.ms=6000&heartbeat.interval.ms=500";
+    motif()
+        .args(["run"])
+        .arg(dir.join("p.motif"))
+        .arg("-i")
+        .arg(format!(
+            "kafka://{boot}/events?group={group}&state_topic=state&state_interval_ms=200&{session}"
+        ))
+        .arg("-o")
+        .arg(format!("kafka://{boot}/matches"))
+        .arg("--late-output")
+        .arg(dir.join(format!("{name}.late")))
+        .stderr(std::fs::File::create(dir.join(format!("{name}.err"))).unwrap())
+        .spawn()
+        .expect("spawn a member")
+}
+
+/// Reads `topic` from its start into `got` until every line of `want` is there or `secs`
+/// have passed, then a second more (anything extra shows).
+fn read_until(c: &BaseConsumer, got: &mut Vec<String>, want: &[String], secs: u64) {
+    let want: std::collections::HashSet<&String> = want.iter().collect();
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut quiet_until = None;
+    loop {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            got.push(String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap());
+        }
+        let have: std::collections::HashSet<&String> = got.iter().collect();
+        if quiet_until.is_none() && want.is_subset(&have) {
+            quiet_until = Some(Instant::now() + Duration::from_secs(1));
+        }
+        if quiet_until.is_some_and(|q| Instant::now() >= q) || Instant::now() >= until {
+            return;
+        }
+    }
+}
+
+fn reader(boot: &str, topic: &str) -> BaseConsumer {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", boot)
+        .set("group.id", "test-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).unwrap();
+    c
+}
+
+/// SIGTERM, then the exit status and the standard error it wrote.
+fn stop(dir: &Path, name: &str, child: &mut std::process::Child) -> String {
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let until = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("{name} did not stop within a minute of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(dir.join(format!("{name}.err"))).unwrap_or_default();
+    assert!(status.success(), "{name}: {status:?}: {err}");
+    err
+}
+
+/// The "possible duplicates" a member's summary counts.
+fn counted_duplicates(err: &str) -> usize {
+    err.lines()
+        .find_map(|l| {
+            l.strip_prefix("motif: ")?
+                .split_once(" matches delivered again")
+                .and_then(|(n, _)| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn no_late(dir: &Path, names: &[&str]) {
+    for n in names {
+        let late = std::fs::read_to_string(dir.join(format!("{n}.late"))).unwrap_or_default();
+        assert!(
+            late.is_empty(),
+            "{n} found late events: {}",
+            &late[..late.len().min(1000)]
+        );
+    }
+}
+
+/// Two members split the partitions; a member joining mid-stream takes some over by a
+/// clean handover (state written at the revocation): the matches topic holds every match
+/// of the file run exactly once.
+#[test]
+fn members_joining_a_group_hand_partitions_over_with_their_state() {
+    let dir = scratch("group-join");
+    std::fs::write(dir.join("p.motif"), PATTERN).unwrap();
+    let lines = events(&dir, 20_000);
+    let c = cluster();
+    let boot = c.bootstrap_servers();
+    c.create_topic("matches", 1, 1).unwrap();
+    // The mock cluster cannot create topics on request: the state topic is made here.
+    c.create_topic("state", 4, 1).unwrap();
+    let matches = reader(&boot, "matches");
+    produce(&boot, "events", &lines[..8_000]);
+    let mut a = member(&dir, &boot, "j", "a");
+    let mut got = Vec::new();
+    // A holds every partition and has matched some of the first part.
+    read_until(&matches, &mut got, &[], 0);
+    let until = Instant::now() + Duration::from_secs(60);
+    while got.is_empty() && Instant::now() < until {
+        read_until(&matches, &mut got, &[], 0);
+        if let Some(st) = a.try_wait().unwrap() {
+            let err = std::fs::read_to_string(dir.join("a.err")).unwrap_or_default();
+            panic!("the member ended: {st:?}: {err}");
+        }
+    }
+    assert!(!got.is_empty(), "a member gives matches");
+    let mut b = member(&dir, &boot, "j", "b");
+    std::thread::sleep(Duration::from_secs(4));
+    produce(&boot, "events", &lines[8_000..14_000]);
+    let mut c3 = member(&dir, &boot, "j", "c");
+    std::thread::sleep(Duration::from_secs(4));
+    produce(&boot, "events", &lines[14_000..]);
+    with_flush_events(&dir, &boot);
+    let expected = file_run(&dir);
+    read_until(&matches, &mut got, &expected, 90);
+    let errs: Vec<String> = [("a", &mut a), ("b", &mut b), ("c", &mut c3)]
+        .into_iter()
+        .map(|(n, ch)| stop(&dir, n, ch))
+        .collect();
+    no_late(&dir, &["a", "b", "c"]);
+    let records: u64 = errs
+        .iter()
+        .filter_map(|e| {
+            e.lines().find_map(|l| {
+                l.strip_prefix("motif: ")?
+                    .split_once(" records,")?
+                    .0
+                    .parse::<u64>()
+                    .ok()
+            })
+        })
+        .sum();
+    assert!(
+        records >= 20_004,
+        "every record processed: {records}; {errs:?}"
+    );
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    assert_eq!(
+        got_sorted.len(),
+        expected.len(),
+        "none lost, none twice: {errs:?}"
+    );
+    assert_eq!(got_sorted, expected);
+    for e in &errs {
+        assert_eq!(counted_duplicates(e), 0, "{e}");
+    }
+}
+
+/// A member killed mid-stream (SIGKILL: no handover): another takes its partitions over
+/// from their last state; a third joins. Every match of the file run is on the matches
+/// topic, and the matches delivered twice are no more than the members counted.
+#[test]
+fn a_killed_member_loses_no_match_and_counts_what_it_may_repeat() {
+    let dir = scratch("group-kill");
+    std::fs::write(dir.join("p.motif"), PATTERN).unwrap();
+    let lines = events(&dir, 20_000);
+    let c = cluster();
+    let boot = c.bootstrap_servers();
+    c.create_topic("matches", 1, 1).unwrap();
+    // The mock cluster cannot create topics on request: the state topic is made here.
+    c.create_topic("state", 4, 1).unwrap();
+    let matches = reader(&boot, "matches");
+    produce(&boot, "events", &lines[..6_000]);
+    let mut a = member(&dir, &boot, "k", "a");
+    let mut b = member(&dir, &boot, "k", "b");
+    std::thread::sleep(Duration::from_secs(5));
+    produce(&boot, "events", &lines[6_000..12_000]);
+    let mut got = Vec::new();
+    read_until(&matches, &mut got, &[], 1);
+    std::thread::sleep(Duration::from_millis(300));
+    a.kill().unwrap(); // SIGKILL
+    let _ = a.wait();
+    produce(&boot, "events", &lines[12_000..16_000]);
+    let mut c3 = member(&dir, &boot, "k", "c");
+    produce(&boot, "events", &lines[16_000..]);
+    with_flush_events(&dir, &boot);
+    let expected = file_run(&dir);
+    read_until(&matches, &mut got, &expected, 120);
+    let errs: Vec<String> = [("b", &mut b), ("c", &mut c3)]
+        .into_iter()
+        .map(|(n, ch)| stop(&dir, n, ch))
+        .collect();
+    no_late(&dir, &["a", "b", "c"]);
+    let distinct: std::collections::BTreeSet<&String> = got.iter().collect();
+    let want: std::collections::BTreeSet<&String> = expected.iter().collect();
+    assert_eq!(distinct, want, "every match, nothing else: {errs:?}");
+    let repeated = got.len() - distinct.len();
+    let counted: usize = errs.iter().map(|e| counted_duplicates(e)).sum();
+    assert!(
+        repeated <= counted,
+        "{repeated} matches delivered twice, {counted} counted: {errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("did not hand it over")),
+        "a takeover after the kill: {errs:?}"
+    );
+}

@@ -1,0 +1,266 @@
+//! The state topic of a scale-out run: a compacted Kafka topic holding, per input topic
+//! partition, the newest state of its matching (a changelog, as Kafka Streams keeps one per
+//! task). Input partition `p`'s state is the message keyed `TOPIC/p` in state partition
+//! `p % partitions`; compaction keeps the newest message per key, and a reader takes the
+//! newest it finds, so an uncompacted topic is correct too (only slower to read).
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// The largest state message written (librdkafka's `message.max.bytes` for the state
+/// producer; the topic is created with the same `max.message.bytes`).
+pub const MAX_STATE_BYTES: usize = 64 << 20;
+
+/// A state topic, open for reading and writing.
+pub struct Changelog {
+    topic: String,
+    partitions: i32,
+    producer: BaseProducer,
+    reader: BaseConsumer,
+    timeout: Duration,
+}
+
+/// Why the state topic could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("state topic {topic}: {why}")]
+pub struct ChangelogError {
+    /// The topic.
+    pub topic: String,
+    /// What went wrong.
+    pub why: String,
+}
+
+impl Changelog {
+    /// Opens `topic` on `brokers` (with the source's librdkafka `properties`), creating it
+    /// compacted with `partitions` partitions if it does not exist.
+    pub fn open(
+        brokers: &str,
+        topic: &str,
+        partitions: i32,
+        properties: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Changelog, ChangelogError> {
+        let fail = |why: String| ChangelogError {
+            topic: topic.to_string(),
+            why,
+        };
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", brokers);
+        for (k, v) in properties {
+            // Consumer-group settings mean nothing to these clients.
+            if !k.starts_with("group.") && !k.starts_with("session.") {
+                config.set(k, v);
+            }
+        }
+        let mut producer_config = config.clone();
+        producer_config
+            .set("enable.idempotence", "true")
+            .set("message.max.bytes", MAX_STATE_BYTES.to_string())
+            .set("linger.ms", "0");
+        let producer: BaseProducer = producer_config
+            .create()
+            .map_err(|e| fail(format!("cannot create a producer: {e}")))?;
+        let mut reader_config = config.clone();
+        reader_config
+            .set("group.id", format!("motif-state-reader-{topic}"))
+            .set("enable.auto.commit", "false")
+            .set("fetch.max.bytes", (MAX_STATE_BYTES + (1 << 20)).to_string())
+            .set("max.partition.fetch.bytes", MAX_STATE_BYTES.to_string())
+            .set("enable.partition.eof", "false");
+        let reader: BaseConsumer = reader_config
+            .create()
+            .map_err(|e| fail(format!("cannot create a reader: {e}")))?;
+        let existing = Self::partition_count(&reader, topic, timeout).map_err(&fail)?;
+        let partitions = match existing {
+            Some(n) => n,
+            None => {
+                create_topic(&config, topic, partitions, timeout).map_err(&fail)?;
+                let until = Instant::now() + timeout;
+                loop {
+                    match Self::partition_count(&reader, topic, timeout).map_err(&fail)? {
+                        Some(n) => break n,
+                        None if Instant::now() < until => {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        None => return Err(fail("created, but it does not appear".to_string())),
+                    }
+                }
+            }
+        };
+        Ok(Changelog {
+            topic: topic.to_string(),
+            partitions,
+            producer,
+            reader,
+            timeout,
+        })
+    }
+
+    /// The topic's partition count, `None` if it does not exist.
+    fn partition_count(
+        reader: &BaseConsumer,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Option<i32>, String> {
+        let md = reader
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| format!("cannot read its metadata: {e}"))?;
+        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+            return Ok(None);
+        };
+        if t.error().is_some() || t.partitions().is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            i32::try_from(t.partitions().len()).unwrap_or(i32::MAX),
+        ))
+    }
+
+    /// The state partition of input partition `partition`.
+    fn partition_of(&self, partition: i32) -> i32 {
+        partition.rem_euclid(self.partitions.max(1))
+    }
+
+    /// Writes `bytes` as the newest state of `key` (of input partition `partition`) and
+    /// waits until the broker has it.
+    pub fn put(&self, key: &str, partition: i32, bytes: &[u8]) -> Result<(), ChangelogError> {
+        let fail = |why: String| ChangelogError {
+            topic: self.topic.clone(),
+            why,
+        };
+        if bytes.len() > MAX_STATE_BYTES {
+            return Err(fail(format!(
+                "the state of {key} is {} bytes, more than the {MAX_STATE_BYTES} a state message may hold",
+                bytes.len()
+            )));
+        }
+        let mut record = BaseRecord::to(&self.topic)
+            .key(key)
+            .payload(bytes)
+            .partition(self.partition_of(partition));
+        let until = Instant::now() + self.timeout;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                    if Instant::now() < until =>
+                {
+                    self.producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+                Err((e, _)) => return Err(fail(format!("cannot write the state of {key}: {e}"))),
+            }
+        }
+        self.producer
+            .flush(self.timeout)
+            .map_err(|e| fail(format!("the state of {key} was not acknowledged: {e}")))
+    }
+
+    /// The newest state of `key` (of input partition `partition`), if the topic has one.
+    pub fn latest(&self, key: &str, partition: i32) -> Result<Option<Vec<u8>>, ChangelogError> {
+        let fail = |why: String| ChangelogError {
+            topic: self.topic.clone(),
+            why,
+        };
+        let sp = self.partition_of(partition);
+        let (low, high) = self
+            .reader
+            .fetch_watermarks(&self.topic, sp, self.timeout)
+            .map_err(|e| fail(format!("cannot read the end of partition {sp}: {e}")))?;
+        if high <= low {
+            return Ok(None);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, sp, Offset::Offset(low))
+            .map_err(|e| fail(e.to_string()))?;
+        self.reader
+            .assign(&tpl)
+            .map_err(|e| fail(format!("cannot read partition {sp}: {e}")))?;
+        let mut newest = None;
+        let until = Instant::now() + self.timeout;
+        let mut at = low;
+        while at < high {
+            if Instant::now() >= until {
+                let _ = self.reader.unassign();
+                return Err(fail(format!(
+                    "reading partition {sp} timed out at offset {at} of {high}"
+                )));
+            }
+            match self.reader.poll(Duration::from_millis(100)) {
+                None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => {
+                    let _ = self.reader.unassign();
+                    return Err(fail(format!("cannot read partition {sp}: {e}")));
+                }
+                Some(Ok(m)) => {
+                    at = m.offset() + 1;
+                    if m.key() == Some(key.as_bytes()) {
+                        newest = m.payload().map(<[u8]>::to_vec);
+                    }
+                }
+            }
+        }
+        let _ = self.reader.unassign();
+        Ok(newest)
+    }
+}
+
+/// Creates `topic`, compacted, with `partitions` partitions (the brokers' default
+/// replication factor); one that exists already is not an error.
+fn create_topic(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .map_err(|e| format!("cannot create an admin client: {e}"))?;
+    let max = MAX_STATE_BYTES.to_string();
+    let new = NewTopic::new(topic, partitions.max(1), TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact")
+        .set("max.message.bytes", &max);
+    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    let results = block_on(admin.create_topics([&new], &options))
+        .map_err(|e| format!("cannot create it: {e}"))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(format!("cannot create it: {code}")),
+        }
+    }
+    Ok(())
+}
+
+/// Runs a future to its end on this thread (the admin client's futures are completed by
+/// its own background thread; nothing else needs an executor here).
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = pin!(f);
+    loop {
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park_timeout(Duration::from_millis(100)),
+        }
+    }
+}

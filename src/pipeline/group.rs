@@ -1,0 +1,697 @@
+//! Scale-out across processes with a Kafka consumer group: `-i
+//! kafka://BROKERS/TOPIC?group=G&state_topic=S`. Every process of group `G` runs this loop;
+//! Kafka divides the topic's partitions among them, and each partition is a task of its own
+//! (as in Kafka Streams): its own engine, watermark and state, so what a partition's events
+//! give does not depend on which process reads it or what else that process reads.
+//!
+//! A task's state (partial matches, buffers, watermark, counters) goes to the compacted
+//! state topic `S` ([`Changelog`]) with the offset it covers: every `state_interval_ms`,
+//! when the partition is revoked (a clean handover) and when the run stops. Offsets are
+//! committed only after the state that covers them is written, and only after every output
+//! of the records before them has been delivered. A process given a partition restores its
+//! newest state and goes on from its offset; if that state was written by a process that is
+//! still reading (it stopped without handing over: killed, or cut off from the group), the
+//! outputs of the records between the state and the partition's end at the takeover may
+//! have been delivered already — they are delivered again and counted as possible
+//! duplicates.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::changelog::Changelog;
+use super::{OutputSpec, Outputs, PipelineError, PipelineOptions, Progress, Summary, QUIET_POLL};
+use crate::checkpoint::format;
+use crate::nfa::Nfa;
+use crate::output::{Render, Stream};
+use crate::pattern::PatternDecl;
+use crate::runtime::{Engine, EngineOptions, EngineState, Input, Output, Stats};
+use crate::source::kafka::{message_text, KafkaSpec, Notices};
+use crate::source::SourceError;
+
+/// One input partition's state as the state topic holds it. `E`: the engine's state, owned
+/// when read back, borrowed when written.
+#[derive(Serialize, Deserialize)]
+struct PartitionState<E = EngineState> {
+    /// `topic/partition`.
+    origin: String,
+    /// The offset of the next message to process (`None`: none processed yet).
+    next: Option<i64>,
+    /// Messages processed (over every process that held the partition).
+    taken: u64,
+    /// Written by a process still reading the partition: a successor may find outputs of
+    /// records after `next` delivered already.
+    open: bool,
+    /// The partition was read to its end (`eof=true`) and its engine finished.
+    finished: bool,
+    /// The partition's counters.
+    stats: Stats,
+    /// The engine's state (`None` once finished).
+    engine: Option<E>,
+}
+
+/// One input partition being processed here.
+struct Task {
+    engine: Engine,
+    topic: String,
+    partition: i32,
+    origin: String,
+    next: Option<i64>,
+    taken: u64,
+    /// Outputs of records before this offset may have been delivered by the process
+    /// before (it stopped without handing over).
+    replay_until: Option<i64>,
+    /// `eof`: where the partition ended when it was assigned.
+    end_at: Option<i64>,
+    finished: bool,
+    /// Records processed since the last state written.
+    dirty: bool,
+    /// When its last record came (for `--quiet-advance`).
+    last_record: Instant,
+    /// Counters before this process took the partition.
+    stats_before: Stats,
+    /// Counters of this engine when it was restored (the engine's own count goes on from
+    /// them).
+    stats_at_restore: Stats,
+}
+
+/// Everything the run loop and the rebalance callbacks share.
+struct Tasks {
+    decls: Vec<PatternDecl>,
+    engine_options: EngineOptions,
+    spec: KafkaSpec,
+    changelog: Changelog,
+    /// The partitions held now (a few per process: found by a scan).
+    tasks: Vec<Task>,
+    outputs: Outputs,
+    render: Render,
+    nfas: Vec<Arc<Nfa>>,
+    out: Vec<Output>,
+    text: String,
+    /// Counters of partitions handed over by this process.
+    handed_over: Stats,
+    possible_duplicates: u64,
+    epoch: u64,
+    /// Something the run must stop at.
+    error: Option<String>,
+    notices: Vec<String>,
+    started: Instant,
+}
+
+/// The consumer's context: background errors to standard error, rebalances to the tasks.
+struct GroupContext {
+    tasks: Arc<Mutex<Tasks>>,
+    notices: Notices,
+}
+
+fn lock(tasks: &Mutex<Tasks>) -> MutexGuard<'_, Tasks> {
+    tasks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ClientContext for GroupContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.notices.client_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut t = lock(&self.tasks);
+            for e in tpl.elements() {
+                t.hand_over(consumer, e.topic(), e.partition());
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let mut t = lock(&self.tasks);
+            for e in tpl.elements() {
+                t.take_over(consumer, e.topic(), e.partition());
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            self.notices.show(
+                "commit",
+                &format!("committing offsets failed (they are committed again after the next state): {e}"),
+            );
+        }
+    }
+}
+
+impl Tasks {
+    /// The index of the task of `topic/partition`.
+    fn find(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.tasks
+            .iter()
+            .position(|t| t.partition == partition && t.topic == topic)
+    }
+
+    fn new_engine(&self) -> Result<Engine, String> {
+        Engine::new(&self.decls, self.engine_options).map_err(|e| e.to_string())
+    }
+
+    /// Partition `topic/partition` is ours now: its newest state is restored (or it starts
+    /// fresh), and a state saying a process is reading it is written at once.
+    fn take_over<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        partition: i32,
+    ) {
+        if self.find(topic, partition).is_some() {
+            return;
+        }
+        let origin = format!("{topic}/{partition}");
+        match self.restore(consumer, topic, partition, &origin) {
+            Ok(task) => {
+                self.tasks.push(task);
+                if let Err(e) = self.write_state(consumer, topic, partition, true, false) {
+                    self.notices.push(format!(
+                        "motif: {origin}: the state saying this process reads it was not written ({e}); it is written again with the next state"
+                    ));
+                }
+            }
+            Err(e) => {
+                self.error.get_or_insert(format!("motif: {origin}: {e}"));
+            }
+        }
+    }
+
+    fn restore<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        partition: i32,
+        origin: &str,
+    ) -> Result<Task, String> {
+        let timeout = self.spec.connect_timeout;
+        let high = || {
+            consumer
+                .fetch_watermarks(topic, partition, timeout)
+                .map(|(_, h)| h)
+                .map_err(|e| format!("cannot read where the partition ends: {e}"))
+        };
+        let end_at = if self.spec.eof { Some(high()?) } else { None };
+        let mut task = Task {
+            engine: self.new_engine()?,
+            topic: topic.to_string(),
+            partition,
+            origin: origin.to_string(),
+            next: None,
+            taken: 0,
+            replay_until: None,
+            end_at,
+            finished: false,
+            dirty: false,
+            last_record: Instant::now(),
+            stats_before: Stats::default(),
+            stats_at_restore: Stats::default(),
+        };
+        let Some(bytes) = self
+            .changelog
+            .latest(origin, partition)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(task);
+        };
+        let state: PartitionState = format::decode(&bytes)
+            .map_err(|e| format!("its newest state in the state topic cannot be read: {e}"))?;
+        if state.origin != origin {
+            return Err(format!(
+                "the state topic's state for it names {} instead",
+                state.origin
+            ));
+        }
+        task.next = state.next;
+        task.taken = state.taken;
+        task.finished = state.finished;
+        task.stats_before = state.stats;
+        if let Some(s) = state.engine {
+            task.stats_at_restore = s.stats;
+            task.engine
+                .restore(s, false)
+                .map_err(|e| format!("its state does not fit the patterns: {e}"))?;
+        }
+        if state.open {
+            let end = high()?;
+            let from = state.next.unwrap_or(0);
+            if end > from {
+                task.replay_until = Some(end);
+                self.notices.push(format!(
+                    "motif: {origin}: taken over from a process that did not hand it over: the outputs of offsets {from}..{end} may have been delivered already; they are delivered again and counted as possible duplicates"
+                ));
+            }
+        }
+        Ok(task)
+    }
+
+    /// Writes partition `topic/partition`'s state (`open`: this process goes on reading
+    /// it) once every output so far is delivered, then commits its offset.
+    fn write_state<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        partition: i32,
+        open: bool,
+        sync: bool,
+    ) -> Result<(), String> {
+        self.epoch += 1;
+        self.outputs
+            .commit(self.epoch)
+            .map_err(|e| format!("outputs not delivered, so no state is written: {e}"))?;
+        let Some(task) = self.find(topic, partition).map(|i| &mut self.tasks[i]) else {
+            return Ok(());
+        };
+        let stats = task.stats();
+        let engine = (!task.finished).then(|| task.engine.state_ref());
+        let state = PartitionState {
+            origin: task.origin.clone(),
+            next: task.next,
+            taken: task.taken,
+            open,
+            finished: task.finished,
+            stats,
+            engine,
+        };
+        let bytes = format::encode(&state).map_err(|e| e.to_string())?;
+        self.changelog
+            .put(&task.origin, partition, &bytes)
+            .map_err(|e| e.to_string())?;
+        task.dirty = false;
+        if let Some(next) = task.next {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, partition, Offset::Offset(next))
+                .map_err(|e| e.to_string())?;
+            let mode = if sync {
+                CommitMode::Sync
+            } else {
+                CommitMode::Async
+            };
+            let rebalancing = |e: &KafkaError| {
+                e.rdkafka_error_code()
+                    == Some(rdkafka::types::RDKafkaErrorCode::RebalanceInProgress)
+            };
+            // During a rebalance the commit is refused; the next state commits again (and a
+            // successor goes by the state's offset, not the group's).
+            if let Err(e) = consumer
+                .commit(&tpl, mode)
+                .map_err(|e| (!rebalancing(&e)).then_some(e))
+            {
+                let Some(e) = e else { return Ok(()) };
+                self.notices.push(format!(
+                    "motif: {topic}/{partition}: committing offset {next} failed (committed again with the next state): {e}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Partition `topic/partition` is revoked: its state goes to the state topic (a clean
+    /// handover), its offset is committed, and it is no longer processed here.
+    fn hand_over<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        partition: i32,
+    ) {
+        if self.find(topic, partition).is_none() {
+            return;
+        }
+        if let Err(e) = self.write_state(consumer, topic, partition, false, true) {
+            self.notices.push(format!(
+                "motif: {topic}/{partition}: handed over without its newest state ({e}): the next process replays from the state before"
+            ));
+        }
+        if let Some(i) = self.find(topic, partition) {
+            let task = self.tasks.swap_remove(i);
+            add(&mut self.handed_over, task.own_stats());
+        }
+    }
+
+    /// Every task's state, for those with records since the last one.
+    fn write_states<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, open: bool) {
+        let keys: Vec<(String, i32)> = self
+            .tasks
+            .iter()
+            .filter(|t| t.dirty || !open)
+            .map(|t| (t.topic.clone(), t.partition))
+            .collect();
+        for (topic, partition) in keys {
+            if let Err(e) = self.write_state(consumer, &topic, partition, open, !open) {
+                self.error
+                    .get_or_insert(format!("motif: {topic}/{partition}: {e}"));
+                return;
+            }
+        }
+    }
+
+    /// One message from the input topic.
+    fn message<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        msg: &impl Message,
+        now_ms: u64,
+    ) {
+        let Some(task) = self
+            .find(msg.topic(), msg.partition())
+            .map(|i| &mut self.tasks[i])
+        else {
+            // Fetched before its partition was revoked: its new owner reads it.
+            return;
+        };
+        let offset = msg.offset();
+        if let Some(next) = task.next {
+            if offset < next {
+                // Before the restored offset: the state holds its results.
+                return;
+            }
+            if offset > next {
+                // The group's offset is ahead of the state: back to the state's.
+                let _ = consumer.seek(
+                    &task.topic,
+                    task.partition,
+                    Offset::Offset(next),
+                    Duration::from_secs(5),
+                );
+                return;
+            }
+        }
+        if task.finished || task.end_at.is_some_and(|end| offset >= end) {
+            return;
+        }
+        message_text(msg, &self.spec, &mut self.text);
+        let input = Input {
+            json: &self.text,
+            origin: &task.origin,
+            line: u64::try_from(offset).unwrap_or(0),
+            partition: 0,
+            now_ms,
+        };
+        task.engine.push_input(&input, &mut self.out);
+        task.next = Some(offset + 1);
+        task.taken += 1;
+        task.dirty = true;
+        task.last_record = Instant::now();
+        let replayed = task.replay_until.is_some_and(|until| offset < until);
+        if task.end_at.is_some_and(|end| offset + 1 >= end) {
+            task.engine.finish(&mut self.out);
+            task.finished = true;
+        }
+        self.deliver(replayed);
+    }
+
+    /// Renders the engine's outputs to the sinks.
+    fn deliver(&mut self, replayed: bool) {
+        for o in self.out.drain(..) {
+            let line = self.render.line(&self.nfas, &o);
+            if line.stream == Stream::Watermark {
+                continue;
+            }
+            if replayed && line.stream == Stream::Match {
+                self.possible_duplicates += 1;
+            }
+            self.outputs.put(&line);
+        }
+    }
+
+    /// Nothing came in this poll: partitions quiet for `--quiet-advance` move on.
+    fn quiet(&mut self, after: Option<u64>) {
+        if let Some(after) = after {
+            for i in 0..self.tasks.len() {
+                let task = &mut self.tasks[i];
+                let quiet = u64::try_from(task.last_record.elapsed().as_millis()).unwrap_or(0);
+                if !task.finished && task.next.is_some() && quiet >= after {
+                    task.engine.advance_quiet(quiet, &mut self.out);
+                    self.deliver(false);
+                }
+            }
+        }
+        self.outputs.flush();
+    }
+
+    fn stats(&self) -> Stats {
+        let mut s = self.handed_over;
+        for t in &self.tasks {
+            add(&mut s, t.own_stats());
+        }
+        s
+    }
+}
+
+impl Task {
+    /// The partition's counters over every process that held it.
+    fn stats(&self) -> Stats {
+        let mut s = self.stats_before;
+        add(&mut s, self.own_stats());
+        s
+    }
+
+    /// What this process did with the partition.
+    fn own_stats(&self) -> Stats {
+        let now = self.engine.stats();
+        let at = self.stats_at_restore;
+        Stats {
+            records: now.records.saturating_sub(at.records),
+            rejected: now.rejected.saturating_sub(at.rejected),
+            late: now.late.saturating_sub(at.late),
+            matches: now.matches.saturating_sub(at.matches),
+            timeouts: now.timeouts.saturating_sub(at.timeouts),
+            dropped_runs: now.dropped_runs.saturating_sub(at.dropped_runs),
+        }
+    }
+}
+
+fn add(to: &mut Stats, s: Stats) {
+    to.records += s.records;
+    to.rejected += s.rejected;
+    to.late += s.late;
+    to.matches += s.matches;
+    to.timeouts += s.timeouts;
+    to.dropped_runs += s.dropped_runs;
+}
+
+/// What a scale-out run cannot do (with the reason), checked before it starts.
+fn unsupported(options: &PipelineOptions, spec: &OutputSpec) -> Option<&'static str> {
+    if !options.aggregates.is_empty() || !spec.aggregates.is_empty() {
+        return Some("aggregates need every match of a window in one process; run them in a process of their own over the matches topic");
+    }
+    if spec.match_table().is_some() {
+        return Some("a match table is written exactly once by one process; send matches to a topic and load it from there");
+    }
+    if options.checkpoint.is_some() {
+        return Some("--checkpoint: the state goes to the state topic instead");
+    }
+    if options.ordered || options.strict {
+        return Some("--ordered and --strict order one process's output; a group has several");
+    }
+    None
+}
+
+/// Runs this process as one member of the consumer group of `url` (which names a
+/// `state_topic`) until `stop` is set, or, with `eof=true`, until every partition it holds
+/// is read to where it ended when it was assigned.
+pub fn run(
+    decls: &[PatternDecl],
+    options: &PipelineOptions,
+    url: &str,
+    spec: &OutputSpec,
+    stop: &AtomicBool,
+    notice: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(&Progress<'_>),
+) -> Result<Summary, PipelineError> {
+    let kafka = KafkaSpec::parse(url)?;
+    let shown = url.split('?').next().unwrap_or(url).to_string();
+    let fail = |why: String| {
+        PipelineError::Source(SourceError::Kafka {
+            target: shown.clone(),
+            why,
+        })
+    };
+    if let Some(why) = unsupported(options, spec) {
+        return Err(fail(format!("with a state topic (scale-out): {why}")));
+    }
+    let Some(state_topic) = kafka.state_topic.clone() else {
+        return Err(fail("no state_topic".to_string()));
+    };
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", &kafka.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in &kafka.properties {
+        config.set(k, v);
+    }
+    // Partitions per topic, to size the state topic (and to say early that a topic is
+    // missing).
+    let probe: BaseConsumer = config.create().map_err(|e| fail(e.to_string()))?;
+    let mut most = 1;
+    for topic in &kafka.topics {
+        let md = probe
+            .fetch_metadata(Some(topic), kafka.connect_timeout)
+            .map_err(|e| fail(format!("cannot read the metadata of topic {topic}: {e}")))?;
+        let n = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len());
+        if n == 0 {
+            return Err(fail(format!("no topic {topic}")));
+        }
+        most = most.max(i32::try_from(n).unwrap_or(i32::MAX));
+    }
+    drop(probe);
+    let changelog = Changelog::open(
+        &kafka.brokers,
+        &state_topic,
+        most,
+        &kafka.properties,
+        kafka.connect_timeout,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let mut engine_options = options.engine;
+    engine_options.source_partitions = 1;
+    engine_options.idle_timeout_ms = None;
+    let probe_engine = Engine::new(decls, engine_options)?;
+    let nfas: Vec<Arc<Nfa>> = probe_engine.nfas().cloned().collect();
+    drop(probe_engine);
+    let outputs = Outputs::open(spec, None, options.format)?;
+    let interval = kafka.state_interval;
+    let tasks = Arc::new(Mutex::new(Tasks {
+        decls: decls.to_vec(),
+        engine_options,
+        spec: kafka.clone(),
+        changelog,
+        tasks: Vec::new(),
+        outputs,
+        render: Render {
+            format: options.format,
+        },
+        nfas,
+        out: Vec::new(),
+        text: String::new(),
+        handed_over: Stats::default(),
+        possible_duplicates: 0,
+        epoch: 0,
+        error: None,
+        notices: Vec::new(),
+        started: Instant::now(),
+    }));
+    let consumer: BaseConsumer<GroupContext> = config
+        .create_with_context(GroupContext {
+            tasks: Arc::clone(&tasks),
+            notices: Notices::default(),
+        })
+        .map_err(|e| fail(e.to_string()))?;
+    let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| fail(format!("cannot subscribe: {e}")))?;
+    let mut last_state = Instant::now();
+    let mut failed = None;
+    let mut interrupted = false;
+    let mut ever_assigned = false;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
+        let polled = consumer.poll(QUIET_POLL);
+        let mut t = lock(&tasks);
+        let now_ms = u64::try_from(t.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match polled {
+            Some(Ok(m)) => t.message(&consumer, &m, now_ms),
+            Some(Err(KafkaError::PartitionEOF(_))) | None => t.quiet(options.quiet_advance_ms),
+            Some(Err(e)) => consumer
+                .context()
+                .notices
+                .show("consume", &format!("consuming failed (retrying): {e}")),
+        }
+        for n in std::mem::take(&mut t.notices) {
+            notice(&n);
+        }
+        if let Some(e) = t.error.take() {
+            failed = Some(e);
+            break;
+        }
+        if let Some(e) = t.outputs.error.take() {
+            failed = Some(format!("motif: cannot write output: {e}"));
+            break;
+        }
+        if last_state.elapsed() >= interval {
+            t.write_states(&consumer, true);
+            last_state = Instant::now();
+        }
+        ever_assigned |= !t.tasks.is_empty();
+        if kafka.eof && ever_assigned && t.tasks.iter().all(|task| task.finished) {
+            break;
+        }
+        let stats = t.stats();
+        let partial = t
+            .tasks
+            .iter()
+            .map(|task| task.engine.open_partial_matches())
+            .sum();
+        let lag = t
+            .tasks
+            .iter()
+            .filter_map(|task| task.engine.watermark_lag())
+            .max();
+        drop(t);
+        progress(&Progress {
+            stats: &stats,
+            partial_matches: Some(partial),
+            watermark_lag: lag,
+            aggregates: None,
+        });
+    }
+    // Every partition handed over with its newest state; leaving the group then revokes
+    // nothing more.
+    {
+        let mut t = lock(&tasks);
+        t.write_states(&consumer, false);
+        for task in std::mem::take(&mut t.tasks) {
+            add(&mut t.handed_over, task.own_stats());
+        }
+        for n in std::mem::take(&mut t.notices) {
+            notice(&n);
+        }
+        if let Some(e) = t.error.take() {
+            failed.get_or_insert(e);
+        }
+    }
+    consumer.unsubscribe();
+    drop(consumer);
+    let mut t = lock(&tasks);
+    t.outputs.flush();
+    let epoch = t.epoch + 1;
+    let end = t.outputs.commit(epoch).err();
+    if let Some(e) = t.outputs.error.take().or(end) {
+        failed.get_or_insert(format!("motif: cannot write output: {e}"));
+    }
+    let stats = t.stats();
+    Ok(Summary {
+        stats,
+        failed,
+        resumed_from: None,
+        interrupted,
+        already_finished: false,
+        aggregates: None,
+        possible_duplicates: t.possible_duplicates,
+    })
+}
