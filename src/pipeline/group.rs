@@ -33,7 +33,7 @@ use crate::nfa::Nfa;
 use crate::output::{Render, Stream};
 use crate::pattern::PatternDecl;
 use crate::runtime::{Engine, EngineOptions, EngineState, Input, Output, Stats};
-use crate::source::kafka::{message_text, KafkaSpec, Notices};
+use crate::source::kafka::{eof_of, message_text, KafkaSpec, Notices};
 use crate::source::SourceError;
 
 /// One input partition's state as the state topic holds it. `E`: the engine's state, owned
@@ -65,11 +65,9 @@ struct Task {
     origin: String,
     next: Option<i64>,
     taken: u64,
-    /// Outputs of records before this offset may have been delivered by the process
-    /// before (it stopped without handing over).
-    replay_until: Option<i64>,
-    /// `eof`: where the partition ended when it was assigned.
-    end_at: Option<i64>,
+    /// Until the partition's end is reached, outputs may have been delivered already by
+    /// the process before (it stopped without handing over).
+    replaying: bool,
     finished: bool,
     /// Records processed since the last state written.
     dirty: bool,
@@ -176,7 +174,7 @@ impl Tasks {
             return;
         }
         let origin = format!("{topic}/{partition}");
-        match self.restore(consumer, topic, partition, &origin) {
+        match self.restore(topic, partition, &origin) {
             Ok(task) => {
                 self.tasks.push(task);
                 if let Err(e) = self.write_state(consumer, topic, partition, true, false) {
@@ -191,21 +189,7 @@ impl Tasks {
         }
     }
 
-    fn restore<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        topic: &str,
-        partition: i32,
-        origin: &str,
-    ) -> Result<Task, String> {
-        let timeout = self.spec.connect_timeout;
-        let high = || {
-            consumer
-                .fetch_watermarks(topic, partition, timeout)
-                .map(|(_, h)| h)
-                .map_err(|e| format!("cannot read where the partition ends: {e}"))
-        };
-        let end_at = if self.spec.eof { Some(high()?) } else { None };
+    fn restore(&mut self, topic: &str, partition: i32, origin: &str) -> Result<Task, String> {
         let mut task = Task {
             engine: self.new_engine()?,
             topic: topic.to_string(),
@@ -213,8 +197,7 @@ impl Tasks {
             origin: origin.to_string(),
             next: None,
             taken: 0,
-            replay_until: None,
-            end_at,
+            replaying: false,
             finished: false,
             dirty: false,
             last_record: Instant::now(),
@@ -247,14 +230,11 @@ impl Tasks {
                 .map_err(|e| format!("its state does not fit the patterns: {e}"))?;
         }
         if state.open {
-            let end = high()?;
-            let from = state.next.unwrap_or(0);
-            if end > from {
-                task.replay_until = Some(end);
-                self.notices.push(format!(
-                    "motif: {origin}: taken over from a process that did not hand it over: the outputs of offsets {from}..{end} may have been delivered already; they are delivered again and counted as possible duplicates"
-                ));
-            }
+            task.replaying = true;
+            self.notices.push(format!(
+                "motif: {origin}: taken over from a process that did not hand it over: the matches of the records from offset {} to the partition's end may have been delivered already; they are delivered again and counted as possible duplicates",
+                state.next.unwrap_or(0)
+            ));
         }
         Ok(task)
     }
@@ -390,7 +370,7 @@ impl Tasks {
                 return;
             }
         }
-        if task.finished || task.end_at.is_some_and(|end| offset >= end) {
+        if task.finished {
             return;
         }
         message_text(msg, &self.spec, &mut self.text);
@@ -406,12 +386,28 @@ impl Tasks {
         task.taken += 1;
         task.dirty = true;
         task.last_record = Instant::now();
-        let replayed = task.replay_until.is_some_and(|until| offset < until);
-        if task.end_at.is_some_and(|end| offset + 1 >= end) {
-            task.engine.finish(&mut self.out);
-            task.finished = true;
-        }
+        let replayed = task.replaying;
         self.deliver(replayed);
+    }
+
+    /// The broker says the consumer reached the end of partition number `partition` (of
+    /// one of the topics: the event names none, see [`eof_of`]): a replay is over, and
+    /// with `eof` the partition is done — its engine finishes (every window decided).
+    fn end_of_partition<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partition: i32) {
+        let candidates = (self.tasks.iter().enumerate())
+            .filter(|(_, t)| t.partition == partition)
+            .map(|(i, t)| (i, t.topic.as_str(), t.next))
+            .collect();
+        for i in eof_of(consumer, &self.spec.topics, partition, candidates) {
+            let task = &mut self.tasks[i];
+            task.replaying = false;
+            if self.spec.eof && !task.finished {
+                task.engine.finish(&mut self.out);
+                task.finished = true;
+                task.dirty = true;
+                self.deliver(false);
+            }
+        }
     }
 
     /// Renders the engine's outputs to the sinks.
@@ -533,7 +529,9 @@ pub fn run(
         .set("group.id", &kafka.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // Partition ends end replays (and, with `eof`, the partitions).
+        .set("enable.partition.eof", "true");
     for (k, v) in &kafka.properties {
         config.set(k, v);
     }
@@ -616,7 +614,11 @@ pub fn run(
         let now_ms = u64::try_from(t.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match polled {
             Some(Ok(m)) => t.message(&consumer, &m, now_ms),
-            Some(Err(KafkaError::PartitionEOF(_))) | None => t.quiet(options.quiet_advance_ms),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                t.end_of_partition(&consumer, p);
+                t.quiet(options.quiet_advance_ms);
+            }
+            None => t.quiet(options.quiet_advance_ms),
             Some(Err(e)) => consumer
                 .context()
                 .notices

@@ -7,7 +7,8 @@
 //! back only until the idle timeout.
 //!
 //! Options besides `group` (default `motif`): `eof=true` ends the input once every assigned
-//! partition is read up to where it ended when the run began (a batch run over a topic);
+//! partition is read to its end (as the broker says when the consumer gets there: a batch
+//! run over a topic);
 //! `key_field=F` adds the message key to each event as field `F` (a string),
 //! `timestamp_field=F` the message timestamp (milliseconds) as field `F`;
 //! `connect_timeout_ms=N` bounds the wait for the brokers when the run starts (default
@@ -266,9 +267,9 @@ struct Part {
     next: Option<i64>,
     /// Messages taken (over every run, when restored).
     taken: u64,
-    /// `eof`: where the partition ended when the run began.
-    end_at: Option<i64>,
-    /// Reached `end_at` (its end notice given or queued).
+    /// `eof`: the broker said the consumer reached the partition's end.
+    at_eof: bool,
+    /// Read to its end (`eof`; its end notice given or queued).
     ended: bool,
 }
 
@@ -301,7 +302,13 @@ impl KafkaSource {
             .set("group.id", &spec.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // The end of a partition, for `eof`: told by the broker when the consumer
+            // gets there (not asked for at the start, which some brokers answer wrongly).
+            .set(
+                "enable.partition.eof",
+                if spec.eof { "true" } else { "false" },
+            );
         for (k, v) in &spec.properties {
             config.set(k, v);
         }
@@ -330,21 +337,13 @@ impl KafkaSource {
             }
             ids.sort_unstable();
             for p in ids {
-                let end_at = if spec.eof {
-                    let (_, high) = consumer
-                        .fetch_watermarks(topic, p, spec.connect_timeout)
-                        .map_err(|e| fail(format!("cannot read the end of {topic}/{p}: {e}")))?;
-                    Some(high)
-                } else {
-                    None
-                };
                 parts.push(Part {
                     topic: topic.clone(),
                     partition: p,
                     origin: format!("{topic}/{p}"),
                     next: None,
                     taken: 0,
-                    end_at,
+                    at_eof: false,
                     ended: false,
                 });
             }
@@ -375,14 +374,7 @@ impl KafkaSource {
     /// Queues the end notices of partitions read to their end (`eof`).
     fn end_reached(&mut self) {
         for (i, p) in self.parts.iter_mut().enumerate() {
-            let at_end = match (p.end_at, p.next) {
-                (Some(end), Some(next)) => next >= end,
-                // Nothing read yet: an empty partition (or one read to its end before a
-                // restart) has nothing to wait for.
-                (Some(end), None) => end == 0,
-                (None, _) => false,
-            };
-            if at_end && !p.ended {
+            if self.spec.eof && p.at_eof && !p.ended {
                 p.ended = true;
                 self.ended.push_back(i);
             }
@@ -402,7 +394,17 @@ impl KafkaSource {
         };
         let msg = match polled {
             Ok(m) => m,
-            Err(KafkaError::PartitionEOF(_)) => return Ok(()),
+            Err(KafkaError::PartitionEOF(p)) => {
+                let candidates = (self.parts.iter().enumerate())
+                    .filter(|(_, part)| part.partition == p)
+                    .map(|(i, part)| (i, part.topic.as_str(), part.next))
+                    .collect();
+                for i in eof_of(&self.consumer, &self.spec.topics, p, candidates) {
+                    self.parts[i].at_eof = true;
+                }
+                self.end_reached();
+                return Ok(());
+            }
             Err(e) => {
                 // Broker and network errors are retried by librdkafka; say so and go on.
                 self.consumer
@@ -448,6 +450,7 @@ impl KafkaSource {
         }
         part.next = Some(offset + 1);
         part.taken += 1;
+        part.at_eof = false;
         message_text(&msg, &self.spec, &mut self.text);
         let line = u64::try_from(offset).unwrap_or(0);
         self.held = Some((i, line));
@@ -491,6 +494,39 @@ impl KafkaSource {
         let (topic, p) = origin.rsplit_once('/')?;
         self.index.get(&(topic.to_string(), p.parse().ok()?))
     }
+}
+
+/// Which of `candidates` (index, topic, next offset to take) — the topic partitions
+/// numbered `partition` — a `PartitionEOF` of partition number `partition` is about: with
+/// one topic, its partition; with several (the event names no topic), those whose consumer
+/// position is where the caller stands (nothing of them is still queued).
+pub(crate) fn eof_of<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topics: &[String],
+    partition: i32,
+    candidates: Vec<(usize, &str, Option<i64>)>,
+) -> Vec<usize> {
+    if topics.len() <= 1 {
+        return candidates.into_iter().map(|(i, _, _)| i).collect();
+    }
+    let Ok(position) = consumer.position() else {
+        return Vec::new();
+    };
+    candidates
+        .into_iter()
+        .filter(|(_, topic, next)| {
+            position.elements().iter().any(|e| {
+                e.topic() == *topic
+                    && e.partition() == partition
+                    && match (e.offset(), next) {
+                        (Offset::Offset(at), Some(next)) => at == *next,
+                        (_, None) => true,
+                        _ => false,
+                    }
+            })
+        })
+        .map(|(i, _, _)| i)
+        .collect()
 }
 
 /// The record of message `msg` as `spec` reads it: its payload (a JSON object), with the

@@ -35,11 +35,129 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// A mock cluster of one broker with a topic `events` of 4 partitions.
-fn cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
-    let c = MockCluster::new(1).expect("mock cluster");
-    c.create_topic("events", 4, 1).expect("topic");
+/// A broker for a test: librdkafka's mock cluster (in this process), or a real one — a
+/// tansu process on a port of its own, stopped when the test ends.
+enum Broker {
+    Mock(MockCluster<'static, rdkafka::producer::DefaultProducerContext>),
+    Tansu {
+        process: std::process::Child,
+        boot: String,
+        tansu: PathBuf,
+    },
+}
+
+impl Broker {
+    fn boot(&self) -> String {
+        match self {
+            Broker::Mock(c) => c.bootstrap_servers(),
+            Broker::Tansu { boot, .. } => boot.clone(),
+        }
+    }
+
+    fn create_topic(&self, name: &str, partitions: i32) {
+        match self {
+            Broker::Mock(c) => c.create_topic(name, partitions, 1).expect("topic"),
+            Broker::Tansu { boot, tansu, .. } => {
+                let st = Command::new(tansu)
+                    .args(["topic", "create", name, "--partitions"])
+                    .arg(partitions.to_string())
+                    .arg("--broker")
+                    .arg(format!("tcp://{boot}"))
+                    .stdout(Stdio::null())
+                    .status()
+                    .expect("tansu topic create");
+                assert!(st.success(), "tansu topic create {name}");
+            }
+        }
+    }
+
+    /// Makes the broker unreachable (a stopped process) and back, for a tansu broker.
+    fn pause(&self, paused: bool) {
+        if let Broker::Tansu { process, .. } = self {
+            let sig = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: a signal to our own child.
+            unsafe { libc::kill(process.id() as i32, sig) };
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Broker::Tansu { process, .. } = self {
+            // SAFETY: a signal to our own child.
+            unsafe { libc::kill(process.id() as i32, libc::SIGCONT) };
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+/// The mock cluster, with a topic `events` of 4 partitions.
+fn cluster() -> Broker {
+    let c = Broker::Mock(MockCluster::new(1).expect("mock cluster"));
+    c.create_topic("events", 4);
     c
+}
+
+/// Where the tansu binary is: `$TANSU`, `~/.cargo/bin/tansu` or on the `PATH`.
+fn tansu_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TANSU") {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tansu"));
+    if let Some(p) = home.filter(|p| p.is_file()) {
+        return Some(p);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("tansu"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A real broker (tansu, in memory) with a topic `events` of 4 partitions; `None` (the
+/// test says why it skips) when tansu is not installed, unless `MOTIF_REQUIRE_KAFKA` is
+/// set (CI), where that fails the test.
+fn real_broker(test: &str) -> Option<Broker> {
+    let Some(tansu) = tansu_binary() else {
+        assert!(
+            std::env::var_os("MOTIF_REQUIRE_KAFKA").is_none(),
+            "{test}: tansu is not installed (cargo install tansu@0.6.0 --locked --features dynostore)"
+        );
+        eprintln!("{test}: skipped: no tansu binary (cargo install tansu@0.6.0 --locked --features dynostore, or set TANSU)");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let process = Command::new(&tansu)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tansu");
+    let boot = format!("127.0.0.1:{port}");
+    let until = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&boot).is_err() {
+        assert!(Instant::now() < until, "tansu did not listen on {boot}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let b = Broker::Tansu {
+        process,
+        boot,
+        tansu,
+    };
+    b.create_topic("events", 4);
+    Some(b)
 }
 
 /// `n` generated events (50 keys, in time order), as lines, written to `dir/events.jsonl`.
@@ -142,12 +260,23 @@ fn file_run(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_four_partition_topic_gives_the_matches_of_the_file_run_on_a_matches_topic() {
-    let dir = scratch("topic");
+    topic_to_topic(cluster(), "topic");
+}
+
+/// The same against a real broker (tansu).
+#[test]
+fn a_real_broker_gives_the_matches_of_the_file_run_on_a_matches_topic() {
+    if let Some(b) = real_broker("a_real_broker_gives_the_matches_of_the_file_run") {
+        topic_to_topic(b, "topic-real");
+    }
+}
+
+fn topic_to_topic(c: Broker, name: &str) {
+    let dir = scratch(name);
     std::fs::write(dir.join("p.motif"), PATTERN).unwrap();
     let lines = events(&dir, 20_000);
-    let c = cluster();
-    let boot = c.bootstrap_servers();
-    c.create_topic("matches", 2, 1).unwrap();
+    let boot = c.boot();
+    c.create_topic("matches", 2);
     produce(&boot, "events", &lines);
     let expected = file_run(&dir);
     let o = motif()
@@ -174,7 +303,7 @@ fn a_killed_run_resumes_from_its_checkpoint_and_offsets_and_loses_and_repeats_no
     std::fs::write(dir.join("p.motif"), PATTERN).unwrap();
     let lines = events(&dir, 30_000);
     let c = cluster();
-    let boot = c.bootstrap_servers();
+    let boot = c.boot();
     let expected = file_run(&dir);
     // The first half is on the topic when the service starts; it runs until killed.
     produce(&boot, "events", &lines[..15_000]);
@@ -381,10 +510,10 @@ fn members_joining_a_group_hand_partitions_over_with_their_state() {
     std::fs::write(dir.join("p.motif"), PATTERN).unwrap();
     let lines = events(&dir, 20_000);
     let c = cluster();
-    let boot = c.bootstrap_servers();
-    c.create_topic("matches", 1, 1).unwrap();
+    let boot = c.boot();
+    c.create_topic("matches", 1);
     // The mock cluster cannot create topics on request: the state topic is made here.
-    c.create_topic("state", 4, 1).unwrap();
+    c.create_topic("state", 4);
     let matches = reader(&boot, "matches");
     produce(&boot, "events", &lines[..8_000]);
     let mut a = member(&dir, &boot, "j", "a");
@@ -448,14 +577,26 @@ fn members_joining_a_group_hand_partitions_over_with_their_state() {
 /// topic, and the matches delivered twice are no more than the members counted.
 #[test]
 fn a_killed_member_loses_no_match_and_counts_what_it_may_repeat() {
-    let dir = scratch("group-kill");
+    let c = cluster();
+    // The mock cluster cannot create topics on request: the state topic is made here.
+    c.create_topic("state", 4);
+    killed_member(c, "group-kill");
+}
+
+/// The same against a real broker (tansu), where motif creates the state topic itself.
+#[test]
+fn on_a_real_broker_a_killed_member_loses_no_match() {
+    if let Some(b) = real_broker("on_a_real_broker_a_killed_member_loses_no_match") {
+        killed_member(b, "group-kill-real");
+    }
+}
+
+fn killed_member(c: Broker, name: &str) {
+    let dir = scratch(name);
     std::fs::write(dir.join("p.motif"), PATTERN).unwrap();
     let lines = events(&dir, 20_000);
-    let c = cluster();
-    let boot = c.bootstrap_servers();
-    c.create_topic("matches", 1, 1).unwrap();
-    // The mock cluster cannot create topics on request: the state topic is made here.
-    c.create_topic("state", 4, 1).unwrap();
+    let boot = c.boot();
+    c.create_topic("matches", 1);
     let matches = reader(&boot, "matches");
     produce(&boot, "events", &lines[..6_000]);
     let mut a = member(&dir, &boot, "k", "a");
@@ -491,4 +632,43 @@ fn a_killed_member_loses_no_match_and_counts_what_it_may_repeat() {
         errs.iter().any(|e| e.contains("did not hand it over")),
         "a takeover after the kill: {errs:?}"
     );
+}
+
+/// A real broker that stops answering mid-stream (its process stopped) and comes back:
+/// the member waits, neither crashing nor losing or repeating a match.
+#[test]
+fn an_unreachable_broker_mid_stream_loses_nothing() {
+    let Some(c) = real_broker("an_unreachable_broker_mid_stream_loses_nothing") else {
+        return;
+    };
+    let dir = scratch("group-pause");
+    std::fs::write(dir.join("p.motif"), PATTERN).unwrap();
+    let lines = events(&dir, 12_000);
+    let boot = c.boot();
+    c.create_topic("matches", 1);
+    let matches = reader(&boot, "matches");
+    produce(&boot, "events", &lines[..6_000]);
+    let mut a = member(&dir, &boot, "p", "a");
+    let mut got = Vec::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while got.is_empty() && Instant::now() < until {
+        read_until(&matches, &mut got, &[], 0);
+    }
+    assert!(!got.is_empty(), "matches before the broker stops");
+    c.pause(true);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        a.try_wait().unwrap().is_none(),
+        "the member runs on while the broker is away"
+    );
+    c.pause(false);
+    produce(&boot, "events", &lines[6_000..]);
+    with_flush_events(&dir, &boot);
+    let expected = file_run(&dir);
+    read_until(&matches, &mut got, &expected, 90);
+    let err = stop(&dir, "a", &mut a);
+    no_late(&dir, &["a"]);
+    got.sort();
+    assert_eq!(got.len(), expected.len(), "none lost, none twice: {err}");
+    assert_eq!(got, expected);
 }
