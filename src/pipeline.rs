@@ -219,6 +219,27 @@ pub struct Progress<'a> {
     pub watermark_lag: Option<i64>,
     /// What the aggregations have written, if the run has any.
     pub aggregates: Option<AggregateProgress>,
+    /// Per input partition, where the run knows them (a Kafka scale-out member's
+    /// partitions; empty otherwise).
+    pub partitions: &'a [PartitionProgress],
+}
+
+/// One input partition's figures in a progress report.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionProgress {
+    /// `topic/partition`.
+    pub origin: String,
+    /// Records processed (by this process).
+    pub records: u64,
+    /// Matches given (by this process).
+    pub matches: u64,
+    /// Partial matches open now.
+    pub partial_matches: usize,
+    /// The partition's watermark (the smallest over its patterns), once it has one.
+    pub watermark: Option<i64>,
+    /// Messages between the consumer's position and the partition's end, when the client
+    /// has reported it.
+    pub offset_lag: Option<i64>,
 }
 
 /// The sinks of a run, by output.
@@ -1227,6 +1248,7 @@ fn show_progress(
         partial_matches: engine.open_partial_matches(),
         watermark_lag: engine.watermark_lag(),
         aggregates: outputs.stage.as_ref().map(Aggregation::progress),
+        partitions: &[],
     });
 }
 

@@ -2,6 +2,9 @@
 //! [`crate::pipeline`] from its flags; the loop, the policies and checkpoints live there.
 
 mod config;
+mod metrics;
+#[cfg(feature = "kafka")]
+mod produce;
 mod signals;
 
 use std::fs::File;
@@ -56,6 +59,16 @@ enum Command {
     State {
         /// The directory given to `run --checkpoint`.
         dir: PathBuf,
+    },
+    /// Send each line of a JSON-lines file (`-`: standard input) as one message to a Kafka
+    /// topic, `kafka://BROKERS/TOPIC[?key=FIELD]`, keyed by that field of the line (other
+    /// options are librdkafka properties).
+    #[cfg(feature = "kafka")]
+    Produce {
+        /// The file.
+        file: PathBuf,
+        /// The topic.
+        topic: String,
     },
 }
 
@@ -173,6 +186,10 @@ struct RunArgs {
     /// No status line and no summary at the end.
     #[arg(long, short)]
     quiet: bool,
+    /// Serve the run's counters and gauges (per partition for a Kafka scale-out member) as
+    /// a Prometheus text endpoint on this address, e.g. `127.0.0.1:9464`.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Take checkpoints in this directory, and resume from its newest one: a run that was
     /// killed and is started again with the same command writes exactly what an
     /// uninterrupted run writes to its output files (standard output and error: at least
@@ -253,6 +270,8 @@ pub fn main() -> i32 {
         Command::Explain { file, dot } => explain_cmd(&file, dot),
         Command::Gen(args) => gen_cmd(&args),
         Command::State { dir } => state_cmd(&dir),
+        #[cfg(feature = "kafka")]
+        Command::Produce { file, topic } => produce::produce(&file, &topic),
     }
 }
 
@@ -344,6 +363,19 @@ impl Status {
             }
         }
         self.shown = true;
+    }
+
+    /// Per partition (a Kafka scale-out member's): how many, and the largest offset lag.
+    fn show_partitions(&self, parts: &[pipeline::PartitionProgress]) {
+        if !self.enabled || parts.is_empty() {
+            return;
+        }
+        let lag = parts.iter().filter_map(|p| p.offset_lag).max();
+        eprint!(
+            ", {} partitions (offset lag {})",
+            parts.len(),
+            lag.map_or("-".to_string(), |l| format!("≤ {l}"))
+        );
     }
 
     fn clear(&mut self) {
@@ -690,7 +722,26 @@ fn run(mut args: RunArgs) -> i32 {
     // The first partial match a cap drops is said at once, even with --quiet: matches may be
     // missing from then on.
     let mut warned_caps = false;
+    let metrics = match args.metrics.as_deref().map(metrics::serve) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            eprintln!(
+                "motif: --metrics {}: cannot listen there: {e}",
+                args.metrics.as_deref().unwrap_or_default()
+            );
+            return 1;
+        }
+    };
+    // The figures the endpoint serves, taken at most five times a second.
+    let mut metrics_taken: Option<Instant> = None;
     let mut show = |p: &pipeline::Progress<'_>| {
+        if let Some(m) = &metrics {
+            if metrics_taken.is_none_or(|t| t.elapsed() >= Duration::from_millis(200)) {
+                metrics_taken = Some(Instant::now());
+                m.update(p);
+            }
+        }
         if p.stats.dropped_runs > 0 && !warned_caps {
             warned_caps = true;
             status.clear();
@@ -698,6 +749,7 @@ fn run(mut args: RunArgs) -> i32 {
         }
         if status.due() {
             status.show(p.stats, p.partial_matches, p.watermark_lag, p.aggregates);
+            status.show_partitions(p.partitions);
         }
     };
     let result = if group {

@@ -27,7 +27,10 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::changelog::Changelog;
-use super::{OutputSpec, Outputs, PipelineError, PipelineOptions, Progress, Summary, QUIET_POLL};
+use super::{
+    OutputSpec, Outputs, PartitionProgress, PipelineError, PipelineOptions, Progress, Summary,
+    QUIET_POLL,
+};
 use crate::checkpoint::format;
 use crate::nfa::Nfa;
 use crate::output::{Render, Stream};
@@ -103,10 +106,20 @@ struct Tasks {
     started: Instant,
 }
 
-/// The consumer's context: background errors to standard error, rebalances to the tasks.
+/// The consumer's context: background errors to standard error, rebalances to the tasks,
+/// the client's statistics to the partitions' offset lags.
 struct GroupContext {
     tasks: Arc<Mutex<Tasks>>,
     notices: Notices,
+    /// Per `topic/partition`: messages between the consumer's position and the end, as the
+    /// client's last statistics said.
+    lags: Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl GroupContext {
+    fn offset_lags(&self) -> std::collections::HashMap<String, i64> {
+        self.lags.lock().map(|l| l.clone()).unwrap_or_default()
+    }
 }
 
 fn lock(tasks: &Mutex<Tasks>) -> MutexGuard<'_, Tasks> {
@@ -118,6 +131,20 @@ fn lock(tasks: &Mutex<Tasks>) -> MutexGuard<'_, Tasks> {
 impl ClientContext for GroupContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.notices.client_error(&error, reason);
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Ok(mut lags) = self.lags.lock() else {
+            return;
+        };
+        for (name, topic) in &statistics.topics {
+            for (id, p) in &topic.partitions {
+                // -1: not known (not fetched yet); partition -1 is the client's own.
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    lags.insert(format!("{name}/{id}"), p.consumer_lag);
+                }
+            }
+        }
     }
 }
 
@@ -531,7 +558,9 @@ pub fn run(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         // Partition ends end replays (and, with `eof`, the partitions).
-        .set("enable.partition.eof", "true");
+        .set("enable.partition.eof", "true")
+        // Offset lags per partition, for the status line and the metrics.
+        .set("statistics.interval.ms", "1000");
     for (k, v) in &kafka.properties {
         config.set(k, v);
     }
@@ -594,6 +623,7 @@ pub fn run(
         .create_with_context(GroupContext {
             tasks: Arc::clone(&tasks),
             notices: Notices::default(),
+            lags: Mutex::new(std::collections::HashMap::new()),
         })
         .map_err(|e| fail(e.to_string()))?;
     let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
@@ -644,11 +674,22 @@ pub fn run(
             break;
         }
         let stats = t.stats();
-        let partial = t
+        let lags = consumer.context().offset_lags();
+        let parts: Vec<PartitionProgress> = t
             .tasks
             .iter()
-            .map(|task| task.engine.open_partial_matches())
-            .sum();
+            .map(|task| {
+                let own = task.own_stats();
+                PartitionProgress {
+                    origin: task.origin.clone(),
+                    records: own.records,
+                    matches: own.matches,
+                    partial_matches: task.engine.open_partial_matches(),
+                    watermark: task.engine.watermark(),
+                    offset_lag: lags.get(&task.origin).copied(),
+                }
+            })
+            .collect();
         let lag = t
             .tasks
             .iter()
@@ -657,9 +698,10 @@ pub fn run(
         drop(t);
         progress(&Progress {
             stats: &stats,
-            partial_matches: Some(partial),
+            partial_matches: Some(parts.iter().map(|p| p.partial_matches).sum()),
             watermark_lag: lag,
             aggregates: None,
+            partitions: &parts,
         });
     }
     // Every partition handed over with its newest state; leaving the group then revokes

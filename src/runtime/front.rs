@@ -295,6 +295,13 @@ impl Clocks {
         self.patterns.iter().filter_map(|p| p.frontier.lag()).max()
     }
 
+    /// The smallest watermark over the patterns, once every pattern has one (and before the
+    /// end of input).
+    pub fn watermark(&self) -> Option<i64> {
+        let w = self.patterns.iter().map(|p| p.frontier.watermark()).min()?;
+        (w != i64::MIN && w != i64::MAX).then_some(w)
+    }
+
     /// Each pattern's clock, as data.
     pub fn snapshot(&self) -> Vec<PatternClock> {
         self.patterns.clone()
@@ -417,6 +424,11 @@ impl Front {
     /// The largest watermark lag over the patterns (see [`Frontier::lag`]).
     pub fn watermark_lag(&self) -> Option<i64> {
         self.clocks.watermark_lag()
+    }
+
+    /// The smallest watermark over the patterns (see [`Clocks::watermark`]).
+    pub fn watermark(&self) -> Option<i64> {
+        self.clocks.watermark()
     }
 
     /// The schema records are decoded with.

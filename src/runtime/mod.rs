@@ -429,6 +429,12 @@ impl Engine {
         self.front.watermark_lag()
     }
 
+    /// The smallest watermark over the patterns (event time, ms), once every pattern has
+    /// one and before the end of input.
+    pub fn watermark(&self) -> Option<i64> {
+        self.front.watermark()
+    }
+
     /// Number of partitions holding state.
     pub fn live_partitions(&self) -> usize {
         self.shards.iter().map(Shard::live_partitions).sum()

@@ -29,7 +29,7 @@ fn answers(addr: &str) -> bool {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -50,7 +50,7 @@ async fn pg_client() -> tokio_postgres::Client {
 }
 
 /// A connection to the test MariaDB's database `name`.
-async fn my_conn(name: &str) -> mysql_async::Conn {
+pub(crate) async fn my_conn(name: &str) -> mysql_async::Conn {
     mysql_async::Conn::from_url(format!("mysql://root@127.0.0.1:3306/{name}"))
         .await
         .unwrap()
@@ -58,7 +58,7 @@ async fn my_conn(name: &str) -> mysql_async::Conn {
 
 /// A database of its own for one test: a PostgreSQL schema or a MySQL database.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Db {
+pub(crate) enum Db {
     Postgres,
     Mysql,
 }
@@ -72,7 +72,7 @@ impl Db {
     }
 
     /// Whether the server answers; says why a test skips if not.
-    fn available(self, test: &str) -> bool {
+    pub(crate) fn available(self, test: &str) -> bool {
         if answers(self.addr()) {
             return true;
         }
@@ -89,7 +89,7 @@ impl Db {
     }
 
     /// Creates an empty schema/database `name` (dropping any old one).
-    fn create(self, name: &str) {
+    pub(crate) fn create(self, name: &str) {
         let rt = rt();
         match self {
             Db::Postgres => rt.block_on(async {

@@ -410,7 +410,35 @@ fn with_flush_events(dir: &Path, boot: &str) {
 
 /// A member of scale-out group `group` (state topic `state`), matches to topic `matches`,
 /// its standard error to `dir/NAME.err`.
-fn member(dir: &Path, boot: &str, group: &str, name: &str) -> std::process::Child {
+fn member(dir: &Path, boot: &str, group: &str, name: &str) -> Member {
+    member_with(dir, boot, group, name, &[])
+}
+
+/// A member process, killed if the test ends (or fails) before stopping it.
+struct Member(std::process::Child);
+
+impl std::ops::Deref for Member {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Member {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// [`member`] with more arguments.
+fn member_with(dir: &Path, boot: &str, group: &str, name: &str, more: &[&str]) -> Member {
     let session = "session.timeout.ms=6000&heartbeat.interval.ms=500";
     motif()
         .args(["run"])
@@ -423,8 +451,10 @@ fn member(dir: &Path, boot: &str, group: &str, name: &str) -> std::process::Chil
         .arg(format!("kafka://{boot}/matches"))
         .arg("--late-output")
         .arg(dir.join(format!("{name}.late")))
+        .args(more)
         .stderr(std::fs::File::create(dir.join(format!("{name}.err"))).unwrap())
         .spawn()
+        .map(Member)
         .expect("spawn a member")
 }
 
@@ -529,8 +559,24 @@ fn members_joining_a_group_hand_partitions_over_with_their_state() {
         }
     }
     assert!(!got.is_empty(), "a member gives matches");
-    let mut b = member(&dir, &boot, "j", "b");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut b = member_with(&dir, &boot, "j", "b", &["--metrics", &addr]);
     std::thread::sleep(Duration::from_secs(4));
+    // B's endpoint: per partition it holds, its records and lag; the run's totals.
+    let text = metrics_text(&addr);
+    assert!(text.contains("motif_outputs{kind=\"records\"}"), "{text}");
+    assert!(
+        text.contains("motif_partition_records{partition=\"events/"),
+        "{text}"
+    );
+    assert!(
+        text.contains("motif_partition_open_partial_matches{partition=\"events/"),
+        "{text}"
+    );
     produce(&boot, "events", &lines[8_000..14_000]);
     let mut c3 = member(&dir, &boot, "j", "c");
     std::thread::sleep(Duration::from_secs(4));
@@ -671,4 +717,111 @@ fn an_unreachable_broker_mid_stream_loses_nothing() {
     got.sort();
     assert_eq!(got.len(), expected.len(), "none lost, none twice: {err}");
     assert_eq!(got, expected);
+}
+
+/// The README's pipeline, as it says to run it: sensor readings put on a topic by `motif
+/// produce`, the over-temperature pattern and its per-minute counts read from the topic,
+/// the counts into a MariaDB table and the matches to a topic — the same rows and matches
+/// as the run over the file.
+#[test]
+fn the_readmes_sensor_pipeline_from_a_topic_to_mysql_and_a_topic() {
+    let db = crate::db::Db::Mysql;
+    if !db.available("the_readmes_sensor_pipeline") {
+        return;
+    }
+    let name = format!("motif_readme_{}", std::process::id());
+    db.create(&name);
+    let dir = scratch("readme-pipeline");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let c = Broker::Mock(MockCluster::new(1).expect("mock cluster"));
+    let boot = c.boot();
+    c.create_topic("readings", 1);
+    c.create_topic("overheat", 1);
+    let o = motif()
+        .arg("produce")
+        .arg(root.join("patterns/pipeline/sensor_readings.jsonl"))
+        .arg(format!("kafka://{boot}/readings?key=sensor_id"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("720 messages to readings"), "{err}");
+    let table = format!("mysql://root@127.0.0.1:3306/{name}?table=overheat_per_minute&create=true&prefer_socket=false");
+    let o = motif()
+        .args(["run", "-q"])
+        .arg(root.join("patterns/pipeline/"))
+        .arg("-i")
+        .arg(format!("kafka://{boot}/readings?group=demo&eof=true"))
+        .arg("--aggregate-output")
+        .arg(format!("overheat_per_minute={table}"))
+        .arg("-o")
+        .arg(format!("kafka://{boot}/overheat"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The same over the file: rows to a file, matches to a file.
+    let rows_file = dir.join("rows.jsonl");
+    let o = motif()
+        .args(["run", "-q"])
+        .arg(root.join("patterns/pipeline/"))
+        .arg("-i")
+        .arg(root.join("patterns/pipeline/sensor_readings.jsonl"))
+        .arg("--aggregate-output")
+        .arg(format!("overheat_per_minute={}", rows_file.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let mut want_matches = sorted(&String::from_utf8_lossy(&o.stdout));
+    let mut want_rows: Vec<String> = std::fs::read_to_string(&rows_file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let j: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{} {} {} {}",
+                j["window_start"], j["sensor_id"], j["alerts"], j["peak"]
+            )
+        })
+        .collect();
+    want_rows.sort();
+    let got_rows: Vec<String> = crate::db::rt().block_on(async {
+        use mysql_async::prelude::Queryable;
+        let mut c = crate::db::my_conn(&name).await;
+        let v: Vec<(i64, String, i64, f64)> = c
+            .query("SELECT window_start, sensor_id, alerts, peak FROM overheat_per_minute")
+            .await
+            .unwrap();
+        c.disconnect().await.unwrap();
+        let mut v: Vec<String> = v
+            .into_iter()
+            .map(|(w, s, a, p)| format!("{w} \"{s}\" {a} {}", serde_json::json!(p)))
+            .collect();
+        v.sort();
+        v
+    });
+    assert_eq!(got_rows.len(), 39, "{got_rows:?}");
+    assert_eq!(got_rows, want_rows);
+    let mut got_matches = consume(&boot, "overheat", want_matches.len());
+    got_matches.sort();
+    want_matches.sort();
+    assert_eq!(got_matches.len(), 83);
+    assert_eq!(got_matches, want_matches);
+}
+
+/// The text a metrics endpoint serves (waiting up to 30 s for it to answer with figures).
+fn metrics_text(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut text = String::new();
+        if let Ok(mut c) = std::net::TcpStream::connect(addr) {
+            let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+            let _ = c.read_to_string(&mut text);
+        }
+        if text.contains("motif_partition_records{") || Instant::now() > until {
+            assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
