@@ -227,6 +227,12 @@ impl Notices {
 
     /// Shows an error librdkafka reports in the background (a client context's `error`).
     pub fn client_error(&self, error: &KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        {
+            // The end of a partition is news, not an error (`eof`).
+            return;
+        }
         let kind = error
             .rdkafka_error_code()
             .map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
@@ -279,9 +285,12 @@ pub struct KafkaSource {
     spec: KafkaSpec,
     parts: Vec<Part>,
     index: HashMap<(String, i32), usize>,
-    /// The message polled and not yet returned: its partition, line and text.
-    held: Option<(usize, u64)>,
+    /// The message polled and not yet returned: its partition and offset (its text in
+    /// `text`).
+    held: Option<(usize, i64)>,
     text: String,
+    /// The text of the record returned last.
+    taken_text: String,
     ended: VecDeque<usize>,
     /// Every partition has ended (`eof`).
     done: bool,
@@ -364,6 +373,7 @@ impl KafkaSource {
             index,
             held: None,
             text: String::new(),
+            taken_text: String::new(),
             ended: VecDeque::new(),
             done: false,
         };
@@ -414,7 +424,12 @@ impl KafkaSource {
                 return Ok(());
             }
         };
-        let Some(&i) = self.index.get(&(msg.topic().to_string(), msg.partition())) else {
+        let (topic, partition) = (msg.topic(), msg.partition());
+        let found = self
+            .parts
+            .iter()
+            .position(|p| p.partition == partition && p.topic == topic);
+        let Some(i) = found else {
             self.consumer.context().notices.show(
                 "new-partition",
                 &format!(
@@ -448,14 +463,9 @@ impl KafkaSource {
             // Past the end this run reads to (`eof`).
             return Ok(());
         }
-        part.next = Some(offset + 1);
-        part.taken += 1;
-        part.at_eof = false;
+        // Counted in the position when it is taken (`next_record`), not now.
         message_text(&msg, &self.spec, &mut self.text);
-        let line = u64::try_from(offset).unwrap_or(0);
-        self.held = Some((i, line));
-        drop(msg);
-        self.end_reached();
+        self.held = Some((i, offset));
         Ok(())
     }
 
@@ -586,11 +596,24 @@ impl Source for KafkaSource {
                 return Some(Err(e));
             }
         }
-        let (i, line) = self.held.take()?;
+        let (i, offset) = self.held.take()?;
+        let part = &mut self.parts[i];
+        part.next = Some(offset + 1);
+        part.taken += 1;
+        part.at_eof = false;
+        std::mem::swap(&mut self.text, &mut self.taken_text);
+        // The next message, if one is there already: then the caller knows it need not
+        // wait (`may_wait`), and passes nothing on early.
+        if let Err(e) = self.poll(Duration::ZERO) {
+            self.consumer
+                .context()
+                .notices
+                .show("consume", &e.to_string());
+        }
         Some(Ok(Record {
-            json: &self.text,
+            json: &self.taken_text,
             origin: &self.parts[i].origin,
-            line,
+            line: u64::try_from(offset).unwrap_or(0),
             partition: i,
         }))
     }
