@@ -644,6 +644,32 @@ impl Checkpointer {
     }
 }
 
+/// How often a run reports its progress: the figures (open partial matches above all) cost
+/// a walk over every key's state, so they are gathered at most every [`PROGRESS_EVERY`],
+/// the clock read every 256 calls; the first call reports at once.
+#[derive(Default)]
+pub(crate) struct ProgressGate {
+    last: Option<Instant>,
+    calls: u64,
+}
+
+/// The shortest time between two progress reports.
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+impl ProgressGate {
+    /// Whether to report now.
+    pub(crate) fn due(&mut self) -> bool {
+        self.calls = self.calls.wrapping_add(1);
+        match self.last {
+            Some(t) if !self.calls.is_multiple_of(256) || t.elapsed() < PROGRESS_EVERY => false,
+            _ => {
+                self.last = Some(Instant::now());
+                true
+            }
+        }
+    }
+}
+
 /// Processing time for idle source partitions: milliseconds since the run started, read
 /// only when an idle timeout is set.
 struct Clock {
@@ -665,7 +691,7 @@ impl Clock {
 /// checkpoint when checkpoints are on. `stop` (set by a signal handler, say) ends the run
 /// at the next record boundary with a final checkpoint. Human notices (a checkpoint
 /// skipped as corrupt, patterns restored fresh) go to `notice`; the status goes to
-/// `progress` after every record (rate-limit it there).
+/// `progress` at most every [`PROGRESS_EVERY`] (and once at the first record).
 pub fn run(
     decls: &[PatternDecl],
     options: &PipelineOptions,
@@ -856,6 +882,7 @@ pub fn run(
     let mut interrupted = false;
     // When the last record came, for quiet time standing in for event time.
     let mut last_record = Instant::now();
+    let mut gate = ProgressGate::default();
     'records: loop {
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
@@ -899,7 +926,7 @@ pub fn run(
                     )?;
                 }
             }
-            show_progress(progress, &policy, &*engine, &outputs);
+            show_progress(progress, &mut gate, &policy, &*engine, &outputs);
         }
         let rec = match records.next_record() {
             None => break,
@@ -962,7 +989,7 @@ pub fn run(
                 )?;
             }
         }
-        show_progress(progress, &policy, &*engine, &outputs);
+        show_progress(progress, &mut gate, &policy, &*engine, &outputs);
     }
     // A signal that came while the input ended (a closed pipe) still stops the run as one.
     interrupted |= stop.load(Ordering::Relaxed);
@@ -1238,10 +1265,14 @@ fn report_restore(report: Option<&crate::runtime::RestoreReport>, notice: &mut d
 /// Hands the run's progress (counters, partial matches, lag, aggregates) to `progress`.
 fn show_progress(
     progress: &mut dyn FnMut(&Progress<'_>),
+    gate: &mut ProgressGate,
     policy: &Policy,
     engine: &dyn Run<Staged>,
     outputs: &Outputs,
 ) {
+    if !gate.due() {
+        return;
+    }
     let stats = policy.stats(engine.stats());
     progress(&Progress {
         stats: &stats,

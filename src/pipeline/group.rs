@@ -634,6 +634,7 @@ pub fn run(
     let mut failed = None;
     let mut interrupted = false;
     let mut ever_assigned = false;
+    let mut gate = super::ProgressGate::default();
     loop {
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
@@ -672,6 +673,9 @@ pub fn run(
         ever_assigned |= !t.tasks.is_empty();
         if kafka.eof && ever_assigned && t.tasks.iter().all(|task| task.finished) {
             break;
+        }
+        if !gate.due() {
+            continue;
         }
         let stats = t.stats();
         let lags = consumer.context().offset_lags();
