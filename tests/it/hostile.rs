@@ -1068,6 +1068,36 @@ fn idle_timeout_releases_a_silent_pipe() {
     ended_quietly(status, "run over pipes");
 }
 
+/// Starts `motif ARGS` with standard input kept open after its first line `first`; the
+/// first line it writes to standard output comes on the receiver.
+fn on_open_stdin(
+    args: &[&str],
+    first: &str,
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = motif()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{first}").expect("write");
+    stdin.flush().expect("flush");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(read_one_line(stdout));
+    });
+    (child, stdin, rx)
+}
+
 /// Live streams: with `--quiet-advance`, standard input kept open and silent lets event time
 /// pass with processing time, so a trailing `notFollowedBy` is decided without another
 /// event (on one thread and on workers). Without it the match waits for the end of input,
@@ -1075,7 +1105,6 @@ fn idle_timeout_releases_a_silent_pipe() {
 #[test]
 fn quiet_advance_decides_a_pending_window_on_a_silent_stdin() {
     use std::io::Write;
-    use std::process::Stdio;
     let dir = scratch("quiet");
     let pat = write(
         &dir,
@@ -1084,30 +1113,12 @@ fn quiet_advance_decides_a_pending_window_on_a_silent_stdin() {
          .notFollowedBy(\"b\").where(t == \"B\").within(1s);\n",
     );
     for workers in ["1", "2"] {
-        let mut child = motif()
-            .args([
-                "run",
-                p(&pat),
-                "--quiet-advance",
-                "200ms",
-                "-w",
-                workers,
-                "--late-output",
-                p(&dir.join("late.jsonl")),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let mut stdin = child.stdin.take().expect("stdin");
-        writeln!(stdin, "{{\"k\":1,\"t\":\"A\",\"ts\":1000}}").expect("write");
-        stdin.flush().expect("flush");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(read_one_line(stdout));
-        });
+        let late_path = dir.join("late.jsonl");
+        let args = ["run", p(&pat), "--quiet-advance", "200ms", "-w", workers];
+        let (mut child, mut stdin, rx) = on_open_stdin(
+            &[&args[..], &["--late-output", p(&late_path)]].concat(),
+            r#"{"k":1,"t":"A","ts":1000}"#,
+        );
         // A hang guard, not a timing assertion: the match comes about 1.2 s after the event.
         let Ok(first) = rx.recv_timeout(std::time::Duration::from_secs(60)) else {
             let _ = child.kill();
@@ -1126,21 +1137,8 @@ fn quiet_advance_decides_a_pending_window_on_a_silent_stdin() {
     }
 
     // Without the flag the window waits for an event or the end of input.
-    let mut child = motif()
-        .args(["run", p(&pat), "-w", "1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take().expect("stdin");
-    writeln!(stdin, "{{\"k\":1,\"t\":\"A\",\"ts\":1000}}").expect("write");
-    stdin.flush().expect("flush");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(read_one_line(stdout));
-    });
+    let (mut child, stdin, rx) =
+        on_open_stdin(&["run", p(&pat), "-w", "1"], r#"{"k":1,"t":"A","ts":1000}"#);
     assert!(
         rx.recv_timeout(std::time::Duration::from_millis(2500))
             .is_err(),
