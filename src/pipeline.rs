@@ -15,6 +15,8 @@
 mod changelog;
 #[cfg(feature = "kafka")]
 pub mod group;
+#[cfg(feature = "kafka")]
+pub mod repartition;
 mod stage;
 
 use std::collections::{BTreeMap, VecDeque};

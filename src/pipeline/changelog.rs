@@ -83,23 +83,7 @@ impl Changelog {
         let reader: BaseConsumer = reader_config
             .create()
             .map_err(|e| fail(format!("cannot create a reader: {e}")))?;
-        let existing = Self::partition_count(&reader, topic, timeout).map_err(&fail)?;
-        let partitions = match existing {
-            Some(n) => n,
-            None => {
-                create_topic(&config, topic, partitions, timeout).map_err(&fail)?;
-                let until = Instant::now() + timeout;
-                loop {
-                    match Self::partition_count(&reader, topic, timeout).map_err(&fail)? {
-                        Some(n) => break n,
-                        None if Instant::now() < until => {
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
-                        None => return Err(fail("created, but it does not appear".to_string())),
-                    }
-                }
-            }
-        };
+        let partitions = ensure_topic(&config, topic, partitions, true, timeout).map_err(&fail)?;
         Ok(Changelog {
             topic: topic.to_string(),
             partitions,
@@ -107,26 +91,6 @@ impl Changelog {
             reader,
             timeout,
         })
-    }
-
-    /// The topic's partition count, `None` if it does not exist.
-    fn partition_count(
-        reader: &BaseConsumer,
-        topic: &str,
-        timeout: Duration,
-    ) -> Result<Option<i32>, String> {
-        let md = reader
-            .fetch_metadata(Some(topic), timeout)
-            .map_err(|e| format!("cannot read its metadata: {e}"))?;
-        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
-            return Ok(None);
-        };
-        if t.error().is_some() || t.partitions().is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            i32::try_from(t.partitions().len()).unwrap_or(i32::MAX),
-        ))
     }
 
     /// The state partition of input partition `partition`.
@@ -218,21 +182,73 @@ impl Changelog {
     }
 }
 
-/// Creates `topic`, compacted, with `partitions` partitions (the brokers' default
+/// The topic's partition count, `None` if it does not exist.
+fn partition_count(
+    reader: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<i32>, String> {
+    let md = reader
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| format!("cannot read its metadata: {e}"))?;
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(None);
+    };
+    if t.error().is_some() || t.partitions().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        i32::try_from(t.partitions().len()).unwrap_or(i32::MAX),
+    ))
+}
+
+/// The partition count of `topic`, created first with `partitions` partitions
+/// (`compacted` or not) if it does not exist.
+pub(super) fn ensure_topic(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    compacted: bool,
+    timeout: Duration,
+) -> Result<i32, String> {
+    let reader: BaseConsumer = config
+        .clone()
+        .set("group.id", "motif-metadata")
+        .create()
+        .map_err(|e| format!("cannot create a client: {e}"))?;
+    if let Some(n) = partition_count(&reader, topic, timeout)? {
+        return Ok(n);
+    }
+    create_topic(config, topic, partitions, compacted, timeout)?;
+    let until = Instant::now() + timeout;
+    loop {
+        match partition_count(&reader, topic, timeout)? {
+            Some(n) => return Ok(n),
+            None if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+            None => return Err("created, but it does not appear".to_string()),
+        }
+    }
+}
+
+/// Creates `topic` with `partitions` partitions (`compacted` or not; the brokers' default
 /// replication factor); one that exists already is not an error.
 fn create_topic(
     config: &ClientConfig,
     topic: &str,
     partitions: i32,
+    compacted: bool,
     timeout: Duration,
 ) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> = config
         .create()
         .map_err(|e| format!("cannot create an admin client: {e}"))?;
     let max = MAX_STATE_BYTES.to_string();
-    let new = NewTopic::new(topic, partitions.max(1), TopicReplication::Fixed(-1))
-        .set("cleanup.policy", "compact")
-        .set("max.message.bytes", &max);
+    let mut new = NewTopic::new(topic, partitions.max(1), TopicReplication::Fixed(-1));
+    if compacted {
+        new = new
+            .set("cleanup.policy", "compact")
+            .set("max.message.bytes", &max);
+    }
     let options = AdminOptions::new().operation_timeout(Some(timeout));
     let results = block_on(admin.create_topics([&new], &options))
         .map_err(|e| format!("cannot create it: {e}"))?;

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use hashbrown::HashTable;
+
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -27,6 +29,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::changelog::Changelog;
+use super::repartition::{envelope, payload_text, Envelope, Forwarder, SourceMarks, Sources};
 use super::{
     OutputSpec, Outputs, PartitionProgress, PipelineError, PipelineOptions, Progress, Summary,
     QUIET_POLL,
@@ -56,6 +59,8 @@ struct PartitionState<E = EngineState> {
     finished: bool,
     /// The partition's counters.
     stats: Stats,
+    /// Over a repartition topic: where the partition is with each source partition.
+    marks: Option<SourceMarks>,
     /// The engine's state (`None` once finished).
     engine: Option<E>,
 }
@@ -81,6 +86,10 @@ struct Task {
     /// Counters of this engine when it was restored (the engine's own count goes on from
     /// them).
     stats_at_restore: Stats,
+    /// Over a repartition topic: where it is with each source partition.
+    marks: Option<SourceMarks>,
+    /// Second copies of forwarded records skipped.
+    copies_skipped: u64,
 }
 
 /// Everything the run loop and the rebalance callbacks share.
@@ -100,6 +109,23 @@ struct Tasks {
     handed_over: Stats,
     possible_duplicates: u64,
     epoch: u64,
+    /// With `repartition=`: the forwarding side.
+    forwarder: Option<Forwarder>,
+    /// The input topics' partitions, numbered.
+    sources: Sources,
+    /// Without `repartition=`: which input partition each key hash came from (bounded),
+    /// to say when the input is not partitioned by the key.
+    key_homes: HashTable<(u64, usize)>,
+    /// That was said (once per run).
+    key_warned: bool,
+    /// Second copies of forwarded records skipped, over the tasks handed over.
+    copies_skipped: u64,
+    /// The tasks' consumer was given its partitions (perhaps none) at least once.
+    tasks_assigned: bool,
+    /// The same for the forwarding consumer.
+    forwards_assigned: bool,
+    /// The topics the tasks read (the input's, or the repartition topic).
+    subscribed: Vec<String>,
     /// Something the run must stop at.
     error: Option<String>,
     notices: Vec<String>,
@@ -114,6 +140,8 @@ struct GroupContext {
     /// Per `topic/partition`: messages between the consumer's position and the end, as the
     /// client's last statistics said.
     lags: Mutex<std::collections::HashMap<String, i64>>,
+    /// The forwarding consumer's (`repartition=`), not the tasks'.
+    forwarding: bool,
 }
 
 impl GroupContext {
@@ -161,6 +189,11 @@ impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let mut t = lock(&self.tasks);
+            if self.forwarding {
+                t.forwards_assigned = true;
+            } else {
+                t.tasks_assigned = true;
+            }
             for e in tpl.elements() {
                 t.take_over(consumer, e.topic(), e.partition());
             }
@@ -201,6 +234,12 @@ impl Tasks {
             return;
         }
         let origin = format!("{topic}/{partition}");
+        if let Some(f) = self.forwarder.as_mut().filter(|f| f.forwards_from(topic)) {
+            if let Err(e) = f.assign(topic, partition) {
+                self.error.get_or_insert(format!("motif: {e}"));
+            }
+            return;
+        }
         match self.restore(topic, partition, &origin) {
             Ok(task) => {
                 self.tasks.push(task);
@@ -230,6 +269,11 @@ impl Tasks {
             last_record: Instant::now(),
             stats_before: Stats::default(),
             stats_at_restore: Stats::default(),
+            marks: self
+                .forwarder
+                .as_ref()
+                .map(|f| SourceMarks::new(f.sources().count())),
+            copies_skipped: 0,
         };
         let Some(bytes) = self
             .changelog
@@ -250,6 +294,15 @@ impl Tasks {
         task.taken = state.taken;
         task.finished = state.finished;
         task.stats_before = state.stats;
+        if task.marks.is_some() != state.marks.is_some() {
+            return Err(
+                "its state was written with repartition= set differently (start the group afresh: a new state topic)"
+                    .to_string(),
+            );
+        }
+        if let Some(m) = state.marks {
+            task.marks = Some(m);
+        }
         if let Some(s) = state.engine {
             task.stats_at_restore = s.stats;
             task.engine
@@ -292,6 +345,7 @@ impl Tasks {
             open,
             finished: task.finished,
             stats,
+            marks: task.marks.clone(),
             engine,
         };
         let bytes = format::encode(&state).map_err(|e| e.to_string())?;
@@ -300,29 +354,7 @@ impl Tasks {
             .map_err(|e| e.to_string())?;
         task.dirty = false;
         if let Some(next) = task.next {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(topic, partition, Offset::Offset(next))
-                .map_err(|e| e.to_string())?;
-            let mode = if sync {
-                CommitMode::Sync
-            } else {
-                CommitMode::Async
-            };
-            let rebalancing = |e: &KafkaError| {
-                e.rdkafka_error_code()
-                    == Some(rdkafka::types::RDKafkaErrorCode::RebalanceInProgress)
-            };
-            // During a rebalance the commit is refused; the next state commits again (and a
-            // successor goes by the state's offset, not the group's).
-            if let Err(e) = consumer
-                .commit(&tpl, mode)
-                .map_err(|e| (!rebalancing(&e)).then_some(e))
-            {
-                let Some(e) = e else { return Ok(()) };
-                self.notices.push(format!(
-                    "motif: {topic}/{partition}: committing offset {next} failed (committed again with the next state): {e}"
-                ));
-            }
+            commit(consumer, topic, partition, next, sync, &mut self.notices);
         }
         Ok(())
     }
@@ -335,6 +367,16 @@ impl Tasks {
         topic: &str,
         partition: i32,
     ) {
+        if let Some(f) = self.forwarder.as_mut().filter(|f| f.forwards_from(topic)) {
+            match f.revoke(topic, partition) {
+                Ok(Some(next)) => commit(consumer, topic, partition, next, true, &mut self.notices),
+                Ok(None) => {}
+                Err(e) => self.notices.push(format!(
+                    "motif: {topic}/{partition}: handed over before its forwarded records were delivered ({e}): the next process forwards them again (the tasks skip second copies)"
+                )),
+            }
+            return;
+        }
         if self.find(topic, partition).is_none() {
             return;
         }
@@ -346,6 +388,25 @@ impl Tasks {
         if let Some(i) = self.find(topic, partition) {
             let task = self.tasks.swap_remove(i);
             add(&mut self.handed_over, task.own_stats());
+            self.copies_skipped += task.copies_skipped;
+        }
+    }
+
+    /// With `repartition=`: the offsets of the partitions forwarded (committed through the
+    /// forwarding consumer), once what was forwarded is delivered.
+    fn commit_forwarded<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, sync: bool) {
+        let Some(f) = self.forwarder.as_mut() else {
+            return;
+        };
+        match f.deliver_all() {
+            Ok(offsets) => {
+                for (topic, partition, next) in offsets {
+                    commit(consumer, &topic, partition, next, sync, &mut self.notices);
+                }
+            }
+            Err(e) => {
+                self.error.get_or_insert(format!("motif: {e}"));
+            }
         }
     }
 
@@ -366,20 +427,28 @@ impl Tasks {
         }
     }
 
-    /// One message from the input topic.
+    /// One message from an input topic (or, with `repartition=`, from the repartition
+    /// topic or a source topic to forward).
     fn message<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         msg: &impl Message,
         now_ms: u64,
     ) {
-        let Some(task) = self
-            .find(msg.topic(), msg.partition())
-            .map(|i| &mut self.tasks[i])
-        else {
+        if let Some(f) = self.forwarder.as_mut() {
+            if f.forwards_from(msg.topic()) {
+                message_text(msg, &self.spec, &mut self.text);
+                if let Err(e) = f.forward(msg.topic(), msg.partition(), msg.offset(), &self.text) {
+                    self.error.get_or_insert(format!("motif: {e}"));
+                }
+                return;
+            }
+        }
+        let Some(i) = self.find(msg.topic(), msg.partition()) else {
             // Fetched before its partition was revoked: its new owner reads it.
             return;
         };
+        let task = &mut self.tasks[i];
         let offset = msg.offset();
         if let Some(next) = task.next {
             if offset < next {
@@ -400,21 +469,88 @@ impl Tasks {
         if task.finished {
             return;
         }
-        message_text(msg, &self.spec, &mut self.text);
+        task.next = Some(offset + 1);
+        task.dirty = true;
+        let mut source = 0;
+        if let Some(marks) = task.marks.as_mut() {
+            match envelope(msg) {
+                Ok(Envelope::Record { source: s, offset }) => {
+                    if !marks.admit(s, offset) {
+                        task.copies_skipped += 1;
+                        return;
+                    }
+                    source = s;
+                }
+                Ok(Envelope::Heartbeat { source, times }) => {
+                    task.engine
+                        .source_progress(source, &times, now_ms, &mut self.out);
+                    self.deliver(false);
+                    return;
+                }
+                Ok(Envelope::End { source }) => {
+                    let all = marks.end(source);
+                    task.engine.end_source(source, &mut self.out);
+                    if all && self.spec.eof {
+                        task.engine.finish(&mut self.out);
+                        task.finished = true;
+                    }
+                    self.deliver(false);
+                    return;
+                }
+                Err(why) => {
+                    self.notices.push(format!(
+                        "motif: {}: offset {offset}: skipped: {why}",
+                        task.origin
+                    ));
+                    return;
+                }
+            }
+            payload_text(msg, &mut self.text);
+        } else {
+            message_text(msg, &self.spec, &mut self.text);
+        }
         let input = Input {
             json: &self.text,
             origin: &task.origin,
             line: u64::try_from(offset).unwrap_or(0),
-            partition: 0,
+            partition: source,
             now_ms,
         };
         task.engine.push_input(&input, &mut self.out);
-        task.next = Some(offset + 1);
         task.taken += 1;
-        task.dirty = true;
         task.last_record = Instant::now();
         let replayed = task.replaying;
+        if task.marks.is_none() && !self.key_warned {
+            if let Some(hash) = task.engine.last_key_hash() {
+                self.check_key_home(hash, msg.topic(), msg.partition(), offset);
+            }
+        }
         self.deliver(replayed);
+    }
+
+    /// Without `repartition=`: notes which input partition the key with `hash` came from,
+    /// and says once if one key comes from two (the input is not partitioned by the key).
+    fn check_key_home(&mut self, hash: u64, topic: &str, partition: i32, offset: i64) {
+        /// Keys remembered at most (the check is a warning, not a guarantee).
+        const MOST: usize = 1 << 20;
+        let Some(here) = self.sources.index(topic, partition) else {
+            return;
+        };
+        match self.key_homes.find(hash, |e| e.0 == hash) {
+            Some(&(_, home)) if home != here => {
+                self.key_warned = true;
+                let key = key_text(&self.decls, &self.text);
+                let other = self.sources.name(home);
+                self.notices.push(format!(
+                    "motif: warning: key {key} comes from {topic}/{partition} (offset {offset}) and from {other}: the input is not partitioned by the patterns' key, and each partition is matched alone, so matches whose events are in different partitions are missed. Add repartition=TOPIC to the input URL to have motif repartition it by the key through that topic (shown once)"
+                ));
+            }
+            Some(_) => {}
+            None if self.key_homes.len() < MOST => {
+                self.key_homes.insert_unique(hash, (hash, here), |e| e.0);
+            }
+            None => {}
+        }
     }
 
     /// The broker says the consumer reached the end of partition number `partition` (of
@@ -425,14 +561,40 @@ impl Tasks {
             .filter(|(_, t)| t.partition == partition)
             .map(|(i, t)| (i, t.topic.as_str(), t.next))
             .collect();
-        for i in eof_of(consumer, &self.spec.topics, partition, candidates) {
+        for i in eof_of(consumer, &self.subscribed, partition, candidates) {
             let task = &mut self.tasks[i];
             task.replaying = false;
-            if self.spec.eof && !task.finished {
+            // Over a repartition topic a task ends with its sources' end markers.
+            if self.spec.eof && !task.finished && task.marks.is_none() {
                 task.engine.finish(&mut self.out);
                 task.finished = true;
                 task.dirty = true;
                 self.deliver(false);
+            }
+        }
+    }
+
+    /// With `repartition=` and `eof=true`: the forwarding consumer reached the end of
+    /// partition number `partition` of a source topic; its end marker goes out.
+    fn end_of_forwarded<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partition: i32) {
+        if !self.spec.eof {
+            return;
+        }
+        let Some(f) = self.forwarder.as_mut() else {
+            return;
+        };
+        let ended: Vec<(String, i32)> = eof_of(
+            consumer,
+            &self.spec.topics,
+            partition,
+            f.with_partition(partition),
+        )
+        .into_iter()
+        .filter_map(|i| f.held(i).map(|(t, p)| (t.to_string(), p)))
+        .collect();
+        for (topic, p) in ended {
+            if let Err(e) = f.end(&topic, p) {
+                self.error.get_or_insert(format!("motif: {e}"));
             }
         }
     }
@@ -453,6 +615,16 @@ impl Tasks {
 
     /// Nothing came in this poll: partitions quiet for `--quiet-advance` move on.
     fn quiet(&mut self, after: Option<u64>) {
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        for i in 0..self.tasks.len() {
+            // Over a repartition topic: a source partition silent for the idle timeout
+            // stops holding the watermark back.
+            let task = &mut self.tasks[i];
+            if task.marks.is_some() && !task.finished {
+                task.engine.tick(now_ms, &mut self.out);
+                self.deliver(false);
+            }
+        }
         if let Some(after) = after {
             for i in 0..self.tasks.len() {
                 let task = &mut self.tasks[i];
@@ -472,6 +644,31 @@ impl Tasks {
             add(&mut s, t.own_stats());
         }
         s
+    }
+}
+
+/// The patterns' key of a record as JSON text (for a warning), read from its text.
+fn key_text(decls: &[PatternDecl], json: &str) -> String {
+    let Some(decl) = decls.first() else {
+        return String::new();
+    };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
+        return "(unreadable)".to_string();
+    };
+    let parts: Vec<serde_json::Value> = decl
+        .key
+        .iter()
+        .map(|path| {
+            let mut v = &value;
+            for seg in path {
+                v = v.get(seg).unwrap_or(&serde_json::Value::Null);
+            }
+            v.clone()
+        })
+        .collect();
+    match parts.as_slice() {
+        [one] => one.to_string(),
+        _ => serde_json::Value::Array(parts).to_string(),
     }
 }
 
@@ -495,6 +692,58 @@ impl Task {
             timeouts: now.timeouts.saturating_sub(at.timeouts),
             dropped_runs: now.dropped_runs.saturating_sub(at.dropped_runs),
         }
+    }
+}
+
+/// Forwards what the forwarding consumer has ready (a bounded batch, without waiting).
+fn forward_some(fc: &BaseConsumer<GroupContext>, tasks: &Mutex<Tasks>) {
+    for _ in 0..1024 {
+        let polled = fc.poll(Duration::ZERO);
+        let mut t = lock(tasks);
+        match polled {
+            None => return,
+            Some(Ok(m)) => t.message(fc, &m, 0),
+            Some(Err(KafkaError::PartitionEOF(p))) => t.end_of_forwarded(fc, p),
+            Some(Err(e)) => fc.context().notices.show(
+                "consume",
+                &format!("consuming the input failed (retrying): {e}"),
+            ),
+        }
+        if t.error.is_some() {
+            return;
+        }
+    }
+}
+
+/// Commits `next` as `topic/partition`'s offset. During a rebalance the commit is refused;
+/// the next state commits again (and a successor goes by the state's offset, not the
+/// group's), so that is not reported.
+fn commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    next: i64,
+    sync: bool,
+    notices: &mut Vec<String>,
+) {
+    let mut tpl = TopicPartitionList::new();
+    if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(next)) {
+        notices.push(format!("motif: {topic}/{partition}: offset {next}: {e}"));
+        return;
+    }
+    let mode = if sync {
+        CommitMode::Sync
+    } else {
+        CommitMode::Async
+    };
+    match consumer.commit(&tpl, mode) {
+        Ok(()) => {}
+        Err(e)
+            if e.rdkafka_error_code()
+                == Some(rdkafka::types::RDKafkaErrorCode::RebalanceInProgress) => {}
+        Err(e) => notices.push(format!(
+            "motif: {topic}/{partition}: committing offset {next} failed (committed again with the next state): {e}"
+        )),
     }
 }
 
@@ -568,6 +817,7 @@ pub fn run(
     // missing).
     let probe: BaseConsumer = config.create().map_err(|e| fail(e.to_string()))?;
     let mut most = 1;
+    let mut counts = Vec::new();
     for topic in &kafka.topics {
         let md = probe
             .fetch_metadata(Some(topic), kafka.connect_timeout)
@@ -581,7 +831,36 @@ pub fn run(
             return Err(fail(format!("no topic {topic}")));
         }
         most = most.max(i32::try_from(n).unwrap_or(i32::MAX));
+        counts.push((topic.clone(), n));
     }
+    let sources = Sources::new(counts);
+    if kafka.repartition.is_some()
+        && kafka
+            .topics
+            .iter()
+            .any(|t| Some(t) == kafka.repartition.as_ref())
+    {
+        return Err(fail("repartition= names an input topic".to_string()));
+    }
+    let forwarder = match &kafka.repartition {
+        Some(topic) => Some(
+            Forwarder::open(
+                decls,
+                &kafka.brokers,
+                topic,
+                most,
+                sources.clone(),
+                &kafka.properties,
+                kafka.connect_timeout,
+            )
+            .map_err(fail)?,
+        ),
+        None => None,
+    };
+    let subscribed = match &kafka.repartition {
+        Some(r) => vec![r.clone()],
+        None => kafka.topics.clone(),
+    };
     drop(probe);
     let changelog = Changelog::open(
         &kafka.brokers,
@@ -592,8 +871,14 @@ pub fn run(
     )
     .map_err(|e| fail(e.to_string()))?;
     let mut engine_options = options.engine;
-    engine_options.source_partitions = 1;
-    engine_options.idle_timeout_ms = None;
+    if forwarder.is_some() {
+        // Each source partition is one watermark input of a task over the repartition
+        // topic; one silent for --idle-timeout stops holding it back.
+        engine_options.source_partitions = sources.count();
+    } else {
+        engine_options.source_partitions = 1;
+        engine_options.idle_timeout_ms = None;
+    }
     let probe_engine = Engine::new(decls, engine_options)?;
     let nfas: Vec<Arc<Nfa>> = probe_engine.nfas().cloned().collect();
     drop(probe_engine);
@@ -615,6 +900,14 @@ pub fn run(
         handed_over: Stats::default(),
         possible_duplicates: 0,
         epoch: 0,
+        forwarder,
+        sources,
+        key_homes: HashTable::new(),
+        key_warned: false,
+        copies_skipped: 0,
+        subscribed: subscribed.clone(),
+        tasks_assigned: false,
+        forwards_assigned: false,
         error: None,
         notices: Vec::new(),
         started: Instant::now(),
@@ -624,12 +917,43 @@ pub fn run(
             tasks: Arc::clone(&tasks),
             notices: Notices::default(),
             lags: Mutex::new(std::collections::HashMap::new()),
+            forwarding: false,
         })
         .map_err(|e| fail(e.to_string()))?;
-    let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
+    let topics: Vec<&str> = subscribed.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
         .map_err(|e| fail(format!("cannot subscribe: {e}")))?;
+    // With `repartition=`: the source topics are read by a consumer of their own, in
+    // group `G-forward` (its partitions are divided among the members apart from the
+    // tasks'; its ends are its own).
+    let forwarding: Option<BaseConsumer<GroupContext>> = match &kafka.repartition {
+        None => None,
+        Some(_) => {
+            let mut fconfig = config.clone();
+            fconfig
+                .set("group.id", format!("{}-forward", kafka.group))
+                .set("statistics.interval.ms", "0");
+            let fc: BaseConsumer<GroupContext> = fconfig
+                .create_with_context(GroupContext {
+                    tasks: Arc::clone(&tasks),
+                    notices: Notices::default(),
+                    lags: Mutex::new(std::collections::HashMap::new()),
+                    forwarding: true,
+                })
+                .map_err(|e| fail(e.to_string()))?;
+            let sources: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
+            fc.subscribe(&sources)
+                .map_err(|e| fail(format!("cannot subscribe: {e}")))?;
+            Some(fc)
+        }
+    };
+    // While forwarding, the tasks' consumer waits briefly, so both are served.
+    let task_poll = if forwarding.is_some() {
+        Duration::from_millis(5)
+    } else {
+        QUIET_POLL
+    };
     let mut last_state = Instant::now();
     let mut failed = None;
     let mut interrupted = false;
@@ -640,7 +964,10 @@ pub fn run(
             interrupted = true;
             break;
         }
-        let polled = consumer.poll(QUIET_POLL);
+        if let Some(fc) = &forwarding {
+            forward_some(fc, &tasks);
+        }
+        let polled = consumer.poll(task_poll);
         let mut t = lock(&tasks);
         let now_ms = u64::try_from(t.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match polled {
@@ -658,6 +985,11 @@ pub fn run(
         for n in std::mem::take(&mut t.notices) {
             notice(&n);
         }
+        if let Some(f) = t.forwarder.as_mut() {
+            if let Err(e) = f.heartbeat() {
+                t.error.get_or_insert(format!("motif: {e}"));
+            }
+        }
         if let Some(e) = t.error.take() {
             failed = Some(e);
             break;
@@ -668,10 +1000,20 @@ pub fn run(
         }
         if last_state.elapsed() >= interval {
             t.write_states(&consumer, true);
+            if let Some(fc) = &forwarding {
+                t.commit_forwarded(fc, false);
+            }
             last_state = Instant::now();
         }
-        ever_assigned |= !t.tasks.is_empty();
-        if kafka.eof && ever_assigned && t.tasks.iter().all(|task| task.finished) {
+        // With `repartition=`, both consumers must have had their share (a member given
+        // no partition of one of them is done with it), and its tasks end with every
+        // source's end marker.
+        ever_assigned |= match t.forwarder {
+            None => !t.tasks.is_empty(),
+            Some(_) => t.tasks_assigned && t.forwards_assigned,
+        };
+        let forwarded = t.forwarder.as_ref().is_none_or(Forwarder::all_ended);
+        if kafka.eof && ever_assigned && forwarded && t.tasks.iter().all(|task| task.finished) {
             break;
         }
         if !gate.due() {
@@ -713,8 +1055,18 @@ pub fn run(
     {
         let mut t = lock(&tasks);
         t.write_states(&consumer, false);
+        if let Some(fc) = &forwarding {
+            t.commit_forwarded(fc, true);
+        }
         for task in std::mem::take(&mut t.tasks) {
             add(&mut t.handed_over, task.own_stats());
+            t.copies_skipped += task.copies_skipped;
+        }
+        if let Some(f) = t.forwarder.as_ref() {
+            let (forwarded, skipped) = (f.forwarded, t.copies_skipped);
+            notice(&format!(
+                "motif: repartition: {forwarded} record(s) forwarded here; {skipped} second copies skipped"
+            ));
         }
         for n in std::mem::take(&mut t.notices) {
             notice(&n);
@@ -722,6 +1074,9 @@ pub fn run(
         if let Some(e) = t.error.take() {
             failed.get_or_insert(e);
         }
+    }
+    if let Some(fc) = forwarding {
+        fc.unsubscribe();
     }
     consumer.unsubscribe();
     drop(consumer);

@@ -118,6 +118,9 @@ pub enum Admission {
 pub struct Front {
     decoder: Decoder,
     clocks: Clocks,
+    /// The first pattern's key hash of the last record routed (`None`: it had no usable
+    /// key), for a caller that checks where keys come from.
+    last_key_hash: Option<u64>,
 }
 
 /// The key of an event as it travels ([`KeyedEvent::key`]) and its hash: a single string key
@@ -376,6 +379,29 @@ impl Clocks {
         }
     }
 
+    /// Source partition `source` has sent everything up to `times[i]` for event-time
+    /// pattern `i` (a heartbeat of a forwarder: as if an event of that time had come from
+    /// it, without one); each (pattern, new watermark) goes to `advanced`.
+    pub fn progress(
+        &mut self,
+        source: usize,
+        times: &[Option<i64>],
+        now_ms: u64,
+        advanced: &mut dyn FnMut(usize, i64),
+    ) {
+        for (i, p) in self.patterns.iter_mut().enumerate() {
+            if !self.event_time.get(i).copied().unwrap_or(false) {
+                continue;
+            }
+            let Some(t) = times.get(i).copied().flatten() else {
+                continue;
+            };
+            if let Some(wm) = p.frontier.observe(source, t, now_ms) {
+                advanced(i, wm);
+            }
+        }
+    }
+
     /// Every pattern's watermark moves to `to` if that is later (see [`Frontier::advance`]).
     pub fn advance(&mut self, to: i64, advanced: &mut dyn FnMut(usize, i64)) {
         for (i, p) in self.patterns.iter_mut().enumerate() {
@@ -418,6 +444,7 @@ impl Front {
         Front {
             clocks: Clocks::new(&patterns, source_partitions, idle_timeout_ms),
             decoder: Decoder::new(schema, &patterns),
+            last_key_hash: None,
         }
     }
 
@@ -465,7 +492,12 @@ impl Front {
         routed: &mut impl RouteSink,
         notices: &mut Vec<Output>,
     ) {
-        let Front { decoder, clocks } = self;
+        let Front {
+            decoder,
+            clocks,
+            last_key_hash,
+        } = self;
+        *last_key_hash = None;
         decoder.for_each_pattern(row, raw, |i, read| {
             let e = match read {
                 Ok(e) => e,
@@ -481,6 +513,9 @@ impl Front {
                     return;
                 }
             };
+            if i == 0 {
+                *last_key_hash = Some(e.hash);
+            }
             match clocks.admit(i, e.time, source, now_ms) {
                 Admission::Late { time, watermark } => notices.push(Output::Late {
                     pattern: i,
@@ -524,6 +559,44 @@ impl Front {
     pub fn end_source(&mut self, source: usize, routed: &mut impl RouteSink) {
         self.clocks
             .end_source(source, &mut |i, wm| routed.watermark(i, wm));
+    }
+
+    /// Source partition `source` says it has sent everything up to these times (per
+    /// pattern; see [`Clocks::progress`]).
+    pub fn source_progress(
+        &mut self,
+        source: usize,
+        times: &[Option<i64>],
+        now_ms: u64,
+        routed: &mut impl RouteSink,
+    ) {
+        self.clocks
+            .progress(source, times, now_ms, &mut |i, wm| routed.watermark(i, wm));
+    }
+
+    /// The first pattern's routing key of a record and each pattern's time in it, without
+    /// processing it (what a repartitioning forwarder keys the record by, and how far it
+    /// has come); `None` if the record cannot be decoded. A pattern that cannot read its
+    /// time gets `None`, and so does the key when the first pattern cannot read it.
+    pub fn key_and_times(
+        &mut self,
+        line: &str,
+        times: &mut Vec<Option<i64>>,
+    ) -> Option<Option<KeyBytes>> {
+        let row = self.decoder.decode(line).ok()?;
+        times.clear();
+        for i in 0..self.decoder.patterns() {
+            times.push(self.decoder.time(i, &row).ok().flatten());
+        }
+        if self.decoder.patterns() == 0 {
+            return Some(None);
+        }
+        Some(self.decoder.route_key(0, &row).ok().and_then(|(k, _)| k))
+    }
+
+    /// The first pattern's key hash of the last record routed, if it had a usable key.
+    pub fn last_key_hash(&self) -> Option<u64> {
+        self.last_key_hash
     }
 
     /// Every watermark moves to `to` if that is later, without an event.

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{DecodeError, Schema};
+use crate::key::KeyBytes;
 use crate::nfa::{compile, CompileError};
 use crate::pattern::PatternDecl;
 use crate::value::Value;
@@ -586,6 +587,40 @@ impl Engine {
     /// waited for it may be decided now.
     pub fn end_source(&mut self, source: usize, out: &mut Vec<Output>) {
         self.drive(out, |front, shards, _| front.end_source(source, shards));
+    }
+
+    /// Source partition `source` (see [`EngineOptions::source_partitions`]) says it has
+    /// sent every event up to `times[i]` for pattern `i` (a heartbeat: each event-time
+    /// pattern's frontier counts it as an event of that time from that source, without
+    /// one). What a repartitioning forwarder's heartbeat tells the partitions it writes to.
+    pub fn source_progress(
+        &mut self,
+        source: usize,
+        times: &[Option<i64>],
+        now_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        self.drive(out, |front, shards, _| {
+            front.source_progress(source, times, now_ms, shards)
+        });
+    }
+
+    /// The first pattern's routing key of a JSON record (the bytes
+    /// [`crate::key::encode`] makes; `None` for an unkeyed pattern or a record without a
+    /// readable key) and each pattern's time in it, without processing the record; `None`
+    /// when it cannot be decoded at all. Counts nothing.
+    pub fn key_and_times(
+        &mut self,
+        json: &str,
+        times: &mut Vec<Option<i64>>,
+    ) -> Option<Option<KeyBytes>> {
+        self.front.key_and_times(json, times)
+    }
+
+    /// The hash of the first pattern's key of the last record processed, if it had one
+    /// (to notice one key arriving from two inputs that should each hold their own keys).
+    pub fn last_key_hash(&self) -> Option<u64> {
+        self.front.last_key_hash()
     }
 
     /// Moves every pattern's watermark to `to` (event time, ms) without an event, if that

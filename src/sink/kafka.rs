@@ -61,6 +61,18 @@ impl ProducerContext for DeliveryLog {
     }
 }
 
+impl DeliveryLog {
+    /// The first delivery failure, with how many messages failed, if any did.
+    pub fn first_failure(&self) -> Option<String> {
+        let failed = self.failed.load(Ordering::Relaxed);
+        if failed == 0 {
+            return None;
+        }
+        let why = (self.first_failure.lock().ok()).and_then(|f| f.clone());
+        Some(format!("{failed} message(s): {}", why.unwrap_or_default()))
+    }
+}
+
 /// A Kafka topic as a sink of lines (see the module's documentation).
 pub struct KafkaSink {
     producer: BaseProducer<DeliveryLog>,

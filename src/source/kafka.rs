@@ -67,6 +67,10 @@ pub struct KafkaSpec {
     /// Scale-out: time between two writes of every partition's state (`state_interval_ms`,
     /// default 10 s).
     pub state_interval: Duration,
+    /// Scale-out over an input not partitioned by the patterns' key: every record is
+    /// forwarded to this topic keyed by the key, and the tasks read it
+    /// ([`crate::pipeline::repartition`]).
+    pub repartition: Option<String>,
 }
 
 /// A Kafka URL's parts: `kafka://BROKERS/NAME[,NAME]?k=v&…`.
@@ -148,6 +152,7 @@ impl KafkaSpec {
             properties: Vec::new(),
             state_topic: None,
             state_interval: Duration::from_secs(10),
+            repartition: None,
         };
         for (k, v) in options {
             match k.as_str() {
@@ -180,6 +185,14 @@ impl KafkaSpec {
                         )));
                     }
                     spec.state_topic = Some(v);
+                }
+                "repartition" => {
+                    if !valid_topic(&v) {
+                        return Err(SourceError::Spec(format!(
+                            "{url}: repartition={v}: not a valid topic name"
+                        )));
+                    }
+                    spec.repartition = Some(v);
                 }
                 "state_interval_ms" => {
                     let ms: u64 = v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
