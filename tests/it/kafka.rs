@@ -71,6 +71,18 @@ impl Broker {
         }
     }
 
+    /// Takes the mock cluster's broker down (its connections closed, new ones refused)
+    /// and up again with its topics and offsets: a broker restart.
+    fn mock_restart(&self, down: bool) {
+        if let Broker::Mock(c) = self {
+            if down {
+                c.broker_down(1).expect("broker down");
+            } else {
+                c.broker_up(1).expect("broker up");
+            }
+        }
+    }
+
     /// Makes the broker unreachable (a stopped process) and back, for a tansu broker.
     fn pause(&self, paused: bool) {
         if let Broker::Tansu { process, .. } = self {
@@ -1033,4 +1045,58 @@ fn a_killed_repartitioning_member_loses_no_match() {
         repeated <= counted,
         "{repeated} repeated, {counted} counted: {err}"
     );
+}
+
+/// The broker restarts mid-stream (librdkafka's mock cluster: its broker taken down —
+/// connections closed, new ones refused — for 3 s, then up with its topics and offsets):
+/// a scale-out member neither crashes nor loses or repeats a match.
+///
+/// Open: it does not pass yet. After the broker comes back, the matches topic's producer
+/// never has its in-flight messages acknowledged, and the member waits in
+/// `KafkaSink::commit` (found with gdb; the same with `enable.idempotence=false`). Kept
+/// as the reproduction: `cargo nextest run -E 'test(a_broker_restart)' --run-ignored all`.
+#[test]
+#[ignore = "open: the sink's producer stays unacknowledged after a mock broker restart"]
+fn a_broker_restart_mid_stream_loses_nothing() {
+    let c = cluster();
+    c.create_topic("state", 4);
+    c.create_topic("matches", 1);
+    let dir = scratch("broker-restart");
+    std::fs::write(dir.join("p.motif"), PATTERN).unwrap();
+    let lines = events(&dir, 12_000);
+    let boot = c.boot();
+    produce(&boot, "events", &lines[..6_000]);
+    let mut a = member(&dir, &boot, "r", "a");
+    let matches = reader(&boot, "matches");
+    let mut got = Vec::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    while got.is_empty() && Instant::now() < until {
+        read_until(&matches, &mut got, &[], 0);
+    }
+    assert!(!got.is_empty(), "matches before the broker goes down");
+    c.mock_restart(true);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        a.try_wait().unwrap().is_none(),
+        "the member runs on while the broker is down"
+    );
+    c.mock_restart(false);
+    produce(&boot, "events", &lines[6_000..]);
+    with_flush_events(&dir, &boot);
+    let expected = file_run(&dir);
+    read_until(&matches, &mut got, &expected, 90);
+    let err = stop(&dir, "a", &mut a);
+    no_late(&dir, &["a"]);
+    got.sort();
+    let missing = expected
+        .iter()
+        .filter(|m| got.binary_search(m).is_err())
+        .count();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} matches missing: {err}",
+        expected.len()
+    );
+    assert_eq!(got.len(), expected.len(), "none twice: {err}");
 }
