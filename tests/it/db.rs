@@ -301,15 +301,19 @@ fn mysql_tables_equal_the_reference_in_every_mode_and_window() {
 
 /// A loopback TCP proxy to `upstream` that can be cut: while down, it closes every open
 /// connection and every new one at once.
-struct Proxy {
-    port: u16,
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
     down: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Proxy {
-    fn start(upstream: &'static str) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    pub(crate) fn start(upstream: &'static str) -> Proxy {
+        Proxy::on(TcpListener::bind("127.0.0.1:0").unwrap(), upstream)
+    }
+
+    /// A proxy accepting on `listener`.
+    pub(crate) fn on(listener: TcpListener, upstream: &'static str) -> Proxy {
         let port = listener.local_addr().unwrap().port();
         let down = Arc::new(AtomicBool::new(false));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
@@ -354,14 +358,14 @@ impl Proxy {
     }
 
     /// Cuts every connection and refuses new ones, until [`Proxy::restore`].
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.down.store(true, Ordering::SeqCst);
         for s in self.open.lock().unwrap().drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
 
-    fn restore(&self) {
+    pub(crate) fn restore(&self) {
         self.down.store(false, Ordering::SeqCst);
     }
 }
