@@ -378,10 +378,14 @@ impl Pattern {
     }
 
     /// Starts a pattern with a group (`Pattern.begin(group)`).
+    ///
+    /// As in Flink, a group begun this way is strict: when it is itself the head of a
+    /// group (`followedBy(begin(begin("b")...))`), its first event must come right after
+    /// the event before the group, whatever contiguity the outer group was added with.
     pub fn begin_group(group: Pattern) -> Pattern {
         Pattern {
             steps: vec![Step::new(
-                Contiguity::Relaxed,
+                Contiguity::Strict,
                 StepNode::Group(Box::new(group)),
             )],
             skip: SkipStrategy::NoSkip,

@@ -15,6 +15,7 @@ use smallvec::SmallVec;
 use crate::event::{field_of_json, Event};
 use crate::expr::compile::{AggAcc, CExpr};
 use crate::nfa::buffer::{Expected, PathStep, SharedBuffer, NIL};
+use crate::nfa::heap;
 use crate::nfa::validate::{InvalidState, RunRef, COUNTER_LIMIT};
 use crate::nfa::{Action, CondBody, Guard, Nfa, Skip, StateId, StateKind};
 use crate::pattern::PartialMatch;
@@ -142,10 +143,19 @@ pub struct Matcher {
     /// The states the runs are in, one bit each ([`UNKNOWN_STATES`]: not known).
     #[serde(skip, default = "unknown_states")]
     waiting: u64,
+    /// The earliest time a run times out ([`Matcher::next_deadline`]), noted with the states
+    /// after every change of the runs; runs dropped since only make it earlier than the
+    /// truth, never later. Not known after a restore (`due_known` false).
+    #[serde(skip)]
+    next_due: Option<i64>,
+    #[serde(skip)]
+    due_known: bool,
     next_seq: u64,
-    /// Runs in Flink's order. On the heap: offering an event swaps this vector with the
-    /// scratch's (a pointer each), instead of moving every run out and back.
+    /// Runs in Flink's order: the array of Flink's `PriorityQueue` of partial matches (by
+    /// start event), kept by [`heap`]. On the heap: offering an event swaps this vector with
+    /// the scratch's (a pointer each), instead of moving every run out and back.
     runs: Vec<Run>,
+    /// Completed matches waiting for the skip strategy, as Flink's `PriorityQueue` of them.
     completed: Vec<Run>,
     max_runs: usize,
     dropped: u64,
@@ -168,7 +178,18 @@ pub struct Scratch {
     /// collects what follows them in their place.
     /// (On the heap: moving it in and out is a pointer, not two inline runs.)
     current: Vec<Run>,
+    /// Runs completed by this event or time, as Flink's queue of potential matches.
     potential: Vec<Run>,
+    /// The partial matches one run leads to, added to the runs only if none of its
+    /// successors reaches a Stop state (Flink's `statesToRetain`).
+    retained: Vec<Run>,
+}
+
+/// The key runs are ordered by, as Flink's comparator orders computation states: by start
+/// event (sequence numbers follow Flink's (timestamp, id) order); the start run last.
+#[inline]
+fn by_start(r: &Run) -> u64 {
+    r.start_seq
 }
 
 struct View<'a> {
@@ -191,6 +212,8 @@ impl Matcher {
     pub fn new(nfa: &Nfa) -> Matcher {
         let mut m = Matcher {
             waiting: UNKNOWN_STATES,
+            next_due: None,
+            due_known: false,
             next_seq: 0,
             runs: vec![Run::start(nfa)],
             completed: Vec::new(),
@@ -198,7 +221,7 @@ impl Matcher {
             dropped: 0,
             buffer: SharedBuffer::new(),
         };
-        m.note_states();
+        m.note_states(nfa);
         m
     }
 
@@ -217,20 +240,27 @@ impl Matcher {
         self.runs.push(Run::start(nfa));
         self.next_seq = 0;
         self.dropped = 0;
-        self.note_states();
+        self.note_states(nfa);
     }
 
-    /// Records which states the runs are in, for [`Matcher::skips`].
-    fn note_states(&mut self) {
+    /// Records which states the runs are in, for [`Matcher::skips`], and when the first of
+    /// them times out.
+    fn note_states(&mut self, nfa: &Nfa) {
         let mut bits = 0u64;
+        let mut due: Option<i64> = None;
         for r in &self.runs {
             if r.state >= 63 {
                 bits = UNKNOWN_STATES;
-                break;
+            } else {
+                bits |= 1 << r.state;
             }
-            bits |= 1 << r.state;
+            if let Some(d) = deadline(nfa, r) {
+                due = Some(due.map_or(d, |b| b.min(d)));
+            }
         }
         self.waiting = bits;
+        self.next_due = due;
+        self.due_known = true;
     }
 
     /// The states the runs are in, one bit each (all bits set: not known), for
@@ -269,11 +299,15 @@ impl Matcher {
             self.buffer.release(self.runs[i].node);
         }
         let mut i = 0;
-        self.runs.retain(|_| {
-            let keep = !drop[i];
-            i += 1;
-            keep
-        });
+        heap::remove_where(
+            &mut self.runs,
+            |_| {
+                let gone = drop[i];
+                i += 1;
+                gone
+            },
+            by_start,
+        );
         self.dropped += excess as u64;
     }
 
@@ -297,24 +331,13 @@ impl Matcher {
     }
 
     /// The earliest time at which [`Matcher::advance_time`] would time a run out.
+    /// (Noted after every change of the runs; after runs were dropped it may be earlier
+    /// than the truth: a timer set for it finds nothing due and asks again.)
     pub fn next_deadline(&self, nfa: &Nfa) -> Option<i64> {
-        let mut best: Option<i64> = None;
-        for r in &self.runs {
-            if nfa.states[r.state].is_start {
-                continue;
-            }
-            if nfa.window > 0 {
-                let d = r.start_ts.saturating_add(nfa.window);
-                best = Some(best.map_or(d, |b| b.min(d)));
-            }
-            if let Some(w) = nfa.state_windows[r.state] {
-                if w > 0 {
-                    let d = r.prev_ts.saturating_add(w);
-                    best = Some(best.map_or(d, |b| b.min(d)));
-                }
-            }
+        if self.due_known {
+            return self.next_due;
         }
-        best
+        self.runs.iter().filter_map(|r| deadline(nfa, r)).min()
     }
 
     /// Times out runs whose window has passed at `time` (Flink's `advanceTime`): their partial
@@ -330,6 +353,11 @@ impl Matcher {
         matches: &mut Vec<Match>,
         timeouts: &mut Vec<Match>,
     ) {
+        if self.due_known && self.next_due.is_none_or(|due| time < due) {
+            // Nothing times out: Flink's rebuilding of its queue in array order would give
+            // the same array, and no completed match waits on a run that could go.
+            return;
+        }
         let mut runs = std::mem::take(&mut scratch.current);
         std::mem::swap(&mut runs, &mut self.runs);
         // The scratch vector comes back drained; clearing keeps that true whatever happened.
@@ -338,7 +366,7 @@ impl Matcher {
         for run in runs.drain(..) {
             let state = &nfa.states[run.state];
             if state.is_start {
-                self.runs.push(run);
+                heap::push(&mut self.runs, run, by_start);
                 continue;
             }
             let prev_window = nfa.state_windows[run.state].filter(|w| *w > 0);
@@ -347,11 +375,11 @@ impl Matcher {
             let prev_timeout = prev_window.is_some_and(|w| time >= run.prev_ts.saturating_add(w));
             let first_timeout = nfa.window > 0 && time >= run.start_ts.saturating_add(nfa.window);
             if !(prev_timeout || first_timeout) {
-                self.runs.push(run);
+                heap::push(&mut self.runs, run, by_start);
                 continue;
             }
             if state.kind == StateKind::Pending {
-                potential.push(run);
+                heap::push(&mut potential, run, by_start);
                 continue;
             }
             if handle_timeouts {
@@ -367,7 +395,7 @@ impl Matcher {
         scratch.current = runs;
         self.emit_completed(nfa, &mut potential, matches);
         scratch.potential = potential;
-        self.note_states();
+        self.note_states(nfa);
     }
 
     /// Offers one event to every run (Flink's `process`); completed matches go to `matches`.
@@ -400,12 +428,11 @@ impl Matcher {
             if nfa.skip_tests.skips(run.state, &event) {
                 // The run surely stays as it is (see `crate::nfa::skip`), where its IGNORE
                 // loop (or, for the start run, starting nothing) would leave it.
-                self.runs.push(run);
+                heap::push(&mut self.runs, run, by_start);
                 continue;
             }
-            let first_retained = self.runs.len();
             let mut succ = Successors {
-                next: &mut self.runs,
+                next: &mut sc.retained,
                 potential: &mut sc.potential,
                 discard: false,
             };
@@ -422,13 +449,17 @@ impl Matcher {
             let discard = succ.discard;
             if nfa.states[run.state].is_start {
                 // The start run stays, after the runs it started (Flink re-adds it last).
-                self.runs.push(run);
+                sc.retained.push(run);
             } else {
                 buffer.release(run.node);
             }
             if discard {
-                for r in self.runs.drain(first_retained..) {
+                for r in sc.retained.drain(..) {
                     buffer.release(r.node);
+                }
+            } else {
+                for r in sc.retained.drain(..) {
+                    heap::push(&mut self.runs, r, by_start);
                 }
             }
         }
@@ -447,7 +478,7 @@ impl Matcher {
             self.emit_completed(nfa, &mut potential, matches);
             sc.potential = potential;
         }
-        self.note_states();
+        self.note_states(nfa);
     }
 
     /// Whether `event` leaves every run exactly as it is: the start run takes nothing (no TAKE
@@ -488,16 +519,29 @@ impl Matcher {
     /// Moves newly completed runs through the skip strategy and emits those that may go out:
     /// with a skip strategy, a match waits while a partial match that started earlier could
     /// still complete (Flink's `processMatchesAccordingToSkipStrategy`).
+    ///
+    /// The completed matches come out as Flink's queue gives them: the earliest start event
+    /// first and, among matches with the same start, in the order the heap's array holds
+    /// them (see [`heap`]), pruning after each.
     fn emit_completed(&mut self, nfa: &Nfa, potential: &mut Vec<Run>, out: &mut Vec<Match>) {
-        self.completed.append(potential);
-        while let Some(i) = earliest(&self.completed) {
-            if nfa.skip != Skip::NoSkip {
-                let earliest_partial = self.runs.iter().map(|r| r.start_seq).min();
-                if earliest_partial.is_some_and(|p| self.completed[i].start_seq > p) {
-                    break;
-                }
+        // Flink's `completedMatches.addAll(potentialMatches)`: in the potential heap's order.
+        for r in potential.drain(..) {
+            heap::push(&mut self.completed, r, by_start);
+        }
+        while let Some(first) = self.completed.first() {
+            // The runs' head is the earliest partial match (the start run, which is always
+            // there, sorts last).
+            if nfa.skip != Skip::NoSkip
+                && self
+                    .runs
+                    .first()
+                    .is_some_and(|p| first.start_seq > p.start_seq)
+            {
+                break;
             }
-            let m = self.completed.remove(i);
+            let Some(m) = heap::poll(&mut self.completed, by_start) else {
+                break;
+            };
             let path = self.buffer.extract(m.node);
             if let Some(pruning) = pruning_id(nfa.skip, &path) {
                 self.prune(pruning);
@@ -520,8 +564,9 @@ impl Matcher {
             }
             !drop
         };
-        self.runs.retain(|r| keep(r));
-        self.completed.retain(&mut keep);
+        // Flink's `removeAll` on both queues: survivors keep their order, then heapify.
+        heap::remove_where(&mut self.runs, |r| !keep(r), by_start);
+        heap::remove_where(&mut self.completed, |r| !keep(r), by_start);
     }
 }
 
@@ -895,15 +940,21 @@ fn pruning_id(skip: Skip, path: &[PathStep]) -> Option<Pruning> {
     }
 }
 
-/// The index of the run that started earliest (first of equals).
-fn earliest(runs: &[Run]) -> Option<usize> {
-    let mut best: Option<usize> = None;
-    for (i, r) in runs.iter().enumerate() {
-        if best.is_none_or(|b| r.start_seq < runs[b].start_seq) {
-            best = Some(i);
-        }
+/// When `r` times out: its start plus the pattern's window, or its previous event plus its
+/// state's window, whichever comes first; never for the start run.
+#[inline]
+fn deadline(nfa: &Nfa, r: &Run) -> Option<i64> {
+    if nfa.states[r.state].is_start {
+        return None;
     }
-    best
+    let whole = (nfa.window > 0).then(|| r.start_ts.saturating_add(nfa.window));
+    let step = nfa.state_windows[r.state]
+        .filter(|w| *w > 0)
+        .map(|w| r.prev_ts.saturating_add(w));
+    match (whole, step) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 impl Run {
@@ -1023,7 +1074,7 @@ impl Successors<'_> {
     #[inline]
     fn push(&mut self, nfa: &Nfa, buffer: &mut SharedBuffer, run: Run) {
         match nfa.states[run.state].kind {
-            StateKind::Final => self.potential.push(run),
+            StateKind::Final => heap::push(self.potential, run, by_start),
             StateKind::Stop => {
                 self.discard = true;
                 buffer.release(run.node);

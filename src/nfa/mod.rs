@@ -9,6 +9,7 @@
 pub mod buffer;
 pub mod compiler;
 pub mod explain;
+mod heap;
 pub mod matcher;
 pub mod skip;
 pub mod validate;

@@ -99,7 +99,17 @@ fn all_flink_conformance_cases_pass() {
         .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
-    assert_eq!(dirs.len(), 153, "the 153 cases of ../shared/conformance");
+    // The 153 cases of ../shared/conformance, and motif's own (`agree__`: families where
+    // motif once disagreed with Flink 2.3, each answered by real Flink through
+    // ../shared/flinkcheck).
+    let shared = dirs
+        .iter()
+        .filter(|d| {
+            !d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("agree__"))
+        })
+        .count();
+    assert_eq!(shared, 153, "the 153 cases of ../shared/conformance");
     let failures: Vec<String> = dirs
         .iter()
         .filter_map(|d| {

@@ -456,16 +456,25 @@ impl Drop for Member {
 
 /// [`member`] with more arguments.
 fn member_with(dir: &Path, boot: &str, group: &str, name: &str, more: &[&str]) -> Member {
-    let session = "session.timeout.ms=6000&heartbeat.interval.ms=500";
+    let input = format!(
+        "kafka://{boot}/events?group={group}&state_topic=state&state_interval_ms=200&{SESSION}"
+    );
+    spawn_member(dir, name, &input, &format!("kafka://{boot}/matches"), more)
+}
+
+/// Short group session settings, so a killed member's partitions move on within seconds.
+const SESSION: &str = "session.timeout.ms=6000&heartbeat.interval.ms=500";
+
+/// A member process reading `input`, matches to `output`, late events to `dir/NAME.late`,
+/// its standard error to `dir/NAME.err`.
+fn spawn_member(dir: &Path, name: &str, input: &str, output: &str, more: &[&str]) -> Member {
     motif()
         .args(["run"])
         .arg(dir.join("p.motif"))
         .arg("-i")
-        .arg(format!(
-            "kafka://{boot}/events?group={group}&state_topic=state&state_interval_ms=200&{session}"
-        ))
+        .arg(input)
         .arg("-o")
-        .arg(format!("kafka://{boot}/matches"))
+        .arg(output)
         .arg("--late-output")
         .arg(dir.join(format!("{name}.late")))
         .args(more)
@@ -671,13 +680,18 @@ fn killed_member(c: Broker, name: &str) {
     c.create_topic("matches", 1);
     let matches = reader(&boot, "matches");
     produce(&boot, "events", &lines[..6_000]);
-    let mut a = member(&dir, &boot, "k", "a");
+    let addr = free_addr();
+    let mut a = member_with(&dir, &boot, "k", "a", &["--metrics", &addr]);
     let mut b = member(&dir, &boot, "k", "b");
     std::thread::sleep(Duration::from_secs(5));
     produce(&boot, "events", &lines[6_000..12_000]);
     let mut got = Vec::new();
     read_until(&matches, &mut got, &[], 1);
-    std::thread::sleep(Duration::from_millis(300));
+    // The kill must leave partitions behind: A holds some and has read records of them
+    // (a member that joined late may hold none yet on a slow machine), and its state
+    // saying so has been written (every 200 ms).
+    wait_for_partition_records(&addr, &dir, &mut a);
+    std::thread::sleep(Duration::from_millis(600));
     a.kill().unwrap(); // SIGKILL
     let _ = a.wait();
     produce(&boot, "events", &lines[12_000..16_000]);
@@ -837,6 +851,41 @@ fn the_readmes_sensor_pipeline_from_a_topic_to_mysql_and_a_topic() {
 }
 
 /// The text a metrics endpoint serves (waiting up to 30 s for it to answer with figures).
+/// An address on the loopback interface that no one listens on (for `--metrics`).
+fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// Waits (up to 60 s) until the member serving metrics at `addr` has read records of a
+/// partition it holds.
+fn wait_for_partition_records(addr: &str, dir: &Path, m: &mut Member) {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = metrics_text(addr);
+        let read: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("motif_partition_records{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if read > 0.0 {
+            return;
+        }
+        if let Some(st) = m.try_wait().unwrap() {
+            let err = std::fs::read_to_string(dir.join("a.err")).unwrap_or_default();
+            panic!("the member ended: {st:?}: {err}");
+        }
+        assert!(
+            Instant::now() < until,
+            "the member holds no partition with records after a minute: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn metrics_text(addr: &str) -> String {
     use std::io::{Read, Write};
     let until = Instant::now() + Duration::from_secs(30);
@@ -883,22 +932,16 @@ fn eof_member(dir: &Path, boot: &str, group: &str, name: &str, more: &str) -> Me
 /// A scale-out member of `group` (state topic `GROUP-state`, matches to topic
 /// `matches-GROUP`) with `more` URL options.
 fn live_member(dir: &Path, boot: &str, group: &str, name: &str, more: &str) -> Member {
-    let session = "session.timeout.ms=6000&heartbeat.interval.ms=500";
-    motif()
-        .args(["run"])
-        .arg(dir.join("p.motif"))
-        .arg("-i")
-        .arg(format!(
-            "kafka://{boot}/events?group={group}&state_topic={group}-state&state_interval_ms=200&{session}{more}"
-        ))
-        .arg("-o")
-        .arg(format!("kafka://{boot}/matches-{group}"))
-        .arg("--late-output")
-        .arg(dir.join(format!("{name}.late")))
-        .stderr(std::fs::File::create(dir.join(format!("{name}.err"))).unwrap())
-        .spawn()
-        .map(Member)
-        .expect("spawn a member")
+    let input = format!(
+        "kafka://{boot}/events?group={group}&state_topic={group}-state&state_interval_ms=200&{SESSION}{more}"
+    );
+    spawn_member(
+        dir,
+        name,
+        &input,
+        &format!("kafka://{boot}/matches-{group}"),
+        &[],
+    )
 }
 
 /// Waits (up to 2 minutes) for a member that ends by itself; its standard error.
