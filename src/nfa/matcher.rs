@@ -160,6 +160,9 @@ pub struct Matcher {
     max_runs: usize,
     dropped: u64,
     buffer: SharedBuffer,
+    /// The time of the last event offered ([`Matcher::last_event_time`]); `i64::MIN` before
+    /// the first.
+    last_time: i64,
 }
 
 /// [`Matcher`]'s state bits when they are not known (or a state is past bit 62).
@@ -220,6 +223,7 @@ impl Matcher {
             max_runs: DEFAULT_MAX_RUNS,
             dropped: 0,
             buffer: SharedBuffer::new(),
+            last_time: i64::MIN,
         };
         m.note_states(nfa);
         m
@@ -232,6 +236,7 @@ impl Matcher {
             // Only the start run, as it was made (it takes nothing itself): nothing to redo.
             self.next_seq = 0;
             self.dropped = 0;
+            self.last_time = i64::MIN;
             return;
         }
         for r in self.runs.drain(..).chain(self.completed.drain(..)) {
@@ -240,6 +245,7 @@ impl Matcher {
         self.runs.push(Run::start(nfa));
         self.next_seq = 0;
         self.dropped = 0;
+        self.last_time = i64::MIN;
         self.note_states(nfa);
     }
 
@@ -278,6 +284,21 @@ impl Matcher {
     /// (The cap is kept below `usize::MAX`, which the check of the cap would overflow.)
     pub fn set_max_runs(&mut self, max: usize) {
         self.max_runs = max.clamp(1, usize::MAX - 1);
+    }
+
+    /// The time of the last event offered to [`Matcher::process`] (`i64::MIN` before the
+    /// first).
+    ///
+    /// Flink expires partial matches before the first event of a timestamp, never between two
+    /// events of the same timestamp: a run that an event at `t` moves into a waiting state
+    /// whose window has passed (a pending `notFollowedBy`, say) is still there for the next
+    /// event at `t`. So a caller calls [`Matcher::advance_time`] with an event's time only
+    /// when that time is later than this one, and with a watermark only when it is not
+    /// earlier (a watermark behind an event already offered is one Flink reaches before
+    /// that event, and what the event moved into a passed window waits for a later time).
+    #[inline]
+    pub fn last_event_time(&self) -> i64 {
+        self.last_time
     }
 
     /// Partial matches dropped because of the cap.
@@ -410,6 +431,7 @@ impl Matcher {
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.last_time = event.time;
         // The event gets a buffer slot only when some run takes it.
         let mut eid: Option<u32> = None;
         let sc = scratch;

@@ -328,6 +328,7 @@ impl PatternShard {
         let s = &mut self.slots[slot as usize];
         let nfa = &*self.nfa;
         if immediate && head.pending.is_empty() {
+            // Never between two events of one timestamp (see `Matcher::last_event_time`).
             let timer_due = time >= head.timer_at;
             let Some(matcher) = s.partition.as_mut().and_then(|p| p.matcher.as_deref_mut()) else {
                 return;
@@ -340,7 +341,7 @@ impl PatternShard {
             };
             // `timer_at` is never later than the partition's next deadline (set after every
             // feed), so before it nothing can time out.
-            if timer_due {
+            if timer_due && time > matcher.last_event_time() {
                 matcher.advance_time(
                     nfa,
                     &mut self.scratch,
@@ -628,26 +629,35 @@ impl PatternShard {
                 if t > wm {
                     break;
                 }
-                matcher.advance_time(
-                    nfa,
-                    &mut self.scratch,
-                    t,
-                    timeouts,
-                    &mut self.matches,
-                    &mut self.timeouts,
-                );
+                // Before the first event of `t`, never between two (an event at `t` may have
+                // been fed at once, before these were buffered).
+                if t > matcher.last_event_time() {
+                    matcher.advance_time(
+                        nfa,
+                        &mut self.scratch,
+                        t,
+                        timeouts,
+                        &mut self.matches,
+                        &mut self.timeouts,
+                    );
+                }
                 while let Some(ev) = head.pending.pop_at(t) {
                     matcher.process(nfa, &mut self.scratch, ev, &mut self.matches);
                 }
             }
-            matcher.advance_time(
-                nfa,
-                &mut self.scratch,
-                wm,
-                timeouts,
-                &mut self.matches,
-                &mut self.timeouts,
-            );
+            // A watermark behind an event already fed (at once, one past the watermark) is
+            // one Flink reaches before that event: what it would expire was expired before
+            // the event, and what the event moved into a passed window waits for a later time.
+            if wm >= matcher.last_event_time() {
+                matcher.advance_time(
+                    nfa,
+                    &mut self.scratch,
+                    wm,
+                    timeouts,
+                    &mut self.matches,
+                    &mut self.timeouts,
+                );
+            }
             self.settle(slot, index, dropped_before, open_before, out);
         }
     }
