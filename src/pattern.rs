@@ -96,6 +96,12 @@ pub struct Quantifier {
     pub greedy: bool,
     /// `consecutive()` / `allowCombinations()`.
     pub inner: InnerContiguity,
+    /// The quantifier's window in milliseconds (Flink 1.16+: `times(n, d)`, `times(n, m,
+    /// d)`, `timesOrMore(n, d)`, `oneOrMore(d)`): with Flink's meaning, the longest time
+    /// from the event before the step to its first event, and between its events, except
+    /// for the wait for its last fixed event and for the events of its loop (see
+    /// grammar/README.md, "Quantifier windows").
+    pub window_ms: Option<u64>,
 }
 
 impl Default for Quantifier {
@@ -105,6 +111,7 @@ impl Default for Quantifier {
             optional: false,
             greedy: false,
             inner: InnerContiguity::Relaxed,
+            window_ms: None,
         }
     }
 }
@@ -501,6 +508,35 @@ impl Pattern {
     /// `.oneOrMore()`.
     pub fn one_or_more(mut self) -> Pattern {
         self.last().quantifier.repeat = Repeat::Looping { min: 1 };
+        self
+    }
+    /// `.oneOrMore(d)`: [`Pattern::one_or_more`] with a quantifier window
+    /// ([`Quantifier::window_ms`]).
+    pub fn one_or_more_within(self, window: Duration) -> Pattern {
+        self.one_or_more().quantifier_window(window)
+    }
+    /// `.timesOrMore(n, d)`: [`Pattern::times_or_more`] with a quantifier window
+    /// ([`Quantifier::window_ms`]).
+    pub fn times_or_more_within(self, n: u32, window: Duration) -> Pattern {
+        self.times_or_more(n).quantifier_window(window)
+    }
+    /// `.times(n, d)`: [`Pattern::times`] with a quantifier window
+    /// ([`Quantifier::window_ms`]).
+    pub fn times_within(self, n: u32, window: Duration) -> Pattern {
+        self.times(n).quantifier_window(window)
+    }
+    /// `.times(from, to, d)`: [`Pattern::times_range`] with a quantifier window
+    /// ([`Quantifier::window_ms`]).
+    pub fn times_range_within(self, from: u32, to: u32, window: Duration) -> Pattern {
+        self.times_range(from, to).quantifier_window(window)
+    }
+    fn quantifier_window(self, window: Duration) -> Pattern {
+        let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        self.with_quantifier_window_ms(ms)
+    }
+    /// Sets the last step's quantifier window ([`Quantifier::window_ms`]).
+    pub(crate) fn with_quantifier_window_ms(mut self, ms: u64) -> Pattern {
+        self.last().quantifier.window_ms = Some(ms.min(crate::validate::MAX_DURATION_MS));
         self
     }
     /// `.timesOrMore(n)`.

@@ -422,6 +422,15 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+        if step.quantifier.window_ms == Some(0) {
+            self.error(
+                Diagnostic::new(
+                    "a quantifier window of 0ms lets no event follow",
+                    step.span,
+                )
+                .with_help("give the window a positive duration, or leave it out"),
+            );
+        }
         if step.within == Some(0) || step.within_previous == Some(0) {
             self.error(
                 Diagnostic::new("a window of 0ms matches nothing", step.call_span("within"))

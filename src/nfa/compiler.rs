@@ -291,11 +291,20 @@ impl<'p> Builder<'p, '_> {
         let id = self.new_state(&base, kind);
         if is_take {
             let step = self.cur.step();
-            if !step.quantifier.is_repeated() {
-                if let Some(w) = step.within_previous {
-                    let name = self.states[id].name.clone();
-                    self.window_times.insert(name, to_ms(w));
-                }
+            let name = &self.states[id].name;
+            // As Flink: a step without a quantifier takes its PREVIOUS_AND_CURRENT window;
+            // a quantified step ignores that one, and its quantifier's window goes on every
+            // copy of it but the one made first (the last in the chain: Flink's names give
+            // it no `:`), and so never on a loop state.
+            let window = if !step.quantifier.is_repeated() {
+                step.within_previous
+            } else if name.contains(':') {
+                step.quantifier.window_ms
+            } else {
+                None
+            };
+            if let Some(w) = window {
+                self.window_times.insert(name.clone(), to_ms(w));
             }
         }
         id

@@ -665,9 +665,15 @@ impl<'s> Lowerer<'s> {
     ) -> Pattern {
         let rule = call.as_rule();
         let mut counts: Vec<(u32, Span)> = Vec::new();
+        let mut window: Option<(u64, Span)> = None;
         for t in call.into_inner() {
-            if t.as_rule() == Rule::count {
-                counts.push((self.parse_count(&t), self.span(&t)));
+            match t.as_rule() {
+                Rule::count => counts.push((self.parse_count(&t), self.span(&t))),
+                Rule::duration => {
+                    let at = self.span(&t);
+                    window = Some((self.parse_duration(t), at));
+                }
+                _ => {}
             }
         }
         let name = match rule {
@@ -736,6 +742,17 @@ impl<'s> Lowerer<'s> {
                 p.times_range(*from, *to)
             }
             _ => p,
+        };
+        let p = match window {
+            Some((0, at)) => {
+                self.error(
+                    Diagnostic::new("a quantifier window of 0ms lets no event follow", at)
+                        .with_help("give the window a positive duration, or leave it out"),
+                );
+                p
+            }
+            Some((ms, _)) => p.with_quantifier_window_ms(ms),
+            None => p,
         };
         record(p, name, span)
     }

@@ -123,17 +123,23 @@ fn print_step_calls(out: &mut String, step: &Step, sep: Option<&str>) {
         }
     }
     let q = &step.quantifier;
+    let window = q
+        .window_ms
+        .map(|ms| format!(", {}", format_duration(ms)))
+        .unwrap_or_default();
     match q.repeat {
         Repeat::Once => {}
-        Repeat::Looping { min: 1 } => out.push_str(".oneOrMore()"),
+        Repeat::Looping { min: 1 } => {
+            let _ = write!(out, ".oneOrMore({})", window.trim_start_matches(", "));
+        }
         Repeat::Looping { min } => {
-            let _ = write!(out, ".timesOrMore({min})");
+            let _ = write!(out, ".timesOrMore({min}{window})");
         }
         Repeat::Times { from, to } if from == to => {
-            let _ = write!(out, ".times({from})");
+            let _ = write!(out, ".times({from}{window})");
         }
         Repeat::Times { from, to } => {
-            let _ = write!(out, ".times({from}, {to})");
+            let _ = write!(out, ".times({from}, {to}{window})");
         }
     }
     if q.optional {

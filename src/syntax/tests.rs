@@ -1188,3 +1188,41 @@ fn random_texts_round_trip() {
         assert_eq!(super::printer::expr_text(&back), printed, "for {src}");
     }
 }
+
+#[test]
+fn quantifier_windows_parse_print_and_equal_the_builder() {
+    use crate::pattern::Pattern;
+    use std::time::Duration;
+    let src = r#"pattern p
+= begin("s").followedBy("a").times(2, 4, 3s).followedBy("b").oneOrMore(5ms)
+  .followedBy("c").timesOrMore(2, 1m).followedBy("d").times(3, 250ms);"#;
+    let d = parse_ok(src);
+    let w: Vec<Option<u64>> = d[0]
+        .pattern
+        .steps
+        .iter()
+        .map(|s| s.quantifier.window_ms)
+        .collect();
+    assert_eq!(w, vec![None, Some(3_000), Some(5), Some(60_000), Some(250)]);
+    let built = Pattern::begin("s")
+        .followed_by("a")
+        .times_range_within(2, 4, Duration::from_secs(3))
+        .followed_by("b")
+        .one_or_more_within(Duration::from_millis(5))
+        .followed_by("c")
+        .times_or_more_within(2, Duration::from_secs(60))
+        .followed_by("d")
+        .times_within(3, Duration::from_millis(250));
+    let q = |p: &Pattern| -> Vec<Option<u64>> {
+        p.steps.iter().map(|s| s.quantifier.window_ms).collect()
+    };
+    assert_eq!(q(&built), w);
+    let printed = print(src);
+    assert!(printed.contains(".times(2, 4, 3s)"), "{printed}");
+    assert!(printed.contains(".oneOrMore(5ms)"), "{printed}");
+    assert!(printed.contains(".timesOrMore(2, 1m)"), "{printed}");
+    assert!(printed.contains(".times(3, 250ms)"), "{printed}");
+    assert_round_trip(src);
+    let err = load_err("pattern p\n= begin(\"a\").oneOrMore(0ms);");
+    assert!(err.contains("a quantifier window of 0ms"), "{err}");
+}
