@@ -126,6 +126,8 @@ internal_modules! {
     nfa;
     /// Flink's rules (and more) checked on a pattern.
     validate;
+    /// Warnings on patterns that load but may not mean what they say.
+    lint;
 }
 
 /// The `motif` command line (the binary's `main` calls [`cli::main`]).

@@ -42,7 +42,7 @@ use crate::pattern::{
 
 /// The names under which the parser records the skip strategy among the first step's
 /// `call_spans`.
-const SKIP_CALLS: [&str; 5] = [
+pub(crate) const SKIP_CALLS: [&str; 5] = [
     "noSkip",
     "skipToNext",
     "skipPastLastEvent",
@@ -115,7 +115,6 @@ pub(crate) fn validate_in_source(
     v.check_skip(&decl.pattern);
     v.check_trailing_not_followed_by(&decl.pattern);
     v.check_windows(&decl.pattern);
-    v.check_empty_match(&decl.pattern);
     v.check_size(&decl.pattern);
     for (what, path) in decl
         .key
@@ -174,17 +173,6 @@ impl<'a> Validator<'a> {
             self.error(Diagnostic::new("a pattern needs at least one step", p.span));
             return;
         }
-        if depth > 0 && p.skip != SkipStrategy::NoSkip {
-            let span = p.steps[0]
-                .call_spans
-                .iter()
-                .find(|(c, _)| SKIP_CALLS.contains(c))
-                .map_or(p.steps[0].span, |(_, s)| *s);
-            self.error(
-                Diagnostic::new("a skip strategy inside a group has no effect", span)
-                    .with_help("give the skip strategy on the outermost `begin(...)`"),
-            );
-        }
         for (i, step) in p.steps.iter().enumerate() {
             self.check_name(step);
             self.check_conditions(step);
@@ -216,15 +204,6 @@ impl<'a> Validator<'a> {
                 self.check_modifiers(step);
             }
             self.check_counts(step);
-            if depth > 0 && (step.within.is_some() || step.within_previous.is_some()) {
-                self.error(
-                    Diagnostic::new(
-                        "`within(...)` inside a group has no effect",
-                        step.call_span("within"),
-                    )
-                    .with_help("put the window on the outer pattern"),
-                );
-            }
             if let StepNode::Group(g) = &step.node {
                 self.check_pattern(g, depth + 1);
             }
@@ -350,7 +329,11 @@ impl<'a> Validator<'a> {
                             "apply oneOrMore(), timesOrMore(n), times(n) or times(n, m) first",
                         ),
                 );
-            } else if q.inner == InnerContiguity::AllowCombinations {
+            } else if q.inner == InnerContiguity::AllowCombinations
+                && step.call_span("allowCombinations").start < step.call_span("greedy").start
+            {
+                // As Flink: `allowCombinations().greedy()` is refused ("Option not applicable
+                // to FollowedByAny pattern"), `greedy().allowCombinations()` is taken.
                 self.error(
                     Diagnostic::new(
                         "`greedy()` cannot be combined with `allowCombinations()`",
@@ -499,14 +482,7 @@ impl<'a> Validator<'a> {
     /// A trailing `notFollowedBy` needs a window (Flink's rule).
     fn check_trailing_not_followed_by(&mut self, p: &Pattern) {
         let has_window = p.steps.iter().any(|s| s.within.is_some());
-        let mut last = p.steps.last();
-        while let Some(step) = last {
-            match &step.node {
-                StepNode::Group(g) if step.within_previous.is_none() => last = g.steps.last(),
-                _ => break,
-            }
-        }
-        let Some(step) = last else { return };
+        let Some(step) = p.steps.last() else { return };
         if step.contiguity == Contiguity::NotFollowedBy
             && !has_window
             && step.within_previous.is_none()
@@ -567,45 +543,6 @@ impl<'a> Validator<'a> {
         }
         calls.next_back().unwrap_or(step.span)
     }
-
-    /// The whole pattern must not be able to match nothing.
-    fn check_empty_match(&mut self, p: &Pattern) {
-        if p.steps.is_empty() || !can_be_empty(p) {
-            return;
-        }
-        let positive: Vec<&Step> = p
-            .steps
-            .iter()
-            .filter(|s| !s.contiguity.is_negation())
-            .collect();
-        let lone_optional_loop = matches!(
-            positive.as_slice(),
-            [s] if matches!(s.node, StepNode::Variable(_)) && s.quantifier.is_looping()
-        );
-        if lone_optional_loop {
-            return;
-        }
-        self.error(
-            Diagnostic::new(
-                "this pattern can match an empty sequence: at least one step must be non-optional",
-                p.span,
-            )
-            .with_help("remove `optional()` (or a `times(0, m)`) from one of the steps"),
-        );
-    }
-}
-
-/// Whether every non-negated step of `p` may match no event.
-fn can_be_empty(p: &Pattern) -> bool {
-    p.steps.iter().all(|s| {
-        s.contiguity.is_negation()
-            || s.quantifier.optional
-            || matches!(
-                s.quantifier.repeat,
-                Repeat::Looping { min: 0 } | Repeat::Times { from: 0, .. }
-            )
-            || matches!(&s.node, StepNode::Group(g) if can_be_empty(g))
-    })
 }
 
 fn has_call(step: &Step, name: &str) -> bool {
@@ -714,10 +651,11 @@ mod tests {
             "pattern p = begin(\"a\").within(5s, PREVIOUS_AND_CURRENT).notFollowedBy(\"b\");",
             &["1:71: notFollowedBy at the end of a pattern needs a within(...)"],
         );
-        // A trailing group ending in notFollowedBy counts too.
+        // A trailing group ending in notFollowedBy is taken: Flink drops that notFollowedBy
+        // (a warning says so, crate::lint).
         assert_errors(
             "pattern p = begin(\"a\").next(begin(\"b\").notFollowedBy(\"c\"));",
-            &["1:54: notFollowedBy at the end of a pattern needs a within(...)"],
+            &[],
         );
         assert_errors(
             "pattern p = begin(\"a\").notFollowedBy(\"b\").within(1s);",
@@ -900,32 +838,16 @@ mod tests {
     }
 
     #[test]
-    fn a_pattern_that_can_match_nothing() {
-        let message =
-            "this pattern can match an empty sequence: at least one step must be non-optional";
-        assert_errors(
+    fn a_pattern_of_optional_steps_only_is_taken_as_flink_takes_it() {
+        // Flink accepts them (`begin("a").optional()` matches as `begin("a")`); a warning
+        // says so (crate::lint).
+        for src in [
             "pattern p = begin(\"a\").optional();",
-            &[&format!("1:13: {message}")],
-        );
-        assert_errors(
             "pattern p = begin(\"a\").oneOrMore().optional()\n  .followedBy(\"b\").optional();",
-            &[&format!("1:13: {message}")],
-        );
-        assert_errors(
             "pattern p = begin(\"a\").times(0, 2).followedBy(begin(\"b\").optional()).oneOrMore();",
-            &[&format!("1:13: {message}")],
-        );
-        // One non-optional step is enough, also inside a group.
-        assert_errors(
-            "pattern p = begin(\"a\").optional().followedBy(begin(\"b\").optional().next(\"c\"));",
-            &[],
-        );
-        // The exception Flink's tests rely on: a lone optional loop.
-        assert_errors("pattern p = begin(\"a\").oneOrMore().optional();", &[]);
-        assert_errors(
-            "pattern p = begin(\"a\").timesOrMore(2).optional().consecutive();",
-            &[],
-        );
+        ] {
+            assert_errors(src, &[]);
+        }
     }
 
     #[test]
@@ -962,13 +884,15 @@ mod tests {
 
     #[test]
     fn window_or_skip_strategy_inside_a_group() {
+        // Taken with Flink's meaning (crate::lint warns where it surprises).
         assert_errors(
             "pattern p = begin(begin(\"a\").within(5s)).next(\"b\");",
-            &["1:30: `within(...)` inside a group has no effect"],
+            &[],
         );
+        // A skip strategy inside a group is accepted (Flink ignores it; a warning says so).
         assert_errors(
             "pattern p = begin(\"x\").next(begin(\"a\", skipToNext()).next(\"b\"));",
-            &["1:40: a skip strategy inside a group has no effect"],
+            &[],
         );
     }
 

@@ -574,6 +574,7 @@ fn run(mut args: RunArgs) -> i32 {
     let syntax::Program {
         patterns: mut decls,
         aggregates,
+        warnings,
     } = match load_program(&pattern_path) {
         Ok(p) => p,
         Err(e) => {
@@ -581,6 +582,9 @@ fn run(mut args: RunArgs) -> i32 {
             return 1;
         }
     };
+    for w in &warnings {
+        eprintln!("{w}");
+    }
     if let Some(bad) = args
         .key
         .iter()
@@ -1021,7 +1025,11 @@ fn check(args: &[PathBuf]) -> i32 {
             Ok(syntax::Program {
                 patterns: decls,
                 aggregates,
+                warnings,
             }) => {
+                for w in &warnings {
+                    eprintln!("{w}");
+                }
                 let mut schema = crate::event::Schema::new();
                 let mut ok = true;
                 for d in &decls {

@@ -23,10 +23,21 @@ use crate::expr::ast::Span;
 /// A span over several lines is underlined to the end of its first line; an empty span
 /// gets a single caret.
 pub fn render(out: &mut String, origin: &str, source: &str, diag: &Diagnostic) -> fmt::Result {
+    render_as(out, "error", origin, source, diag)
+}
+
+/// [`render`] with another level than `error` (`warning`).
+pub fn render_as(
+    out: &mut String,
+    level: &str,
+    origin: &str,
+    source: &str,
+    diag: &Diagnostic,
+) -> fmt::Result {
     let start = floor_char_boundary(source, diag.span.start.min(source.len()));
     let end = floor_char_boundary(source, diag.span.end.clamp(start, source.len()));
     let (line, col) = line_col(source, start);
-    writeln!(out, "{origin}:{line}:{col}: error: {}", diag.message)?;
+    writeln!(out, "{origin}:{line}:{col}: {level}: {}", diag.message)?;
 
     let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
     let line_end = source[start..]

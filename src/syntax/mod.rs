@@ -126,6 +126,22 @@ pub struct Program {
     pub patterns: Vec<PatternDecl>,
     /// The aggregates over their matches.
     pub aggregates: Vec<AggregateDecl>,
+    /// Warnings on the patterns ([`crate::lint`]), rendered as errors are
+    /// (`file:line:col: warning: ...`): shown by `motif check` and at start-up, never fatal.
+    pub warnings: Vec<String>,
+}
+
+/// The rendered warnings on `decls`, loaded from `source` (named `origin`).
+pub fn warnings(origin: &str, source: &str, decls: &[PatternDecl]) -> Vec<String> {
+    decls
+        .iter()
+        .flat_map(crate::lint::warnings)
+        .map(|d| {
+            let mut out = String::new();
+            let _ = diagnostics::render_as(&mut out, "warning", origin, source, &d);
+            out.trim_end().to_string()
+        })
+        .collect()
 }
 
 /// Parses and validates a file's patterns and aggregates, each aggregate checked against
@@ -165,6 +181,7 @@ pub fn load_program_str(
     diags.dedup();
     if diags.is_empty() {
         Ok(Program {
+            warnings: warnings(origin, source, &patterns),
             patterns,
             aggregates: parsed.aggregates,
         })
@@ -193,10 +210,12 @@ pub fn load_program_files(paths: &[PathBuf]) -> Result<Program, Vec<LoadError>> 
         }
     }
     let mut patterns = Vec::new();
+    let mut warned = Vec::new();
     let mut declared: HashMap<String, String> = HashMap::new();
     for (origin, src) in &sources {
         match load_str(origin, src) {
             Ok(mut p) => {
+                warned.extend(warnings(origin, src, &p));
                 // Within a file a name twice is a diagnostic of the file; across files, here.
                 for d in &p {
                     match declared.get(&d.name) {
@@ -222,6 +241,7 @@ pub fn load_program_files(paths: &[PathBuf]) -> Result<Program, Vec<LoadError>> 
     let mut program = Program {
         patterns: Vec::new(),
         aggregates: Vec::new(),
+        warnings: warned,
     };
     // The file of each aggregate, for errors.
     let mut origins: Vec<String> = Vec::new();

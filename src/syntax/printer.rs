@@ -145,12 +145,17 @@ fn print_step_calls(out: &mut String, step: &Step, sep: Option<&str>) {
     if q.optional {
         out.push_str(".optional()");
     }
+    // `greedy()` before `allowCombinations()`: the other order is refused, as in Flink.
+    let greedy_first = q.greedy && q.inner == InnerContiguity::AllowCombinations;
+    if greedy_first {
+        out.push_str(".greedy()");
+    }
     match q.inner {
         InnerContiguity::Relaxed => {}
         InnerContiguity::Consecutive => out.push_str(".consecutive()"),
         InnerContiguity::AllowCombinations => out.push_str(".allowCombinations()"),
     }
-    if q.greedy {
+    if q.greedy && !greedy_first {
         out.push_str(".greedy()");
     }
     if let Some(u) = &step.until {
