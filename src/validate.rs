@@ -111,7 +111,7 @@ pub(crate) fn validate_in_source(
         diags: Vec::new(),
         first_seen: HashMap::new(),
     };
-    v.check_pattern(&decl.pattern, 0);
+    v.check_pattern(&decl.pattern);
     v.check_skip(&decl.pattern);
     v.check_trailing_not_followed_by(&decl.pattern);
     v.check_windows(&decl.pattern);
@@ -167,8 +167,8 @@ impl<'a> Validator<'a> {
         Some(format!("{l}:{c}"))
     }
 
-    /// Every rule that looks at one chain (the top one, or a group at `depth` > 0).
-    fn check_pattern(&mut self, p: &'a Pattern, depth: usize) {
+    /// Every rule that looks at one chain (the top one, or a group).
+    fn check_pattern(&mut self, p: &'a Pattern) {
         if p.steps.is_empty() {
             self.error(Diagnostic::new("a pattern needs at least one step", p.span));
             return;
@@ -205,7 +205,7 @@ impl<'a> Validator<'a> {
             }
             self.check_counts(step);
             if let StepNode::Group(g) = &step.node {
-                self.check_pattern(g, depth + 1);
+                self.check_pattern(g);
             }
         }
     }
