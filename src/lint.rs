@@ -17,7 +17,7 @@
 
 use crate::error::Diagnostic;
 use crate::expr::ast::{Expr, ExprKind};
-use crate::pattern::{Condition, Pattern, PatternDecl, Repeat, SkipStrategy, StepNode};
+use crate::pattern::{Condition, Pattern, PatternDecl, SkipStrategy, StepNode};
 
 /// The warnings for one pattern declaration, in source order.
 pub fn warnings(decl: &PatternDecl) -> Vec<Diagnostic> {
@@ -28,7 +28,7 @@ pub fn warnings(decl: &PatternDecl) -> Vec<Diagnostic> {
         p.steps.as_slice(),
         [s] if matches!(s.node, StepNode::Variable(_)) && s.quantifier.is_looping()
     );
-    if !p.steps.is_empty() && can_be_empty(p) && !lone_loop {
+    if !p.steps.is_empty() && crate::validate::can_be_empty(p) && !lone_loop {
         out.push(
             Diagnostic::new(
                 "every step of this pattern is optional: as in Flink, a match still takes at \
@@ -185,19 +185,6 @@ fn trailing_group_negation(step: &crate::pattern::Step, out: &mut Vec<Diagnostic
     } else {
         trailing_group_negation(last, out);
     }
-}
-
-/// Whether every non-negated step of `p` may match no event.
-fn can_be_empty(p: &Pattern) -> bool {
-    p.steps.iter().all(|s| {
-        s.contiguity.is_negation()
-            || s.quantifier.optional
-            || matches!(
-                s.quantifier.repeat,
-                Repeat::Looping { min: 0 } | Repeat::Times { from: 0, .. }
-            )
-            || matches!(&s.node, StepNode::Group(g) if can_be_empty(g))
-    })
 }
 
 /// Whether `a` and `b` differ by exactly one insertion, deletion, substitution or swap of

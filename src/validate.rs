@@ -203,8 +203,36 @@ impl<'a> Validator<'a> {
             } else {
                 self.check_modifiers(step);
             }
+            if i > 0
+                && !step.contiguity.is_negation()
+                && p.steps[i - 1].quantifier.greedy
+                && has_call(step, "optional")
+            {
+                self.error(
+                    Diagnostic::new(
+                        "an optional step cannot follow a greedy one",
+                        step.call_span("optional"),
+                    )
+                    .with_help(format!(
+                        "as in Flink (\"Optional pattern cannot be preceded by greedy pattern\"): \
+                         {} is greedy",
+                        describe_step(&p.steps[i - 1])
+                    )),
+                );
+            }
             self.check_counts(step);
             if let StepNode::Group(g) = &step.node {
+                if step.quantifier.is_looping() && can_be_empty(g) {
+                    self.error(
+                        Diagnostic::new(
+                            "a repeated group must take an event on each repetition: every step of this group is optional",
+                            step.span,
+                        )
+                        .with_help(
+                            "Flink loops for ever on such a pattern; make one step of the group non-optional, or the group itself optional",
+                        ),
+                    );
+                }
                 self.check_pattern(g);
             }
         }
@@ -522,6 +550,35 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+        self.check_quantifier_windows(p, smallest);
+    }
+
+    /// No quantifier window, at any depth, may be longer than the pattern's FIRST_AND_LAST
+    /// window (Flink counts them with the PREVIOUS_AND_CURRENT ones).
+    fn check_quantifier_windows(&mut self, p: &Pattern, smallest: u64) {
+        for step in &p.steps {
+            if let Some(w) = step.quantifier.window_ms.filter(|w| *w > smallest) {
+                let span = ["times", "timesOrMore", "oneOrMore"]
+                    .into_iter()
+                    .find(|c| has_call(step, c))
+                    .map_or(step.span, |c| step.call_span(c));
+                self.error(
+                    Diagnostic::new(
+                        format!(
+                            "this quantifier window ({}) is longer than the pattern's \
+                             FIRST_AND_LAST window ({})",
+                            format_duration(w),
+                            format_duration(smallest)
+                        ),
+                        span,
+                    )
+                    .with_help("the gap between two events cannot exceed the whole match's window (as in Flink)"),
+                );
+            }
+            if let StepNode::Group(g) = &step.node {
+                self.check_quantifier_windows(g, smallest);
+            }
+        }
     }
 
     /// The `within(..., PREVIOUS_AND_CURRENT)` call of a step, when it can be told apart.
@@ -543,6 +600,19 @@ impl<'a> Validator<'a> {
         }
         calls.next_back().unwrap_or(step.span)
     }
+}
+
+/// Whether every non-negated step of `p` may match no event.
+pub(crate) fn can_be_empty(p: &Pattern) -> bool {
+    p.steps.iter().all(|s| {
+        s.contiguity.is_negation()
+            || s.quantifier.optional
+            || matches!(
+                s.quantifier.repeat,
+                Repeat::Looping { min: 0 } | Repeat::Times { from: 0, .. }
+            )
+            || matches!(&s.node, StepNode::Group(g) if can_be_empty(g))
+    })
 }
 
 fn has_call(step: &Step, name: &str) -> bool {
@@ -838,13 +908,45 @@ mod tests {
     }
 
     #[test]
+    fn what_flink_refuses_after_a_greedy_step_in_a_looping_group_and_in_quantifier_windows() {
+        // Flink: "Optional pattern cannot be preceded by greedy pattern".
+        assert_errors(
+            "pattern p = begin(\"a\").oneOrMore().greedy().followedBy(\"b\").optional();",
+            &["1:61: an optional step cannot follow a greedy one"],
+        );
+        // `times(0, m)` is no `optional()` call, in Flink either.
+        assert_errors(
+            "pattern p = begin(\"a\").oneOrMore().greedy().followedBy(\"b\").times(0, 2);",
+            &[],
+        );
+        // Flink loops for ever on a looping group that can take no event.
+        assert_errors(
+            "pattern p = begin(\"s\").followedBy(begin(\"a\").optional()).oneOrMore();",
+            &["1:35: a repeated group must take an event on each repetition: every step of this group is optional"],
+        );
+        assert_errors(
+            "pattern p = begin(\"s\").followedBy(begin(\"a\").optional().next(\"b\")).oneOrMore();",
+            &[],
+        );
+        // Flink's checkPatternWindowTimes counts quantifier windows.
+        assert_errors(
+            "pattern p = begin(\"a\").followedBy(\"b\").times(3, 10s).within(5s);",
+            &["1:40: this quantifier window (10s) is longer than the pattern's FIRST_AND_LAST window (5s)"],
+        );
+        assert_errors(
+            "pattern p = begin(\"a\").followedBy(\"b\").times(3, 5s).within(5s);",
+            &[],
+        );
+    }
+
+    #[test]
     fn a_pattern_of_optional_steps_only_is_taken_as_flink_takes_it() {
         // Flink accepts them (`begin("a").optional()` matches as `begin("a")`); a warning
         // says so (crate::lint).
         for src in [
             "pattern p = begin(\"a\").optional();",
             "pattern p = begin(\"a\").oneOrMore().optional()\n  .followedBy(\"b\").optional();",
-            "pattern p = begin(\"a\").times(0, 2).followedBy(begin(\"b\").optional()).oneOrMore();",
+            "pattern p = begin(\"a\").times(0, 2).followedBy(begin(\"b\").optional()).times(2);",
         ] {
             assert_errors(src, &[]);
         }

@@ -129,3 +129,56 @@ fn all_flink_conformance_cases_pass() {
         failures.join("\n")
     );
 }
+
+/// The ids of each match of `source` over `events` (`id`s), in emission order.
+fn match_ids(source: &str, events: &[&str]) -> Vec<Vec<String>> {
+    let got = motif::output::match_lines(source, events, false).expect("the pattern runs");
+    got.iter()
+        .map(|m| {
+            let mut ids: Vec<String> = m["events"]
+                .as_object()
+                .into_iter()
+                .flat_map(|o| o.values())
+                .flat_map(|l| l.as_array().into_iter().flatten())
+                .map(|e| e["id"].as_str().unwrap_or_default().to_string())
+                .collect();
+            ids.sort_by_key(|id| id[1..].parse::<u32>().unwrap_or(0));
+            ids
+        })
+        .collect()
+}
+
+/// Where motif takes what Flink refuses: `skipToFirst` / `skipToLast` naming a variable
+/// inside a group (Flink: "The pattern name specified in AfterMatchSkipStrategy can not be
+/// found in the given Pattern"). The meaning is the one the strategy has for any variable:
+/// after a match, drop what started before that variable's first (last) event in it.
+#[test]
+fn a_skip_strategy_may_name_a_variable_inside_a_group() {
+    let events = [
+        r#"{"id":"e1","name":"a","ts":1}"#,
+        r#"{"id":"e2","name":"a","ts":2}"#,
+        r#"{"id":"e3","name":"b","ts":3}"#,
+        r#"{"id":"e4","name":"c","ts":4}"#,
+    ];
+    let pattern = |skip: &str| {
+        format!(
+            r#"pattern p
+    time ts
+= begin("a"{skip}).where(name == "a")
+  .followedBy(begin("b").where(name == "b").followedBy("c").where(name == "c"));"#
+        )
+    };
+    let all = vec![vec!["e1", "e3", "e4"], vec!["e2", "e3", "e4"]];
+    assert_eq!(match_ids(&pattern(""), &events), all);
+    // Both complete on e4; {e1, e3, e4} comes first (earlier start) and drops what started
+    // before its first `b` (e3): the match from e2.
+    assert_eq!(
+        match_ids(&pattern(r#", skipToFirst("b")"#), &events),
+        vec![vec!["e1", "e3", "e4"]]
+    );
+    // skipToLast("c"): what started before e4 goes too.
+    assert_eq!(
+        match_ids(&pattern(r#", skipToLast("c")"#), &events),
+        vec![vec!["e1", "e3", "e4"]]
+    );
+}
