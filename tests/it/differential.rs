@@ -17,7 +17,8 @@
 //!
 //! Proptest's default of 256 cases a run applies; `PROPTEST_CASES=N` changes it. Patterns
 //! Flink rejects are never generated (see `PatternSpec::validate`), nor patterns whose
-//! every step is optional (motif rejects those). Outside the generated subset: `notNext`,
+//! every step is optional (the reference does not model them; conformance cases
+//! `agree__q4a*` hold Flink's answers for some). Outside the generated subset: `notNext`,
 //! `notFollowedBy`, groups, skip strategies other than `noSkip()`, conditions on other
 //! fields or on other variables, `PREVIOUS_AND_CURRENT` windows and timed-out matches.
 
