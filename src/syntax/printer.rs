@@ -135,6 +135,11 @@ fn print_step_calls(out: &mut String, step: &Step, sep: Option<&str>) {
         Repeat::Looping { min } => {
             let _ = write!(out, ".timesOrMore({min}{window})");
         }
+        // An optional `times(1, m)` is `times(0, m)` (the same pattern, in Flink too), which
+        // may follow a greedy step where an `optional()` call may not.
+        Repeat::Times { from: 1, to } if q.optional => {
+            let _ = write!(out, ".times(0, {to}{window})");
+        }
         Repeat::Times { from, to } if from == to => {
             let _ = write!(out, ".times({from}{window})");
         }
@@ -142,7 +147,8 @@ fn print_step_calls(out: &mut String, step: &Step, sep: Option<&str>) {
             let _ = write!(out, ".times({from}, {to}{window})");
         }
     }
-    if q.optional {
+    let optional_by_times = q.optional && matches!(q.repeat, Repeat::Times { from: 1, .. });
+    if q.optional && !optional_by_times {
         out.push_str(".optional()");
     }
     // `greedy()` before `allowCombinations()`: the other order is refused, as in Flink.

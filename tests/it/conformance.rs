@@ -130,6 +130,38 @@ fn all_flink_conformance_cases_pass() {
     );
 }
 
+/// 574 random patterns and event streams with Flink 2.3's answers
+/// (tests/conformance/random/README.md).
+#[test]
+fn random_cases_agree_with_flink() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/random");
+    let mut dirs: Vec<PathBuf> = fs::read_dir(&root)
+        .expect("tests/conformance/random exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs.len(), 574, "the random cases");
+    let failures: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| {
+            run_case(d).err().map(|e| {
+                format!(
+                    "{}: {e}",
+                    d.file_name().unwrap_or_default().to_string_lossy()
+                )
+            })
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} random cases disagree with Flink:\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n")
+    );
+}
+
 /// The ids of each match of `source` over `events` (`id`s), in emission order.
 fn match_ids(source: &str, events: &[&str]) -> Vec<Vec<String>> {
     let got = motif::output::match_lines(source, events, false).expect("the pattern runs");

@@ -342,14 +342,21 @@ impl PatternShard {
             // `timer_at` is never later than the partition's next deadline (set after every
             // feed), so before it nothing can time out.
             if timer_due && time > matcher.last_event_time() {
-                matcher.advance_time(
-                    nfa,
-                    &mut self.scratch,
-                    time,
-                    timeouts,
-                    &mut self.matches,
-                    &mut self.timeouts,
-                );
+                // Flink reaches this event's watermark (one before it) first, and only then,
+                // when a later watermark releases the event, the event's time: a run whose
+                // windows both end by then times out at the earlier deadline.
+                for t in [watermark, time] {
+                    if t >= matcher.last_event_time() && t <= time {
+                        matcher.advance_time(
+                            nfa,
+                            &mut self.scratch,
+                            t,
+                            timeouts,
+                            &mut self.matches,
+                            &mut self.timeouts,
+                        );
+                    }
+                }
             }
             matcher.process(nfa, &mut self.scratch, event, &mut self.matches);
             self.settle(slot, index, dropped_before, open_before, out);

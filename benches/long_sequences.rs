@@ -1,0 +1,191 @@
+//! Long sequences and large windows (issue 15): how the cost of matching grows with the
+//! window `W` and the sequence length `n`, in events per second on one core, as a ratio
+//! against decoding the same events alone in the same process, and in microseconds per
+//! output match.
+//!
+//! `cargo bench --bench long_sequences` (options after `--`: `--only any,skip,rare` some
+//! families, `--n-max N` longest chain (default 4), `--w-max W` largest window (default
+//! 1024)). One key, one event per millisecond, so a window of `W` ms holds `W` events.
+//! Families:
+//!   any:  `followedByAny` chains of n variables over the alphabet a..e, no skip strategy,
+//!         every match counted (the output grows as W^(n-1));
+//!   skip: the same chains with `skipPastLastEvent()` and a last type 1 in 200 events;
+//!   rare: `begin(a).next(b).followedBy(z)`, z one event in 50,000, W = 100 ms .. 100 s.
+//! No assertion on any figure: this prints, tests assert.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use motif::event::StrCache;
+use motif::runtime::{Engine, EngineOptions};
+
+/// A small deterministic generator (xorshift), so every run sees the same events.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// `n` events, one per millisecond; the type of event `i` is `pick(i, random)`.
+fn events(n: usize, mut pick: impl FnMut(usize, u64) -> char) -> Vec<String> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|i| format!(r#"{{"k":"x","t":"{}","ts":{i}}}"#, pick(i, rng.next())))
+        .collect()
+}
+
+fn chain(n: usize, window_ms: u64, skip: &str) -> String {
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let mut s = format!(
+        "pattern p\n    key k\n    time ts\n= begin(\"v1\"{skip}).where(t == \"{}\")",
+        names[0]
+    );
+    for (i, t) in names.iter().enumerate().take(n).skip(1) {
+        s.push_str(&format!(
+            "\n  .followedByAny(\"v{}\").where(t == \"{t}\")",
+            i + 1
+        ));
+    }
+    s.push_str(&format!("\n  .within({window_ms}ms);\n"));
+    s
+}
+
+struct Figures {
+    events: usize,
+    secs: f64,
+    matches: u64,
+}
+
+fn run(source: &str, input: &[String]) -> Figures {
+    let decls = motif::syntax::load_str("<bench>", source)
+        .unwrap_or_else(|e| panic!("bench pattern does not load: {e}"));
+    let options = EngineOptions {
+        // The families are about the partial matches; no cap may change what they find.
+        max_runs_per_key: Some(0),
+        ..EngineOptions::default()
+    };
+    let mut e = Engine::new(&decls, options).expect("bench pattern compiles");
+    let mut out = Vec::with_capacity(1024);
+    let mut matches = 0;
+    let t = Instant::now();
+    for l in input {
+        e.push_json(l, &mut out);
+        matches += out.len() as u64;
+        out.clear();
+    }
+    e.finish(&mut out);
+    matches += out.len() as u64;
+    Figures {
+        events: input.len(),
+        secs: t.elapsed().as_secs_f64(),
+        matches,
+    }
+}
+
+/// Decoding the events alone (the fields the pattern reads): the ceiling.
+fn decode_only(source: &str, input: &[String]) -> f64 {
+    let decls = motif::syntax::load_str("<bench>", source).expect("loads");
+    let e = Engine::new(&decls, EngineOptions::default()).expect("compiles");
+    let mut strings = StrCache::new();
+    let t = Instant::now();
+    let mut n = 0usize;
+    for l in input {
+        let row = e
+            .schema()
+            .decode_row_with(l, &mut strings)
+            .expect("decodes");
+        let raw: Arc<str> = Arc::from(l.as_str());
+        n += row.len() + raw.len();
+    }
+    std::hint::black_box(n);
+    input.len() as f64 / t.elapsed().as_secs_f64()
+}
+
+fn report(family: &str, label: &str, source: &str, input: &[String]) {
+    let ceiling = decode_only(source, input);
+    let f = run(source, input);
+    let eps = f.events as f64 / f.secs;
+    let per_match = if f.matches > 0 {
+        format!("{:.3}", f.secs * 1e6 / f.matches as f64)
+    } else {
+        "-".to_string()
+    };
+    println!(
+        "{family:<5} {label:<22} {:>9} events {:>10} matches {:>8.3} s {:>12.0} events/s {:>6.3} of decode {:>9} us/match",
+        f.events, f.matches, f.secs, eps, eps / ceiling, per_match
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let only = opt("--only").unwrap_or_else(|| "any,skip,rare".to_string());
+    let n_max: usize = opt("--n-max").and_then(|v| v.parse().ok()).unwrap_or(4);
+    let w_max: u64 = opt("--w-max").and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let windows: Vec<u64> = [16u64, 64, 256, 1024]
+        .into_iter()
+        .filter(|w| *w <= w_max)
+        .collect();
+    let alphabet = ['a', 'b', 'c', 'd', 'e'];
+    if only.contains("any") {
+        for n in 3..=n_max {
+            for &w in &windows {
+                // Keep each run to a few million matches: the output grows as W^(n-1).
+                let budget = 4_000_000f64 / (w as f64).powi(n as i32 - 1) * 50.0;
+                let count = (budget as usize).clamp(500, 200_000);
+                let input = events(count, |_, r| alphabet[(r % n as u64) as usize]);
+                report("any", &format!("n={n} W={w}"), &chain(n, w, ""), &input);
+            }
+        }
+    }
+    if only.contains("skip") {
+        for n in 3..=n_max {
+            for &w in &windows {
+                let last = alphabet[n - 1];
+                let input = events(20_000, |_, r| {
+                    if r % 200 == 0 {
+                        last
+                    } else {
+                        alphabet[((r >> 8) % (n as u64 - 1)) as usize]
+                    }
+                });
+                report(
+                    "skip",
+                    &format!("n={n} W={w}"),
+                    &chain(n, w, ", skipPastLastEvent()"),
+                    &input,
+                );
+            }
+        }
+    }
+    if only.contains("rare") {
+        let source = |w: u64| {
+            format!(
+                "pattern p\n    key k\n    time ts\n= begin(\"a\").where(t == \"a\")\n  .next(\"b\").where(t == \"b\")\n  .followedBy(\"z\").where(t == \"z\")\n  .within({w}ms);\n"
+            )
+        };
+        let input = events(200_000, |i, r| {
+            if i % 50_000 == 49_999 {
+                'z'
+            } else {
+                ['a', 'b', 'c'][(r % 3) as usize]
+            }
+        });
+        for w in [100u64, 1_000, 10_000, 100_000] {
+            report("rare", &format!("W={w}"), &source(w), &input);
+        }
+    }
+}
