@@ -73,11 +73,12 @@ pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileEr
     let start = b.convert_pattern(sink);
     b.states[start].is_start = true;
 
-    let state_windows = b
+    let state_windows: Vec<Option<i64>> = b
         .states
         .iter()
         .map(|s| b.window_times.get(&s.name).copied())
         .collect();
+    let step_windows = state_windows.iter().flatten().any(|w| *w > 0);
     let ignore_loops = b.states.iter().enumerate().any(|(i, s)| {
         !s.is_start
             && s.edges
@@ -96,6 +97,7 @@ pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileEr
         start,
         window: b.window.unwrap_or(0),
         state_windows,
+        step_windows,
         conditions: b.conditions,
         aggs: b.aggs,
         states: b.states,

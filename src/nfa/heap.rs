@@ -14,9 +14,17 @@
 /// `offer`: appends `x` and sifts it up past every parent with a greater key.
 #[inline]
 pub(crate) fn push<T>(heap: &mut Vec<T>, x: T, key: impl Fn(&T) -> u64) {
-    let kx = key(&x);
     heap.push(x);
-    let mut k = heap.len() - 1;
+    let k = heap.len() - 1;
+    sift_up(heap, k, key);
+}
+
+/// Sifts the element at `k` up past every parent with a greater key: [`push`] of an element
+/// already appended. Appending several and then sifting each up in order leaves the array
+/// [`push`]ing them one by one would (an element's sift never reaches past its own index).
+#[inline]
+pub(crate) fn sift_up<T>(heap: &mut [T], mut k: usize, key: impl Fn(&T) -> u64) {
+    let kx = key(&heap[k]);
     while k > 0 {
         let parent = (k - 1) / 2;
         if kx >= key(&heap[parent]) {
@@ -189,9 +197,20 @@ mod tests {
             let mut java = Java::default();
             for (tag, (op, k)) in ops.into_iter().enumerate() {
                 match op {
-                    0 | 1 => {
+                    0 => {
                         push(&mut ours, (k, tag as u32), key);
                         java.offer((k, tag as u32));
+                    }
+                    1 => {
+                        // Appended, then sifted up later (as the matcher adds a run's
+                        // successors): the same as offering each.
+                        ours.push((k, tag as u32));
+                        ours.push((k / 2, tag as u32 + 1000));
+                        let n = ours.len();
+                        sift_up(&mut ours, n - 2, key);
+                        sift_up(&mut ours, n - 1, key);
+                        java.offer((k, tag as u32));
+                        java.offer((k / 2, tag as u32 + 1000));
                     }
                     2 => proptest::prop_assert_eq!(poll(&mut ours, key), java.poll()),
                     _ => {

@@ -183,9 +183,6 @@ pub struct Scratch {
     current: Vec<Run>,
     /// Runs completed by this event or time, as Flink's queue of potential matches.
     potential: Vec<Run>,
-    /// The partial matches one run leads to, added to the runs only if none of its
-    /// successors reaches a Stop state (Flink's `statesToRetain`).
-    retained: Vec<Run>,
 }
 
 /// The key runs are ordered by, as Flink's comparator orders computation states: by start
@@ -253,19 +250,22 @@ impl Matcher {
     /// them times out.
     fn note_states(&mut self, nfa: &Nfa) {
         let mut bits = 0u64;
-        let mut due: Option<i64> = None;
         for r in &self.runs {
             if r.state >= 63 {
                 bits = UNKNOWN_STATES;
-            } else {
-                bits |= 1 << r.state;
+                break;
             }
-            if let Some(d) = deadline(nfa, r) {
-                due = Some(due.map_or(d, |b| b.min(d)));
-            }
+            bits |= 1 << r.state;
         }
         self.waiting = bits;
-        self.next_due = due;
+        self.next_due = if nfa.step_windows {
+            self.runs.iter().filter_map(|r| deadline(nfa, r)).min()
+        } else {
+            // Only the pattern's window: the earliest deadline is the earliest start's, and
+            // the heap's head is the run that started first (events come in time order, so
+            // start times grow with start sequence numbers); the start run sorts last.
+            self.runs.first().and_then(|r| deadline(nfa, r))
+        };
         self.due_known = true;
     }
 
@@ -453,8 +453,11 @@ impl Matcher {
                 heap::push(&mut self.runs, run, by_start);
                 continue;
             }
+            // A run's successors are appended, and sifted into the heap only if none of them
+            // reached a Stop state (Flink's `statesToRetain`).
+            let first_retained = self.runs.len();
             let mut succ = Successors {
-                next: &mut sc.retained,
+                next: &mut self.runs,
                 potential: &mut sc.potential,
                 discard: false,
             };
@@ -471,17 +474,17 @@ impl Matcher {
             let discard = succ.discard;
             if nfa.states[run.state].is_start {
                 // The start run stays, after the runs it started (Flink re-adds it last).
-                sc.retained.push(run);
+                self.runs.push(run);
             } else {
                 buffer.release(run.node);
             }
             if discard {
-                for r in sc.retained.drain(..) {
+                for r in self.runs.drain(first_retained..) {
                     buffer.release(r.node);
                 }
             } else {
-                for r in sc.retained.drain(..) {
-                    heap::push(&mut self.runs, r, by_start);
+                for k in first_retained..self.runs.len() {
+                    heap::sift_up(&mut self.runs, k, by_start);
                 }
             }
         }

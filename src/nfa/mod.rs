@@ -161,6 +161,9 @@ pub struct Nfa {
     pub(crate) window: i64,
     /// PREVIOUS_AND_CURRENT windows by state.
     pub(crate) state_windows: Vec<Option<i64>>,
+    /// Some state has a window of its own (`state_windows`): deadlines then depend on each
+    /// run's previous event, not only on its start.
+    pub(crate) step_windows: bool,
     /// After-match skip strategy, with the variable resolved to its index.
     pub(crate) skip: Skip,
     /// Some state other than the start has an IGNORE edge back to itself (runs can skip an
