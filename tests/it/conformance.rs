@@ -91,14 +91,42 @@ pub fn run_case(dir: &Path) -> Result<(), String> {
     }
 }
 
-#[test]
-fn all_flink_conformance_cases_pass() {
-    let mut dirs: Vec<PathBuf> = fs::read_dir(cases_dir())
-        .expect("tests/conformance/cases exists")
+/// The case folders under `root`, in name order.
+fn case_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
+    dirs
+}
+
+/// Runs every case of `dirs`; fails naming each that does not give its expected matches.
+fn assert_all_pass(dirs: &[PathBuf], what: &str) {
+    let failures: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| {
+            run_case(d).err().map(|e| {
+                format!(
+                    "{}: {e}",
+                    d.file_name().unwrap_or_default().to_string_lossy()
+                )
+            })
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} {what} fail:\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn all_flink_conformance_cases_pass() {
+    let dirs = case_dirs(&cases_dir());
     // The 153 cases of ../shared/conformance, and motif's own (`agree__`: families where
     // motif once disagreed with Flink 2.3, each answered by real Flink through
     // ../shared/flinkcheck).
@@ -110,56 +138,16 @@ fn all_flink_conformance_cases_pass() {
         })
         .count();
     assert_eq!(shared, 153, "the 153 cases of ../shared/conformance");
-    let failures: Vec<String> = dirs
-        .iter()
-        .filter_map(|d| {
-            run_case(d).err().map(|e| {
-                format!(
-                    "{}: {e}",
-                    d.file_name().unwrap_or_default().to_string_lossy()
-                )
-            })
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases fail:\n{}",
-        failures.len(),
-        dirs.len(),
-        failures.join("\n")
-    );
+    assert_all_pass(&dirs, "cases");
 }
 
 /// 574 random patterns and event streams with Flink 2.3's answers
 /// (tests/conformance/random/README.md).
 #[test]
 fn random_cases_agree_with_flink() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/random");
-    let mut dirs: Vec<PathBuf> = fs::read_dir(&root)
-        .expect("tests/conformance/random exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
+    let dirs = case_dirs(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/random"));
     assert_eq!(dirs.len(), 574, "the random cases");
-    let failures: Vec<String> = dirs
-        .iter()
-        .filter_map(|d| {
-            run_case(d).err().map(|e| {
-                format!(
-                    "{}: {e}",
-                    d.file_name().unwrap_or_default().to_string_lossy()
-                )
-            })
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} random cases disagree with Flink:\n{}",
-        failures.len(),
-        dirs.len(),
-        failures.join("\n")
-    );
+    assert_all_pass(&dirs, "random cases (Flink's answers)");
 }
 
 /// The ids of each match of `source` over `events` (`id`s), in emission order.

@@ -6,7 +6,7 @@
 //! `times(n, m)`, `oneOrMore()`, `timesOrMore(n)`), `optional()`, `greedy()`,
 //! `consecutive()` / `allowCombinations()`, `until(..)` on loops, a condition on `name`,
 //! and maybe a `within` — and event sequences of 0 to 10 events
-//! `{"id":"eN","name":"a|b|c","ts":N}`. The pattern
+//! `{"id":"eN","name":"a|b|c","ts":T}`, a third of them with equal timestamps. The pattern
 //! is rendered as motif source, the events as JSON lines, and the matches of
 //! `motif::output::match_lines` are compared with the reference's as multisets of
 //! event-id lists.
@@ -147,9 +147,28 @@ fn pattern() -> impl Strategy<Value = PatternSpec> {
         .prop_map(|(steps, within)| repair(steps, within))
 }
 
+/// 0 to 10 events; a third of the streams have equal timestamps (each event 0, 1 or 2 ms
+/// after the one before), the others one event per millisecond.
 fn events() -> impl Strategy<Value = Vec<Ev>> {
-    prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 0..=10)
-        .prop_map(|names| crate::reference::events_from_names(&names))
+    (
+        prop::collection::vec(
+            (prop::sample::select(vec!["a", "b", "c"]), 0i64..=2),
+            0..=10,
+        ),
+        prop::bool::weighted(1.0 / 3.0),
+    )
+        .prop_map(|(evs, equal_times)| {
+            let names: Vec<&str> = evs.iter().map(|(n, _)| *n).collect();
+            let mut t = 0;
+            let times: Vec<i64> = evs
+                .iter()
+                .map(|(_, step)| {
+                    t += if equal_times { *step } else { 1 };
+                    t
+                })
+                .collect();
+            crate::reference::events_at(&names, &times)
+        })
 }
 
 /// The matches (complete ones only) of motif's JSON output, each as its sorted list of

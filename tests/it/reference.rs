@@ -601,6 +601,21 @@ fn satisfies_rules(spec: &PatternSpec, events: &[Ev], taken: &[(usize, usize)]) 
 }
 
 /// Events named by `names`, with ids `e0, e1, ...` and `ts` = index.
+/// Events named `names` at times `times` (non-decreasing; equal times allowed: Flink expires
+/// runs only before the first event of a timestamp, which (R5) already says).
+pub fn events_at(names: &[&str], times: &[i64]) -> Vec<Ev> {
+    names
+        .iter()
+        .zip(times)
+        .enumerate()
+        .map(|(i, (n, t))| Ev {
+            id: format!("e{i}"),
+            name: n.to_string(),
+            ts: *t,
+        })
+        .collect()
+}
+
 pub fn events_from_names(names: &[&str]) -> Vec<Ev> {
     names
         .iter()
