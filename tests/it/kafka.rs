@@ -680,17 +680,20 @@ fn killed_member(c: Broker, name: &str) {
     c.create_topic("matches", 1);
     let matches = reader(&boot, "matches");
     produce(&boot, "events", &lines[..6_000]);
-    let addr = free_addr();
-    let mut a = member_with(&dir, &boot, "k", "a", &["--metrics", &addr]);
-    let mut b = member(&dir, &boot, "k", "b");
+    let (addr_a, addr_b) = (free_addr(), free_addr());
+    let mut a = member_with(&dir, &boot, "k", "a", &["--metrics", &addr_a]);
+    let mut b = member_with(&dir, &boot, "k", "b", &["--metrics", &addr_b]);
     std::thread::sleep(Duration::from_secs(5));
     produce(&boot, "events", &lines[6_000..12_000]);
     let mut got = Vec::new();
     read_until(&matches, &mut got, &[], 1);
-    // The kill must leave partitions behind: A holds some and has read records of them
-    // (a member that joined late may hold none yet on a slow machine), and its state
-    // saying so has been written (every 200 ms).
-    wait_for_partition_records(&addr, &dir, &mut a);
+    // The kill must leave partitions behind, so the group must be settled with A holding
+    // some: B has read records of its own partitions (the rebalance that gave B its share
+    // gave A the rest; a kill in the middle of that rebalance, with A holding nothing,
+    // hands everything over cleanly, as CI once saw), A has read records of its own, and
+    // its state saying it reads them has been written (every 200 ms).
+    wait_for_partition_records(&addr_b, &dir, "b", &mut b);
+    wait_for_partition_records(&addr_a, &dir, "a", &mut a);
     std::thread::sleep(Duration::from_millis(600));
     a.kill().unwrap(); // SIGKILL
     let _ = a.wait();
@@ -862,7 +865,7 @@ fn free_addr() -> String {
 
 /// Waits (up to 60 s) until the member serving metrics at `addr` has read records of a
 /// partition it holds.
-fn wait_for_partition_records(addr: &str, dir: &Path, m: &mut Member) {
+fn wait_for_partition_records(addr: &str, dir: &Path, name: &str, m: &mut Member) {
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         let text = metrics_text(addr);
@@ -875,12 +878,12 @@ fn wait_for_partition_records(addr: &str, dir: &Path, m: &mut Member) {
             return;
         }
         if let Some(st) = m.try_wait().unwrap() {
-            let err = std::fs::read_to_string(dir.join("a.err")).unwrap_or_default();
-            panic!("the member ended: {st:?}: {err}");
+            let err = std::fs::read_to_string(dir.join(format!("{name}.err"))).unwrap_or_default();
+            panic!("member {name} ended: {st:?}: {err}");
         }
         assert!(
             Instant::now() < until,
-            "the member holds no partition with records after a minute: {text}"
+            "member {name} holds no partition with records after a minute: {text}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
