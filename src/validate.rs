@@ -526,21 +526,27 @@ impl<'a> Validator<'a> {
             };
             if prev > smallest {
                 let span = self.previous_window_span(step);
-                self.error(
-                    Diagnostic::new(
-                        format!(
-                            "this PREVIOUS_AND_CURRENT window ({}) is longer than the pattern's \
-                             FIRST_AND_LAST window ({})",
-                            format_duration(prev),
-                            format_duration(smallest)
-                        ),
-                        span,
-                    )
-                    .with_help("the gap between two events cannot exceed the whole match's window (as in Flink)"),
-                );
+                self.window_too_long("PREVIOUS_AND_CURRENT", prev, smallest, span);
             }
         }
         self.check_quantifier_windows(p, smallest);
+    }
+
+    /// A window of a step (`what`: its kind) longer than the pattern's FIRST_AND_LAST one.
+    fn window_too_long(&mut self, what: &str, window: u64, smallest: u64, span: Span) {
+        self.error(
+            Diagnostic::new(
+                format!(
+                    "this {what} window ({}) is longer than the pattern's FIRST_AND_LAST window ({})",
+                    format_duration(window),
+                    format_duration(smallest)
+                ),
+                span,
+            )
+            .with_help(
+                "the gap between two events cannot exceed the whole match's window (as in Flink)",
+            ),
+        );
     }
 
     /// A pattern may not begin with a looping group that can take no event: Flink loops for
@@ -580,18 +586,7 @@ impl<'a> Validator<'a> {
                     .into_iter()
                     .find(|c| has_call(step, c))
                     .map_or(step.span, |c| step.call_span(c));
-                self.error(
-                    Diagnostic::new(
-                        format!(
-                            "this quantifier window ({}) is longer than the pattern's \
-                             FIRST_AND_LAST window ({})",
-                            format_duration(w),
-                            format_duration(smallest)
-                        ),
-                        span,
-                    )
-                    .with_help("the gap between two events cannot exceed the whole match's window (as in Flink)"),
-                );
+                self.window_too_long("quantifier", w, smallest, span);
             }
             if let StepNode::Group(g) = &step.node {
                 self.check_quantifier_windows(g, smallest);
