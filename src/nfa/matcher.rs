@@ -160,8 +160,8 @@ pub struct Matcher {
     max_runs: usize,
     dropped: u64,
     buffer: SharedBuffer,
-    /// The time of the last event offered ([`Matcher::last_event_time`]); `i64::MIN` before
-    /// the first.
+    /// The time of the last event offered; `i64::MIN` before the first
+    /// ([`Matcher::advance_before_event`], [`Matcher::advance_to_watermark`]).
     last_time: i64,
 }
 
@@ -286,21 +286,6 @@ impl Matcher {
         self.max_runs = max.clamp(1, usize::MAX - 1);
     }
 
-    /// The time of the last event offered to [`Matcher::process`] (`i64::MIN` before the
-    /// first).
-    ///
-    /// Flink expires partial matches before the first event of a timestamp, never between two
-    /// events of the same timestamp: a run that an event at `t` moves into a waiting state
-    /// whose window has passed (a pending `notFollowedBy`, say) is still there for the next
-    /// event at `t`. So a caller calls [`Matcher::advance_time`] with an event's time only
-    /// when that time is later than this one, and with a watermark only when it is not
-    /// earlier (a watermark behind an event already offered is one Flink reaches before
-    /// that event, and what the event moved into a passed window waits for a later time).
-    #[inline]
-    pub fn last_event_time(&self) -> i64 {
-        self.last_time
-    }
-
     /// Partial matches dropped because of the cap.
     pub fn dropped_runs(&self) -> u64 {
         self.dropped
@@ -417,6 +402,45 @@ impl Matcher {
         self.emit_completed(nfa, &mut potential, matches);
         scratch.potential = potential;
         self.note_states(nfa);
+    }
+
+    /// [`Matcher::advance_time`] before an event at `time`, as Flink's operator does before
+    /// the first event of each timestamp: nothing when an event at `time` (or later) was
+    /// already offered. Flink never expires partial matches between two events of one
+    /// timestamp: a run that an event at `t` moves into a waiting state whose window has
+    /// passed (a pending `notFollowedBy`, say) is still there for the next event at `t`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn advance_before_event(
+        &mut self,
+        nfa: &Nfa,
+        scratch: &mut Scratch,
+        time: i64,
+        handle_timeouts: bool,
+        matches: &mut Vec<Match>,
+        timeouts: &mut Vec<Match>,
+    ) {
+        if time > self.last_time {
+            self.advance_time(nfa, scratch, time, handle_timeouts, matches, timeouts);
+        }
+    }
+
+    /// [`Matcher::advance_time`] to a watermark `wm`: nothing when an event after `wm` was
+    /// already offered (fed at once, one past the watermark). Flink reaches such a
+    /// watermark before that event: what it expires was expired before the event, and what
+    /// the event moved into a passed window waits for a later time.
+    #[allow(clippy::too_many_arguments)]
+    pub fn advance_to_watermark(
+        &mut self,
+        nfa: &Nfa,
+        scratch: &mut Scratch,
+        wm: i64,
+        handle_timeouts: bool,
+        matches: &mut Vec<Match>,
+        timeouts: &mut Vec<Match>,
+    ) {
+        if wm >= self.last_time {
+            self.advance_time(nfa, scratch, wm, handle_timeouts, matches, timeouts);
+        }
     }
 
     /// Offers one event to every run (Flink's `process`); completed matches go to `matches`.

@@ -328,7 +328,6 @@ impl PatternShard {
         let s = &mut self.slots[slot as usize];
         let nfa = &*self.nfa;
         if immediate && head.pending.is_empty() {
-            // Never between two events of one timestamp (see `Matcher::last_event_time`).
             let timer_due = time >= head.timer_at;
             let Some(matcher) = s.partition.as_mut().and_then(|p| p.matcher.as_deref_mut()) else {
                 return;
@@ -341,22 +340,13 @@ impl PatternShard {
             };
             // `timer_at` is never later than the partition's next deadline (set after every
             // feed), so before it nothing can time out.
-            if timer_due && time > matcher.last_event_time() {
+            if timer_due {
                 // Flink reaches this event's watermark (one before it) first, and only then,
                 // when a later watermark releases the event, the event's time: a run whose
                 // windows both end by then times out at the earlier deadline.
-                for t in [watermark, time] {
-                    if t >= matcher.last_event_time() && t <= time {
-                        matcher.advance_time(
-                            nfa,
-                            &mut self.scratch,
-                            t,
-                            timeouts,
-                            &mut self.matches,
-                            &mut self.timeouts,
-                        );
-                    }
-                }
+                let (sc, ms, ts) = (&mut self.scratch, &mut self.matches, &mut self.timeouts);
+                matcher.advance_to_watermark(nfa, sc, watermark, timeouts, ms, ts);
+                matcher.advance_before_event(nfa, sc, time, timeouts, ms, ts);
             }
             matcher.process(nfa, &mut self.scratch, event, &mut self.matches);
             self.settle(slot, index, dropped_before, open_before, out);
@@ -638,33 +628,14 @@ impl PatternShard {
                 }
                 // Before the first event of `t`, never between two (an event at `t` may have
                 // been fed at once, before these were buffered).
-                if t > matcher.last_event_time() {
-                    matcher.advance_time(
-                        nfa,
-                        &mut self.scratch,
-                        t,
-                        timeouts,
-                        &mut self.matches,
-                        &mut self.timeouts,
-                    );
-                }
+                let (sc, ms, ts) = (&mut self.scratch, &mut self.matches, &mut self.timeouts);
+                matcher.advance_before_event(nfa, sc, t, timeouts, ms, ts);
                 while let Some(ev) = head.pending.pop_at(t) {
                     matcher.process(nfa, &mut self.scratch, ev, &mut self.matches);
                 }
             }
-            // A watermark behind an event already fed (at once, one past the watermark) is
-            // one Flink reaches before that event: what it would expire was expired before
-            // the event, and what the event moved into a passed window waits for a later time.
-            if wm >= matcher.last_event_time() {
-                matcher.advance_time(
-                    nfa,
-                    &mut self.scratch,
-                    wm,
-                    timeouts,
-                    &mut self.matches,
-                    &mut self.timeouts,
-                );
-            }
+            let (sc, ms, ts) = (&mut self.scratch, &mut self.matches, &mut self.timeouts);
+            matcher.advance_to_watermark(nfa, sc, wm, timeouts, ms, ts);
             self.settle(slot, index, dropped_before, open_before, out);
         }
     }
