@@ -11,6 +11,9 @@
 //!         every match counted (the output grows as W^(n-1));
 //!   skip: the same chains with `skipPastLastEvent()` and a last type 1 in 200 events;
 //!   rare: `begin(a).next(b).followedBy(z)`, z one event in 50,000, W = 100 ms .. 100 s.
+//! Each point runs with the partial matches in one list, as Flink keeps them, and (where the
+//! pattern allows it: no skip strategy, no per-step window) grouped by state, the engine's
+//! default above 8 per key (`--group-runs-at N` sets that threshold), with the speed-up.
 //! No assertion on any figure: this prints, tests assert.
 
 #[global_allocator]
@@ -20,6 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use motif::event::StrCache;
+use motif::nfa::Grouping;
 use motif::runtime::{Engine, EngineOptions};
 
 /// A small deterministic generator (xorshift), so every run sees the same events.
@@ -64,12 +68,13 @@ struct Figures {
     matches: u64,
 }
 
-fn run(source: &str, input: &[String]) -> Figures {
+fn run(source: &str, input: &[String], group_runs_at: Option<usize>) -> Figures {
     let decls = motif::syntax::load_str("<bench>", source)
         .unwrap_or_else(|e| panic!("bench pattern does not load: {e}"));
     let options = EngineOptions {
         // The families are about the partial matches; no cap may change what they find.
         max_runs_per_key: Some(0),
+        group_runs_at,
         ..EngineOptions::default()
     };
     let mut e = Engine::new(&decls, options).expect("bench pattern compiles");
@@ -109,19 +114,39 @@ fn decode_only(source: &str, input: &[String]) -> f64 {
     input.len() as f64 / t.elapsed().as_secs_f64()
 }
 
-fn report(family: &str, label: &str, source: &str, input: &[String]) {
+/// Runs a family's point with the runs in one list (as Flink keeps them) and, where the
+/// pattern allows it, grouped by state (the default above 8 runs a key).
+fn report(family: &str, label: &str, source: &str, input: &[String], group_at: Option<usize>) {
     let ceiling = decode_only(source, input);
-    let f = run(source, input);
-    let eps = f.events as f64 / f.secs;
-    let per_match = if f.matches > 0 {
-        format!("{:.3}", f.secs * 1e6 / f.matches as f64)
-    } else {
-        "-".to_string()
-    };
-    println!(
-        "{family:<5} {label:<22} {:>9} events {:>10} matches {:>8.3} s {:>12.0} events/s {:>6.3} of decode {:>9} us/match",
-        f.events, f.matches, f.secs, eps, eps / ceiling, per_match
-    );
+    let decls = motif::syntax::load_str("<bench>", source).expect("loads");
+    let groups = Engine::new(&decls, EngineOptions::default())
+        .expect("compiles")
+        .nfa(0)
+        .grouping()
+        == Grouping::ByState;
+    let mut layouts = vec![("list", Some(usize::MAX))];
+    if groups {
+        layouts.push(("grouped", group_at));
+    }
+    let mut list_secs = None;
+    for (layout, group_runs_at) in layouts {
+        let f = run(source, input, group_runs_at);
+        let eps = f.events as f64 / f.secs;
+        let per_match = if f.matches > 0 {
+            format!("{:.3}", f.secs * 1e6 / f.matches as f64)
+        } else {
+            "-".to_string()
+        };
+        let speedup = match list_secs {
+            Some(l) => format!("{:.1}x list", l / f.secs),
+            None => String::new(),
+        };
+        list_secs.get_or_insert(f.secs);
+        println!(
+            "{family:<5} {label:<12} {layout:<8} {:>9} events {:>10} matches {:>8.3} s {:>12.0} events/s {:>6.3} of decode {:>9} us/match {speedup}",
+            f.events, f.matches, f.secs, eps, eps / ceiling, per_match
+        );
+    }
 }
 
 fn main() {
@@ -134,6 +159,7 @@ fn main() {
     };
     let only = opt("--only").unwrap_or_else(|| "any,skip,rare".to_string());
     let n_max: usize = opt("--n-max").and_then(|v| v.parse().ok()).unwrap_or(4);
+    let group_at: Option<usize> = opt("--group-runs-at").and_then(|v| v.parse().ok());
     let w_max: u64 = opt("--w-max").and_then(|v| v.parse().ok()).unwrap_or(1024);
     let windows: Vec<u64> = [16u64, 64, 256, 1024]
         .into_iter()
@@ -147,7 +173,13 @@ fn main() {
                 let budget = 4_000_000f64 / (w as f64).powi(n as i32 - 1) * 50.0;
                 let count = (budget as usize).clamp(500, 200_000);
                 let input = events(count, |_, r| alphabet[(r % n as u64) as usize]);
-                report("any", &format!("n={n} W={w}"), &chain(n, w, ""), &input);
+                report(
+                    "any",
+                    &format!("n={n} W={w}"),
+                    &chain(n, w, ""),
+                    &input,
+                    group_at,
+                );
             }
         }
     }
@@ -167,6 +199,7 @@ fn main() {
                     &format!("n={n} W={w}"),
                     &chain(n, w, ", skipPastLastEvent()"),
                     &input,
+                    group_at,
                 );
             }
         }
@@ -185,7 +218,7 @@ fn main() {
             }
         });
         for w in [100u64, 1_000, 10_000, 100_000] {
-            report("rare", &format!("W={w}"), &source(w), &input);
+            report("rare", &format!("W={w}"), &source(w), &input, group_at);
         }
     }
 }

@@ -748,7 +748,7 @@ pub fn run(
     let mut extractor = None;
     let match_table = spec.match_table();
     if !options.aggregates.is_empty() || match_table.is_some() {
-        let compiled = compile_all(decls, !options.aggregates.is_empty())?;
+        let compiled = compile_all(decls, !options.aggregates.is_empty(), None)?;
         let nfas: Vec<Arc<crate::nfa::Nfa>> = compiled
             .patterns
             .iter()

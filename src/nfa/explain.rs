@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::nfa::{Action, Guard, Nfa, StateKind};
+use crate::nfa::{Action, Grouping, Guard, Nfa, StateKind};
 
 fn guard_text(nfa: &Nfa, g: &Guard) -> String {
     match g {
@@ -34,6 +34,22 @@ fn kind_name(k: StateKind) -> &'static str {
     }
 }
 
+/// Which layout a partition's runs get, and why.
+fn matcher_text(nfa: &Nfa) -> String {
+    match (nfa.grouping(), nfa.group_runs_at) {
+        (Grouping::ByState, Some(at)) => format!(
+            "partial matches grouped by state above {at} per key (an event visits only \
+             the states it can move)"
+        ),
+        (Grouping::SkipStrategy, _) => "partial matches in one list in Flink's order (the \
+             skip strategy decides between matches with the same first event by that order)"
+            .into(),
+        (Grouping::StepWindows, _) | (Grouping::ByState, None) => "partial matches in one \
+             list in Flink's order (a per-step window: deadlines follow each run's last event)"
+            .into(),
+    }
+}
+
 /// The NFA as indented text: one block per state, one line per edge.
 pub fn to_text(nfa: &Nfa) -> String {
     let mut s = String::new();
@@ -48,6 +64,7 @@ pub fn to_text(nfa: &Nfa) -> String {
         let _ = writeln!(s, "  within {}ms (first to last event)", nfa.window);
     }
     let _ = writeln!(s, "  skip: {:?}", nfa.skip);
+    let _ = writeln!(s, "  matcher: {}", matcher_text(nfa));
     // Start first, then in creation order.
     let mut order: Vec<usize> = (0..nfa.states.len()).collect();
     order.sort_by_key(|&i| (i != nfa.start, std::cmp::Reverse(i)));

@@ -163,6 +163,34 @@ pub struct Matcher {
     /// The time of the last event offered; `i64::MIN` before the first
     /// ([`Matcher::advance_before_event`], [`Matcher::advance_to_watermark`]).
     last_time: i64,
+    /// The runs grouped by state, when there are many and the pattern allows it (then
+    /// `runs` is empty; see [`Groups`]).
+    groups: Option<Box<Groups>>,
+}
+
+/// The grouped layout of a partition's runs, for patterns whose results do not depend on
+/// the order of runs that share their first event ([`crate::nfa::Grouping::ByState`]: no
+/// skip strategy, no window but the whole match's).
+///
+/// Flink keeps every partial match in one priority queue and offers each event to each of
+/// them. Without a skip strategy the queue's order among runs with the same start event
+/// only orders the output, and with only the whole-match window a run's deadline follows
+/// its start. So runs can be kept by the state they wait in, each group a heap by start
+/// event: an event is tested once per state ([`crate::nfa::skip`]), the groups it cannot
+/// move are not visited at all, and time-outs come off the heads of the groups. A run
+/// costs something only when the event concerns it: a partition waiting with a hundred
+/// thousand partial matches for a rare event skips the others in time independent of them.
+///
+/// A partition switches to this layout when it holds more than [`Nfa::group_runs_at`]
+/// runs, and back to the list below half of that (the list is cheaper for few runs).
+///
+/// [`Nfa::group_runs_at`]: crate::nfa::Nfa
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Groups {
+    /// Per state (by [`StateId`]): its runs, a binary min-heap by start event.
+    by_state: Vec<Vec<Run>>,
+    /// The number of runs in all groups, the start run included.
+    len: usize,
 }
 
 /// [`Matcher`]'s state bits when they are not known (or a state is past bit 62).
@@ -221,6 +249,7 @@ impl Matcher {
             dropped: 0,
             buffer: SharedBuffer::new(),
             last_time: i64::MIN,
+            groups: None,
         };
         m.note_states(nfa);
         m
@@ -236,7 +265,11 @@ impl Matcher {
             self.last_time = i64::MIN;
             return;
         }
-        for r in self.runs.drain(..).chain(self.completed.drain(..)) {
+        let grouped = self.groups.take().map(|g| g.by_state).unwrap_or_default();
+        for r in (self.runs.drain(..))
+            .chain(self.completed.drain(..))
+            .chain(grouped.into_iter().flatten())
+        {
             self.buffer.release(r.node);
         }
         self.runs.push(Run::start(nfa));
@@ -249,6 +282,11 @@ impl Matcher {
     /// Records which states the runs are in, for [`Matcher::skips`], and when the first of
     /// them times out.
     fn note_states(&mut self, nfa: &Nfa) {
+        if let Some(groups) = &self.groups {
+            (self.waiting, self.next_due) = groups.states_and_due(nfa);
+            self.due_known = true;
+            return;
+        }
         let mut bits = 0u64;
         for r in &self.runs {
             if r.state >= 63 {
@@ -292,6 +330,18 @@ impl Matcher {
     }
 
     fn enforce_cap(&mut self) {
+        if let Some(groups) = self.groups.as_deref_mut() {
+            let excess = groups.len.saturating_sub(self.max_runs + 1);
+            for _ in 0..excess {
+                // Oldest first; the start run (NO_START) sorts last and is never dropped.
+                match groups.pop_oldest() {
+                    Some(run) => self.buffer.release(run.node),
+                    None => break,
+                }
+                self.dropped += 1;
+            }
+            return;
+        }
         if self.runs.len() <= self.max_runs + 1 {
             return;
         }
@@ -321,6 +371,7 @@ impl Matcher {
     /// partition can be dropped and recreated later with no change in results.
     pub fn is_idle(&self) -> bool {
         self.completed.is_empty()
+            && self.groups.is_none()
             && self.runs.len() == 1
             && self.runs[0].start_seq == NO_START
             && self.buffer.live_nodes() == 0
@@ -333,6 +384,10 @@ impl Matcher {
 
     /// Number of partial matches (runs that have taken at least one event).
     pub fn partial_matches(&self) -> usize {
+        if let Some(groups) = &self.groups {
+            // Exactly one of them is the start run (checked on restore).
+            return groups.len.saturating_sub(1);
+        }
         self.runs.iter().filter(|r| r.start_seq != NO_START).count()
     }
 
@@ -343,7 +398,7 @@ impl Matcher {
         if self.due_known {
             return self.next_due;
         }
-        self.runs.iter().filter_map(|r| deadline(nfa, r)).min()
+        self.all_runs().filter_map(|r| deadline(nfa, r)).min()
     }
 
     /// Times out runs whose window has passed at `time` (Flink's `advanceTime`): their partial
@@ -362,6 +417,10 @@ impl Matcher {
         if self.due_known && self.next_due.is_none_or(|due| time < due) {
             // Nothing times out: Flink's rebuilding of its queue in array order would give
             // the same array, and no completed match waits on a run that could go.
+            return;
+        }
+        if self.groups.is_some() {
+            self.advance_grouped(nfa, scratch, time, handle_timeouts, matches, timeouts);
             return;
         }
         let mut runs = std::mem::take(&mut scratch.current);
@@ -401,6 +460,7 @@ impl Matcher {
         scratch.current = runs;
         self.emit_completed(nfa, &mut potential, matches);
         scratch.potential = potential;
+        self.regroup(nfa);
         self.note_states(nfa);
     }
 
@@ -460,6 +520,10 @@ impl Matcher {
         let mut eid: Option<u32> = None;
         let sc = scratch;
         sc.event_cache = CondCache::default();
+        if self.groups.is_some() {
+            self.process_grouped(nfa, sc, event, seq, matches);
+            return;
+        }
         if nfa.ignore_loops && self.ignores_in_place(nfa, &event, &mut sc.event_cache) {
             // Every run stays as it is: the event changes nothing (its number is used up, as
             // in the general case).
@@ -527,6 +591,7 @@ impl Matcher {
             self.emit_completed(nfa, &mut potential, matches);
             sc.potential = potential;
         }
+        self.regroup(nfa);
         self.note_states(nfa);
     }
 
@@ -582,9 +647,8 @@ impl Matcher {
             // there, sorts last).
             if nfa.skip != Skip::NoSkip
                 && self
-                    .runs
-                    .first()
-                    .is_some_and(|p| first.start_seq > p.start_seq)
+                    .earliest_start()
+                    .is_some_and(|p| first.start_seq > p)
             {
                 break;
             }
@@ -616,6 +680,226 @@ impl Matcher {
         // Flink's `removeAll` on both queues: survivors keep their order, then heapify.
         heap::remove_where(&mut self.runs, |r| !keep(r), by_start);
         heap::remove_where(&mut self.completed, |r| !keep(r), by_start);
+        if let Some(groups) = self.groups.as_deref_mut() {
+            for group in &mut groups.by_state {
+                heap::remove_where(group, |r| !keep(r), by_start);
+            }
+            groups.len = groups.by_state.iter().map(Vec::len).sum();
+        }
+    }
+
+    /// The start event of the earliest partial match (the start run's [`NO_START`] when it
+    /// is the only run).
+    fn earliest_start(&self) -> Option<u64> {
+        match &self.groups {
+            Some(groups) => groups.by_state.iter().filter_map(|g| g.first()).map(by_start).min(),
+            None => self.runs.first().map(by_start),
+        }
+    }
+
+    /// Every partial match (the start run included), in either layout.
+    fn all_runs(&self) -> impl Iterator<Item = &Run> {
+        let grouped = self.groups.as_deref().map(|g| &g.by_state[..]).unwrap_or(&[]);
+        self.runs.iter().chain(grouped.iter().flatten())
+    }
+
+}
+
+/// The grouped layout ([`Groups`]).
+impl Matcher {
+    /// Switches between the layouts: to groups when the runs outgrow the pattern's
+    /// threshold, back to the list when fewer than half of it remain. Without a skip
+    /// strategy the order of runs with the same start event decides nothing, so the list
+    /// is rebuilt sorted by start event (a sorted array is a heap).
+    fn regroup(&mut self, nfa: &Nfa) {
+        let Some(at) = nfa.group_runs_at else {
+            return;
+        };
+        match &mut self.groups {
+            None if self.runs.len() > at => {
+                let mut groups = Groups {
+                    by_state: vec![Vec::new(); nfa.states.len()],
+                    len: 0,
+                };
+                for run in self.runs.drain(..) {
+                    groups.push(run);
+                }
+                self.groups = Some(Box::new(groups));
+            }
+            Some(groups) if groups.len < at / 2 => {
+                self.runs.clear();
+                for group in &mut groups.by_state {
+                    self.runs.append(group);
+                }
+                self.runs.sort_by_key(by_start);
+                self.groups = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// [`Matcher::process`] in the grouped layout: each state's group is offered the event
+    /// only when the state's tests say it may move a run there; the runs that follow are
+    /// placed in their groups once every group has seen the event.
+    fn process_grouped(
+        &mut self,
+        nfa: &Nfa,
+        sc: &mut Scratch,
+        event: Event,
+        seq: u64,
+        matches: &mut Vec<Match>,
+    ) {
+        let Some(mut groups) = self.groups.take() else {
+            return;
+        };
+        let mut eid: Option<u32> = None;
+        let mut fresh = std::mem::take(&mut sc.current);
+        fresh.clear();
+        for state in 0..groups.by_state.len() {
+            if groups.by_state[state].is_empty() || nfa.skip_tests.skips(state, &event) {
+                continue;
+            }
+            let mut runs = std::mem::take(&mut groups.by_state[state]);
+            groups.len -= runs.len();
+            for run in runs.drain(..) {
+                let first_retained = fresh.len();
+                let mut succ = Successors {
+                    next: &mut fresh,
+                    potential: &mut sc.potential,
+                    discard: false,
+                };
+                next_runs(
+                    nfa,
+                    &mut self.buffer,
+                    &run,
+                    &event,
+                    seq,
+                    &mut eid,
+                    &mut sc.event_cache,
+                    &mut succ,
+                );
+                let discard = succ.discard;
+                if nfa.states[run.state].is_start {
+                    fresh.push(run);
+                } else {
+                    self.buffer.release(run.node);
+                }
+                if discard {
+                    for r in fresh.drain(first_retained..) {
+                        self.buffer.release(r.node);
+                    }
+                }
+            }
+            // The emptied vector keeps its allocation for the runs placed below.
+            groups.by_state[state] = runs;
+        }
+        for run in fresh.drain(..) {
+            groups.push(run);
+        }
+        sc.current = fresh;
+        self.groups = Some(groups);
+        if let Some(eid) = eid {
+            let mut event = event;
+            if !nfa.keep_event_fields {
+                event.fields = Box::default();
+            }
+            self.buffer.fill_event(eid, event);
+        }
+        self.enforce_cap();
+        if !(sc.potential.is_empty() && self.completed.is_empty()) {
+            let mut potential = std::mem::take(&mut sc.potential);
+            self.emit_completed(nfa, &mut potential, matches);
+            sc.potential = potential;
+        }
+        self.regroup(nfa);
+        self.note_states(nfa);
+    }
+
+    /// [`Matcher::advance_time`] in the grouped layout: only the whole-match window applies
+    /// ([`crate::nfa::Grouping`]), so the runs that time out are at the heads of the groups.
+    fn advance_grouped(
+        &mut self,
+        nfa: &Nfa,
+        scratch: &mut Scratch,
+        time: i64,
+        handle_timeouts: bool,
+        matches: &mut Vec<Match>,
+        timeouts: &mut Vec<Match>,
+    ) {
+        let Some(mut groups) = self.groups.take() else {
+            return;
+        };
+        let mut potential = std::mem::take(&mut scratch.potential);
+        for group in &mut groups.by_state {
+            while let Some(head) = group.first() {
+                let due = (nfa.window > 0 && !nfa.states[head.state].is_start)
+                    .then(|| head.start_ts.saturating_add(nfa.window));
+                let Some(at) = due.filter(|at| time >= *at) else {
+                    break;
+                };
+                let Some(run) = heap::poll(group, by_start) else {
+                    break;
+                };
+                groups.len -= 1;
+                if nfa.states[run.state].kind == StateKind::Pending {
+                    heap::push(&mut potential, run, by_start);
+                    continue;
+                }
+                if handle_timeouts {
+                    let path = self.buffer.extract(run.node);
+                    timeouts.push(materialize(&self.buffer, &path, Some(at)));
+                }
+                self.buffer.release(run.node);
+            }
+        }
+        self.groups = Some(groups);
+        self.emit_completed(nfa, &mut potential, matches);
+        scratch.potential = potential;
+        self.regroup(nfa);
+        self.note_states(nfa);
+    }
+}
+
+impl Groups {
+    /// Adds a run to its state's group.
+    fn push(&mut self, run: Run) {
+        if let Some(group) = self.by_state.get_mut(run.state) {
+            heap::push(group, run, by_start);
+            self.len += 1;
+        }
+    }
+
+    /// Removes the partial match that started first (never the start run).
+    fn pop_oldest(&mut self) -> Option<Run> {
+        let oldest = (self.by_state.iter().enumerate())
+            .filter_map(|(s, g)| g.first().map(|r| (r.start_seq, s)))
+            .filter(|(seq, _)| *seq != NO_START)
+            .min()?
+            .1;
+        let run = heap::poll(&mut self.by_state[oldest], by_start)?;
+        self.len -= 1;
+        Some(run)
+    }
+
+    /// The states with runs, one bit each (all bits set past bit 62), and the earliest
+    /// deadline: a group's head is its earliest start, the only window is the whole match's.
+    fn states_and_due(&self, nfa: &Nfa) -> (u64, Option<i64>) {
+        let mut bits = 0u64;
+        let mut due: Option<i64> = None;
+        for (state, group) in self.by_state.iter().enumerate() {
+            let Some(head) = group.first() else {
+                continue;
+            };
+            bits = if state >= 63 {
+                UNKNOWN_STATES
+            } else {
+                bits | (1 << state)
+            };
+            if let Some(d) = deadline(nfa, head) {
+                due = Some(due.map_or(d, |x| x.min(d)));
+            }
+        }
+        (bits, due)
     }
 }
 
@@ -658,9 +942,11 @@ impl Matcher {
             }
         }
 
+        self.validate_groups(nfa)?;
         let all_runs = || {
             let at = |completed| move |(index, run)| (RunRef { completed, index }, run);
-            (self.runs.iter().enumerate().map(at(false)))
+            // Grouped runs are numbered after the list's (which is then empty).
+            (self.all_runs().enumerate().map(at(false)))
                 .chain(self.completed.iter().enumerate().map(at(true)))
         };
         let mut start_run: Option<usize> = None;
@@ -807,6 +1093,38 @@ impl Matcher {
                     _ => {}
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl Matcher {
+    /// The checks of the grouped layout: allowed for the pattern, the list empty, one group
+    /// per state, each run in its state's group, each group a heap, the count right.
+    fn validate_groups(&self, nfa: &Nfa) -> Result<(), InvalidState> {
+        let Some(groups) = &self.groups else {
+            return Ok(());
+        };
+        let fail = |what| Err(InvalidState::Groups { what });
+        if nfa.group_runs_at.is_none() {
+            return fail("this pattern keeps its runs in Flink's order, not grouped");
+        }
+        if !self.runs.is_empty() {
+            return fail("runs are both grouped and listed");
+        }
+        if groups.by_state.len() != nfa.states.len() {
+            return fail("the number of groups is not the number of states");
+        }
+        for (state, group) in groups.by_state.iter().enumerate() {
+            if group.iter().any(|r| r.state != state) {
+                return fail("a run is in the group of another state");
+            }
+            if (1..group.len()).any(|i| by_start(&group[(i - 1) / 2]) > by_start(&group[i])) {
+                return fail("a group is not ordered as a heap by start event");
+            }
+        }
+        if groups.by_state.iter().map(Vec::len).sum::<usize>() != groups.len {
+            return fail("the count of grouped runs is wrong");
         }
         Ok(())
     }
@@ -1285,12 +1603,29 @@ mod tests {
     }
 
     fn run(p: Pattern, names: &[&str]) -> Vec<Vec<usize>> {
+        run_grouped(p, names, None).0
+    }
+
+    /// Matches (sorted) and timed-out partial matches (sorted), runs grouped by state above
+    /// `group_at` runs; also after how many events the runs were grouped, and how many times
+    /// the layout changed.
+    fn run_grouped(
+        p: Pattern,
+        names: &[&str],
+        group_at: Option<usize>,
+    ) -> (Vec<Vec<usize>>, Vec<Vec<usize>>, usize, usize) {
         let decl = p.declare("p");
         let mut schema = Schema::new();
-        let nfa = crate::nfa::compile(&decl, &mut schema).unwrap();
+        let mut nfa = crate::nfa::compile(&decl, &mut schema).unwrap();
+        if let Some(at) = group_at {
+            nfa.set_group_runs_at(at);
+        }
         let mut m = Matcher::new(&nfa);
         let mut scratch = Scratch::default();
         let mut out = Vec::new();
+        let mut timeouts = Vec::new();
+        let mut grouped = 0;
+        let (mut switches, mut was_grouped) = (0, false);
         for (i, n) in names.iter().enumerate() {
             let raw = format!(r#"{{"id":{i},"name":"{n}"}}"#);
             let ev = Event {
@@ -1298,30 +1633,111 @@ mod tests {
                 fields: schema.decode_row(&raw).unwrap(),
                 raw: Arc::from(raw.as_str()),
             };
-            m.advance_time(
-                &nfa,
-                &mut scratch,
-                i as i64,
-                false,
-                &mut out,
-                &mut Vec::new(),
-            );
+            m.advance_time(&nfa, &mut scratch, i as i64, true, &mut out, &mut timeouts);
             m.process(&nfa, &mut scratch, ev, &mut out);
+            if m.groups.is_some() != was_grouped {
+                switches += 1;
+                was_grouped = !was_grouped;
+            }
+            grouped += usize::from(was_grouped);
+            assert_eq!(m.validate(&nfa), Ok(()));
+            // A checkpoint of either layout restores to the same state.
+            let bytes = postcard::to_allocvec(&m).unwrap();
+            let restored: Matcher = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(restored.validate(&nfa), Ok(()));
+            assert_eq!(restored.partial_matches(), m.partial_matches());
         }
-        let mut r: Vec<Vec<usize>> = out
-            .iter()
-            .map(|m| {
-                m.events
-                    .iter()
-                    .map(|e| {
-                        let v: serde_json::Value = serde_json::from_str(&e.raw).unwrap();
-                        v["id"].as_u64().unwrap() as usize
-                    })
-                    .collect()
+        m.advance_time(&nfa, &mut scratch, i64::MAX, true, &mut out, &mut timeouts);
+        let ids = |ms: &[Match]| {
+            let mut r: Vec<Vec<usize>> = ms
+                .iter()
+                .map(|m| {
+                    m.events
+                        .iter()
+                        .map(|e| {
+                            let v: serde_json::Value = serde_json::from_str(&e.raw).unwrap();
+                            v["id"].as_u64().unwrap() as usize
+                        })
+                        .collect()
+                })
+                .collect();
+            r.sort();
+            r
+        };
+        (ids(&out), ids(&timeouts), grouped, switches)
+    }
+
+    /// Grouped by state, from the first run on or switching back and forth around a small
+    /// threshold, the runs give the same matches and time-outs as the list; patterns with a
+    /// skip strategy never group.
+    #[test]
+    fn grouped_runs_give_the_lists_results() {
+        let names: Vec<&str> = (0..240u64)
+            .map(|i| {
+                // Busy stretches (many runs) and quiet ones (runs time out).
+                let r = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) % 6;
+                if (i / 40) % 2 == 0 {
+                    ["a", "a", "b", "b", "c", "x"][r as usize]
+                } else {
+                    ["x", "x", "x", "x", "c", "a"][r as usize]
+                }
             })
             .collect();
-        r.sort();
-        r
+        let patterns = || {
+            vec![
+                Pattern::begin("a")
+                    .where_(name_is("a"))
+                    .followed_by_any("b")
+                    .where_(name_is("b"))
+                    .followed_by("c")
+                    .where_(name_is("c"))
+                    .within_ms(25),
+                Pattern::begin("a")
+                    .where_(name_is("a"))
+                    .next("b")
+                    .where_(name_is("b"))
+                    .followed_by("c")
+                    .where_(name_is("c"))
+                    .within_ms(40),
+                Pattern::begin("a")
+                    .where_(name_is("a"))
+                    .one_or_more()
+                    .followed_by("c")
+                    .where_(name_is("c"))
+                    .within_ms(12),
+                Pattern::begin("a")
+                    .where_(name_is("a"))
+                    .not_followed_by("x")
+                    .where_(name_is("x"))
+                    .within_ms(6),
+            ]
+        };
+        for (k, (p, q, r)) in patterns()
+            .into_iter()
+            .zip(patterns())
+            .zip(patterns())
+            .map(|((p, q), r)| (p, q, r))
+            .enumerate()
+        {
+            let list = run_grouped(p, &names, None);
+            let always = run_grouped(q, &names, Some(0));
+            // Thresholds at which each pattern's runs go grouped and back.
+            let switching = run_grouped(r, &names, Some([12, 4, 8, 4][k]));
+            assert!(!list.0.is_empty(), "pattern {k} matches");
+            assert!(always.2 > 200, "pattern {k}: grouped {} times", always.2);
+            assert!(
+                switching.3 >= 2,
+                "pattern {k}: the layout changed {} times",
+                switching.3
+            );
+            assert_eq!((&always.0, &always.1), (&list.0, &list.1), "pattern {k}");
+            assert_eq!((&switching.0, &switching.1), (&list.0, &list.1), "pattern {k}");
+        }
+        let skipping = Pattern::begin_with("a", crate::pattern::SkipStrategy::SkipPastLastEvent)
+            .where_(name_is("a"))
+            .followed_by_any("b")
+            .where_(name_is("b"));
+        assert_eq!(run_grouped(skipping, &names, Some(0)).2, 0);
     }
 
     #[test]

@@ -176,9 +176,57 @@ pub struct Nfa {
     /// Per state, tests on the event alone that tell when a run there surely stays put
     /// (see [`skip::SkipTests`]).
     pub(crate) skip_tests: skip::SkipTests,
+    /// Runs grouped by state ([`matcher`]'s grouped layout) once a partition holds more than
+    /// this many; `None` where the pattern needs runs kept in Flink's exact order (see
+    /// [`Nfa::grouping`]).
+    pub(crate) group_runs_at: Option<usize>,
+}
+
+/// Partitions hold their runs grouped by state once they have more than this many (by
+/// default; [`crate::runtime::EngineOptions::group_runs_at`] changes it).
+pub const DEFAULT_GROUP_RUNS_AT: usize = 8;
+
+/// Whether a pattern's runs may be grouped by state, and why not when they may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grouping {
+    /// Runs are grouped by state above the threshold: an event is tested once per state,
+    /// and runs whose state it cannot move are not visited.
+    ByState,
+    /// A skip strategy decides between completed matches that share their first event in
+    /// the order of Flink's priority queue, which only the single ordered list keeps.
+    SkipStrategy,
+    /// Some state has a window of its own (`PREVIOUS_AND_CURRENT`, a quantifier window):
+    /// deadlines follow each run's last event, not the order of first events.
+    StepWindows,
+}
+
+impl Grouping {
+    /// Decides for a pattern's skip strategy and windows.
+    fn of(skip: Skip, step_windows: bool) -> Grouping {
+        if skip != Skip::NoSkip {
+            Grouping::SkipStrategy
+        } else if step_windows {
+            Grouping::StepWindows
+        } else {
+            Grouping::ByState
+        }
+    }
 }
 
 impl Nfa {
+    /// Whether this pattern's partitions may group their runs by state.
+    pub fn grouping(&self) -> Grouping {
+        Grouping::of(self.skip, self.step_windows)
+    }
+
+    /// Sets the number of runs above which a partition groups them by state (0: always),
+    /// where the pattern allows it ([`Nfa::grouping`]).
+    pub fn set_group_runs_at(&mut self, at: usize) {
+        if self.grouping() == Grouping::ByState {
+            self.group_runs_at = Some(at);
+        }
+    }
+
     /// The pattern's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -117,6 +117,13 @@ pub enum InvalidState {
         /// The second.
         second: usize,
     },
+    /// The runs are grouped by state where they may not be, or the groups are not what
+    /// the grouped layout keeps (see [`crate::nfa::Grouping`]).
+    #[error("runs grouped by state: {what}")]
+    Groups {
+        /// What is wrong.
+        what: &'static str,
+    },
     /// No run is in the start state: the matcher would never start a partial match.
     #[error("no run is in the start state")]
     NoStartRun,

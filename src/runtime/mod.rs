@@ -233,6 +233,12 @@ pub struct EngineOptions {
     /// [`MatchedEvent::fields`]: crate::nfa::MatchedEvent::fields
     /// [`MatchedEvent::get`]: crate::nfa::MatchedEvent::get
     pub match_fields: bool,
+    /// A partition of a pattern without a skip strategy or per-step windows keeps its
+    /// partial matches grouped by the state they wait in once it has more than this many
+    /// (`None`: [`crate::nfa::DEFAULT_GROUP_RUNS_AT`], 32; `Some(0)`: always): an event
+    /// then costs time in the partial matches it concerns, not in all of them. Results do
+    /// not depend on it (see [`crate::nfa::Grouping`]).
+    pub group_runs_at: Option<usize>,
 }
 
 /// The compiled patterns of a run and how the front reads their events.
@@ -264,10 +270,12 @@ impl Compiled {
 
 /// Compiles declarations over one shared schema (which also holds each declaration's
 /// [`PatternDecl::output_fields`]); with `match_fields` (see [`EngineOptions::match_fields`])
-/// matched events keep their decoded fields.
+/// matched events keep their decoded fields; `group_runs_at` as
+/// [`EngineOptions::group_runs_at`].
 pub(crate) fn compile_all(
     decls: &[PatternDecl],
     match_fields: bool,
+    group_runs_at: Option<usize>,
 ) -> Result<Compiled, CompileError> {
     let mut schema = Schema::new();
     let mut patterns = Vec::new();
@@ -276,6 +284,9 @@ pub(crate) fn compile_all(
     for d in decls {
         let mut nfa = compile(d, &mut schema)?;
         nfa.keep_event_fields |= match_fields;
+        if let Some(at) = group_runs_at {
+            nfa.set_group_runs_at(at);
+        }
         for path in &d.output_fields {
             schema.slot_of(path);
         }
@@ -375,7 +386,7 @@ pub struct Engine {
 impl Engine {
     /// Compiles the declarations.
     pub fn new(decls: &[PatternDecl], options: EngineOptions) -> Result<Engine, CompileError> {
-        let c = compile_all(decls, options.match_fields)?;
+        let c = compile_all(decls, options.match_fields, options.group_runs_at)?;
         let shards = (0..options.shards.max(1))
             .map(|_| {
                 Shard::new(

@@ -198,6 +198,24 @@ fn explain_prints_states_and_dot() {
     assert!(t.contains("TAKE"), "{t}");
     assert!(t.contains("$endState$"), "{t}");
     assert!(t.contains("kind == \"a\""), "{t}");
+    assert!(
+        t.contains("matcher: partial matches grouped by state above 8 per key"),
+        "{t}"
+    );
+    let skipping = write(
+        &dir,
+        "skip.motif",
+        &AB.replacen("begin(\"a\")", "begin(\"a\", skipPastLastEvent())", 1),
+    );
+    let out = motif()
+        .args(["explain", skipping.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        t.contains("matcher: partial matches in one list in Flink's order (the skip strategy"),
+        "{t}"
+    );
     let dot = motif()
         .args(["explain", pat.to_str().unwrap(), "--dot"])
         .output()

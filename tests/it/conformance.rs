@@ -18,8 +18,10 @@ fn ids_in_input_order(ids: Vec<String>, pos: &BTreeMap<String, usize>) -> Vec<St
     ids
 }
 
-/// Runs one case folder; `Err` says what differs.
-pub fn run_case(dir: &Path) -> Result<(), String> {
+/// Runs one case folder, partial matches grouped by state above `group_runs_at` runs
+/// ([`motif::runtime::EngineOptions::group_runs_at`]; `Some(0)`: always, where the pattern
+/// allows it); `Err` says what differs.
+pub fn run_case_with(dir: &Path, group_runs_at: Option<usize>) -> Result<(), String> {
     let read = |f: &str| fs::read_to_string(dir.join(f)).map_err(|e| format!("{f}: {e}"));
     let source = read("case.motif")?;
     let events = read("events.jsonl")?;
@@ -35,7 +37,12 @@ pub fn run_case(dir: &Path) -> Result<(), String> {
         let v: serde_json::Value = serde_json::from_str(l).map_err(|e| e.to_string())?;
         pos.insert(v["id"].as_str().unwrap_or_default().to_string(), i);
     }
-    let got = motif::output::match_lines(&source, &lines, check_timeouts)?;
+    let options = motif::runtime::EngineOptions {
+        timeouts: check_timeouts,
+        group_runs_at,
+        ..Default::default()
+    };
+    let got = motif::output::match_lines_with(&source, &lines, options)?;
     let mut got_c: Vec<Canon> = got
         .iter()
         .map(|m| {
@@ -103,11 +110,11 @@ fn case_dirs(root: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs every case of `dirs`; fails naming each that does not give its expected matches.
-fn assert_all_pass(dirs: &[PathBuf], what: &str) {
+fn assert_all_pass(dirs: &[PathBuf], what: &str, group_runs_at: Option<usize>) {
     let failures: Vec<String> = dirs
         .iter()
         .filter_map(|d| {
-            run_case(d).err().map(|e| {
+            run_case_with(d, group_runs_at).err().map(|e| {
                 format!(
                     "{}: {e}",
                     d.file_name().unwrap_or_default().to_string_lossy()
@@ -138,7 +145,15 @@ fn all_flink_conformance_cases_pass() {
         })
         .count();
     assert_eq!(shared, 153, "the 153 cases of ../shared/conformance");
-    assert_all_pass(&dirs, "cases");
+    assert_all_pass(&dirs, "cases", None);
+}
+
+/// The same cases with every partition's runs grouped by state from its first run on,
+/// wherever the pattern allows it (no skip strategy, no per-step window): the grouped
+/// layout gives Flink's answers too.
+#[test]
+fn conformance_cases_pass_with_runs_grouped_by_state() {
+    assert_all_pass(&case_dirs(&cases_dir()), "cases (runs grouped)", Some(0));
 }
 
 /// 574 random patterns and event streams with Flink 2.3's answers
@@ -147,7 +162,15 @@ fn all_flink_conformance_cases_pass() {
 fn random_cases_agree_with_flink() {
     let dirs = case_dirs(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/random"));
     assert_eq!(dirs.len(), 574, "the random cases");
-    assert_all_pass(&dirs, "random cases (Flink's answers)");
+    assert_all_pass(&dirs, "random cases (Flink's answers)", None);
+}
+
+/// The random cases with runs grouped by state from the first run on (see
+/// [`conformance_cases_pass_with_runs_grouped_by_state`]).
+#[test]
+fn random_cases_agree_with_flink_with_runs_grouped_by_state() {
+    let dirs = case_dirs(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/random"));
+    assert_all_pass(&dirs, "random cases (runs grouped)", Some(0));
 }
 
 /// The ids of each match of `source` over `events` (`id`s), in emission order.

@@ -279,19 +279,34 @@ fn check(spec: &PatternSpec, events: &[Ev]) -> Result<(), String> {
     let line_refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     let mut expected = crate::reference::reference_matches(spec, events);
     expected.sort();
-    let engine = motif::output::match_lines(&source, &line_refs, false)
-        .and_then(|out| engine_matches(&out, events));
-    match engine {
-        Err(e) => Err(report(&source, &lines, events, &expected, Err(&e))),
-        Ok(mut got) => {
-            got.sort();
-            if got == expected {
-                Ok(())
-            } else {
-                Err(report(&source, &lines, events, &expected, Ok(&got)))
+    // Both layouts of the runs: the list in Flink's order, and grouped by state from the
+    // first run on (where the pattern allows it).
+    for group_runs_at in [None, Some(0)] {
+        let options = motif::runtime::EngineOptions {
+            group_runs_at,
+            ..Default::default()
+        };
+        let engine = motif::output::match_lines_with(&source, &line_refs, options)
+            .and_then(|out| engine_matches(&out, events));
+        match engine {
+            Err(e) => return Err(report(&source, &lines, events, &expected, Err(&e))),
+            Ok(mut got) => {
+                got.sort();
+                if got != expected {
+                    let layout = if group_runs_at.is_some() {
+                        "runs grouped by state"
+                    } else {
+                        "runs in one list"
+                    };
+                    return Err(format!(
+                        "({layout})\n{}",
+                        report(&source, &lines, events, &expected, Ok(&got))
+                    ));
+                }
             }
         }
     }
+    Ok(())
 }
 
 proptest! {

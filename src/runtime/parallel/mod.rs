@@ -112,7 +112,7 @@ impl<P: Prepare> ParallelEngine<P> {
         prepare: P,
         state: Option<(EngineState, bool)>,
     ) -> Result<(ParallelEngine<P>, RestoreReport), ParallelError> {
-        let c = compile_all(decls, options.match_fields)?;
+        let c = compile_all(decls, options.match_fields, options.group_runs_at)?;
         let workers = workers.max(1);
         let mut clocks = Clocks::new(
             &c.front,
