@@ -12,7 +12,7 @@
 //!   skip: the same chains with `skipPastLastEvent()` and a last type 1 in 200 events;
 //!   rare: `begin(a).next(b).followedBy(z)`, z one event in 50,000, W = 100 ms .. 100 s.
 //! Each point runs with the partial matches in one list, as Flink keeps them, and (where the
-//! pattern allows it: no skip strategy, no per-step window) grouped by state, the engine's
+//! pattern allows it: no skip strategy) grouped by state, the engine's
 //! default above 8 per key (`--group-runs-at N` sets that threshold), with the speed-up.
 //! No assertion on any figure: this prints, tests assert.
 

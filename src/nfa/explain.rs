@@ -41,11 +41,8 @@ fn matcher_text(nfa: &Nfa) -> String {
             "partial matches grouped by state above {at} per key (an event visits only \
              the states it can move)"
         ),
-        (Grouping::SkipStrategy, _) => "partial matches in one list in Flink's order (the \
-             skip strategy decides between matches with the same first event by that order)"
-            .into(),
-        (Grouping::StepWindows, _) | (Grouping::ByState, None) => "partial matches in one \
-             list in Flink's order (a per-step window: deadlines follow each run's last event)"
+        _ => "partial matches in one list in Flink's order (the skip strategy decides \
+             between matches with the same first event by that order)"
             .into(),
     }
 }

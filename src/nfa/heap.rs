@@ -98,7 +98,6 @@ fn sift_down<T>(heap: &mut [T], mut k: usize, key: &impl Fn(&T) -> u64) {
 }
 
 /// Whether `heap` is a heap (no element's key below its parent's).
-#[cfg(test)]
 pub(crate) fn is_heap<T>(heap: &[T], key: impl Fn(&T) -> u64) -> bool {
     (1..heap.len()).all(|i| key(&heap[(i - 1) / 2]) <= key(&heap[i]))
 }

@@ -170,14 +170,14 @@ pub struct Matcher {
 
 /// The grouped layout of a partition's runs, for patterns whose results do not depend on
 /// the order of runs that share their first event ([`crate::nfa::Grouping::ByState`]: no
-/// skip strategy, no window but the whole match's).
+/// skip strategy).
 ///
 /// Flink keeps every partial match in one priority queue and offers each event to each of
 /// them. Without a skip strategy the queue's order among runs with the same start event
-/// only orders the output, and with only the whole-match window a run's deadline follows
-/// its start. So runs can be kept by the state they wait in, each group a heap by start
-/// event: an event is tested once per state ([`crate::nfa::skip`]), the groups it cannot
-/// move are not visited at all, and time-outs come off the heads of the groups. A run
+/// only orders the output. So runs can be kept by the state they wait in, each group a heap
+/// ordered by deadline ([`group_order`]): an event is tested once per state
+/// ([`crate::nfa::skip`]), the groups it cannot move are not visited at all, and time-outs
+/// come off the heads of the groups. A run
 /// costs something only when the event concerns it: a partition waiting with a hundred
 /// thousand partial matches for a rare event skips the others in time independent of them.
 ///
@@ -329,12 +329,12 @@ impl Matcher {
         self.dropped
     }
 
-    fn enforce_cap(&mut self) {
+    fn enforce_cap(&mut self, nfa: &Nfa) {
         if let Some(groups) = self.groups.as_deref_mut() {
             let excess = groups.len.saturating_sub(self.max_runs + 1);
             for _ in 0..excess {
                 // Oldest first; the start run (NO_START) sorts last and is never dropped.
-                match groups.pop_oldest() {
+                match groups.pop_oldest(nfa) {
                     Some(run) => self.buffer.release(run.node),
                     None => break,
                 }
@@ -434,24 +434,15 @@ impl Matcher {
                 heap::push(&mut self.runs, run, by_start);
                 continue;
             }
-            let prev_window = nfa.state_windows[run.state].filter(|w| *w > 0);
-            // Deadlines saturate: one past the end of time is `i64::MAX`, the end of input's
-            // watermark (no event has that time), which decides every window.
-            let prev_timeout = prev_window.is_some_and(|w| time >= run.prev_ts.saturating_add(w));
-            let first_timeout = nfa.window > 0 && time >= run.start_ts.saturating_add(nfa.window);
-            if !(prev_timeout || first_timeout) {
+            let Some(at) = timed_out_at(nfa, &run, time) else {
                 heap::push(&mut self.runs, run, by_start);
                 continue;
-            }
+            };
             if state.kind == StateKind::Pending {
                 heap::push(&mut potential, run, by_start);
                 continue;
             }
             if handle_timeouts {
-                let at = match prev_window {
-                    Some(w) if prev_timeout => run.prev_ts.saturating_add(w),
-                    _ => run.start_ts.saturating_add(nfa.window),
-                };
                 let path = self.buffer.extract(run.node);
                 timeouts.push(materialize(&self.buffer, &path, Some(at)));
             }
@@ -585,7 +576,7 @@ impl Matcher {
             }
             self.buffer.fill_event(eid, event);
         }
-        self.enforce_cap();
+        self.enforce_cap(nfa);
         if !(sc.potential.is_empty() && self.completed.is_empty()) {
             let mut potential = std::mem::take(&mut sc.potential);
             self.emit_completed(nfa, &mut potential, matches);
@@ -657,14 +648,14 @@ impl Matcher {
             };
             let path = self.buffer.extract(m.node);
             if let Some(pruning) = pruning_id(nfa.skip, &path) {
-                self.prune(pruning);
+                self.prune(nfa, pruning);
             }
             out.push(materialize(&self.buffer, &path, None));
             self.buffer.release(m.node);
         }
     }
 
-    fn prune(&mut self, p: Pruning) {
+    fn prune(&mut self, nfa: &Nfa, p: Pruning) {
         let buffer = &mut self.buffer;
         let mut keep = |r: &Run| {
             let drop = r.start_seq != NO_START
@@ -682,7 +673,7 @@ impl Matcher {
         heap::remove_where(&mut self.completed, |r| !keep(r), by_start);
         if let Some(groups) = self.groups.as_deref_mut() {
             for group in &mut groups.by_state {
-                heap::remove_where(group, |r| !keep(r), by_start);
+                heap::remove_where(group, |r| !keep(r), group_order(nfa));
             }
             groups.len = groups.by_state.iter().map(Vec::len).sum();
         }
@@ -692,7 +683,8 @@ impl Matcher {
     /// is the only run).
     fn earliest_start(&self) -> Option<u64> {
         match &self.groups {
-            Some(groups) => groups.by_state.iter().filter_map(|g| g.first()).map(by_start).min(),
+            // Grouped only without a skip strategy, where this is not asked; in full anyway.
+            Some(groups) => groups.by_state.iter().flatten().map(by_start).min(),
             None => self.runs.first().map(by_start),
         }
     }
@@ -722,7 +714,7 @@ impl Matcher {
                     len: 0,
                 };
                 for run in self.runs.drain(..) {
-                    groups.push(run);
+                    groups.push(nfa, run);
                 }
                 self.groups = Some(Box::new(groups));
             }
@@ -794,7 +786,7 @@ impl Matcher {
             groups.by_state[state] = runs;
         }
         for run in fresh.drain(..) {
-            groups.push(run);
+            groups.push(nfa, run);
         }
         sc.current = fresh;
         self.groups = Some(groups);
@@ -805,7 +797,7 @@ impl Matcher {
             }
             self.buffer.fill_event(eid, event);
         }
-        self.enforce_cap();
+        self.enforce_cap(nfa);
         if !(sc.potential.is_empty() && self.completed.is_empty()) {
             let mut potential = std::mem::take(&mut sc.potential);
             self.emit_completed(nfa, &mut potential, matches);
@@ -815,8 +807,8 @@ impl Matcher {
         self.note_states(nfa);
     }
 
-    /// [`Matcher::advance_time`] in the grouped layout: only the whole-match window applies
-    /// ([`crate::nfa::Grouping`]), so the runs that time out are at the heads of the groups.
+    /// [`Matcher::advance_time`] in the grouped layout: the runs that time out are at the
+    /// heads of the groups ([`group_order`]).
     fn advance_grouped(
         &mut self,
         nfa: &Nfa,
@@ -830,14 +822,11 @@ impl Matcher {
             return;
         };
         let mut potential = std::mem::take(&mut scratch.potential);
+        let order = group_order(nfa);
         for group in &mut groups.by_state {
-            while let Some(head) = group.first() {
-                let due = (nfa.window > 0 && !nfa.states[head.state].is_start)
-                    .then(|| head.start_ts.saturating_add(nfa.window));
-                let Some(at) = due.filter(|at| time >= *at) else {
-                    break;
-                };
-                let Some(run) = heap::poll(group, by_start) else {
+            // The head is the first of its group to time out.
+            while let Some(at) = group.first().and_then(|head| timed_out_at(nfa, head, time)) {
+                let Some(run) = heap::poll(group, &order) else {
                     break;
                 };
                 groups.len -= 1;
@@ -862,27 +851,41 @@ impl Matcher {
 
 impl Groups {
     /// Adds a run to its state's group.
-    fn push(&mut self, run: Run) {
+    fn push(&mut self, nfa: &Nfa, run: Run) {
         if let Some(group) = self.by_state.get_mut(run.state) {
-            heap::push(group, run, by_start);
+            heap::push(group, run, group_order(nfa));
             self.len += 1;
         }
     }
 
     /// Removes the partial match that started first (never the start run).
-    fn pop_oldest(&mut self) -> Option<Run> {
-        let oldest = (self.by_state.iter().enumerate())
-            .filter_map(|(s, g)| g.first().map(|r| (r.start_seq, s)))
-            .filter(|(seq, _)| *seq != NO_START)
-            .min()?
-            .1;
-        let run = heap::poll(&mut self.by_state[oldest], by_start)?;
+    fn pop_oldest(&mut self, nfa: &Nfa) -> Option<Run> {
+        let order = group_order(nfa);
+        if !nfa.step_windows {
+            // The heads are the earliest starts.
+            let oldest = (self.by_state.iter().enumerate())
+                .filter_map(|(s, g)| g.first().map(|r| (r.start_seq, s)))
+                .filter(|(seq, _)| *seq != NO_START)
+                .min()?
+                .1;
+            let run = heap::poll(&mut self.by_state[oldest], order)?;
+            self.len -= 1;
+            return Some(run);
+        }
+        // Ordered by deadline: look through them all (this is for the cap, rarely reached).
+        let (_, state, index) = (self.by_state.iter().enumerate())
+            .flat_map(|(s, g)| g.iter().enumerate().map(move |(i, r)| (r.start_seq, s, i)))
+            .filter(|(seq, _, _)| *seq != NO_START)
+            .min()?;
+        let group = &mut self.by_state[state];
+        let run = group.swap_remove(index);
+        heap::heapify(group, &order);
         self.len -= 1;
         Some(run)
     }
 
     /// The states with runs, one bit each (all bits set past bit 62), and the earliest
-    /// deadline: a group's head is its earliest start, the only window is the whole match's.
+    /// deadline: a group's head is the first of its runs to time out.
     fn states_and_due(&self, nfa: &Nfa) -> (u64, Option<i64>) {
         let mut bits = 0u64;
         let mut due: Option<i64> = None;
@@ -1119,8 +1122,8 @@ impl Matcher {
             if group.iter().any(|r| r.state != state) {
                 return fail("a run is in the group of another state");
             }
-            if (1..group.len()).any(|i| by_start(&group[(i - 1) / 2]) > by_start(&group[i])) {
-                return fail("a group is not ordered as a heap by start event");
+            if !heap::is_heap(group, group_order(nfa)) {
+                return fail("a group is not ordered as a heap");
             }
         }
         if groups.by_state.iter().map(Vec::len).sum::<usize>() != groups.len {
@@ -1321,6 +1324,41 @@ fn deadline(nfa: &Nfa, r: &Run) -> Option<i64> {
     match (whole, step) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// Whether `r` has timed out at `time`, and the time reported for it: its previous event
+/// plus its state's window when that one has passed (even when the whole match's window
+/// passed earlier, as Flink reports it), else its start plus the pattern's window.
+/// Deadlines saturate: one past the end of time is `i64::MAX`, the end of input's watermark
+/// (no event has that time), which decides every window.
+#[inline]
+fn timed_out_at(nfa: &Nfa, r: &Run, time: i64) -> Option<i64> {
+    if nfa.states[r.state].is_start {
+        return None;
+    }
+    let step = nfa.state_windows[r.state]
+        .filter(|w| *w > 0)
+        .map(|w| r.prev_ts.saturating_add(w))
+        .filter(|at| time >= *at);
+    let whole = (nfa.window > 0)
+        .then(|| r.start_ts.saturating_add(nfa.window))
+        .filter(|at| time >= *at);
+    step.or(whole)
+}
+
+/// The order of runs within a group ([`Groups`]): by start event, whose order is that of
+/// their deadlines when only the whole match's window applies; by deadline where states
+/// have windows of their own (the group's head is then the first to time out; runs that
+/// never time out last).
+fn group_order(nfa: &Nfa) -> impl Fn(&Run) -> u64 + '_ {
+    move |r: &Run| {
+        if nfa.step_windows {
+            // i64 to u64 keeping the order.
+            deadline(nfa, r).map_or(u64::MAX, |d| (d as u64) ^ (1 << 63))
+        } else {
+            r.start_seq
+        }
     }
 }
 
@@ -1710,6 +1748,20 @@ mod tests {
                     .not_followed_by("x")
                     .where_(name_is("x"))
                     .within_ms(6),
+                // Windows of their own: groups ordered by deadline.
+                Pattern::begin("a")
+                    .where_(name_is("a"))
+                    .followed_by_any("b")
+                    .where_(name_is("b"))
+                    .followed_by("c")
+                    .where_(name_is("c"))
+                    .within_previous_ms(9),
+                Pattern::begin("a")
+                    .where_(name_is("a"))
+                    .one_or_more_within(std::time::Duration::from_millis(4))
+                    .followed_by("c")
+                    .where_(name_is("c"))
+                    .within_ms(30),
             ]
         };
         for (k, (p, q, r)) in patterns()
@@ -1722,7 +1774,7 @@ mod tests {
             let list = run_grouped(p, &names, None);
             let always = run_grouped(q, &names, Some(0));
             // Thresholds at which each pattern's runs go grouped and back.
-            let switching = run_grouped(r, &names, Some([12, 4, 8, 4][k]));
+            let switching = run_grouped(r, &names, Some([12, 4, 8, 4, 12, 16][k]));
             assert!(!list.0.is_empty(), "pattern {k} matches");
             assert!(always.2 > 200, "pattern {k}: grouped {} times", always.2);
             assert!(

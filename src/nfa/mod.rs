@@ -195,20 +195,15 @@ pub enum Grouping {
     /// A skip strategy decides between completed matches that share their first event in
     /// the order of Flink's priority queue, which only the single ordered list keeps.
     SkipStrategy,
-    /// Some state has a window of its own (`PREVIOUS_AND_CURRENT`, a quantifier window):
-    /// deadlines follow each run's last event, not the order of first events.
-    StepWindows,
 }
 
 impl Grouping {
-    /// Decides for a pattern's skip strategy and windows.
-    fn of(skip: Skip, step_windows: bool) -> Grouping {
-        if skip != Skip::NoSkip {
-            Grouping::SkipStrategy
-        } else if step_windows {
-            Grouping::StepWindows
-        } else {
+    /// Decides for a pattern's skip strategy.
+    fn of(skip: Skip) -> Grouping {
+        if skip == Skip::NoSkip {
             Grouping::ByState
+        } else {
+            Grouping::SkipStrategy
         }
     }
 }
@@ -216,7 +211,7 @@ impl Grouping {
 impl Nfa {
     /// Whether this pattern's partitions may group their runs by state.
     pub fn grouping(&self) -> Grouping {
-        Grouping::of(self.skip, self.step_windows)
+        Grouping::of(self.skip)
     }
 
     /// Sets the number of runs above which a partition groups them by state (0: always),

@@ -233,11 +233,11 @@ pub struct EngineOptions {
     /// [`MatchedEvent::fields`]: crate::nfa::MatchedEvent::fields
     /// [`MatchedEvent::get`]: crate::nfa::MatchedEvent::get
     pub match_fields: bool,
-    /// A partition of a pattern without a skip strategy or per-step windows keeps its
-    /// partial matches grouped by the state they wait in once it has more than this many
-    /// (`None`: [`crate::nfa::DEFAULT_GROUP_RUNS_AT`], 32; `Some(0)`: always): an event
-    /// then costs time in the partial matches it concerns, not in all of them. Results do
-    /// not depend on it (see [`crate::nfa::Grouping`]).
+    /// A partition of a pattern without a skip strategy keeps its partial matches grouped
+    /// by the state they wait in once it has more than this many (`None`:
+    /// [`crate::nfa::DEFAULT_GROUP_RUNS_AT`], 8; `Some(0)`: always): an event then costs
+    /// time in the partial matches it concerns, not in all of them. Results do not depend
+    /// on it (see [`crate::nfa::Grouping`]).
     pub group_runs_at: Option<usize>,
 }
 

@@ -149,7 +149,7 @@ fn all_flink_conformance_cases_pass() {
 }
 
 /// The same cases with every partition's runs grouped by state from its first run on,
-/// wherever the pattern allows it (no skip strategy, no per-step window): the grouped
+/// wherever the pattern allows it (no skip strategy): the grouped
 /// layout gives Flink's answers too.
 #[test]
 fn conformance_cases_pass_with_runs_grouped_by_state() {
