@@ -10,9 +10,10 @@
 //!   any:  `followedByAny` chains of n variables over the alphabet a..e, no skip strategy,
 //!         every match counted (the output grows as W^(n-1));
 //!   skip: the same chains with `skipPastLastEvent()` and a last type 1 in 200 events;
-//!   rare: `begin(a).next(b).followedBy(z)`, z one event in 50,000, W = 100 ms .. 100 s.
+//!   rare: `begin(a).next(b).followedBy(z)`, z one event in 50,000, W = 100 ms .. 100 s,
+//!         without and with `skipPastLastEvent()`.
 //! Each point runs with the partial matches in one list, as Flink keeps them, and (where the
-//! pattern allows it: no skip strategy) grouped by state, the engine's
+//! pattern allows it: no skip strategy, or no two runs sharing a first event) grouped by state, the engine's
 //! default above 8 per key (`--group-runs-at N` sets that threshold), with the speed-up.
 //! No assertion on any figure: this prints, tests assert.
 
@@ -205,9 +206,9 @@ fn main() {
         }
     }
     if only.contains("rare") {
-        let source = |w: u64| {
+        let source = |w: u64, skip: &str| {
             format!(
-                "pattern p\n    key k\n    time ts\n= begin(\"a\").where(t == \"a\")\n  .next(\"b\").where(t == \"b\")\n  .followedBy(\"z\").where(t == \"z\")\n  .within({w}ms);\n"
+                "pattern p\n    key k\n    time ts\n= begin(\"a\"{skip}).where(t == \"a\")\n  .next(\"b\").where(t == \"b\")\n  .followedBy(\"z\").where(t == \"z\")\n  .within({w}ms);\n"
             )
         };
         let input = events(200_000, |i, r| {
@@ -218,7 +219,19 @@ fn main() {
             }
         });
         for w in [100u64, 1_000, 10_000, 100_000] {
-            report("rare", &format!("W={w}"), &source(w), &input, group_at);
+            report("rare", &format!("W={w}"), &source(w, ""), &input, group_at);
+        }
+        // The same with a skip strategy: no two of its runs share a first event, so they
+        // are grouped too.
+        for w in [100u64, 1_000, 10_000, 100_000] {
+            let skip = ", skipPastLastEvent()";
+            report(
+                "rare",
+                &format!("W={w} skip"),
+                &source(w, skip),
+                &input,
+                group_at,
+            );
         }
     }
 }

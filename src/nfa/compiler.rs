@@ -88,7 +88,9 @@ pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileEr
     let keep_event_fields = b.conditions.iter().any(|c| c.body.has_native());
     let skip_tests = super::skip::SkipTests::new(&b.states, &b.conditions);
     let skip = Skip::from_model(&decl.pattern.skip, &variables);
-    let group_runs_at = (super::Grouping::of(skip) == super::Grouping::ByState)
+    let starts_shared = !super::ties::runs_never_share_a_start(&b.states);
+    let group_runs_at = (super::Grouping::of(skip, starts_shared, step_windows)
+        == super::Grouping::ByState)
         .then_some(super::DEFAULT_GROUP_RUNS_AT);
     Ok(Nfa {
         name: decl.name.clone(),
@@ -96,6 +98,7 @@ pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileEr
         keep_event_fields,
         skip_tests,
         skip,
+        starts_shared,
         group_runs_at,
         variables,
         start,

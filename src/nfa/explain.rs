@@ -41,8 +41,11 @@ fn matcher_text(nfa: &Nfa) -> String {
             "partial matches grouped by state above {at} per key (an event visits only \
              the states it can move)"
         ),
-        _ => "partial matches in one list in Flink's order (the skip strategy decides \
-             between matches with the same first event by that order)"
+        _ if nfa.step_windows => "partial matches in one list in Flink's order (the skip \
+             strategy prunes by first event, and states have windows of their own)"
+            .into(),
+        _ => "partial matches in one list in Flink's order (two may share their first \
+             event, and the skip strategy decides between such matches by that order)"
             .into(),
     }
 }

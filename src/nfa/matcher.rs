@@ -638,7 +638,7 @@ impl Matcher {
             // there, sorts last).
             if nfa.skip != Skip::NoSkip
                 && self
-                    .earliest_start()
+                    .earliest_start(nfa)
                     .is_some_and(|p| first.start_seq > p)
             {
                 break;
@@ -673,7 +673,14 @@ impl Matcher {
         heap::remove_where(&mut self.completed, |r| !keep(r), by_start);
         if let Some(groups) = self.groups.as_deref_mut() {
             for group in &mut groups.by_state {
-                heap::remove_where(group, |r| !keep(r), group_order(nfa));
+                if nfa.step_windows {
+                    heap::remove_where(group, |r| !keep(r), group_order(nfa));
+                } else {
+                    // By start event: what goes is at the head.
+                    while group.first().is_some_and(|r| !keep(r)) {
+                        heap::poll(group, by_start);
+                    }
+                }
             }
             groups.len = groups.by_state.iter().map(Vec::len).sum();
         }
@@ -681,9 +688,12 @@ impl Matcher {
 
     /// The start event of the earliest partial match (the start run's [`NO_START`] when it
     /// is the only run).
-    fn earliest_start(&self) -> Option<u64> {
+    fn earliest_start(&self, nfa: &Nfa) -> Option<u64> {
         match &self.groups {
-            // Grouped only without a skip strategy, where this is not asked; in full anyway.
+            // Heads are the earliest starts unless groups are ordered by deadline.
+            Some(groups) if !nfa.step_windows => {
+                groups.by_state.iter().filter_map(|g| g.first()).map(by_start).min()
+            }
             Some(groups) => groups.by_state.iter().flatten().map(by_start).min(),
             None => self.runs.first().map(by_start),
         }

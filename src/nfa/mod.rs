@@ -12,6 +12,7 @@ pub mod explain;
 mod heap;
 pub mod matcher;
 pub mod skip;
+mod ties;
 pub mod validate;
 
 use crate::event::Event;
@@ -176,6 +177,8 @@ pub struct Nfa {
     /// Per state, tests on the event alone that tell when a run there surely stays put
     /// (see [`skip::SkipTests`]).
     pub(crate) skip_tests: skip::SkipTests,
+    /// Two runs may have the same first event ([`ties`]).
+    pub(crate) starts_shared: bool,
     /// Runs grouped by state ([`matcher`]'s grouped layout) once a partition holds more than
     /// this many; `None` where the pattern needs runs kept in Flink's exact order (see
     /// [`Nfa::grouping`]).
@@ -193,14 +196,16 @@ pub enum Grouping {
     /// and runs whose state it cannot move are not visited.
     ByState,
     /// A skip strategy decides between completed matches that share their first event in
-    /// the order of Flink's priority queue, which only the single ordered list keeps.
+    /// the order of Flink's priority queue, which only the single ordered list keeps (or,
+    /// with windows of single steps, prunes by first event across runs kept by deadline).
     SkipStrategy,
 }
 
 impl Grouping {
-    /// Decides for a pattern's skip strategy.
-    fn of(skip: Skip) -> Grouping {
-        if skip == Skip::NoSkip {
+    /// Decides for a pattern's skip strategy, whether its runs may share their first event
+    /// ([`ties`]), and whether states have windows of their own.
+    fn of(skip: Skip, starts_shared: bool, step_windows: bool) -> Grouping {
+        if skip == Skip::NoSkip || !(starts_shared || step_windows) {
             Grouping::ByState
         } else {
             Grouping::SkipStrategy
@@ -211,7 +216,7 @@ impl Grouping {
 impl Nfa {
     /// Whether this pattern's partitions may group their runs by state.
     pub fn grouping(&self) -> Grouping {
-        Grouping::of(self.skip)
+        Grouping::of(self.skip, self.starts_shared, self.step_windows)
     }
 
     /// Sets the number of runs above which a partition groups them by state (0: always),
