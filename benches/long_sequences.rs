@@ -5,7 +5,8 @@
 //!
 //! `cargo bench --bench long_sequences` (options after `--`: `--only any,skip,rare` some
 //! families, `--n-max N` longest chain (default 4), `--w-max W` largest window (default
-//! 1024)). One key, one event per millisecond, so a window of `W` ms holds `W` events.
+//! 1024), `--repeat N` runs of each point, the median reported (default 1)). One key, one
+//! event per millisecond, so a window of `W` ms holds `W` events.
 //! Families:
 //!   any:  `followedByAny` chains of n variables over the alphabet a..e, no skip strategy,
 //!         every match counted (the output grows as W^(n-1));
@@ -117,7 +118,14 @@ fn decode_only(source: &str, input: &[String]) -> f64 {
 
 /// Runs a family's point with the runs in one list (as Flink keeps them) and, where the
 /// pattern allows it, grouped by state (the default above 8 runs a key).
-fn report(family: &str, label: &str, source: &str, input: &[String], group_at: Option<usize>) {
+/// How a point runs: the grouping threshold and how many times (the median is reported).
+#[derive(Clone, Copy)]
+struct Setup {
+    group_at: Option<usize>,
+    repeat: usize,
+}
+
+fn report(family: &str, label: &str, source: &str, input: &[String], setup: Setup) {
     let ceiling = decode_only(source, input);
     let decls = motif::syntax::load_str("<bench>", source).expect("loads");
     let groups = Engine::new(&decls, EngineOptions::default())
@@ -127,11 +135,15 @@ fn report(family: &str, label: &str, source: &str, input: &[String], group_at: O
         == Grouping::ByState;
     let mut layouts = vec![("list", Some(usize::MAX))];
     if groups {
-        layouts.push(("grouped", group_at));
+        layouts.push(("grouped", setup.group_at));
     }
     let mut list_secs = None;
     for (layout, group_runs_at) in layouts {
-        let f = run(source, input, group_runs_at);
+        let mut runs: Vec<Figures> = (0..setup.repeat.max(1))
+            .map(|_| run(source, input, group_runs_at))
+            .collect();
+        runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+        let f = runs.swap_remove(runs.len() / 2);
         let eps = f.events as f64 / f.secs;
         let per_match = if f.matches > 0 {
             format!("{:.3}", f.secs * 1e6 / f.matches as f64)
@@ -160,7 +172,10 @@ fn main() {
     };
     let only = opt("--only").unwrap_or_else(|| "any,skip,rare".to_string());
     let n_max: usize = opt("--n-max").and_then(|v| v.parse().ok()).unwrap_or(4);
-    let group_at: Option<usize> = opt("--group-runs-at").and_then(|v| v.parse().ok());
+    let setup = Setup {
+        group_at: opt("--group-runs-at").and_then(|v| v.parse().ok()),
+        repeat: opt("--repeat").and_then(|v| v.parse().ok()).unwrap_or(1),
+    };
     let w_max: u64 = opt("--w-max").and_then(|v| v.parse().ok()).unwrap_or(1024);
     let windows: Vec<u64> = [16u64, 64, 256, 1024]
         .into_iter()
@@ -179,7 +194,7 @@ fn main() {
                     &format!("n={n} W={w}"),
                     &chain(n, w, ""),
                     &input,
-                    group_at,
+                    setup,
                 );
             }
         }
@@ -200,7 +215,7 @@ fn main() {
                     &format!("n={n} W={w}"),
                     &chain(n, w, ", skipPastLastEvent()"),
                     &input,
-                    group_at,
+                    setup,
                 );
             }
         }
@@ -219,7 +234,7 @@ fn main() {
             }
         });
         for w in [100u64, 1_000, 10_000, 100_000] {
-            report("rare", &format!("W={w}"), &source(w, ""), &input, group_at);
+            report("rare", &format!("W={w}"), &source(w, ""), &input, setup);
         }
         // The same with a skip strategy: no two of its runs share a first event, so they
         // are grouped too.
@@ -230,7 +245,7 @@ fn main() {
                 &format!("W={w} skip"),
                 &source(w, skip),
                 &input,
-                group_at,
+                setup,
             );
         }
     }

@@ -7,6 +7,7 @@
 //! PROCEED moves without consuming). Runs reaching the Final state are matches; runs reaching
 //! a Stop state kill every run born from the same parent in that step.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -187,10 +188,84 @@ pub struct Matcher {
 /// [`Nfa::group_runs_at`]: crate::nfa::Nfa
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Groups {
-    /// Per state (by [`StateId`]): its runs, a binary min-heap by start event.
-    by_state: Vec<Vec<Run>>,
+    /// Per state (by [`StateId`]): its runs.
+    by_state: Vec<Group>,
     /// The number of runs in all groups, the start run included.
     len: usize,
+}
+
+/// One state's runs, by [`group_order`]: those that arrived in order, first first, and a
+/// heap of those that did not. Runs usually arrive in order (a run that starts now starts
+/// after every other, a deadline set now is later than those set before), so the head is
+/// usually taken off the front of a queue, not sifted out of a heap of large runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Group {
+    in_order: VecDeque<Run>,
+    heap: Vec<Run>,
+}
+
+impl Group {
+    fn len(&self) -> usize {
+        self.in_order.len() + self.heap.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.in_order.is_empty() && self.heap.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Run> {
+        self.in_order.iter().chain(&self.heap)
+    }
+
+    fn push(&mut self, run: Run, order: &impl Fn(&Run) -> u64) {
+        match self.in_order.back() {
+            Some(last) if order(&run) < order(last) => heap::push(&mut self.heap, run, order),
+            _ => self.in_order.push_back(run),
+        }
+    }
+
+    /// Whether the head is in the heap rather than at the front of the queue.
+    fn head_in_heap(&self, order: &impl Fn(&Run) -> u64) -> bool {
+        match (self.in_order.front(), self.heap.first()) {
+            (Some(a), Some(b)) => order(b) < order(a),
+            (None, Some(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// The first run by [`group_order`].
+    fn head(&self, order: &impl Fn(&Run) -> u64) -> Option<&Run> {
+        if self.head_in_heap(order) {
+            self.heap.first()
+        } else {
+            self.in_order.front()
+        }
+    }
+
+    fn pop(&mut self, order: &impl Fn(&Run) -> u64) -> Option<Run> {
+        if self.head_in_heap(order) {
+            heap::poll(&mut self.heap, order)
+        } else {
+            self.in_order.pop_front()
+        }
+    }
+
+    /// Moves every run to `out` (the group keeps its allocations).
+    fn drain_into(&mut self, out: &mut Vec<Run>) {
+        out.extend(self.in_order.drain(..));
+        out.append(&mut self.heap);
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Run) -> bool, order: &impl Fn(&Run) -> u64) {
+        self.in_order.retain(|r| keep(r));
+        heap::remove_where(&mut self.heap, |r| !keep(r), order);
+    }
+
+    fn is_ordered(&self, order: &impl Fn(&Run) -> u64) -> bool {
+        let queue_sorted = (self.in_order.iter().zip(self.in_order.iter().skip(1)))
+            .all(|(a, b)| order(a) <= order(b));
+        queue_sorted && heap::is_heap(&self.heap, order)
+    }
 }
 
 /// [`Matcher`]'s state bits when they are not known (or a state is past bit 62).
@@ -211,6 +286,8 @@ pub struct Scratch {
     current: Vec<Run>,
     /// Runs completed by this event or time, as Flink's queue of potential matches.
     potential: Vec<Run>,
+    /// The runs of a group being offered an event (grouped layout).
+    visiting: Vec<Run>,
 }
 
 /// The key runs are ordered by, as Flink's comparator orders computation states: by start
@@ -265,10 +342,13 @@ impl Matcher {
             self.last_time = i64::MIN;
             return;
         }
-        let grouped = self.groups.take().map(|g| g.by_state).unwrap_or_default();
+        let mut grouped = Vec::new();
+        for mut group in self.groups.take().map(|g| g.by_state).unwrap_or_default() {
+            group.drain_into(&mut grouped);
+        }
         for r in (self.runs.drain(..))
             .chain(self.completed.drain(..))
-            .chain(grouped.into_iter().flatten())
+            .chain(grouped)
         {
             self.buffer.release(r.node);
         }
@@ -629,6 +709,18 @@ impl Matcher {
     /// first and, among matches with the same start, in the order the heap's array holds
     /// them (see [`heap`]), pruning after each.
     fn emit_completed(&mut self, nfa: &Nfa, potential: &mut Vec<Run>, out: &mut Vec<Match>) {
+        if nfa.skip == Skip::NoSkip && self.groups.is_some() && self.completed.is_empty() {
+            // Nothing waits without a skip strategy, and in the grouped layout the order of
+            // matches with the same first event is not Flink's anyway: one stable sort by
+            // first event (the groups give them mostly sorted) instead of a heap.
+            potential.sort_by_key(by_start);
+            for m in potential.drain(..) {
+                let path = self.buffer.extract(m.node);
+                out.push(materialize(&self.buffer, &path, None));
+                self.buffer.release(m.node);
+            }
+            return;
+        }
         // Flink's `completedMatches.addAll(potentialMatches)`: in the potential heap's order.
         for r in potential.drain(..) {
             heap::push(&mut self.completed, r, by_start);
@@ -672,17 +764,18 @@ impl Matcher {
         heap::remove_where(&mut self.runs, |r| !keep(r), by_start);
         heap::remove_where(&mut self.completed, |r| !keep(r), by_start);
         if let Some(groups) = self.groups.as_deref_mut() {
+            let order = group_order(nfa);
             for group in &mut groups.by_state {
                 if nfa.step_windows {
-                    heap::remove_where(group, |r| !keep(r), group_order(nfa));
+                    group.retain(&mut keep, &order);
                 } else {
                     // By start event: what goes is at the head.
-                    while group.first().is_some_and(|r| !keep(r)) {
-                        heap::poll(group, by_start);
+                    while group.head(&order).is_some_and(|r| !keep(r)) {
+                        group.pop(&order);
                     }
                 }
             }
-            groups.len = groups.by_state.iter().map(Vec::len).sum();
+            groups.len = groups.by_state.iter().map(Group::len).sum();
         }
     }
 
@@ -691,10 +784,11 @@ impl Matcher {
     fn earliest_start(&self, nfa: &Nfa) -> Option<u64> {
         match &self.groups {
             // Heads are the earliest starts unless groups are ordered by deadline.
-            Some(groups) if !nfa.step_windows => {
-                groups.by_state.iter().filter_map(|g| g.first()).map(by_start).min()
-            }
-            Some(groups) => groups.by_state.iter().flatten().map(by_start).min(),
+            Some(groups) if !nfa.step_windows => (groups.by_state.iter())
+                .filter_map(|g| g.head(&by_start))
+                .map(by_start)
+                .min(),
+            Some(groups) => groups.by_state.iter().flat_map(Group::iter).map(by_start).min(),
             None => self.runs.first().map(by_start),
         }
     }
@@ -702,7 +796,7 @@ impl Matcher {
     /// Every partial match (the start run included), in either layout.
     fn all_runs(&self) -> impl Iterator<Item = &Run> {
         let grouped = self.groups.as_deref().map(|g| &g.by_state[..]).unwrap_or(&[]);
-        self.runs.iter().chain(grouped.iter().flatten())
+        self.runs.iter().chain(grouped.iter().flat_map(Group::iter))
     }
 
 }
@@ -720,7 +814,7 @@ impl Matcher {
         match &mut self.groups {
             None if self.runs.len() > at => {
                 let mut groups = Groups {
-                    by_state: vec![Vec::new(); nfa.states.len()],
+                    by_state: vec![Group::default(); nfa.states.len()],
                     len: 0,
                 };
                 for run in self.runs.drain(..) {
@@ -731,7 +825,7 @@ impl Matcher {
             Some(groups) if groups.len < at / 2 => {
                 self.runs.clear();
                 for group in &mut groups.by_state {
-                    self.runs.append(group);
+                    group.drain_into(&mut self.runs);
                 }
                 self.runs.sort_by_key(by_start);
                 self.groups = None;
@@ -757,11 +851,13 @@ impl Matcher {
         let mut eid: Option<u32> = None;
         let mut fresh = std::mem::take(&mut sc.current);
         fresh.clear();
+        let mut runs = std::mem::take(&mut sc.visiting);
+        runs.clear();
         for state in 0..groups.by_state.len() {
             if groups.by_state[state].is_empty() || nfa.skip_tests.skips(state, &event) {
                 continue;
             }
-            let mut runs = std::mem::take(&mut groups.by_state[state]);
+            groups.by_state[state].drain_into(&mut runs);
             groups.len -= runs.len();
             for run in runs.drain(..) {
                 let first_retained = fresh.len();
@@ -792,13 +888,12 @@ impl Matcher {
                     }
                 }
             }
-            // The emptied vector keeps its allocation for the runs placed below.
-            groups.by_state[state] = runs;
         }
         for run in fresh.drain(..) {
             groups.push(nfa, run);
         }
         sc.current = fresh;
+        sc.visiting = runs;
         self.groups = Some(groups);
         if let Some(eid) = eid {
             let mut event = event;
@@ -835,8 +930,9 @@ impl Matcher {
         let order = group_order(nfa);
         for group in &mut groups.by_state {
             // The head is the first of its group to time out.
-            while let Some(at) = group.first().and_then(|head| timed_out_at(nfa, head, time)) {
-                let Some(run) = heap::poll(group, &order) else {
+            while let Some(at) = (group.head(&order)).and_then(|head| timed_out_at(nfa, head, time))
+            {
+                let Some(run) = group.pop(&order) else {
                     break;
                 };
                 groups.len -= 1;
@@ -863,7 +959,7 @@ impl Groups {
     /// Adds a run to its state's group.
     fn push(&mut self, nfa: &Nfa, run: Run) {
         if let Some(group) = self.by_state.get_mut(run.state) {
-            heap::push(group, run, group_order(nfa));
+            group.push(run, &group_order(nfa));
             self.len += 1;
         }
     }
@@ -874,24 +970,32 @@ impl Groups {
         if !nfa.step_windows {
             // The heads are the earliest starts.
             let oldest = (self.by_state.iter().enumerate())
-                .filter_map(|(s, g)| g.first().map(|r| (r.start_seq, s)))
+                .filter_map(|(s, g)| g.head(&order).map(|r| (r.start_seq, s)))
                 .filter(|(seq, _)| *seq != NO_START)
                 .min()?
                 .1;
-            let run = heap::poll(&mut self.by_state[oldest], order)?;
+            let run = self.by_state[oldest].pop(&order)?;
             self.len -= 1;
             return Some(run);
         }
         // Ordered by deadline: look through them all (this is for the cap, rarely reached).
-        let (_, state, index) = (self.by_state.iter().enumerate())
-            .flat_map(|(s, g)| g.iter().enumerate().map(move |(i, r)| (r.start_seq, s, i)))
-            .filter(|(seq, _, _)| *seq != NO_START)
+        let (oldest, state) = (self.by_state.iter().enumerate())
+            .flat_map(|(s, g)| g.iter().map(move |r| (r.start_seq, s)))
+            .filter(|(seq, _)| *seq != NO_START)
             .min()?;
-        let group = &mut self.by_state[state];
-        let run = group.swap_remove(index);
-        heap::heapify(group, &order);
+        let mut taken = None;
+        self.by_state[state].retain(
+            |r| {
+                let this = taken.is_none() && r.start_seq == oldest;
+                if this {
+                    taken = Some(r.clone());
+                }
+                !this
+            },
+            &order,
+        );
         self.len -= 1;
-        Some(run)
+        taken
     }
 
     /// The states with runs, one bit each (all bits set past bit 62), and the earliest
@@ -899,8 +1003,9 @@ impl Groups {
     fn states_and_due(&self, nfa: &Nfa) -> (u64, Option<i64>) {
         let mut bits = 0u64;
         let mut due: Option<i64> = None;
+        let order = group_order(nfa);
         for (state, group) in self.by_state.iter().enumerate() {
-            let Some(head) = group.first() else {
+            let Some(head) = group.head(&order) else {
                 continue;
             };
             bits = if state >= 63 {
@@ -1132,11 +1237,11 @@ impl Matcher {
             if group.iter().any(|r| r.state != state) {
                 return fail("a run is in the group of another state");
             }
-            if !heap::is_heap(group, group_order(nfa)) {
-                return fail("a group is not ordered as a heap");
+            if !group.is_ordered(&group_order(nfa)) {
+                return fail("a group is not in order (a sorted queue and a heap)");
             }
         }
-        if groups.by_state.iter().map(Vec::len).sum::<usize>() != groups.len {
+        if groups.by_state.iter().map(Group::len).sum::<usize>() != groups.len {
             return fail("the count of grouped runs is wrong");
         }
         Ok(())
