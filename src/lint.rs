@@ -14,6 +14,11 @@
 //!   group's last step it is ignored, on another step of a group it is the whole pattern's
 //!   window; a `PREVIOUS_AND_CURRENT` window on a quantified step or a group is ignored.
 //! - A `notFollowedBy` ending a group that ends the pattern, without a window: Flink drops it.
+//! - A looping group whose every step is optional (later than the first step; there it is
+//!   refused): it can repeat without taking an event, and Flink repeats it for ever on an
+//!   event that reaches it with its conditions holding (it hangs, then runs out of heap).
+//!   motif stops a repetition that took no event, which gives Flink's answer wherever Flink
+//!   gives one.
 
 use crate::error::Diagnostic;
 use crate::expr::ast::{Expr, ExprKind};
@@ -96,6 +101,21 @@ fn chain(p: &Pattern, variables: &[&str], depth: usize, out: &mut Vec<Diagnostic
             );
         }
         if let StepNode::Group(g) = &step.node {
+            let head = depth == 0 && i == 0;
+            if !head && step.quantifier.is_looping() && crate::validate::can_be_empty(g) {
+                out.push(
+                    Diagnostic::new(
+                        "this looping group can repeat without taking an event (every step \
+                         of it is optional): Flink repeats it for ever on an event that \
+                         reaches it, and hangs",
+                        step.span,
+                    )
+                    .with_help(
+                        "make one step of the group non-optional; motif stops a repetition \
+                         that takes no event",
+                    ),
+                );
+            }
             chain(g, variables, depth + 1, out);
         }
     }
@@ -296,5 +316,19 @@ mod tests {
         );
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("ignored (as in Flink)"), "{w:?}");
+    }
+
+    #[test]
+    fn a_looping_group_that_can_take_no_event_is_warned() {
+        let w = warned(r#"pattern p = begin("s").followedBy(begin("a").optional()).oneOrMore();"#);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("can repeat without taking an event"), "{w:?}");
+        // One mandatory step: no warning; nor for a group that does not loop.
+        assert!(warned(
+            r#"pattern p = begin("s").followedBy(begin("a").optional().next("b")).oneOrMore();"#
+        )
+        .is_empty());
+        assert!(warned(r#"pattern p = begin("s").followedBy(begin("a").optional()).times(2);"#)
+            .is_empty());
     }
 }

@@ -1292,11 +1292,20 @@ fn next_runs(
     // state its target reaches through PROCEED edges right away, if any (judged with the
     // run as it was before taking, as Flink does).
     let mut edges: SmallVec<[Followed; 8]> = SmallVec::new();
-    let mut collect = |eval: &mut Eval, s: StateId, stack: &mut SmallVec<[StateId; 8]>| {
+    // (state, the length of the path before it)
+    type Stack = SmallVec<[(StateId, usize); 8]>;
+    // A PROCEED path never comes back to a state it passed (a looping group that can take
+    // no event; Flink follows such a cycle for ever): where Flink gives an answer, its
+    // PROCEED paths never do either, so cutting them changes nothing.
+    let mut collect = |eval: &mut Eval, s: StateId, path: &[StateId], stack: &mut Stack| {
         for (i, e) in nfa.states[s].edges.iter().enumerate() {
             if eval.holds(&e.guard) {
                 match e.action {
-                    Action::Proceed => stack.push(e.target),
+                    Action::Proceed => {
+                        if !path.contains(&e.target) {
+                            stack.push((e.target, path.len()));
+                        }
+                    }
                     Action::Ignore => edges.push(Followed {
                         state: s,
                         edge: i,
@@ -1311,15 +1320,18 @@ fn next_runs(
             }
         }
     };
-    let mut stack: SmallVec<[StateId; 8]> = SmallVec::new();
-    collect(&mut eval, run.state, &mut stack);
-    let mut expansions = 1;
-    while let Some(s) = stack.pop() {
+    let mut stack: Stack = SmallVec::new();
+    stack.push((run.state, 0));
+    let mut path: SmallVec<[StateId; 8]> = SmallVec::new();
+    let mut expansions = 0;
+    while let Some((s, depth)) = stack.pop() {
         expansions += 1;
         if expansions > MAX_PROCEED_EXPANSIONS {
             break;
         }
-        collect(&mut eval, s, &mut stack);
+        path.truncate(depth);
+        path.push(s);
+        collect(&mut eval, s, &path, &mut stack);
     }
 
     let is_start = nfa.states[run.state].is_start;

@@ -1188,3 +1188,45 @@ fn a_signal_stops_a_run_waiting_on_a_silent_stdin() {
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.contains("interrupted"), "{err}");
 }
+
+/// A looping group whose every step is optional can repeat without taking an event: Flink
+/// 2.3 follows that cycle for ever on the first event that reaches it (hangs, then runs out
+/// of heap; seen through ../shared/flinkcheck), and motif once did the same (gigabytes in
+/// a minute on four events). It runs, with a warning, and stops a repetition that took no
+/// event: every match has its first and last step.
+#[test]
+fn a_looping_group_that_can_take_no_event_ends() {
+    let dir = scratch("empty-loop");
+    let pattern = write(
+        &dir,
+        "p.motif",
+        "pattern p\n time ts\n= begin(\"v0\").followedBy(begin(\"v9\").optional()).oneOrMore().followedBy(\"v10\");\n",
+    );
+    let events = write(
+        &dir,
+        "e.jsonl",
+        "{\"id\":\"e1\",\"name\":\"a\",\"ts\":1}\n{\"id\":\"e2\",\"name\":\"b\",\"ts\":2}\n\
+         {\"id\":\"e3\",\"name\":\"a\",\"ts\":3}\n{\"id\":\"e4\",\"name\":\"c\",\"ts\":4}\n",
+    );
+    let out_file = dir.join("out.jsonl");
+    let mut child = motif()
+        .args(["run", p(&pattern), "-i", p(&events), "-o", p(&out_file)])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("motif runs");
+    let status = wait_or_kill(&mut child, "a looping group that can take no event");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr reads");
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(err.contains("can repeat without taking an event"), "{err}");
+    let text = std::fs::read_to_string(&out_file).expect("matches written");
+    let matches: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a match is JSON"))
+        .collect();
+    assert!(!matches.is_empty(), "{err}");
+    for m in &matches {
+        assert!(m["events"]["v0"].is_array() && m["events"]["v10"].is_array(), "{m}");
+    }
+}
