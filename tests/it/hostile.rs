@@ -1227,6 +1227,9 @@ fn a_looping_group_that_can_take_no_event_ends() {
         .collect();
     assert!(!matches.is_empty(), "{err}");
     for m in &matches {
-        assert!(m["events"]["v0"].is_array() && m["events"]["v10"].is_array(), "{m}");
+        assert!(
+            m["events"]["v0"].is_array() && m["events"]["v10"].is_array(),
+            "{m}"
+        );
     }
 }
