@@ -125,6 +125,7 @@ impl SharedBuffer {
     }
 
     /// Stores the event in its reserved slot if any node took it, or frees the slot.
+    #[inline]
     pub fn fill_event(&mut self, id: u32, event: Event) {
         let slot = &mut self.events[id as usize];
         if slot.refs > 0 {

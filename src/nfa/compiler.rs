@@ -89,6 +89,7 @@ pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileEr
     let skip_tests = super::skip::SkipTests::new(&b.states, &b.conditions);
     let skip = Skip::from_model(&decl.pattern.skip, &variables);
     let starts_shared = !super::ties::runs_never_share_a_start(&b.states);
+    let proceed_cycles = super::ties::has_proceed_cycle(&b.states);
     let group_runs_at = (super::Grouping::of(skip, starts_shared, step_windows)
         == super::Grouping::ByState)
         .then_some(super::DEFAULT_GROUP_RUNS_AT);
@@ -99,6 +100,7 @@ pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileEr
         skip_tests,
         skip,
         starts_shared,
+        proceed_cycles,
         group_runs_at,
         variables,
         start,

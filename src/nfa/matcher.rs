@@ -409,7 +409,9 @@ impl Matcher {
         self.dropped
     }
 
-    fn enforce_cap(&mut self, nfa: &Nfa) {
+    /// [`Matcher::enforce_cap`] in the grouped layout.
+    #[inline(never)]
+    fn enforce_cap_grouped(&mut self, nfa: &Nfa) {
         if let Some(groups) = self.groups.as_deref_mut() {
             let excess = groups.len.saturating_sub(self.max_runs + 1);
             for _ in 0..excess {
@@ -420,8 +422,10 @@ impl Matcher {
                 }
                 self.dropped += 1;
             }
-            return;
         }
+    }
+
+    fn enforce_cap(&mut self) {
         if self.runs.len() <= self.max_runs + 1 {
             return;
         }
@@ -656,7 +660,7 @@ impl Matcher {
             }
             self.buffer.fill_event(eid, event);
         }
-        self.enforce_cap(nfa);
+        self.enforce_cap();
         if !(sc.potential.is_empty() && self.completed.is_empty()) {
             let mut potential = std::mem::take(&mut sc.potential);
             self.emit_completed(nfa, &mut potential, matches);
@@ -807,10 +811,18 @@ impl Matcher {
     /// threshold, back to the list when fewer than half of it remain. Without a skip
     /// strategy the order of runs with the same start event decides nothing, so the list
     /// is rebuilt sorted by start event (a sorted array is a heap).
+    #[inline]
     fn regroup(&mut self, nfa: &Nfa) {
         let Some(at) = nfa.group_runs_at else {
             return;
         };
+        if self.groups.is_some() || self.runs.len() > at {
+            self.regroup_now(nfa, at);
+        }
+    }
+
+    #[inline(never)]
+    fn regroup_now(&mut self, nfa: &Nfa, at: usize) {
         match &mut self.groups {
             None if self.runs.len() > at => {
                 let mut groups = Groups {
@@ -902,7 +914,7 @@ impl Matcher {
             }
             self.buffer.fill_event(eid, event);
         }
-        self.enforce_cap(nfa);
+        self.enforce_cap_grouped(nfa);
         if !(sc.potential.is_empty() && self.completed.is_empty()) {
             let mut potential = std::mem::take(&mut sc.potential);
             self.emit_completed(nfa, &mut potential, matches);
@@ -1292,46 +1304,38 @@ fn next_runs(
     // state its target reaches through PROCEED edges right away, if any (judged with the
     // run as it was before taking, as Flink does).
     let mut edges: SmallVec<[Followed; 8]> = SmallVec::new();
-    // (state, the length of the path before it)
-    type Stack = SmallVec<[(StateId, usize); 8]>;
-    // A PROCEED path never comes back to a state it passed (a looping group that can take
-    // no event; Flink follows such a cycle for ever): where Flink gives an answer, its
-    // PROCEED paths never do either, so cutting them changes nothing.
-    let mut collect = |eval: &mut Eval, s: StateId, path: &[StateId], stack: &mut Stack| {
-        for (i, e) in nfa.states[s].edges.iter().enumerate() {
-            if eval.holds(&e.guard) {
-                match e.action {
-                    Action::Proceed => {
-                        if !path.contains(&e.target) {
-                            stack.push((e.target, path.len()));
-                        }
+    if nfa.proceed_cycles {
+        follow_without_cycles(nfa, &mut eval, run.state, &mut edges);
+    } else {
+        let mut collect = |eval: &mut Eval, s: StateId, stack: &mut SmallVec<[StateId; 8]>| {
+            for (i, e) in nfa.states[s].edges.iter().enumerate() {
+                if eval.holds(&e.guard) {
+                    match e.action {
+                        Action::Proceed => stack.push(e.target),
+                        Action::Ignore => edges.push(Followed {
+                            state: s,
+                            edge: i,
+                            fin: None,
+                        }),
+                        Action::Take => edges.push(Followed {
+                            state: s,
+                            edge: i,
+                            fin: eval.final_after_proceed(e.target),
+                        }),
                     }
-                    Action::Ignore => edges.push(Followed {
-                        state: s,
-                        edge: i,
-                        fin: None,
-                    }),
-                    Action::Take => edges.push(Followed {
-                        state: s,
-                        edge: i,
-                        fin: eval.final_after_proceed(e.target),
-                    }),
                 }
             }
+        };
+        let mut stack: SmallVec<[StateId; 8]> = SmallVec::new();
+        collect(&mut eval, run.state, &mut stack);
+        let mut expansions = 1;
+        while let Some(s) = stack.pop() {
+            expansions += 1;
+            if expansions > MAX_PROCEED_EXPANSIONS {
+                break;
+            }
+            collect(&mut eval, s, &mut stack);
         }
-    };
-    let mut stack: Stack = SmallVec::new();
-    stack.push((run.state, 0));
-    let mut path: SmallVec<[StateId; 8]> = SmallVec::new();
-    let mut expansions = 0;
-    while let Some((s, depth)) = stack.pop() {
-        expansions += 1;
-        if expansions > MAX_PROCEED_EXPANSIONS {
-            break;
-        }
-        path.truncate(depth);
-        path.push(s);
-        collect(&mut eval, s, &path, &mut stack);
     }
 
     let is_start = nfa.states[run.state].is_start;
@@ -1399,6 +1403,54 @@ fn next_runs(
                 }
             }
             Action::Proceed => {}
+        }
+    }
+}
+
+/// The decision graph of [`next_runs`] for a pattern whose PROCEED edges form a cycle (a
+/// looping group that can take no event, [`Nfa::proceed_cycles`]): a PROCEED path never
+/// comes back to a state it passed. Flink follows such a cycle for ever, so where Flink
+/// gives an answer its PROCEED paths never come back either, and cutting them changes
+/// nothing; elsewhere the matcher ends where Flink hangs.
+#[inline(never)]
+fn follow_without_cycles(
+    nfa: &Nfa,
+    eval: &mut Eval,
+    from: StateId,
+    edges: &mut SmallVec<[Followed; 8]>,
+) {
+    // A state, and the length of the path before it.
+    let mut stack: SmallVec<[(StateId, usize); 8]> = SmallVec::new();
+    stack.push((from, 0));
+    let mut path: SmallVec<[StateId; 8]> = SmallVec::new();
+    let mut expansions = 0;
+    while let Some((s, depth)) = stack.pop() {
+        expansions += 1;
+        if expansions > MAX_PROCEED_EXPANSIONS {
+            break;
+        }
+        path.truncate(depth);
+        path.push(s);
+        for (i, e) in nfa.states[s].edges.iter().enumerate() {
+            if eval.holds(&e.guard) {
+                match e.action {
+                    Action::Proceed => {
+                        if !path.contains(&e.target) {
+                            stack.push((e.target, path.len()));
+                        }
+                    }
+                    Action::Ignore => edges.push(Followed {
+                        state: s,
+                        edge: i,
+                        fin: None,
+                    }),
+                    Action::Take => edges.push(Followed {
+                        state: s,
+                        edge: i,
+                        fin: eval.final_after_proceed(e.target),
+                    }),
+                }
+            }
         }
     }
 }
@@ -1728,6 +1780,7 @@ impl<'a> Eval<'a> {
         }
     }
 
+    #[inline]
     fn final_after_proceed(&mut self, from: StateId) -> Option<StateId> {
         let nfa = self.nfa;
         let mut stack: SmallVec<[StateId; 8]> = SmallVec::new();

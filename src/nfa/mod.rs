@@ -179,6 +179,9 @@ pub struct Nfa {
     pub(crate) skip_tests: skip::SkipTests,
     /// Two runs may have the same first event ([`ties`]).
     pub(crate) starts_shared: bool,
+    /// Some PROCEED edges form a cycle (a looping group that can take no event): the
+    /// matcher then keeps the PROCEED path it follows and never comes back to a state on it.
+    pub(crate) proceed_cycles: bool,
     /// Runs grouped by state ([`matcher`]'s grouped layout) once a partition holds more than
     /// this many; `None` where the pattern needs runs kept in Flink's exact order (see
     /// [`Nfa::grouping`]).

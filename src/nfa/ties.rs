@@ -76,6 +76,41 @@ fn at_most_one_successor(states: &[State], from: StateId) -> bool {
     })
 }
 
+/// Whether some PROCEED edges form a cycle (a state reaches itself through PROCEED edges
+/// alone).
+pub(crate) fn has_proceed_cycle(states: &[State]) -> bool {
+    // Depth-first colouring: 0 unseen, 1 on the current path, 2 done.
+    let mut colour = vec![0u8; states.len()];
+    for root in 0..states.len() {
+        if colour[root] != 0 {
+            continue;
+        }
+        let mut stack: Vec<(StateId, usize)> = vec![(root, 0)];
+        colour[root] = 1;
+        while let Some(&mut (s, ref mut next)) = stack.last_mut() {
+            let proceeds: Vec<StateId> = (states[s].edges.iter())
+                .filter(|e| e.action == Action::Proceed)
+                .map(|e| e.target)
+                .collect();
+            if let Some(&t) = proceeds.get(*next) {
+                *next += 1;
+                match colour[t] {
+                    1 => return true,
+                    0 => {
+                        colour[t] = 1;
+                        stack.push((t, 0));
+                    }
+                    _ => {}
+                }
+            } else {
+                colour[s] = 2;
+                stack.pop();
+            }
+        }
+    }
+    false
+}
+
 /// Whether a Final state is reachable from `s` through PROCEED edges alone.
 fn reaches_final(states: &[State], s: StateId) -> bool {
     let mut stack = vec![s];
@@ -141,6 +176,23 @@ mod tests {
             r#"begin("a").where(t == "a").followedBy("b").where(t == "b").notFollowedBy("c").where(t == "c").within(5ms)"#,
         ] {
             assert!(!shared(body), "{body}");
+        }
+    }
+
+    #[test]
+    fn only_a_looping_group_that_can_take_no_event_makes_a_proceed_cycle() {
+        let nfa = |body: &str| {
+            let source = format!("pattern p\n    time ts\n= {body};\n");
+            let decls = crate::syntax::load_str("<test>", &source).expect("loads");
+            crate::nfa::compile(&decls[0], &mut Schema::new()).expect("compiles")
+        };
+        assert!(nfa(r#"begin("s").followedBy(begin("a").optional()).oneOrMore()"#).proceed_cycles);
+        for body in [
+            r#"begin("s").followedBy(begin("a").optional().next("b")).oneOrMore()"#,
+            r#"begin("a").optional().followedBy("b").oneOrMore().optional().followedBy("c")"#,
+            r#"begin("a").oneOrMore().greedy().followedBy("b").times(0, 3)"#,
+        ] {
+            assert!(!nfa(body).proceed_cycles, "{body}");
         }
     }
 
