@@ -462,18 +462,36 @@ impl<'p> Builder<'p, '_> {
         if nots.is_empty() || !self.cur.step().quantifier.optional {
             return sink;
         }
+        let not_names: Vec<String> = nots.into_iter().map(|(_, n)| n).collect();
+        self.copy_without_nots(sink, &not_names, &mut HashMap::new())
+    }
+
+    /// The copy of [`Builder::copy_without_transitive_nots`], following PROCEED edges. A
+    /// state already copied on the way is not copied again (`copies`): PROCEED edges can
+    /// form a cycle (a looping group that can take no event), which Flink's compiler
+    /// follows until its stack overflows.
+    fn copy_without_nots(
+        &mut self,
+        sink: StateId,
+        nots: &[String],
+        copies: &mut HashMap<StateId, StateId>,
+    ) -> StateId {
+        if let Some(&copy) = copies.get(&sink) {
+            return copy;
+        }
         let name = self.states[sink].name.clone();
         let kind = self.states[sink].kind;
         let copy = self.new_state(&name, kind);
+        copies.insert(sink, copy);
         let edges = self.states[sink].edges.clone();
         for e in edges {
             if e.action == Action::Proceed {
                 let mut target = e.target;
                 let mut remove = false;
                 if self.states[target].kind == StateKind::Stop {
-                    remove = nots.iter().any(|(_, n)| *n == self.states[target].name);
+                    remove = nots.contains(&self.states[target].name);
                 } else {
-                    target = self.copy_without_transitive_nots(target);
+                    target = self.copy_without_nots(target, nots, copies);
                 }
                 if !remove {
                     self.add_edge(copy, e.action, target, e.guard);
