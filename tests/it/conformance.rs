@@ -156,12 +156,12 @@ fn conformance_cases_pass_with_runs_grouped_by_state() {
     assert_all_pass(&case_dirs(&cases_dir()), "cases (runs grouped)", Some(0));
 }
 
-/// 574 random patterns and event streams with Flink 2.3's answers
+/// 2,868 random patterns and event streams with Flink 2.3's answers
 /// (tests/conformance/random/README.md).
 #[test]
 fn random_cases_agree_with_flink() {
     let dirs = case_dirs(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/random"));
-    assert_eq!(dirs.len(), 574, "the random cases");
+    assert_eq!(dirs.len(), 2_868, "the random cases");
     assert_all_pass(&dirs, "random cases (Flink's answers)", None);
 }
 
