@@ -190,8 +190,6 @@ pub struct Matcher {
 struct Groups {
     /// Per state (by [`StateId`]): its runs.
     by_state: Vec<Group>,
-    /// The number of runs in all groups, the start run included.
-    len: usize,
 }
 
 /// One state's runs, by [`group_order`]: those that arrived in order, first first, and a
@@ -413,7 +411,7 @@ impl Matcher {
     #[inline(never)]
     fn enforce_cap_grouped(&mut self, nfa: &Nfa) {
         if let Some(groups) = self.groups.as_deref_mut() {
-            let excess = groups.len.saturating_sub(self.max_runs + 1);
+            let excess = groups.len().saturating_sub(self.max_runs + 1);
             for _ in 0..excess {
                 // Oldest first; the start run (NO_START) sorts last and is never dropped.
                 match groups.pop_oldest(nfa) {
@@ -470,7 +468,7 @@ impl Matcher {
     pub fn partial_matches(&self) -> usize {
         if let Some(groups) = &self.groups {
             // Exactly one of them is the start run (checked on restore).
-            return groups.len.saturating_sub(1);
+            return groups.len().saturating_sub(1);
         }
         self.runs.iter().filter(|r| r.start_seq != NO_START).count()
     }
@@ -779,7 +777,6 @@ impl Matcher {
                     }
                 }
             }
-            groups.len = groups.by_state.iter().map(Group::len).sum();
         }
     }
 
@@ -827,14 +824,13 @@ impl Matcher {
             None if self.runs.len() > at => {
                 let mut groups = Groups {
                     by_state: vec![Group::default(); nfa.states.len()],
-                    len: 0,
                 };
                 for run in self.runs.drain(..) {
                     groups.push(nfa, run);
                 }
                 self.groups = Some(Box::new(groups));
             }
-            Some(groups) if groups.len < at / 2 => {
+            Some(groups) if groups.len() < at / 2 => {
                 self.runs.clear();
                 for group in &mut groups.by_state {
                     group.drain_into(&mut self.runs);
@@ -870,7 +866,6 @@ impl Matcher {
                 continue;
             }
             groups.by_state[state].drain_into(&mut runs);
-            groups.len -= runs.len();
             for run in runs.drain(..) {
                 let first_retained = fresh.len();
                 let mut succ = Successors {
@@ -947,7 +942,6 @@ impl Matcher {
                 let Some(run) = group.pop(&order) else {
                     break;
                 };
-                groups.len -= 1;
                 if nfa.states[run.state].kind == StateKind::Pending {
                     heap::push(&mut potential, run, by_start);
                     continue;
@@ -968,11 +962,15 @@ impl Matcher {
 }
 
 impl Groups {
+    /// The number of runs in all groups, the start run included.
+    fn len(&self) -> usize {
+        self.by_state.iter().map(Group::len).sum()
+    }
+
     /// Adds a run to its state's group.
     fn push(&mut self, nfa: &Nfa, run: Run) {
         if let Some(group) = self.by_state.get_mut(run.state) {
             group.push(run, &group_order(nfa));
-            self.len += 1;
         }
     }
 
@@ -986,9 +984,7 @@ impl Groups {
                 .filter(|(seq, _)| *seq != NO_START)
                 .min()?
                 .1;
-            let run = self.by_state[oldest].pop(&order)?;
-            self.len -= 1;
-            return Some(run);
+            return self.by_state[oldest].pop(&order);
         }
         // Ordered by deadline: look through them all (this is for the cap, rarely reached).
         let (oldest, state) = (self.by_state.iter().enumerate())
@@ -1006,7 +1002,6 @@ impl Groups {
             },
             &order,
         );
-        self.len -= 1;
         taken
     }
 
@@ -1230,7 +1225,7 @@ impl Matcher {
 
 impl Matcher {
     /// The checks of the grouped layout: allowed for the pattern, the list empty, one group
-    /// per state, each run in its state's group, each group a heap, the count right.
+    /// per state, each run in its state's group, each group in order.
     fn validate_groups(&self, nfa: &Nfa) -> Result<(), InvalidState> {
         let Some(groups) = &self.groups else {
             return Ok(());
@@ -1252,9 +1247,6 @@ impl Matcher {
             if !group.is_ordered(&group_order(nfa)) {
                 return fail("a group is not in order (a sorted queue and a heap)");
             }
-        }
-        if groups.by_state.iter().map(Group::len).sum::<usize>() != groups.len {
-            return fail("the count of grouped runs is wrong");
         }
         Ok(())
     }
