@@ -171,16 +171,16 @@ pub struct Matcher {
 
 /// The grouped layout of a partition's runs, for patterns whose results do not depend on
 /// the order of runs that share their first event ([`crate::nfa::Grouping::ByState`]: no
-/// skip strategy).
+/// skip strategy, or runs that never share a first event).
 ///
 /// Flink keeps every partial match in one priority queue and offers each event to each of
-/// them. Without a skip strategy the queue's order among runs with the same start event
-/// only orders the output. So runs can be kept by the state they wait in, each group a heap
-/// ordered by deadline ([`group_order`]): an event is tested once per state
+/// them. The queue's order among runs with the same start event only orders the output
+/// unless a skip strategy picks between their matches. So runs can be kept by the state
+/// they wait in, each group in [`group_order`]: an event is tested once per state
 /// ([`crate::nfa::skip`]), the groups it cannot move are not visited at all, and time-outs
-/// come off the heads of the groups. A run
-/// costs something only when the event concerns it: a partition waiting with a hundred
-/// thousand partial matches for a rare event skips the others in time independent of them.
+/// come off the heads of the groups. A run costs something only when the event concerns
+/// it: a partition waiting with a hundred thousand partial matches for a rare event skips
+/// the others in time independent of them.
 ///
 /// A partition switches to this layout when it holds more than [`Nfa::group_runs_at`]
 /// runs, and back to the list below half of that (the list is cheaper for few runs).
@@ -607,6 +607,11 @@ impl Matcher {
         // The scratch vector comes back drained; clearing keeps that true whatever happened.
         self.runs.clear();
         let buffer = &mut self.buffer;
+        let offer = Offer {
+            nfa,
+            event: &event,
+            seq,
+        };
         for run in current.drain(..) {
             if nfa.skip_tests.skips(run.state, &event) {
                 // The run surely stays as it is (see `crate::nfa::skip`), where its IGNORE
@@ -614,39 +619,11 @@ impl Matcher {
                 heap::push(&mut self.runs, run, by_start);
                 continue;
             }
-            // A run's successors are appended, and sifted into the heap only if none of them
-            // reached a Stop state (Flink's `statesToRetain`).
+            // A run's successors are appended, then sifted into the heap.
             let first_retained = self.runs.len();
-            let mut succ = Successors {
-                next: &mut self.runs,
-                potential: &mut sc.potential,
-                discard: false,
-            };
-            next_runs(
-                nfa,
-                buffer,
-                &run,
-                &event,
-                seq,
-                &mut eid,
-                &mut sc.event_cache,
-                &mut succ,
-            );
-            let discard = succ.discard;
-            if nfa.states[run.state].is_start {
-                // The start run stays, after the runs it started (Flink re-adds it last).
-                self.runs.push(run);
-            } else {
-                buffer.release(run.node);
-            }
-            if discard {
-                for r in self.runs.drain(first_retained..) {
-                    buffer.release(r.node);
-                }
-            } else {
-                for k in first_retained..self.runs.len() {
-                    heap::sift_up(&mut self.runs, k, by_start);
-                }
+            offer.to_run(run, buffer, &mut eid, sc, &mut self.runs);
+            for k in first_retained..self.runs.len() {
+                heap::sift_up(&mut self.runs, k, by_start);
             }
         }
         sc.current = current;
@@ -718,8 +695,7 @@ impl Matcher {
             potential.sort_by_key(by_start);
             for m in potential.drain(..) {
                 let path = self.buffer.extract(m.node);
-                out.push(materialize(&self.buffer, &path, None));
-                self.buffer.release(m.node);
+                self.emit(m, &path, out);
             }
             return;
         }
@@ -744,9 +720,14 @@ impl Matcher {
             if let Some(pruning) = pruning_id(nfa.skip, &path) {
                 self.prune(nfa, pruning);
             }
-            out.push(materialize(&self.buffer, &path, None));
-            self.buffer.release(m.node);
+            self.emit(m, &path, out);
         }
+    }
+
+    /// Emits a completed run (`path` is its path) and frees what only it held.
+    fn emit(&mut self, m: Run, path: &[PathStep], out: &mut Vec<Match>) {
+        out.push(materialize(&self.buffer, path, None));
+        self.buffer.release(m.node);
     }
 
     fn prune(&mut self, nfa: &Nfa, p: Pruning) {
@@ -805,8 +786,8 @@ impl Matcher {
 /// The grouped layout ([`Groups`]).
 impl Matcher {
     /// Switches between the layouts: to groups when the runs outgrow the pattern's
-    /// threshold, back to the list when fewer than half of it remain. Without a skip
-    /// strategy the order of runs with the same start event decides nothing, so the list
+    /// threshold, back to the list when fewer than half of it remain. For a pattern that
+    /// may group, the order of runs with the same start event decides nothing, so the list
     /// is rebuilt sorted by start event (a sorted array is a heap).
     #[inline]
     fn regroup(&mut self, nfa: &Nfa) {
@@ -861,39 +842,18 @@ impl Matcher {
         fresh.clear();
         let mut runs = std::mem::take(&mut sc.visiting);
         runs.clear();
+        let offer = Offer {
+            nfa,
+            event: &event,
+            seq,
+        };
         for state in 0..groups.by_state.len() {
             if groups.by_state[state].is_empty() || nfa.skip_tests.skips(state, &event) {
                 continue;
             }
             groups.by_state[state].drain_into(&mut runs);
             for run in runs.drain(..) {
-                let first_retained = fresh.len();
-                let mut succ = Successors {
-                    next: &mut fresh,
-                    potential: &mut sc.potential,
-                    discard: false,
-                };
-                next_runs(
-                    nfa,
-                    &mut self.buffer,
-                    &run,
-                    &event,
-                    seq,
-                    &mut eid,
-                    &mut sc.event_cache,
-                    &mut succ,
-                );
-                let discard = succ.discard;
-                if nfa.states[run.state].is_start {
-                    fresh.push(run);
-                } else {
-                    self.buffer.release(run.node);
-                }
-                if discard {
-                    for r in fresh.drain(first_retained..) {
-                        self.buffer.release(r.node);
-                    }
-                }
+                offer.to_run(run, &mut self.buffer, &mut eid, sc, &mut fresh);
             }
         }
         for run in fresh.drain(..) {
@@ -1634,6 +1594,58 @@ impl StartProbe {
             }
         }
         false
+    }
+}
+
+/// One event offered to the runs of a partition, in either layout.
+struct Offer<'a> {
+    nfa: &'a Nfa,
+    event: &'a Event,
+    seq: u64,
+}
+
+impl Offer<'_> {
+    /// Offers the event to `run`: the runs that follow it (and the start run itself, which
+    /// stays, after the runs it started: Flink re-adds it last) are appended to `next`,
+    /// completed ones go to the scratch's potential matches; when one of them reached a Stop
+    /// state, those appended are dropped again (Flink's `statesToRetain`). `eid` is the
+    /// event's buffer slot, reserved by the first run that takes it.
+    #[inline(always)]
+    fn to_run(
+        &self,
+        run: Run,
+        buffer: &mut SharedBuffer,
+        eid: &mut Option<u32>,
+        sc: &mut Scratch,
+        next: &mut Vec<Run>,
+    ) {
+        let first_retained = next.len();
+        let mut succ = Successors {
+            next,
+            potential: &mut sc.potential,
+            discard: false,
+        };
+        next_runs(
+            self.nfa,
+            buffer,
+            &run,
+            self.event,
+            self.seq,
+            eid,
+            &mut sc.event_cache,
+            &mut succ,
+        );
+        let discard = succ.discard;
+        if self.nfa.states[run.state].is_start {
+            next.push(run);
+        } else {
+            buffer.release(run.node);
+        }
+        if discard {
+            for r in next.drain(first_retained..) {
+                buffer.release(r.node);
+            }
+        }
     }
 }
 
