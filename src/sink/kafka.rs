@@ -250,4 +250,64 @@ mod tests {
         assert_eq!(key_of(br#"{"pattern":"p"}"#), None);
         assert_eq!(key_of(b"not json"), None);
     }
+
+    /// The broker goes away with messages in flight and comes back: the commit waits for
+    /// it and then every message is acknowledged, none lost.
+    #[test]
+    fn a_broker_that_goes_down_and_comes_back_acknowledges_every_message() {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::mocking::MockCluster;
+        use rdkafka::Message;
+
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("out", 1, 1).expect("topic");
+        let boot = cluster.bootstrap_servers();
+        let url = format!("kafka://{boot}/out");
+        let mut sink = KafkaSink::open("matches", &url, None).expect("sink");
+        let lines = |from: usize, to: usize| -> Vec<u8> {
+            (from..to)
+                .flat_map(|i| format!("{{\"key\":\"k{}\",\"n\":{i}}}\n", i % 7).into_bytes())
+                .collect()
+        };
+        sink.write(&lines(0, 500)).expect("write");
+        sink.commit(1).expect("commit before");
+        // Messages in flight when the broker goes, and more while it is away.
+        for i in 0..10 {
+            sink.write(&lines(500 + i * 50, 550 + i * 50))
+                .expect("write");
+            if i == 2 {
+                cluster.broker_down(1).expect("down");
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        cluster.broker_up(1).expect("up");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let r = sink.commit(2).map(|p| p.bytes);
+            let _ = tx.send(r);
+            sink
+        });
+        let committed = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the commit returns once the broker is back");
+        assert_eq!(committed.expect("commit after"), 1000);
+        drop(waiter.join());
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &boot)
+            .set("group.id", "check")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&["out"]).expect("subscribe");
+        let mut seen = std::collections::BTreeSet::new();
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while seen.len() < 1000 && std::time::Instant::now() < until {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let v: serde_json::Value =
+                    serde_json::from_slice(m.payload().unwrap_or_default()).expect("json");
+                seen.insert(v["n"].as_u64().expect("n"));
+            }
+        }
+        assert_eq!(seen.len(), 1000, "every message on the topic once");
+    }
 }

@@ -246,32 +246,32 @@ impl TableSink for MysqlSink {
         };
         let retracted: Vec<String> = prepared.retracted.into_iter().map(|(k, _)| k).collect();
         let prepared_rows = prepared.rows;
-        let good: Vec<Vec<Value>> = prepared_rows
-            .iter()
-            .map(|(key, values)| {
-                let mut p = vec![Value::Bytes(key.clone().into_bytes())];
-                p.extend(values.iter().map(value));
-                p.push(Value::Int(id));
-                p
-            })
-            .collect();
         let table = self.table();
         let per_stmt = Dialect::rows_per_statement(&self.layout);
-        let chunks: Vec<(String, Vec<Value>)> = good
-            .chunks(per_stmt)
-            .map(|c| {
-                (
-                    Dialect::Mysql.insert(&table, &self.layout, c.len()),
-                    c.iter().flatten().cloned().collect(),
-                )
-            })
-            .collect();
+        let layout = self.layout.clone();
+        // The multi-row `INSERT`s' statements and parameters, built only when the batch
+        // does not go in by `LOAD DATA` (refused, or off on this server).
+        let statements_for = |rows: &[(String, Vec<SqlValue>)]| -> Vec<(String, Vec<Value>)> {
+            rows.chunks(per_stmt)
+                .map(|c| {
+                    let params = c
+                        .iter()
+                        .flat_map(|(key, values)| {
+                            std::iter::once(Value::Bytes(key.clone().into_bytes()))
+                                .chain(values.iter().map(value))
+                                .chain(std::iter::once(Value::Int(id)))
+                        })
+                        .collect();
+                    (Dialect::Mysql.insert(&table, &layout, c.len()), params)
+                })
+                .collect()
+        };
         let single = Dialect::Mysql.insert(&table, &self.layout, 1);
         let width = self.layout.columns.len() + 2;
         // The rows as `LOAD DATA LOCAL INFILE … REPLACE` takes them: one statement that
         // inserts new rows and replaces existing ones (the upsert, at bulk-load speed).
-        let load = (self.bulk && !good.is_empty()).then(|| {
-            let mut data = String::with_capacity(good.len() * 64);
+        let load = (self.bulk && !prepared_rows.is_empty()).then(|| {
+            let mut data = String::with_capacity(prepared_rows.len() * 64);
             for (key, values) in &prepared_rows {
                 data.push_str(key);
                 for v in values {
@@ -342,8 +342,12 @@ impl TableSink for MysqlSink {
                         }
                     }
                 }
-                let statements = if loaded { &[][..] } else { &chunks[..] };
-                for (sql, params) in statements {
+                let statements = if loaded {
+                    Vec::new()
+                } else {
+                    statements_for(&prepared_rows)
+                };
+                for (sql, params) in &statements {
                     match tx.exec_drop(sql.as_str(), params.clone()).await {
                         Ok(()) => {}
                         Err(e) if transient(&e) => return Err(e),
@@ -385,7 +389,7 @@ impl TableSink for MysqlSink {
         if let (Some(r), DbErrorPolicy::Stop) = (refused_db.first(), policy) {
             return Err(stop_at(&self.target, batch.id, r));
         }
-        let report = report_of(report, attempts, skipped, good.len(), refused_db);
+        let report = report_of(report, attempts, skipped, prepared_rows.len(), refused_db);
         self.committed = Some(batch.id);
         Ok(report)
     }
