@@ -8,8 +8,14 @@
 //! process (`--broker mock` asks for it). Both rates are counted from the first message
 //! (the group join before it is not the pipeline's cost).
 //!
+//! Each phase also reports the CPU time it took: this process's (user + system, every
+//! thread, librdkafka's included) and the broker's (tansu's, from `/proc`). On a machine
+//! with few cores the broker and the pipeline compete for them; `--pin` runs tansu on
+//! CPU 0 and this process on CPU 1, so that the pipeline has one core of its own in both
+//! phases ("on one core").
+//!
 //! `cargo bench --bench kafka` (options after `--`: `--events N`, default 200,000;
-//! `--rounds R`, default 3; `--broker tansu|mock`). No assertion on any figure.
+//! `--rounds R`, default 3; `--broker tansu|mock`; `--pin`). No assertion on any figure.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -55,6 +61,60 @@ impl Drop for Broker {
             let _ = c.wait();
         }
     }
+}
+
+/// This process's CPU time so far (user + system, all threads), in seconds.
+fn cpu_self() -> f64 {
+    // SAFETY: getrusage writes into the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    s(u.ru_utime) + s(u.ru_stime)
+}
+
+/// The broker process's CPU time so far in seconds (0 for the mock cluster).
+fn cpu_broker(broker: &Broker) -> f64 {
+    let Broker::Tansu(child) = broker else {
+        return 0.0;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", child.id())) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces): utime is the 14th field.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// Pins `pid` (0: this thread, and the threads it starts later) to one CPU.
+fn pin(pid: libc::pid_t, cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is an empty set; the calls only read it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Wall time, this process's CPU time and the broker's over one phase.
+struct Spent {
+    wall: f64,
+    own: f64,
+    broker: f64,
+}
+
+fn measure<T>(broker: &Broker, phase: impl FnOnce() -> T) -> (T, Spent) {
+    let (t, own, b) = (Instant::now(), cpu_self(), cpu_broker(broker));
+    let out = phase();
+    let spent = Spent {
+        wall: t.elapsed().as_secs_f64(),
+        own: cpu_self() - own,
+        broker: cpu_broker(broker) - b,
+    };
+    (out, spent)
 }
 
 fn tansu_binary() -> Option<PathBuf> {
@@ -231,18 +291,32 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(200_000);
     let rounds: usize = opt("--rounds").and_then(|s| s.parse().ok()).unwrap_or(3);
-    let (_broker, boot, what) = broker(opt("--broker").as_deref());
+    let (broker_, boot, what) = broker(opt("--broker").as_deref());
+    if args.iter().any(|a| a == "--pin") {
+        if let Broker::Tansu(child) = &broker_ {
+            pin(child.id() as libc::pid_t, 0);
+        }
+        pin(0, 1);
+    }
     produce(&boot, events);
     let mut ratios = Vec::new();
     for round in 0..rounds {
-        let ceiling = raw(&boot, &format!("raw-{round}"), events);
-        let (rate, records, matches) = end_to_end(&boot, &format!("e2e-{round}"));
+        let (ceiling, raw_spent) =
+            measure(&broker_, || raw(&boot, &format!("raw-{round}"), events));
+        let ((rate, records, matches), e2e_spent) =
+            measure(&broker_, || end_to_end(&boot, &format!("e2e-{round}")));
         println!(
             "kafka round {round} ({what}): {events} events on 4 partitions: raw consume {:.0} msgs/s; consume + match + produce {:.0} events/s ({records} records, {matches} matches): {:.2} of raw",
             ceiling,
             rate,
             rate / ceiling
         );
+        for (phase, s) in [("raw consume", &raw_spent), ("end to end", &e2e_spent)] {
+            println!(
+                "    {phase}: {:.2} s wall (group join included), CPU {:.2} s this process, {:.2} s broker",
+                s.wall, s.own, s.broker
+            );
+        }
         ratios.push(rate / ceiling);
     }
     ratios.sort_by(f64::total_cmp);

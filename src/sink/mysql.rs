@@ -245,7 +245,12 @@ impl TableSink for MysqlSink {
             ..BatchReport::default()
         };
         let retracted: Vec<String> = prepared.retracted.into_iter().map(|(k, _)| k).collect();
-        let prepared_rows = prepared.rows;
+        let mut prepared_rows = prepared.rows;
+        // In primary-key order the server walks its index in order: by hand with the
+        // mariadb client, 20 `LOAD DATA … REPLACE` of 10,000 existing rows took 1.10–1.28 s
+        // sorted against 1.28–1.33 s in arrival order. (A stable sort: a key twice in a
+        // batch keeps its last row last.)
+        prepared_rows.sort_by(|a, b| a.0.cmp(&b.0));
         let table = self.table();
         let per_stmt = Dialect::rows_per_statement(&self.layout);
         let layout = self.layout.clone();

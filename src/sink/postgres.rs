@@ -254,7 +254,9 @@ impl TableSink for PostgresSink {
         if self.committed.is_some_and(|c| batch.id <= c) {
             return Ok(BatchReport::skipped());
         }
-        let prepared = self.layout.prepare(batch);
+        let mut prepared = self.layout.prepare(batch);
+        // In primary-key order, as the MySQL sink does (stable: a key twice keeps its order).
+        prepared.rows.sort_by(|a, b| a.0.cmp(&b.0));
         if !self.ready {
             self.prepare_table()?;
         }
