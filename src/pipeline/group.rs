@@ -806,6 +806,10 @@ pub fn run(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set(
+            "fetch.queue.backoff.ms",
+            crate::source::kafka::FETCH_QUEUE_BACKOFF_MS,
+        )
         // Partition ends end replays (and, with `eof`, the partitions).
         .set("enable.partition.eof", "true")
         // Offset lags per partition, for the status line and the metrics.
