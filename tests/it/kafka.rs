@@ -200,6 +200,10 @@ fn events(dir: &Path, n: u64) -> Vec<String> {
 fn test_producer(boot: &str) -> BaseProducer {
     ClientConfig::new()
         .set("bootstrap.servers", boot)
+        // One message per record batch: tansu 0.6 answers a fetch from an offset inside a
+        // batch with the batches after it (the rest of that batch never reaches the
+        // reader), and a member taking a partition over fetches from its state's offset.
+        .set("batch.num.messages", "1")
         .create()
         .expect("producer")
 }
@@ -659,12 +663,17 @@ fn a_killed_member_loses_no_match_and_counts_what_it_may_repeat() {
 
 /// The same against a real broker (tansu), where motif creates the state topic itself.
 ///
-/// Open: since this session's changes it fails inside the whole suite (`cargo test
-/// --profile tests`, three runs, each with the same counts: the successor processes about
-/// half the records after its takeovers) and passes when run alone (nextest, 3 of 3);
-/// ignored until that is understood. The mock-cluster version above runs.
+/// Open: it fails in about half the runs, alone as inside the suite. The events are now
+/// produced one message per record batch (tansu 0.6 drops the rest of a batch for a fetch
+/// that starts inside it, which a member's restore does): before that it failed 4 runs of
+/// 4 here, after it 3 of 6. What the failures show: all the missing matches are of the
+/// partitions the killed member held and of records after the kill; in some runs the
+/// successor says it took the partition over from the killed member's state (offset
+/// 3140 of events/3) and still finds only 8 of its 28 matches, in others no process says
+/// it took the partition over at all (the successor started it afresh) and reads about a
+/// third of its records. The same test on the mock cluster passes.
 #[test]
-#[ignore = "open: fails inside the whole suite, passes alone (see its doc comment)"]
+#[ignore = "open: fails in about half the runs on tansu (see its doc comment)"]
 fn on_a_real_broker_a_killed_member_loses_no_match() {
     let _serial = serial();
     if let Some(b) = real_broker("on_a_real_broker_a_killed_member_loses_no_match") {
