@@ -165,6 +165,9 @@ impl Changelog {
             }
             match self.reader.poll(Duration::from_millis(100)) {
                 None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+                // The connections are down or being made again (a broker restart): librdkafka
+                // reconnects; read on until the timeout.
+                Some(Err(e)) if connection_error(&e) => {}
                 Some(Err(e)) => {
                     let _ = self.reader.unassign();
                     return Err(fail(format!("cannot read partition {sp}: {e}")));
@@ -180,6 +183,22 @@ impl Changelog {
         let _ = self.reader.unassign();
         Ok(newest)
     }
+}
+
+/// Whether `e` says the connections to the brokers failed (librdkafka makes them again),
+/// not that the read itself is refused.
+fn connection_error(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::Resolve
+        )
+    )
 }
 
 /// The topic's partition count, `None` if it does not exist.
