@@ -299,3 +299,35 @@ fn block_on<F: Future>(f: F) -> F::Output {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::mocking::MockCluster;
+
+    /// The connections go down and come back between two reads: the error the reader was
+    /// told meanwhile does not fail the next read, which finds the newest state.
+    #[test]
+    fn a_read_after_the_broker_came_back_finds_the_newest_state() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("st", 1, 1).expect("topic");
+        let boot = cluster.bootstrap_servers();
+        let log = Changelog::open(&boot, "st", 1, &[], Duration::from_secs(20)).expect("open");
+        log.put("events/0", 0, b"one").expect("put");
+        assert_eq!(
+            log.latest("events/0", 0).expect("read"),
+            Some(b"one".to_vec())
+        );
+        log.put("events/0", 0, b"two").expect("put");
+        cluster.broker_down(1).expect("down");
+        // Long enough for the clients to see every connection fail.
+        std::thread::sleep(Duration::from_millis(1500));
+        cluster.broker_up(1).expect("up");
+        assert_eq!(
+            log.latest("events/0", 0)
+                .expect("a read once the broker is back"),
+            Some(b"two".to_vec())
+        );
+        assert_eq!(log.latest("events/1", 0).expect("read"), None);
+    }
+}
