@@ -665,8 +665,8 @@ fn a_killed_member_loses_no_match_and_counts_what_it_may_repeat() {
 ///
 /// Open: it fails in about half the runs, alone as inside the suite. The events are now
 /// produced one message per record batch (tansu 0.6 drops the rest of a batch for a fetch
-/// that starts inside it, which a member's restore does): before that it failed 4 runs of
-/// 4 here, after it 3 of 6. What the failures show: all the missing matches are of the
+/// that starts inside it, which a member's restore does): before that 1 run of 5 passed
+/// here, after it 3 of 6. What the failures show: all the missing matches are of the
 /// partitions the killed member held and of records after the kill; in some runs the
 /// successor says it took the partition over from the killed member's state (offset
 /// 3140 of events/3) and still finds only 8 of its 28 matches, in others no process says
