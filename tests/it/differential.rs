@@ -5,7 +5,8 @@
 //! `followedBy` or `followedByAny`, with or without a quantifier (`times(n)`,
 //! `times(n, m)`, `oneOrMore()`, `timesOrMore(n)`), `optional()`, `greedy()`,
 //! `consecutive()` / `allowCombinations()`, `until(..)` on loops, a condition on `name`,
-//! and maybe a `within` — and event sequences of 0 to 10 events
+//! maybe a `within`, and in about a third of them a `notNext` or `notFollowedBy` between
+//! two steps that take one event each — and event sequences of 0 to 10 events
 //! `{"id":"eN","name":"a|b|c","ts":T}`, a third of them with equal timestamps. The pattern
 //! is rendered as motif source, the events as JSON lines, and the matches of
 //! `motif::output::match_lines` are compared with the reference's as multisets of
@@ -18,11 +19,15 @@
 //! Proptest's default of 256 cases a run applies; `PROPTEST_CASES=N` changes it. Patterns
 //! Flink rejects are never generated (see `PatternSpec::validate`), nor patterns whose
 //! every step is optional (the reference does not model them; conformance cases
-//! `agree__q4a*` hold Flink's answers for some). Outside the generated subset: `notNext`,
-//! `notFollowedBy`, groups, skip strategies other than `noSkip()`, conditions on other
-//! fields or on other variables, `PREVIOUS_AND_CURRENT` windows and timed-out matches.
+//! `agree__q4a*` hold Flink's answers for some). Outside the generated subset: negations
+//! next to quantified or optional steps and at the end of a pattern, groups, skip
+//! strategies other than `noSkip()`, conditions on other fields or on other variables,
+//! `PREVIOUS_AND_CURRENT` windows and timed-out matches
+//! (docs/notes/reference-negation-rules.md has the rules for more of the negations).
 
-use crate::reference::{Cond, Contiguity, Ev, Inner, PatternSpec, Quantifier, Step};
+use crate::reference::{
+    Cond, Contiguity, Ev, Inner, NegKind, Negation, PatternSpec, Quantifier, Step,
+};
 use proptest::prelude::*;
 use std::collections::HashMap;
 
@@ -106,7 +111,22 @@ fn raw_step() -> impl Strategy<Value = Step> {
 /// with `allowCombinations`, `until` on a step that is not a loop, `optional()` on
 /// `times(0, m)` or right after a greedy step), and makes the first step mandatory when
 /// every step is optional.
-fn repair(mut steps: Vec<Step>, within_ms: Option<i64>) -> PatternSpec {
+fn repair(
+    mut steps: Vec<Step>,
+    within_ms: Option<i64>,
+    negation: Option<(usize, NegKind, Cond)>,
+) -> PatternSpec {
+    // A negation goes between two steps made single (one event, not optional).
+    let negation = negation
+        .filter(|_| steps.len() >= 2)
+        .map(|(seed, kind, cond)| {
+            let before = 1 + seed % (steps.len() - 1);
+            for s in &mut steps[before - 1..=before] {
+                s.quantifier = Quantifier::One;
+                s.optional = false;
+            }
+            Negation { before, kind, cond }
+        });
     for i in 0..steps.len() {
         let prev_greedy = i > 0 && steps[i - 1].greedy;
         let s = &mut steps[i];
@@ -128,7 +148,11 @@ fn repair(mut steps: Vec<Step>, within_ms: Option<i64>) -> PatternSpec {
             s.optional = false;
         }
     }
-    let mut spec = PatternSpec { steps, within_ms };
+    let mut spec = PatternSpec {
+        steps,
+        within_ms,
+        negation,
+    };
     if spec.can_match_empty() {
         let first = &mut spec.steps[0];
         first.optional = false;
@@ -139,12 +163,28 @@ fn repair(mut steps: Vec<Step>, within_ms: Option<i64>) -> PatternSpec {
     spec
 }
 
+/// A negation: where (a seed for the position), which, and its condition.
+fn negation() -> impl Strategy<Value = Option<(usize, NegKind, Cond)>> {
+    prop::option::weighted(
+        0.3,
+        (
+            0usize..4,
+            prop_oneof![Just(NegKind::NotNext), Just(NegKind::NotFollowedBy)],
+            prop_oneof![
+                3 => prop::sample::select(vec!["a", "b", "c"]).prop_map(Cond::name),
+                1 => prop::sample::subsequence(vec!["a", "b", "c"], 2).prop_map(|v| Cond::names(&v)),
+            ],
+        ),
+    )
+}
+
 fn pattern() -> impl Strategy<Value = PatternSpec> {
     (
         prop::collection::vec(raw_step(), 1..=4),
         prop::option::weighted(0.3, 1i64..=6),
+        negation(),
     )
-        .prop_map(|(steps, within)| repair(steps, within))
+        .prop_map(|(steps, within, negation)| repair(steps, within, negation))
 }
 
 /// 0 to 10 events; a third of the streams have equal timestamps (each event 0, 1 or 2 ms
@@ -382,6 +422,7 @@ fn smoke_followed_by_loop() {
             },
         ],
         within_ms: None,
+        negation: None,
     };
     let events = crate::reference::events_from_names(&["a", "c", "b", "b"]);
     let mut expected = crate::reference::reference_matches(&spec, &events);
@@ -389,5 +430,59 @@ fn smoke_followed_by_loop() {
     assert_eq!(expected, vec![vec![0, 2], vec![0, 2, 3]]);
     if let Err(report) = check(&spec, &events) {
         panic!("{report}");
+    }
+}
+
+/// Fixed cases for the negations (rules N1 and N2 of the reference), each checked against
+/// motif too: a forbidden event between the two steps kills the match; `notNext` looks at
+/// the next event only; the event that completes a match is exempt from `notFollowedBy`.
+#[test]
+fn smoke_negations() {
+    let spec = |kind, cond: &str, y: &str| PatternSpec {
+        steps: vec![
+            Step::new("a", Contiguity::Next, Cond::name("a")),
+            Step::new("b", Contiguity::FollowedBy, Cond::names(&[y])),
+        ],
+        within_ms: None,
+        negation: Some(Negation {
+            before: 1,
+            kind,
+            cond: Cond::name(cond),
+        }),
+    };
+    /// A pattern, event names, the matches (event indices).
+    type Case = (PatternSpec, &'static [&'static str], Vec<Vec<usize>>);
+    let cases: [Case; 5] = [
+        (
+            spec(NegKind::NotFollowedBy, "c", "b"),
+            &["a", "c", "b"],
+            vec![],
+        ),
+        (
+            spec(NegKind::NotFollowedBy, "c", "b"),
+            &["a", "b", "c"],
+            vec![vec![0, 1]],
+        ),
+        (
+            spec(NegKind::NotNext, "c", "b"),
+            &["a", "x", "c", "b"],
+            vec![vec![0, 3]],
+        ),
+        (spec(NegKind::NotNext, "c", "b"), &["a", "c", "b"], vec![]),
+        // The completing event is exempt: `b` is both forbidden and taken.
+        (
+            spec(NegKind::NotFollowedBy, "b", "b"),
+            &["a", "b"],
+            vec![vec![0, 1]],
+        ),
+    ];
+    for (spec, names, want) in cases {
+        let events = crate::reference::events_from_names(names);
+        let mut got = crate::reference::reference_matches(&spec, &events);
+        got.sort();
+        assert_eq!(got, want, "{}{names:?}", spec.to_motif());
+        if let Err(report) = check(&spec, &events) {
+            panic!("{report}");
+        }
     }
 }

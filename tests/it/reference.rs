@@ -299,6 +299,42 @@ pub struct PatternSpec {
     pub steps: Vec<Step>,
     /// `within(N ms)` on the last step.
     pub within_ms: Option<i64>,
+    /// A negation between two steps (see [`Negation`]).
+    pub negation: Option<Negation>,
+}
+
+/// Whether a negation forbids the next event or every event until the next step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NegKind {
+    /// `notNext`.
+    NotNext,
+    /// `notFollowedBy`.
+    NotFollowedBy,
+}
+
+/// A negated step `N` written between steps `before - 1` (`P`) and `before` (`Y`). This
+/// reference models it only where `P` and `Y` each take exactly one event (no quantifier,
+/// not optional), the rules N1/N2 below; `validate` rejects anything else.
+///
+/// * **(N2) `notNext`.** The event right after `p` (P's event) must not satisfy `C_N`: the
+///   state of N PROCEEDs on it to Flink's Stop state (dropping the run) or on to `Y`'s
+///   state. `Y`'s contiguity is measured from `p`, as without N.
+/// * **(N1) `notFollowedBy`.** No event `e` with `p < e <= f` (`f`: Y's event) may satisfy
+///   `C_N` — `Y`'s states carry a PROCEED edge to Stop on `C_N`, tested on every event they
+///   see, the one `Y` takes included — except the candidate's last event: a match completed
+///   by an event is emitted even when that same event also reaches Stop (Flink's `doProcess`
+///   collects final states before it looks at stop states).
+///
+/// Derived from `NFACompiler.createMiddleStates` / `addStopStates` and `NFA.doProcess`
+/// (docs/notes/reference-negation-rules.md, rules N1 and N2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Negation {
+    /// Index of `Y`, the step after the negation (at least 1).
+    pub before: usize,
+    /// Which negation.
+    pub kind: NegKind,
+    /// Its condition `C_N`.
+    pub cond: Cond,
 }
 
 /// An input event: `{"id": .., "name": .., "ts": ..}`.
@@ -403,6 +439,15 @@ impl PatternSpec {
         if matches!(self.within_ms, Some(w) if w <= 0) {
             return Err("within must be positive".into());
         }
+        if let Some(n) = &self.negation {
+            if n.before == 0 || n.before >= self.steps.len() {
+                return Err("a negation must sit between two steps".into());
+            }
+            let single = |s: &Step| s.quantifier == Quantifier::One && !s.is_optional();
+            if !single(&self.steps[n.before - 1]) || !single(&self.steps[n.before]) {
+                return Err("the reference models negations between single steps only".into());
+            }
+        }
         Ok(())
     }
 
@@ -418,6 +463,16 @@ impl PatternSpec {
     pub fn to_motif(&self) -> String {
         let mut out = String::from("pattern p\n    time ts\n= ");
         for (i, s) in self.steps.iter().enumerate() {
+            if let Some(n) = self.negation.as_ref().filter(|n| n.before == i) {
+                let call = match n.kind {
+                    NegKind::NotNext => "notNext",
+                    NegKind::NotFollowedBy => "notFollowedBy",
+                };
+                let _ = write!(out, "\n  .{call}(\"n\")");
+                if let Some(expr) = n.cond.to_motif() {
+                    let _ = write!(out, ".where({expr})");
+                }
+            }
             if i == 0 {
                 let _ = write!(out, "begin({})", json_str(&s.name));
             } else {
@@ -593,6 +648,22 @@ fn satisfies_rules(spec: &PatternSpec, events: &[Ev], taken: &[(usize, usize)]) 
         };
         if !guard_ok {
             return false;
+        }
+    }
+
+    // N1 / N2: a negation between two single steps (see [`Negation`]).
+    if let Some(n) = &spec.negation {
+        let event_of = |j: usize| taken.iter().find(|&&(_, s)| s == j).map(|&(e, _)| e);
+        if let (Some(p), Some(f)) = (event_of(n.before - 1), event_of(n.before)) {
+            let ok = match n.kind {
+                NegKind::NotNext => !n.cond.holds(&events[p + 1]),
+                NegKind::NotFollowedBy => {
+                    !(p + 1..=f).any(|e| e != last && n.cond.holds(&events[e]))
+                }
+            };
+            if !ok {
+                return false;
+            }
         }
     }
 
