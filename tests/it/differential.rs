@@ -6,7 +6,8 @@
 //! `times(n, m)`, `oneOrMore()`, `timesOrMore(n)`), `optional()`, `greedy()`,
 //! `consecutive()` / `allowCombinations()`, `until(..)` on loops, a condition on `name`,
 //! maybe a `within`, and in about a third of them a `notNext` or `notFollowedBy` between
-//! two steps that take one event each — and event sequences of 0 to 10 events
+//! two steps that take one event each (before a `notFollowedBy` also a loop or `times(n)`)
+//! — and event sequences of 0 to 10 events
 //! `{"id":"eN","name":"a|b|c","ts":T}`, a third of them with equal timestamps. The pattern
 //! is rendered as motif source, the events as JSON lines, and the matches of
 //! `motif::output::match_lines` are compared with the reference's as multisets of
@@ -121,8 +122,18 @@ fn repair(
         .filter(|_| steps.len() >= 2)
         .map(|(seed, kind, cond)| {
             let before = 1 + seed % (steps.len() - 1);
-            for s in &mut steps[before - 1..=before] {
-                s.quantifier = Quantifier::One;
+            for (i, s) in steps[before - 1..=before].iter_mut().enumerate() {
+                // Before a `notFollowedBy` a loop or `times(n)` may stay.
+                let keep = i == 0
+                    && kind == NegKind::NotFollowedBy
+                    && match s.quantifier {
+                        Quantifier::OneOrMore | Quantifier::TimesOrMore(_) => true,
+                        Quantifier::Times { from, to } => from == to,
+                        Quantifier::One => false,
+                    };
+                if !keep {
+                    s.quantifier = Quantifier::One;
+                }
                 s.optional = false;
             }
             Negation { before, kind, cond }

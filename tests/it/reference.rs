@@ -313,17 +313,20 @@ pub enum NegKind {
 }
 
 /// A negated step `N` written between steps `before - 1` (`P`) and `before` (`Y`). This
-/// reference models it only where `P` and `Y` each take exactly one event (no quantifier,
-/// not optional), the rules N1/N2 below; `validate` rejects anything else.
+/// reference models it where `Y` takes exactly one event (no quantifier, not optional) and
+/// `P` does too — or, before a `notFollowedBy`, is a loop or `times(n)` that is not
+/// optional — by the rules N1/N2 below; `validate` rejects anything else.
 ///
 /// * **(N2) `notNext`.** The event right after `p` (P's event) must not satisfy `C_N`: the
 ///   state of N PROCEEDs on it to Flink's Stop state (dropping the run) or on to `Y`'s
 ///   state. `Y`'s contiguity is measured from `p`, as without N.
-/// * **(N1) `notFollowedBy`.** No event `e` with `p < e <= f` (`f`: Y's event) may satisfy
-///   `C_N` — `Y`'s states carry a PROCEED edge to Stop on `C_N`, tested on every event they
-///   see, the one `Y` takes included — except the candidate's last event: a match completed
-///   by an event is emitted even when that same event also reaches Stop (Flink's `doProcess`
-///   collects final states before it looks at stop states).
+/// * **(N1) `notFollowedBy`.** No event `e` with `p < e <= f` (`p`: P's first event, `f`:
+///   Y's event) may satisfy `C_N` — `Y`'s states carry a PROCEED edge to Stop on `C_N`,
+///   tested on every event they see, the one `Y` takes included, and so do the states of a
+///   quantified `P` after its first element (`addStopStateToLooping`), so a forbidden event
+///   between two of P's events kills the run too — except the candidate's last event: a
+///   match completed by an event is emitted even when that same event also reaches Stop
+///   (Flink's `doProcess` collects final states before it looks at stop states).
 ///
 /// Derived from `NFACompiler.createMiddleStates` / `addStopStates` and `NFA.doProcess`
 /// (docs/notes/reference-negation-rules.md, rules N1 and N2).
@@ -444,8 +447,18 @@ impl PatternSpec {
                 return Err("a negation must sit between two steps".into());
             }
             let single = |s: &Step| s.quantifier == Quantifier::One && !s.is_optional();
-            if !single(&self.steps[n.before - 1]) || !single(&self.steps[n.before]) {
-                return Err("the reference models negations between single steps only".into());
+            // Before a `notFollowedBy`: also a loop or `times(n)` (no optional elements).
+            let p = &self.steps[n.before - 1];
+            let p_ok = single(p)
+                || (n.kind == NegKind::NotFollowedBy
+                    && !p.is_optional()
+                    && match p.quantifier {
+                        Quantifier::OneOrMore | Quantifier::TimesOrMore(_) => true,
+                        Quantifier::Times { from, to } => from == to,
+                        Quantifier::One => false,
+                    });
+            if !p_ok || !single(&self.steps[n.before]) {
+                return Err("the reference does not model this negation".into());
             }
         }
         Ok(())
@@ -651,7 +664,8 @@ fn satisfies_rules(spec: &PatternSpec, events: &[Ev], taken: &[(usize, usize)]) 
         }
     }
 
-    // N1 / N2: a negation between two single steps (see [`Negation`]).
+    // N1 / N2: a negation between two steps (see [`Negation`]); `p` is the first event of
+    // the step before it.
     if let Some(n) = &spec.negation {
         let event_of = |j: usize| taken.iter().find(|&&(_, s)| s == j).map(|&(e, _)| e);
         if let (Some(p), Some(f)) = (event_of(n.before - 1), event_of(n.before)) {
