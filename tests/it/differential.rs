@@ -6,8 +6,8 @@
 //! `times(n, m)`, `oneOrMore()`, `timesOrMore(n)`), `optional()`, `greedy()`,
 //! `consecutive()` / `allowCombinations()`, `until(..)` on loops, a condition on `name`,
 //! maybe a `within`, and in about a third of them a `notNext` or `notFollowedBy` between
-//! two steps that take one event each (before a `notFollowedBy` also a loop or `times(n)`)
-//! — and event sequences of 0 to 10 events
+//! two steps that take one event each (before a `notFollowedBy` also a loop or `times(n)`),
+//! or, with a `within`, a `notFollowedBy` ending the pattern — and event sequences of 0 to 10 events
 //! `{"id":"eN","name":"a|b|c","ts":T}`, a third of them with equal timestamps. The pattern
 //! is rendered as motif source, the events as JSON lines, and the matches of
 //! `motif::output::match_lines` are compared with the reference's as multisets of
@@ -21,7 +21,8 @@
 //! Flink rejects are never generated (see `PatternSpec::validate`), nor patterns whose
 //! every step is optional (the reference does not model them; conformance cases
 //! `agree__q4a*` hold Flink's answers for some). Outside the generated subset: negations
-//! next to quantified or optional steps and at the end of a pattern, groups, skip
+//! next to optional steps, after `times(n, m)`, before quantified steps or ending a pattern
+//! after a quantified step; groups, skip
 //! strategies other than `noSkip()`, conditions on other fields or on other variables,
 //! `PREVIOUS_AND_CURRENT` windows and timed-out matches
 //! (docs/notes/reference-negation-rules.md has the rules for more of the negations).
@@ -117,14 +118,22 @@ fn repair(
     within_ms: Option<i64>,
     negation: Option<(usize, NegKind, Cond)>,
 ) -> PatternSpec {
-    // A negation goes between two steps made single (one event, not optional).
+    // A negation goes between two steps made single (one event, not optional), or — a
+    // `notFollowedBy` with a window — after the last step, made single.
+    let len = steps.len();
+    let trailing_ok = |kind: NegKind| kind == NegKind::NotFollowedBy && within_ms.is_some();
     let negation = negation
-        .filter(|_| steps.len() >= 2)
+        .filter(|&(_, kind, _)| len >= 2 || trailing_ok(kind))
         .map(|(seed, kind, cond)| {
-            let before = 1 + seed % (steps.len() - 1);
-            for (i, s) in steps[before - 1..=before].iter_mut().enumerate() {
-                // Before a `notFollowedBy` a loop or `times(n)` may stay.
+            let slots = if trailing_ok(kind) { len } else { len - 1 };
+            let before = 1 + seed % slots;
+            for (i, s) in steps[before - 1..(before + 1).min(len)]
+                .iter_mut()
+                .enumerate()
+            {
+                // Before a `notFollowedBy` in the middle a loop or `times(n)` may stay.
                 let keep = i == 0
+                    && before < len
                     && kind == NegKind::NotFollowedBy
                     && match s.quantifier {
                         Quantifier::OneOrMore | Quantifier::TimesOrMore(_) => true,
@@ -487,6 +496,32 @@ fn smoke_negations() {
             vec![vec![0, 1]],
         ),
     ];
+    // (T2) A trailing `notFollowedBy` with a window of 3 ms from a@1: decided before the
+    // first event at 4 ms or later, which is not looked at.
+    let trailing = PatternSpec {
+        steps: vec![Step::new("a", Contiguity::Next, Cond::name("a"))],
+        within_ms: Some(3),
+        negation: Some(Negation {
+            before: 1,
+            kind: NegKind::NotFollowedBy,
+            cond: Cond::name("b"),
+        }),
+    };
+    /// Event names, their times, the matches.
+    type Timed = (&'static [&'static str], &'static [i64], Vec<Vec<usize>>);
+    let timed: [Timed; 3] = [
+        (&["a", "c", "b"], &[1, 2, 4], vec![vec![0]]),
+        (&["a", "b"], &[1, 3], vec![]),
+        (&["a", "c", "c"], &[1, 2, 2], vec![vec![0]]),
+    ];
+    for (names, times, want) in timed {
+        let events = crate::reference::events_at(names, times);
+        let got = crate::reference::reference_matches(&trailing, &events);
+        assert_eq!(got, want, "{}{names:?} {times:?}", trailing.to_motif());
+        if let Err(report) = check(&trailing, &events) {
+            panic!("{report}");
+        }
+    }
     for (spec, names, want) in cases {
         let events = crate::reference::events_from_names(names);
         let mut got = crate::reference::reference_matches(&spec, &events);

@@ -303,6 +303,20 @@ pub struct PatternSpec {
     pub negation: Option<Negation>,
 }
 
+impl Negation {
+    /// The negation as motif source text, on a line of its own.
+    fn render(&self, out: &mut String) {
+        let call = match self.kind {
+            NegKind::NotNext => "notNext",
+            NegKind::NotFollowedBy => "notFollowedBy",
+        };
+        let _ = write!(out, "\n  .{call}(\"n\")");
+        if let Some(expr) = self.cond.to_motif() {
+            let _ = write!(out, ".where({expr})");
+        }
+    }
+}
+
 /// Whether a negation forbids the next event or every event until the next step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NegKind {
@@ -327,6 +341,13 @@ pub enum NegKind {
 ///   between two of P's events kills the run too — except the candidate's last event: a
 ///   match completed by an event is emitted even when that same event also reaches Stop
 ///   (Flink's `doProcess` collects final states before it looks at stop states).
+/// * **(T2) A trailing `notFollowedBy`** (`before` = the number of steps), only with the
+///   pattern's `within(W)` and after a step `X` that takes one event `p`, the last of the
+///   match: Flink compiles it to a Pending state, whose run is reported as a match when it
+///   times out — before the first event at or after `ts(first) + W` (equal timestamps:
+///   `advanceTime` runs before the first event of a timestamp), or at the end of the input
+///   (the watermark goes to +infinity) — unless an event after `p` and before that time
+///   satisfies `C_N` (the Pending state's PROCEED edge to Stop).
 ///
 /// Derived from `NFACompiler.createMiddleStates` / `addStopStates` and `NFA.doProcess`
 /// (docs/notes/reference-negation-rules.md, rules N1 and N2).
@@ -443,7 +464,20 @@ impl PatternSpec {
             return Err("within must be positive".into());
         }
         if let Some(n) = &self.negation {
-            if n.before == 0 || n.before >= self.steps.len() {
+            let last = self.steps.len();
+            if n.before == last {
+                // (T2) A trailing `notFollowedBy`, with the pattern's window.
+                let x = &self.steps[last - 1];
+                if n.kind != NegKind::NotFollowedBy
+                    || self.within_ms.is_none()
+                    || x.quantifier != Quantifier::One
+                    || x.is_optional()
+                {
+                    return Err("the reference does not model this trailing negation".into());
+                }
+                return Ok(());
+            }
+            if n.before == 0 || n.before > last {
                 return Err("a negation must sit between two steps".into());
             }
             let single = |s: &Step| s.quantifier == Quantifier::One && !s.is_optional();
@@ -477,14 +511,7 @@ impl PatternSpec {
         let mut out = String::from("pattern p\n    time ts\n= ");
         for (i, s) in self.steps.iter().enumerate() {
             if let Some(n) = self.negation.as_ref().filter(|n| n.before == i) {
-                let call = match n.kind {
-                    NegKind::NotNext => "notNext",
-                    NegKind::NotFollowedBy => "notFollowedBy",
-                };
-                let _ = write!(out, "\n  .{call}(\"n\")");
-                if let Some(expr) = n.cond.to_motif() {
-                    let _ = write!(out, ".where({expr})");
-                }
+                n.render(&mut out);
             }
             if i == 0 {
                 let _ = write!(out, "begin({})", json_str(&s.name));
@@ -526,6 +553,9 @@ impl PatternSpec {
             if let Some(expr) = s.until.as_ref().and_then(Cond::to_motif) {
                 let _ = write!(out, ".until({expr})");
             }
+        }
+        if let Some(n) = (self.negation.as_ref()).filter(|n| n.before == self.steps.len()) {
+            n.render(&mut out);
         }
         if let Some(w) = self.within_ms {
             let _ = write!(out, "\n  .within({w}ms)");
@@ -664,9 +694,21 @@ fn satisfies_rules(spec: &PatternSpec, events: &[Ev], taken: &[(usize, usize)]) 
         }
     }
 
+    // T2: a trailing `notFollowedBy` (see [`Negation`]).
+    if let Some(n) = spec.negation.as_ref().filter(|n| n.before == steps.len()) {
+        let deadline = spec.within_ms.map_or(i64::MAX, |w| events[first].ts + w);
+        let forbidden = events[last + 1..]
+            .iter()
+            .take_while(|e| e.ts < deadline)
+            .any(|e| n.cond.holds(e));
+        if forbidden {
+            return false;
+        }
+    }
+
     // N1 / N2: a negation between two steps (see [`Negation`]); `p` is the first event of
     // the step before it.
-    if let Some(n) = &spec.negation {
+    if let Some(n) = spec.negation.as_ref().filter(|n| n.before < steps.len()) {
         let event_of = |j: usize| taken.iter().find(|&&(_, s)| s == j).map(|&(e, _)| e);
         if let (Some(p), Some(f)) = (event_of(n.before - 1), event_of(n.before)) {
             let ok = match n.kind {
