@@ -7,7 +7,8 @@
 //! `consecutive()` / `allowCombinations()`, `until(..)` on loops, a condition on `name`,
 //! maybe a `within`, and in about a third of them a `notNext` or `notFollowedBy` between
 //! two steps that take one event each (before a `notFollowedBy` also a loop or `times(n)`),
-//! or, with a `within`, a `notFollowedBy` ending the pattern — and event sequences of 0 to 10 events
+//! or, with a `within` (either kind), a `notFollowedBy` ending the pattern — and event
+//! sequences of 0 to 10 events
 //! `{"id":"eN","name":"a|b|c","ts":T}`, a third of them with equal timestamps. The pattern
 //! is rendered as motif source, the events as JSON lines, and the matches of
 //! `motif::output::match_lines` are compared with the reference's as multisets of
@@ -24,7 +25,7 @@
 //! next to optional steps, after `times(n, m)`, before quantified steps or ending a pattern
 //! after a quantified step; groups, skip
 //! strategies other than `noSkip()`, conditions on other fields or on other variables,
-//! `PREVIOUS_AND_CURRENT` windows and timed-out matches
+//! `PREVIOUS_AND_CURRENT` windows other than on a trailing `notFollowedBy`, timed-out matches
 //! (docs/notes/reference-negation-rules.md has the rules for more of the negations).
 
 use crate::reference::{
@@ -116,6 +117,7 @@ fn raw_step() -> impl Strategy<Value = Step> {
 fn repair(
     mut steps: Vec<Step>,
     within_ms: Option<i64>,
+    within_previous: bool,
     negation: Option<(usize, NegKind, Cond)>,
 ) -> PatternSpec {
     // A negation goes between two steps made single (one event, not optional), or — a
@@ -168,9 +170,11 @@ fn repair(
             s.optional = false;
         }
     }
+    let trailing = negation.as_ref().is_some_and(|n| n.before == steps.len());
     let mut spec = PatternSpec {
         steps,
         within_ms,
+        within_previous: within_previous && trailing,
         negation,
     };
     if spec.can_match_empty() {
@@ -202,9 +206,10 @@ fn pattern() -> impl Strategy<Value = PatternSpec> {
     (
         prop::collection::vec(raw_step(), 1..=4),
         prop::option::weighted(0.3, 1i64..=6),
+        prop::bool::weighted(0.5),
         negation(),
     )
-        .prop_map(|(steps, within, negation)| repair(steps, within, negation))
+        .prop_map(|(steps, within, previous, negation)| repair(steps, within, previous, negation))
 }
 
 /// 0 to 10 events; a third of the streams have equal timestamps (each event 0, 1 or 2 ms
@@ -442,6 +447,7 @@ fn smoke_followed_by_loop() {
             },
         ],
         within_ms: None,
+        within_previous: false,
         negation: None,
     };
     let events = crate::reference::events_from_names(&["a", "c", "b", "b"]);
@@ -464,6 +470,7 @@ fn smoke_negations() {
             Step::new("b", Contiguity::FollowedBy, Cond::names(&[y])),
         ],
         within_ms: None,
+        within_previous: false,
         negation: Some(Negation {
             before: 1,
             kind,
@@ -501,6 +508,7 @@ fn smoke_negations() {
     let trailing = PatternSpec {
         steps: vec![Step::new("a", Contiguity::Next, Cond::name("a"))],
         within_ms: Some(3),
+        within_previous: false,
         negation: Some(Negation {
             before: 1,
             kind: NegKind::NotFollowedBy,
@@ -514,11 +522,24 @@ fn smoke_negations() {
         (&["a", "b"], &[1, 3], vec![]),
         (&["a", "c", "c"], &[1, 2, 2], vec![vec![0]]),
     ];
-    for (names, times, want) in timed {
+    // The same with `within(2ms, PREVIOUS_AND_CURRENT)`: 2 ms from the event before.
+    let previous = PatternSpec {
+        within_ms: Some(2),
+        within_previous: true,
+        ..trailing.clone()
+    };
+    let timed_previous: [Timed; 3] = [
+        (&["a", "c", "b"], &[1, 10, 10], vec![vec![0]]),
+        (&["a", "b"], &[1, 2], vec![]),
+        (&["a", "b"], &[1, 3], vec![vec![0]]),
+    ];
+    let all = (timed.into_iter().map(|t| (&trailing, t)))
+        .chain(timed_previous.into_iter().map(|t| (&previous, t)));
+    for (spec, (names, times, want)) in all {
         let events = crate::reference::events_at(names, times);
-        let got = crate::reference::reference_matches(&trailing, &events);
-        assert_eq!(got, want, "{}{names:?} {times:?}", trailing.to_motif());
-        if let Err(report) = check(&trailing, &events) {
+        let got = crate::reference::reference_matches(spec, &events);
+        assert_eq!(got, want, "{}{names:?} {times:?}", spec.to_motif());
+        if let Err(report) = check(spec, &events) {
             panic!("{report}");
         }
     }

@@ -299,6 +299,9 @@ pub struct PatternSpec {
     pub steps: Vec<Step>,
     /// `within(N ms)` on the last step.
     pub within_ms: Option<i64>,
+    /// The window is `PREVIOUS_AND_CURRENT` (only on a trailing `notFollowedBy`, rule T2);
+    /// else first-and-last.
+    pub within_previous: bool,
     /// A negation between two steps (see [`Negation`]).
     pub negation: Option<Negation>,
 }
@@ -344,7 +347,10 @@ pub enum NegKind {
 /// * **(T2) A trailing `notFollowedBy`** (`before` = the number of steps), only with the
 ///   pattern's `within(W)` and after a step `X` that takes one event `p`, the last of the
 ///   match: Flink compiles it to a Pending state, whose run is reported as a match when it
-///   times out — before the first event at or after `ts(first) + W` (equal timestamps:
+///   times out — before the first event at or after `ts(first) + W`, or `ts(p) + W` for
+///   `within(W, PREVIOUS_AND_CURRENT)` (then the only window: nothing else limits the
+///   match; Flink sets no timer for it, so without a later event of the key it never
+///   reports the match — motif does, at the watermark: a documented deviation) (equal timestamps:
 ///   `advanceTime` runs before the first event of a timestamp), or at the end of the input
 ///   (the watermark goes to +infinity) — unless an event after `p` and before that time
 ///   satisfies `C_N` (the Pending state's PROCEED edge to Stop).
@@ -463,6 +469,10 @@ impl PatternSpec {
         if matches!(self.within_ms, Some(w) if w <= 0) {
             return Err("within must be positive".into());
         }
+        let trailing = (self.negation.as_ref()).is_some_and(|n| n.before == self.steps.len());
+        if self.within_previous && (self.within_ms.is_none() || !trailing) {
+            return Err("PREVIOUS_AND_CURRENT only on a trailing notFollowedBy".into());
+        }
         if let Some(n) = &self.negation {
             let last = self.steps.len();
             if n.before == last {
@@ -557,8 +567,14 @@ impl PatternSpec {
         if let Some(n) = (self.negation.as_ref()).filter(|n| n.before == self.steps.len()) {
             n.render(&mut out);
         }
-        if let Some(w) = self.within_ms {
-            let _ = write!(out, "\n  .within({w}ms)");
+        match self.within_ms {
+            Some(w) if self.within_previous => {
+                let _ = write!(out, "\n  .within({w}ms, PREVIOUS_AND_CURRENT)");
+            }
+            Some(w) => {
+                let _ = write!(out, "\n  .within({w}ms)");
+            }
+            None => {}
         }
         out.push_str(";\n");
         out
@@ -640,7 +656,7 @@ fn satisfies_rules(spec: &PatternSpec, events: &[Ev], taken: &[(usize, usize)]) 
     // R5: within (first-and-last).
     let (first, first_step) = taken[0];
     let (last, last_step) = taken[taken.len() - 1];
-    if let Some(w) = spec.within_ms {
+    if let Some(w) = spec.within_ms.filter(|_| !spec.within_previous) {
         if events[last].ts - events[first].ts >= w {
             return false;
         }
@@ -696,7 +712,9 @@ fn satisfies_rules(spec: &PatternSpec, events: &[Ev], taken: &[(usize, usize)]) 
 
     // T2: a trailing `notFollowedBy` (see [`Negation`]).
     if let Some(n) = spec.negation.as_ref().filter(|n| n.before == steps.len()) {
-        let deadline = spec.within_ms.map_or(i64::MAX, |w| events[first].ts + w);
+        // First-and-last: from the first event; previous-and-current: from `p`.
+        let base = if spec.within_previous { last } else { first };
+        let deadline = spec.within_ms.map_or(i64::MAX, |w| events[base].ts + w);
         let forbidden = events[last + 1..]
             .iter()
             .take_while(|e| e.ts < deadline)
