@@ -1264,16 +1264,7 @@ fn next_runs(
                 if eval.holds(&e.guard) {
                     match e.action {
                         Action::Proceed => stack.push(e.target),
-                        Action::Ignore => edges.push(Followed {
-                            state: s,
-                            edge: i,
-                            fin: None,
-                        }),
-                        Action::Take => edges.push(Followed {
-                            state: s,
-                            edge: i,
-                            fin: eval.final_after_proceed(e.target),
-                        }),
+                        Action::Ignore | Action::Take => edges.push(followed(eval, s, i, e)),
                     }
                 }
             }
@@ -1391,19 +1382,25 @@ fn follow_without_cycles(
                             stack.push((e.target, path.len()));
                         }
                     }
-                    Action::Ignore => edges.push(Followed {
-                        state: s,
-                        edge: i,
-                        fin: None,
-                    }),
-                    Action::Take => edges.push(Followed {
-                        state: s,
-                        edge: i,
-                        fin: eval.final_after_proceed(e.target),
-                    }),
+                    Action::Ignore | Action::Take => edges.push(followed(eval, s, i, e)),
                 }
             }
         }
+    }
+}
+
+/// Edge `i` of state `s`, a TAKE or IGNORE edge whose guard holds, as a run follows it: a
+/// TAKE with the Final state its target reaches through PROCEED edges right away, if any.
+#[inline(always)]
+fn followed(eval: &mut Eval, s: StateId, i: usize, e: &crate::nfa::Edge) -> Followed {
+    let fin = match e.action {
+        Action::Take => eval.final_after_proceed(e.target),
+        Action::Ignore | Action::Proceed => None,
+    };
+    Followed {
+        state: s,
+        edge: i,
+        fin,
     }
 }
 
