@@ -255,8 +255,7 @@ impl TableSink for PostgresSink {
             return Ok(BatchReport::skipped());
         }
         let mut prepared = self.layout.prepare(batch);
-        // In primary-key order, as the MySQL sink does (stable: a key twice keeps its order).
-        prepared.rows.sort_by(|a, b| a.0.cmp(&b.0));
+        prepared.in_key_order();
         if !self.ready {
             self.prepare_table()?;
         }

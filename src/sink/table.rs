@@ -365,6 +365,16 @@ pub struct PreparedBatch {
     pub refused: Vec<RefusedRow>,
 }
 
+impl PreparedBatch {
+    /// Puts the rows in primary-key (`row_key`) order, for a database: its server then walks
+    /// its index in order (by hand with the mariadb client, 20 `LOAD DATA … REPLACE` of
+    /// 10,000 existing rows took 1.10–1.28 s sorted against 1.28–1.33 s in arrival order). A
+    /// stable sort: a key twice in a batch keeps its last row last.
+    pub fn in_key_order(&mut self) {
+        self.rows.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+}
+
 impl Layout {
     /// Settles the column types on `batch` and converts its rows (see [`PreparedBatch`]).
     pub fn prepare(&mut self, batch: &Batch) -> PreparedBatch {
