@@ -137,11 +137,7 @@ fn repair(
                 let keep = i == 0
                     && before < len
                     && kind == NegKind::NotFollowedBy
-                    && match s.quantifier {
-                        Quantifier::OneOrMore | Quantifier::TimesOrMore(_) => true,
-                        Quantifier::Times { from, to } => from == to,
-                        Quantifier::One => false,
-                    };
+                    && s.repeats_without_optional_elements();
                 if !keep {
                     s.quantifier = Quantifier::One;
                 }

@@ -270,6 +270,16 @@ impl Step {
             }
     }
 
+    /// Quantified without optional elements: a loop or `times(n)` (what the reference
+    /// models before a `notFollowedBy`, besides a single step).
+    pub fn repeats_without_optional_elements(&self) -> bool {
+        match self.quantifier {
+            Quantifier::OneOrMore | Quantifier::TimesOrMore(_) => true,
+            Quantifier::Times { from, to } => from == to,
+            Quantifier::One => false,
+        }
+    }
+
     fn is_quantified(&self) -> bool {
         self.quantifier != Quantifier::One
     }
@@ -496,11 +506,7 @@ impl PatternSpec {
             let p_ok = single(p)
                 || (n.kind == NegKind::NotFollowedBy
                     && !p.is_optional()
-                    && match p.quantifier {
-                        Quantifier::OneOrMore | Quantifier::TimesOrMore(_) => true,
-                        Quantifier::Times { from, to } => from == to,
-                        Quantifier::One => false,
-                    });
+                    && p.repeats_without_optional_elements());
             if !p_ok || !single(&self.steps[n.before]) {
                 return Err("the reference does not model this negation".into());
             }
