@@ -20,6 +20,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::sink::kafka::{wait_acknowledged, DeliveryLog};
+
 /// The largest state message written (librdkafka's `message.max.bytes` for the state
 /// producer; the topic is created with the same `max.message.bytes`).
 pub const MAX_STATE_BYTES: usize = 64 << 20;
@@ -28,7 +30,7 @@ pub const MAX_STATE_BYTES: usize = 64 << 20;
 pub struct Changelog {
     topic: String,
     partitions: i32,
-    producer: BaseProducer,
+    producer: BaseProducer<DeliveryLog>,
     reader: BaseConsumer,
     timeout: Duration,
 }
@@ -70,8 +72,8 @@ impl Changelog {
             .set("enable.idempotence", "true")
             .set("message.max.bytes", MAX_STATE_BYTES.to_string())
             .set("linger.ms", "0");
-        let producer: BaseProducer = producer_config
-            .create()
+        let producer: BaseProducer<DeliveryLog> = producer_config
+            .create_with_context(DeliveryLog::default())
             .map_err(|e| fail(format!("cannot create a producer: {e}")))?;
         let mut reader_config = config.clone();
         reader_config
@@ -116,9 +118,13 @@ impl Changelog {
             .payload(bytes)
             .partition(self.partition_of(partition));
         let until = Instant::now() + self.timeout;
+        let failed_before = self.producer.context().failed();
         loop {
             match self.producer.send(record) {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.producer.context().note_sent();
+                    break;
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
                     if Instant::now() < until =>
                 {
@@ -128,9 +134,20 @@ impl Changelog {
                 Err((e, _)) => return Err(fail(format!("cannot write the state of {key}: {e}"))),
             }
         }
-        self.producer
-            .flush(self.timeout)
-            .map_err(|e| fail(format!("the state of {key} was not acknowledged: {e}")))
+        let failed = || {
+            if self.producer.context().failed() > failed_before {
+                let why = self.producer.context().first_failure().unwrap_or_default();
+                return Err(fail(format!("the state of {key} was not written: {why}")));
+            }
+            Ok(())
+        };
+        if !wait_acknowledged(&self.producer, Some(until), failed)? {
+            return Err(fail(format!(
+                "the state of {key} was not acknowledged within {:?}",
+                self.timeout
+            )));
+        }
+        failed()
     }
 
     /// The newest state of `key` (of input partition `partition`), if the topic has one.

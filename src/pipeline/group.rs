@@ -161,6 +161,10 @@ impl ClientContext for GroupContext {
         self.notices.client_error(&error, reason);
     }
 
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
+        self.notices.client_log(level, fac, line);
+    }
+
     fn stats(&self, statistics: rdkafka::Statistics) {
         let Ok(mut lags) = self.lags.lock() else {
             return;
@@ -817,6 +821,7 @@ pub fn run(
     for (k, v) in &kafka.properties {
         config.set(k, v);
     }
+    crate::source::kafka::log_level(&mut config);
     // Partitions per topic, to size the state topic (and to say early that a topic is
     // missing).
     let probe: BaseConsumer = config.create().map_err(|e| fail(e.to_string()))?;

@@ -465,10 +465,7 @@ impl Forwarder {
     /// Waits until every record forwarded is acknowledged (as long as the brokers are
     /// away), then gives each held source partition's next offset, to commit.
     pub fn deliver_all(&mut self) -> Result<Vec<(String, i32, i64)>, String> {
-        while self.producer.in_flight_count() > 0 {
-            let _ = self.producer.flush(POLL * 10);
-            self.failure()?;
-        }
+        crate::sink::kafka::wait_acknowledged(&self.producer, None, || self.failure())?;
         self.failure()?;
         Ok(self
             .held
@@ -495,7 +492,10 @@ fn send(
 ) -> Result<(), String> {
     loop {
         match producer.send(record) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                producer.context().note_sent();
+                return Ok(());
+            }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 producer.poll(POLL);
                 record = r;

@@ -31,6 +31,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// Counts deliveries and keeps the first failure.
 #[derive(Default)]
 pub struct DeliveryLog {
+    sent: AtomicU64,
     delivered: AtomicU64,
     failed: AtomicU64,
     first_failure: Mutex<Option<String>>,
@@ -40,6 +41,10 @@ pub struct DeliveryLog {
 impl ClientContext for DeliveryLog {
     fn error(&self, error: KafkaError, reason: &str) {
         self.notices.client_error(&error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
+        self.notices.client_log(level, fac, line);
     }
 }
 
@@ -62,6 +67,22 @@ impl ProducerContext for DeliveryLog {
 }
 
 impl DeliveryLog {
+    /// Counts a message handed to the producer (its delivery report counts against it).
+    pub fn note_sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages sent that are neither acknowledged nor failed yet.
+    pub fn unacknowledged(&self) -> u64 {
+        let done = self.delivered.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed);
+        self.sent.load(Ordering::Relaxed).saturating_sub(done)
+    }
+
+    /// Messages failed so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
     /// The first delivery failure, with how many messages failed, if any did.
     pub fn first_failure(&self) -> Option<String> {
         let failed = self.failed.load(Ordering::Relaxed);
@@ -71,6 +92,28 @@ impl DeliveryLog {
         let why = (self.first_failure.lock().ok()).and_then(|f| f.clone());
         Some(format!("{failed} message(s): {}", why.unwrap_or_default()))
     }
+}
+
+/// Serves `producer`'s delivery reports until every message sent through it is
+/// acknowledged or failed, or until `until`; whether none is left waiting. `failed` is
+/// asked after each wait and ends it with its error.
+///
+/// Not librdkafka's `flush`: that also waits for its event queue to be empty, and every
+/// wake-up it makes can put an event there (a log line with the `debug` property, an
+/// error while the brokers are away), so it could go on for ever.
+pub fn wait_acknowledged<E>(
+    producer: &BaseProducer<DeliveryLog>,
+    until: Option<std::time::Instant>,
+    mut failed: impl FnMut() -> Result<(), E>,
+) -> Result<bool, E> {
+    while producer.context().unacknowledged() > 0 {
+        if until.is_some_and(|u| std::time::Instant::now() >= u) {
+            return Ok(false);
+        }
+        producer.poll(POLL);
+        failed()?;
+    }
+    Ok(true)
 }
 
 /// A Kafka topic as a sink of lines (see the module's documentation).
@@ -113,6 +156,7 @@ impl KafkaSink {
         for (k, v) in &options {
             config.set(k, v);
         }
+        crate::source::kafka::log_level(&mut config);
         let producer: BaseProducer<DeliveryLog> = config
             .create_with_context(DeliveryLog::default())
             .map_err(|e| fail(e.to_string()))?;
@@ -154,6 +198,7 @@ impl KafkaSink {
             }
         }
         self.sent += 1;
+        self.producer.context().note_sent();
         Ok(())
     }
 
@@ -206,10 +251,7 @@ impl Sink for KafkaSink {
 
     fn commit(&mut self, epoch: u64) -> Result<SinkPosition, SinkError> {
         // Every message sent acknowledged (waiting as long as the brokers are away).
-        while self.producer.in_flight_count() > 0 {
-            let _ = self.producer.flush(POLL * 10);
-            self.failure()?;
-        }
+        wait_acknowledged(&self.producer, None, || self.failure())?;
         self.failure()?;
         self.committed = Some(epoch);
         Ok(SinkPosition {
@@ -229,7 +271,8 @@ impl Drop for KafkaSink {
     fn drop(&mut self) {
         // What a run sent after its last commit still goes out (the end of a run commits;
         // this is for an error path).
-        let _ = self.producer.flush(Duration::from_secs(10));
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        let _ = wait_acknowledged(&self.producer, Some(until), || Ok::<(), ()>(()));
     }
 }
 
@@ -249,6 +292,33 @@ mod tests {
         );
         assert_eq!(key_of(br#"{"pattern":"p"}"#), None);
         assert_eq!(key_of(b"not json"), None);
+    }
+
+    /// With librdkafka's `debug` property (its log lines come through the client's event
+    /// queue) a commit still returns once the messages are acknowledged.
+    #[test]
+    fn a_commit_with_debug_logging_returns() {
+        use rdkafka::mocking::MockCluster;
+
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("out", 1, 1).expect("topic");
+        let url = format!(
+            "kafka://{}/out?debug=broker,msg",
+            cluster.bootstrap_servers()
+        );
+        let mut sink = KafkaSink::open("matches", &url, None).expect("sink");
+        sink.write(b"{\"key\":\"k\",\"n\":1}\n{\"n\":2}\n")
+            .expect("write");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = tx.send(sink.commit(1).map(|p| p.bytes));
+            sink
+        });
+        let committed = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the commit returns");
+        assert_eq!(committed.expect("commit"), 2);
+        drop(waiter.join());
     }
 
     /// The broker goes away with messages in flight and comes back: the commit waits for

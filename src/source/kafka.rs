@@ -214,6 +214,15 @@ impl KafkaSpec {
     }
 }
 
+/// Sets the level of the log librdkafka hands a client's context: every line when the
+/// `debug` property asks for debug contexts (otherwise rdkafka takes the level from the
+/// `log` crate, which this program does not use, and drops them), errors otherwise.
+pub fn log_level(config: &mut ClientConfig) {
+    if config.get("debug").is_some_and(|d| !d.is_empty()) {
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
+}
+
 /// Errors librdkafka reports in the background (a broker down, a failed commit), shown on
 /// standard error at most once per kind every ten seconds.
 #[derive(Default)]
@@ -251,6 +260,22 @@ impl Notices {
             .map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
         self.show(&kind, &format!("{error}: {reason}"));
     }
+
+    /// A line of librdkafka's log (a client context's `log`): its debug lines (there are
+    /// some only when the `debug` property is set) go to standard error as they come;
+    /// warnings and worse as notices (errors also come through `error`).
+    pub fn client_log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
+        use rdkafka::config::RDKafkaLogLevel;
+        match level {
+            RDKafkaLogLevel::Debug => eprintln!("motif: kafka: {fac}: {line}"),
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => self.show(fac, &format!("{fac}: {line}")),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {}
+        }
+    }
 }
 
 /// The consumer's context: background errors to standard error.
@@ -262,6 +287,10 @@ pub struct SourceContext {
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.notices.client_error(&error, reason);
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
+        self.notices.client_log(level, fac, line);
     }
 }
 
@@ -342,6 +371,7 @@ impl KafkaSource {
         for (k, v) in &spec.properties {
             config.set(k, v);
         }
+        log_level(&mut config);
         let consumer: BaseConsumer<SourceContext> = config
             .create_with_context(SourceContext::default())
             .map_err(|e| fail(e.to_string()))?;
