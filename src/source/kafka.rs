@@ -268,6 +268,9 @@ impl Notices {
         use rdkafka::config::RDKafkaLogLevel;
         match level {
             RDKafkaLogLevel::Debug => eprintln!("motif: kafka: {fac}: {line}"),
+            // A property of one kind of client given to another: a URL's properties go
+            // to every client motif makes for it (consumers, producers).
+            _ if fac == "CONFWARN" => {}
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
