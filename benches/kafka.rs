@@ -17,7 +17,9 @@
 //! phases ("on one core").
 //!
 //! `cargo bench --bench kafka` (options after `--`: `--events N`, default 200,000;
-//! `--rounds R`, default 3; `--broker tansu|mock`; `--pin`). No assertion on any figure.
+//! `--rounds R`, default 3; `--broker tansu|mock`; `--pin`; `MOTIF_BENCH_SOURCE_PROPERTIES`
+//! in the environment adds librdkafka properties to motif's consumer, `a=1&b=2`). No
+//! assertion on any figure.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -303,8 +305,12 @@ struct EndToEnd {
 /// Consume, match, produce (see [`EndToEnd`]).
 fn end_to_end(boot: &str, group: &str) -> EndToEnd {
     let decls = motif::syntax::load_str("abc.motif", ABC).expect("pattern");
+    // MOTIF_BENCH_SOURCE_PROPERTIES: more librdkafka properties for motif's consumer.
+    let more = std::env::var("MOTIF_BENCH_SOURCE_PROPERTIES")
+        .map(|p| format!("&{p}"))
+        .unwrap_or_default();
     let source = KafkaSource::open(&format!(
-        "kafka://{boot}/events?group={group}&eof=true&fetch.wait.max.ms={FETCH_WAIT_MS}"
+        "kafka://{boot}/events?group={group}&eof=true&fetch.wait.max.ms={FETCH_WAIT_MS}{more}"
     ))
     .expect("kafka source");
     let mut source = Timed {
