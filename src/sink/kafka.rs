@@ -309,16 +309,21 @@ mod tests {
         let mut sink = KafkaSink::open("matches", &url, None).expect("sink");
         sink.write(b"{\"key\":\"k\",\"n\":1}\n{\"n\":2}\n")
             .expect("write");
+        let committed = commit_within(sink, 1, 30).expect("the commit returns");
+        assert_eq!(committed.expect("commit"), 2);
+    }
+
+    /// Commits `sink` at `epoch` on a thread of its own: the messages sent so far, or
+    /// `None` if the commit did not return within `secs`.
+    fn commit_within(mut sink: KafkaSink, epoch: u64, secs: u64) -> Option<Result<u64, SinkError>> {
         let (tx, rx) = std::sync::mpsc::channel();
         let waiter = std::thread::spawn(move || {
-            let _ = tx.send(sink.commit(1).map(|p| p.bytes));
+            let _ = tx.send(sink.commit(epoch).map(|p| p.bytes));
             sink
         });
-        let committed = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the commit returns");
-        assert_eq!(committed.expect("commit"), 2);
+        let committed = rx.recv_timeout(Duration::from_secs(secs)).ok()?;
         drop(waiter.join());
+        Some(committed)
     }
 
     /// The broker goes away with messages in flight and comes back: the commit waits for
@@ -351,17 +356,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(150));
         }
         cluster.broker_up(1).expect("up");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let waiter = std::thread::spawn(move || {
-            let r = sink.commit(2).map(|p| p.bytes);
-            let _ = tx.send(r);
-            sink
-        });
-        let committed = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the commit returns once the broker is back");
+        let committed =
+            commit_within(sink, 2, 60).expect("the commit returns once the broker is back");
         assert_eq!(committed.expect("commit after"), 1000);
-        drop(waiter.join());
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &boot)
             .set("group.id", "check")

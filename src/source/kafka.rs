@@ -214,9 +214,9 @@ impl KafkaSpec {
     }
 }
 
-/// Sets the level of the log librdkafka hands a client's context: every line when the
-/// `debug` property asks for debug contexts (otherwise rdkafka takes the level from the
-/// `log` crate, which this program does not use, and drops them), errors otherwise.
+/// Has librdkafka hand a client's context every log line when the `debug` property asks
+/// for debug contexts. Otherwise rdkafka takes the level from the `log` crate, which this
+/// program does not use: errors only, and the debug lines are dropped.
 pub fn log_level(config: &mut ClientConfig) {
     if config.get("debug").is_some_and(|d| !d.is_empty()) {
         config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
