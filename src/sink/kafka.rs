@@ -203,23 +203,13 @@ impl KafkaSink {
     }
 
     fn failure(&self) -> Result<(), SinkError> {
-        let log = self.producer.context();
-        if log.failed.load(Ordering::Relaxed) == 0 {
-            return Ok(());
+        match self.producer.context().first_failure() {
+            None => Ok(()),
+            Some(why) => Err(SinkError::Kafka {
+                target: self.target.clone(),
+                why: format!("not delivered: {why}"),
+            }),
         }
-        let why = log
-            .first_failure
-            .lock()
-            .ok()
-            .and_then(|f| f.clone())
-            .unwrap_or_default();
-        Err(SinkError::Kafka {
-            target: self.target.clone(),
-            why: format!(
-                "{} message(s) not delivered: {why}",
-                log.failed.load(Ordering::Relaxed)
-            ),
-        })
     }
 }
 
