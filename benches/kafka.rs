@@ -274,6 +274,12 @@ impl<S: Source> Source for Timed<S> {
     fn partitions(&self) -> usize {
         self.inner.partitions()
     }
+    fn alignment(&self) -> Option<i64> {
+        self.inner.alignment()
+    }
+    fn align(&mut self, ahead: &[bool]) {
+        self.inner.align(ahead)
+    }
     fn position(&self) -> motif::source::SourcePosition {
         self.inner.position()
     }

@@ -608,6 +608,40 @@ impl Collect<Staged> for Delivery<'_> {
     }
 }
 
+/// Event-time alignment of a source with several partitions: every [`ALIGN_EVERY`] records
+/// the engine says which partitions run ahead of the slowest, and the source reads the
+/// others first ([`Source::align`]).
+struct Aligner {
+    drift: i64,
+    ahead: Vec<bool>,
+    records: u32,
+}
+
+/// Records between two alignments.
+const ALIGN_EVERY: u32 = 256;
+
+impl Aligner {
+    fn new(drift: i64, partitions: usize) -> Aligner {
+        Aligner {
+            drift,
+            ahead: vec![false; partitions],
+            records: 0,
+        }
+    }
+
+    fn after_record<T>(&mut self, engine: &dyn Run<T>, source: &mut dyn Source) {
+        self.records += 1;
+        if self.records < ALIGN_EVERY {
+            return;
+        }
+        self.records = 0;
+        self.ahead.fill(false);
+        if engine.mark_ahead(self.drift, &mut self.ahead) {
+            source.align(&self.ahead);
+        }
+    }
+}
+
 fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -885,6 +919,9 @@ pub fn run(
     // When the last record came, for quiet time standing in for event time.
     let mut last_record = Instant::now();
     let mut gate = ProgressGate::default();
+    let mut aligner = records
+        .alignment()
+        .map(|drift| Aligner::new(drift, records.partitions()));
     'records: loop {
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
@@ -969,6 +1006,9 @@ pub fn run(
         if records.may_wait() {
             engine.flush(&mut out);
             outputs.flush();
+        }
+        if let Some(a) = aligner.as_mut() {
+            a.after_record(&*engine, &mut *records);
         }
         if let Some(why) = policy.stopped_at() {
             failed = Some(why);

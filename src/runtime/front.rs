@@ -293,6 +293,16 @@ impl Clocks {
         }
     }
 
+    /// Marks the source partitions ahead of the slowest by more than `drift` ms for any
+    /// event-time pattern (see [`Frontier::mark_ahead`]).
+    pub fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) {
+        for (p, timed) in self.patterns.iter().zip(&self.event_time) {
+            if *timed {
+                p.frontier.mark_ahead(drift, ahead);
+            }
+        }
+    }
+
     /// The largest watermark lag over the patterns (see [`Frontier::lag`]).
     pub fn watermark_lag(&self) -> Option<i64> {
         self.patterns.iter().filter_map(|p| p.frontier.lag()).max()
@@ -446,6 +456,11 @@ impl Front {
             decoder: Decoder::new(schema, &patterns),
             last_key_hash: None,
         }
+    }
+
+    /// Marks the source partitions ahead of the slowest (see [`Clocks::mark_ahead`]).
+    pub fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) {
+        self.clocks.mark_ahead(drift, ahead);
     }
 
     /// The largest watermark lag over the patterns (see [`Frontier::lag`]).

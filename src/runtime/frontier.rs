@@ -87,6 +87,28 @@ impl Frontier {
         Some(newest.saturating_sub(self.watermark))
     }
 
+    /// Event-time alignment (Flink's watermark alignment, as a preference): sets
+    /// `ahead[i]` for each partition whose newest event time is more than `drift` ms past
+    /// that of the slowest partition still holding the watermark back (neither idle nor
+    /// ended; one that has sent nothing yet is the slowest of all). Reading the others
+    /// first keeps the events that must wait for the watermark few. Leaves `ahead` alone
+    /// where this frontier says nothing ahead (and for indexes it does not have).
+    pub fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) {
+        if self.parts.len() < 2 || self.watermark == i64::MAX {
+            return;
+        }
+        let holding = self.parts.iter().filter(|p| !p.idle && !p.ended);
+        let Some(slowest) = holding.map(|p| p.max_time).min() else {
+            return;
+        };
+        let bound = slowest.saturating_add(drift.max(0));
+        for (flag, p) in ahead.iter_mut().zip(&self.parts) {
+            if !p.ended && p.max_time > bound {
+                *flag = true;
+            }
+        }
+    }
+
     /// Whether an event at `time` is late (not after the watermark).
     pub fn is_late(&self, time: i64) -> bool {
         time <= self.watermark
@@ -252,6 +274,44 @@ mod tests {
             "back, but the watermark never goes back"
         );
         assert_eq!(f.finish(), i64::MAX);
+    }
+
+    #[test]
+    fn partitions_more_than_the_drift_past_the_slowest_are_ahead() {
+        let marked = |f: &Frontier, drift: i64| {
+            let mut ahead = vec![false; f.partitions()];
+            f.mark_ahead(drift, &mut ahead);
+            ahead
+        };
+        let mut f = Frontier::new(3, 0, Some(1000));
+        assert_eq!(marked(&f, 0), [false; 3], "nothing seen: nothing ahead");
+        f.observe(0, 100, 0);
+        assert_eq!(
+            marked(&f, 50),
+            [true, false, false],
+            "partitions 1 and 2 have sent nothing: they are the slowest"
+        );
+        f.observe(1, 130, 0);
+        f.observe(2, 180, 0);
+        assert_eq!(marked(&f, 50), [false, false, true], "180 > 100 + 50");
+        assert_eq!(marked(&f, 80), [false; 3], "within the drift");
+        assert_eq!(marked(&f, 0), [false, true, true]);
+        f.end(0);
+        assert_eq!(
+            marked(&f, 0),
+            [false, false, true],
+            "an ended partition is neither the slowest nor ahead"
+        );
+        f.observe(1, 190, 500);
+        f.tick(1100);
+        assert_eq!(
+            marked(&f, 0),
+            [false; 3],
+            "partition 2, idle, holds nothing back; partition 1 alone is left"
+        );
+        let mut one = Frontier::new(1, 0, None);
+        one.observe(0, 100, 0);
+        assert_eq!(marked(&one, 0), [false], "one partition is never ahead");
     }
 
     #[test]

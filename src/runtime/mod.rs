@@ -436,6 +436,14 @@ impl Engine {
         self.shards.iter().map(Shard::open_partial_matches).sum()
     }
 
+    /// Event-time alignment: marks in `ahead` the source partitions whose newest event
+    /// time is more than `drift` ms past the slowest partition's, for any event-time
+    /// pattern. A source that reads the others first
+    /// keeps the events waiting for the watermark few.
+    pub fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) {
+        self.front.mark_ahead(drift, ahead);
+    }
+
     /// How far the watermark trails the newest event time (ms), if known.
     pub fn watermark_lag(&self) -> Option<i64> {
         self.front.watermark_lag()

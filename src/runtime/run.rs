@@ -143,6 +143,13 @@ pub trait Run<T> {
 
     /// How far the watermark trails the newest event time (ms), if known.
     fn watermark_lag(&self) -> Option<i64>;
+
+    /// Event-time alignment: marks in `ahead` the source partitions more than `drift` ms
+    /// ahead of the slowest ([`Engine::mark_ahead`]); `false` (nothing marked) when this
+    /// engine cannot tell without stopping its workers.
+    fn mark_ahead(&self, _drift: i64, _ahead: &mut [bool]) -> bool {
+        false
+    }
 }
 
 /// A single-threaded [`Engine`] as a [`Run`]: outputs prepared on the calling thread.
@@ -242,6 +249,11 @@ impl<P: Prepare> Run<P::Item> for Serial<P> {
 
     fn watermark_lag(&self) -> Option<i64> {
         self.engine.watermark_lag()
+    }
+
+    fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) -> bool {
+        self.engine.mark_ahead(drift, ahead);
+        true
     }
 }
 

@@ -22,11 +22,12 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -71,6 +72,10 @@ pub struct KafkaSpec {
     /// forwarded to this topic keyed by the key, and the tasks read it
     /// ([`crate::pipeline::repartition`]).
     pub repartition: Option<String>,
+    /// Event-time alignment (`align_ms`, default 0; `off` turns it off): a partition whose
+    /// newest event time is more than this many ms past the slowest partition's is read
+    /// only when no other has a message ready (see [`KafkaSource`]).
+    pub align: Option<i64>,
 }
 
 /// A Kafka URL's parts: `kafka://BROKERS/NAME[,NAME]?k=v&…`.
@@ -153,6 +158,7 @@ impl KafkaSpec {
             state_topic: None,
             state_interval: Duration::from_secs(10),
             repartition: None,
+            align: Some(0),
         };
         for (k, v) in options {
             match k.as_str() {
@@ -178,6 +184,16 @@ impl KafkaSpec {
                     spec.connect_timeout = Duration::from_millis(ms);
                 }
                 "timestamp_field" => spec.timestamp_field = Some(v),
+                "align_ms" => {
+                    spec.align = match v.as_str() {
+                        "off" => None,
+                        _ => Some(v.parse().ok().filter(|ms: &i64| *ms >= 0).ok_or_else(|| {
+                            SourceError::Spec(format!(
+                                "{url}: align_ms={v}: expected milliseconds (≥ 0) or off"
+                            ))
+                        })?),
+                    }
+                }
                 "state_topic" => {
                     if !valid_topic(&v) {
                         return Err(SourceError::Spec(format!(
@@ -325,8 +341,18 @@ struct Part {
 }
 
 /// A Kafka source (see the module's documentation).
+///
+/// Each topic partition has a queue of its own (librdkafka's partition queues), so that the
+/// source chooses which partition to read next: with event-time alignment on (`align_ms`),
+/// the pipeline tells it which partitions run ahead of the slowest ([`Source::align`]) and
+/// it reads the others first, a few dozen messages from one before it turns to the next,
+/// and an ahead partition only when none of the others has a message ready — never waiting
+/// for one. Without that, every event of a partition that runs ahead must wait in the
+/// engine for the watermark, which the slowest partition holds back.
 pub struct KafkaSource {
-    consumer: BaseConsumer<SourceContext>,
+    /// Declared before the consumer: they go first.
+    queues: Vec<PartitionQueue<SourceContext>>,
+    consumer: Arc<BaseConsumer<SourceContext>>,
     spec: KafkaSpec,
     parts: Vec<Part>,
     index: HashMap<(String, i32), usize>,
@@ -339,6 +365,61 @@ pub struct KafkaSource {
     ended: VecDeque<usize>,
     /// Every partition has ended (`eof`).
     done: bool,
+    /// Per partition: runs ahead of the slowest (the last [`Source::align`]).
+    ahead: Vec<bool>,
+    /// The partition read last, and how many messages in a row came from it.
+    current: Option<usize>,
+    run: u32,
+    /// Where the next search for a partition with a message begins (round robin).
+    cursor: usize,
+    /// Messages taken since the consumer's own queue (rebalances, errors) was served.
+    since_served: u32,
+    wakeup: Arc<Wakeup>,
+}
+
+/// At most this many messages in a row come from one partition before the others get a
+/// turn.
+const RUN_LENGTH: u32 = 64;
+
+/// The consumer's own queue (rebalances, errors, commit results) is served at least once
+/// every this many messages.
+const SERVE_EVERY: u32 = 256;
+
+/// The longest a wait for a message sleeps before it looks at every queue again.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
+
+/// Wakes a waiting source when one of its queues gets something (librdkafka calls a
+/// queue's callback from its own threads when the queue stops being empty).
+#[derive(Default)]
+struct Wakeup {
+    ready: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Wakeup {
+    fn notify(&self) {
+        if let Ok(mut ready) = self.ready.lock() {
+            *ready = true;
+        }
+        self.cond.notify_one();
+    }
+
+    /// Forgets earlier wake-ups: call before looking at the queues.
+    fn clear(&self) {
+        if let Ok(mut ready) = self.ready.lock() {
+            *ready = false;
+        }
+    }
+
+    /// Sleeps up to `timeout` unless woken since the last [`Wakeup::clear`].
+    fn wait(&self, timeout: Duration) {
+        let Ok(ready) = self.ready.lock() else {
+            return;
+        };
+        if !*ready {
+            let _ = self.cond.wait_timeout(ready, timeout);
+        }
+    }
 }
 
 /// librdkafka's `fetch.queue.backoff.ms` for motif's consumers (a property in the URL
@@ -375,9 +456,13 @@ impl KafkaSource {
             config.set(k, v);
         }
         log_level(&mut config);
-        let consumer: BaseConsumer<SourceContext> = config
+        let mut consumer: BaseConsumer<SourceContext> = config
             .create_with_context(SourceContext::default())
             .map_err(|e| fail(e.to_string()))?;
+        let wakeup = Arc::new(Wakeup::default());
+        let wake = Arc::clone(&wakeup);
+        consumer.set_nonempty_callback(move || wake.notify());
+        let consumer = Arc::new(consumer);
         let mut parts = Vec::new();
         for topic in &spec.topics {
             let md = consumer
@@ -411,6 +496,17 @@ impl KafkaSource {
                 });
             }
         }
+        // Each partition's messages (and its end) to a queue of its own, before anything
+        // is fetched: none of them is left in the consumer's queue.
+        let mut queues = Vec::with_capacity(parts.len());
+        for p in &parts {
+            let mut queue = consumer
+                .split_partition_queue(&p.topic, p.partition)
+                .ok_or_else(|| fail(format!("no queue for partition {}", p.origin)))?;
+            let wake = Arc::clone(&wakeup);
+            queue.set_nonempty_callback(move || wake.notify());
+            queues.push(queue);
+        }
         let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
@@ -420,7 +516,9 @@ impl KafkaSource {
             .enumerate()
             .map(|(i, p)| ((p.topic.clone(), p.partition), i))
             .collect();
+        let n = parts.len();
         let mut source = KafkaSource {
+            queues,
             consumer,
             spec,
             parts,
@@ -430,6 +528,12 @@ impl KafkaSource {
             taken_text: String::new(),
             ended: VecDeque::new(),
             done: false,
+            ahead: vec![false; n],
+            current: None,
+            run: 0,
+            cursor: 0,
+            since_served: 0,
+            wakeup,
         };
         source.end_reached();
         Ok(source)
@@ -448,13 +552,44 @@ impl KafkaSource {
         }
     }
 
-    /// Polls the consumer for up to `timeout`: holds the next message's record if one came.
+    /// Waits up to `timeout` for the next message: holds its record if one came.
     fn poll(&mut self, timeout: Duration) -> Result<(), SourceError> {
-        if self.held.is_some() || self.done {
-            return Ok(());
+        let start = (!timeout.is_zero()).then(Instant::now);
+        loop {
+            if self.held.is_some() || self.done {
+                return Ok(());
+            }
+            if start.is_some() {
+                self.wakeup.clear();
+            }
+            self.since_served += 1;
+            if start.is_some() || self.since_served >= SERVE_EVERY {
+                self.since_served = 0;
+                self.serve_consumer();
+                if self.held.is_some() || self.done {
+                    return Ok(());
+                }
+            }
+            if self.take_from_partitions() {
+                return Ok(());
+            }
+            let Some(start) = start else {
+                return Ok(());
+            };
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Ok(());
+            }
+            self.wakeup.wait(left.min(WAIT_SLICE));
         }
-        let Some(polled) = self.consumer.poll(timeout) else {
-            return Ok(());
+    }
+
+    /// Serves the consumer's own queue: rebalances, errors, commit results — and messages
+    /// of a partition that has no queue of its own (one the topic did not have when the
+    /// run began).
+    fn serve_consumer(&mut self) {
+        let Some(polled) = self.consumer.poll(Duration::ZERO) else {
+            return;
         };
         let msg = match polled {
             Ok(m) => m,
@@ -467,7 +602,7 @@ impl KafkaSource {
                     self.parts[i].at_eof = true;
                 }
                 self.end_reached();
-                return Ok(());
+                return;
             }
             Err(e) => {
                 // Broker and network errors are retried by librdkafka; say so and go on.
@@ -475,52 +610,82 @@ impl KafkaSource {
                     .context()
                     .notices
                     .show("consume", &format!("consuming failed (retrying): {e}"));
-                return Ok(());
+                return;
             }
         };
         let (topic, partition) = (msg.topic(), msg.partition());
-        let found = self
-            .parts
-            .iter()
-            .position(|p| p.partition == partition && p.topic == topic);
-        let Some(i) = found else {
-            self.consumer.context().notices.show(
+        match self.index.get(&(topic.to_string(), partition)) {
+            Some(&i) => {
+                let held = accept(&msg, i, &mut self.parts[i], &self.consumer, &self.spec, &mut self.text);
+                self.held = held;
+            }
+            None => self.consumer.context().notices.show(
                 "new-partition",
                 &format!(
-                    "{}/{} was not a partition of the topic when the run began: its messages are not read (restart motif to read them)",
-                    msg.topic(),
-                    msg.partition()
+                    "{topic}/{partition} was not a partition of the topic when the run began: its messages are not read (restart motif to read them)"
                 ),
-            );
-            return Ok(());
+            ),
+        }
+    }
+
+    /// Takes the next message from the partitions' queues, if one is ready: from the
+    /// partition read last while it has some and its run is short, else from the next
+    /// partition round the ring that is not ahead, else from one that is.
+    fn take_from_partitions(&mut self) -> bool {
+        if let Some(c) = self.current {
+            if self.run < RUN_LENGTH && !self.ahead[c] && self.poll_partition(c) {
+                self.run += 1;
+                return true;
+            }
+        }
+        self.current = None;
+        let n = self.queues.len();
+        for read_ahead in [false, true] {
+            for k in 0..n {
+                let i = (self.cursor + k) % n;
+                if self.ahead[i] != read_ahead {
+                    continue;
+                }
+                if self.poll_partition(i) {
+                    self.current = Some(i);
+                    self.run = 1;
+                    self.cursor = (i + 1) % n;
+                    return true;
+                }
+                if self.done {
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// Polls partition `i`'s queue once; whether a message is now held.
+    fn poll_partition(&mut self, i: usize) -> bool {
+        let Some(polled) = self.queues[i].poll(Duration::ZERO) else {
+            return false;
         };
-        let offset = msg.offset();
-        let part = &mut self.parts[i];
-        if let Some(next) = part.next {
-            if offset < next {
-                // Before the restored position: the checkpoint holds its results.
-                return Ok(());
-            }
-            if offset > next {
-                // The group's offset is behind or ahead of the checkpoint's: go to the
-                // checkpoint's (messages from there on come again).
-                let _ = self.consumer.seek(
-                    &part.topic,
-                    part.partition,
-                    Offset::Offset(next),
-                    Duration::from_secs(5),
+        match polled {
+            Ok(msg) => {
+                self.held = accept(
+                    &msg,
+                    i,
+                    &mut self.parts[i],
+                    &self.consumer,
+                    &self.spec,
+                    &mut self.text,
                 );
-                return Ok(());
             }
+            Err(KafkaError::PartitionEOF(_)) => {
+                self.parts[i].at_eof = true;
+                self.end_reached();
+            }
+            Err(e) => self.consumer.context().notices.show(
+                "consume",
+                &format!("consuming {} failed (retrying): {e}", self.parts[i].origin),
+            ),
         }
-        if part.ended {
-            // Past the end this run reads to (`eof`).
-            return Ok(());
-        }
-        // Counted in the position when it is taken (`next_record`), not now.
-        message_text(&msg, &self.spec, &mut self.text);
-        self.held = Some((i, offset));
-        Ok(())
+        self.held.is_some()
     }
 
     /// Commits `pos` (a position of this source) as the group's offsets, for the partitions
@@ -558,6 +723,43 @@ impl KafkaSource {
         let (topic, p) = origin.rsplit_once('/')?;
         self.index.get(&(topic.to_string(), p.parse().ok()?))
     }
+}
+
+/// Message `msg` of partition `i` (`part`): its record's text into `text` and its place to
+/// hold, or `None` when it is not to be taken — before a restored position (the checkpoint
+/// holds its results), after it (the consumer is sent back there), or past the end this
+/// run reads to (`eof`).
+fn accept<C: ConsumerContext>(
+    msg: &impl Message,
+    i: usize,
+    part: &mut Part,
+    consumer: &BaseConsumer<C>,
+    spec: &KafkaSpec,
+    text: &mut String,
+) -> Option<(usize, i64)> {
+    let offset = msg.offset();
+    if let Some(next) = part.next {
+        if offset < next {
+            return None;
+        }
+        if offset > next {
+            // The group's offset is behind or ahead of the checkpoint's: go to the
+            // checkpoint's (messages from there on come again).
+            let _ = consumer.seek(
+                &part.topic,
+                part.partition,
+                Offset::Offset(next),
+                Duration::from_secs(5),
+            );
+            return None;
+        }
+    }
+    if part.ended {
+        return None;
+    }
+    // Counted in the position when it is taken (`next_record`), not now.
+    message_text(msg, spec, text);
+    Some((i, offset))
 }
 
 /// Which of `candidates` (index, topic, next offset to take) — the topic partitions
@@ -692,6 +894,16 @@ impl Source for KafkaSource {
 
     fn partitions(&self) -> usize {
         self.parts.len()
+    }
+
+    fn alignment(&self) -> Option<i64> {
+        self.spec.align.filter(|_| self.parts.len() > 1)
+    }
+
+    fn align(&mut self, ahead: &[bool]) {
+        for (mine, new) in self.ahead.iter_mut().zip(ahead) {
+            *mine = *new;
+        }
     }
 
     fn position(&self) -> SourcePosition {

@@ -317,6 +317,21 @@ pub trait Source {
     /// Number of source partitions, each with its own watermark.
     fn partitions(&self) -> usize;
 
+    /// Event-time alignment: the drift (ms) past the slowest partition beyond which a
+    /// partition counts as ahead, if this source can choose which partition it reads next
+    /// (then the caller tells it which are ahead through [`Source::align`]).
+    fn alignment(&self) -> Option<i64> {
+        None
+    }
+
+    /// `ahead[i]`: partition `i` runs ahead of the slowest by more than the drift. A source
+    /// reads the others first; it never waits for them (an ahead partition is read when no
+    /// other has a record ready), so this changes the order of records across partitions,
+    /// never which records come.
+    fn align(&mut self, ahead: &[bool]) {
+        let _ = ahead;
+    }
+
     /// The position after the last record returned.
     fn position(&self) -> SourcePosition;
 

@@ -1267,3 +1267,84 @@ fn real_broker_behind_proxy(test: &str) -> Option<(Broker, crate::db::Proxy)> {
     b.create_topic("events", 4);
     Some((b, proxy))
 }
+
+/// `n` messages to each of `partitions` partitions of `topic`, the partition named in each
+/// (`{"p":P,"i":I}`).
+fn produce_to_partitions(boot: &str, topic: &str, partitions: i32, n: usize) {
+    let p = test_producer(boot);
+    for i in 0..n {
+        for part in 0..partitions {
+            let payload = format!(r#"{{"p":{part},"i":{i}}}"#);
+            let mut rec = BaseRecord::<(), str>::to(topic)
+                .payload(payload.as_str())
+                .partition(part);
+            loop {
+                match p.send(rec) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        p.poll(Duration::from_millis(10));
+                        rec = r;
+                    }
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Reads `source` to its end (`eof`): each record's partition, in the order they came.
+fn partitions_read(source: &mut motif::source::kafka::KafkaSource) -> Vec<usize> {
+    use motif::source::Source;
+    let mut order = Vec::new();
+    while let Some(r) = source.next_record() {
+        order.push(r.expect("a record").partition);
+    }
+    order
+}
+
+/// Event-time alignment at the source: told that partition 0 runs ahead, the Kafka source
+/// reads partition 1 first and partition 0 only once partition 1 has nothing ready — it
+/// never waits for partition 1 — and every message comes once; told nothing, it takes
+/// turns (at most 64 in a row from one partition).
+#[test]
+fn an_aligned_source_reads_the_partition_behind_first_and_never_waits_for_it() {
+    use motif::source::kafka::KafkaSource;
+    use motif::source::Source;
+    let _serial = serial();
+    let c = Broker::Mock(MockCluster::new(1).expect("mock cluster"));
+    c.create_topic("two", 2);
+    let boot = c.boot();
+    produce_to_partitions(&boot, "two", 2, 300);
+    for aligned in [true, false] {
+        let group = format!("aligned-{aligned}");
+        let mut source =
+            KafkaSource::open(&format!("kafka://{boot}/two?group={group}&eof=true")).unwrap();
+        assert_eq!(source.alignment(), Some(0), "on by default, drift 0");
+        // The first record, then time for both partitions' messages to be fetched.
+        let first = source.next_record().expect("a record").expect("readable");
+        let first = first.partition;
+        std::thread::sleep(Duration::from_millis(1500));
+        if aligned {
+            source.align(&[true, false]);
+        }
+        let rest = partitions_read(&mut source);
+        assert_eq!(rest.len(), 599, "every message once");
+        let from = |p: usize| rest.iter().filter(|&&q| q == p).count() + usize::from(first == p);
+        assert_eq!((from(0), from(1)), (300, 300));
+        if aligned {
+            let last_of_1 = rest.iter().rposition(|&p| p == 1).unwrap();
+            let first_of_0 = rest.iter().position(|&p| p == 0).unwrap();
+            assert!(
+                last_of_1 < first_of_0,
+                "partition 1 is read before partition 0 (last of 1 at {last_of_1}, first of 0 at {first_of_0})"
+            );
+        } else {
+            let longest = rest
+                .chunk_by(|a, b| a == b)
+                .map(<[usize]>::len)
+                .max()
+                .unwrap();
+            assert!(longest <= 64, "runs of at most 64, found {longest}");
+        }
+    }
+}
