@@ -303,6 +303,25 @@ impl Clocks {
         }
     }
 
+    /// Per source partition, the largest lead past the slowest partition over the
+    /// event-time patterns (see [`Frontier::leads`]); empty when no pattern can tell.
+    pub fn leads(&self) -> Vec<i64> {
+        let mut leads = Vec::new();
+        for (p, timed) in self.patterns.iter().zip(&self.event_time) {
+            if !*timed || p.frontier.partitions() < 2 {
+                continue;
+            }
+            leads.resize(p.frontier.partitions(), i64::MIN);
+            for (l, lead) in leads.iter_mut().zip(p.frontier.leads()) {
+                *l = (*l).max(lead.unwrap_or(i64::MIN));
+            }
+        }
+        if leads.iter().all(|l| *l == i64::MIN) {
+            leads.clear();
+        }
+        leads
+    }
+
     /// The largest watermark lag over the patterns (see [`Frontier::lag`]).
     pub fn watermark_lag(&self) -> Option<i64> {
         self.patterns.iter().filter_map(|p| p.frontier.lag()).max()

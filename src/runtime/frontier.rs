@@ -94,19 +94,25 @@ impl Frontier {
     /// first keeps the events that must wait for the watermark few. Leaves `ahead` alone
     /// where this frontier says nothing ahead (and for indexes it does not have).
     pub fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) {
-        if self.parts.len() < 2 || self.watermark == i64::MAX {
-            return;
-        }
-        let holding = self.parts.iter().filter(|p| !p.idle && !p.ended);
-        let Some(slowest) = holding.map(|p| p.max_time).min() else {
-            return;
-        };
-        let bound = slowest.saturating_add(drift.max(0));
-        for (flag, p) in ahead.iter_mut().zip(&self.parts) {
-            if !p.ended && p.max_time > bound {
+        for (flag, lead) in ahead.iter_mut().zip(self.leads()) {
+            if lead.is_some_and(|l| l > drift.max(0)) {
                 *flag = true;
             }
         }
+    }
+
+    /// Per partition, how far (ms) its newest event time runs past the slowest partition
+    /// still holding the watermark back (see [`Frontier::mark_ahead`]); `None` for an ended
+    /// partition and for every partition when nothing can be said (one partition, nothing
+    /// holding the watermark back, the end of input).
+    pub fn leads(&self) -> impl Iterator<Item = Option<i64>> + '_ {
+        let holding = self.parts.iter().filter(|p| !p.idle && !p.ended);
+        let slowest = holding.map(|p| p.max_time).min();
+        let slowest = slowest.filter(|_| self.parts.len() > 1 && self.watermark != i64::MAX);
+        self.parts.iter().map(move |p| {
+            let s = slowest?;
+            (!p.ended).then(|| p.max_time.saturating_sub(s))
+        })
     }
 
     /// Whether an event at `time` is late (not after the watermark).

@@ -12,7 +12,8 @@
 //! `key_field=F` adds the message key to each event as field `F` (a string),
 //! `timestamp_field=F` the message timestamp (milliseconds) as field `F`;
 //! `connect_timeout_ms=N` bounds the wait for the brokers when the run starts (default
-//! 30000); any other option is a librdkafka property passed through as it is (`security.protocol=SASL_SSL`, …).
+//! 30000); `align_ms=N` sets the drift of event-time alignment (default 0, `off` turns it
+//! off; see [`KafkaSource`]); any other option is a librdkafka property passed through as it is (`security.protocol=SASL_SSL`, …).
 //!
 //! Offsets are never committed automatically: [`KafkaSource::commit`] commits a position
 //! once a checkpoint holding every result of the records before it is written, so the

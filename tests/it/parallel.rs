@@ -270,3 +270,51 @@ proptest! {
         prop_assert_eq!(in_order(rendered), in_order(single(&lines).outputs));
     }
 }
+
+/// Event-time alignment: over two source partitions, the engine says which partition runs
+/// ahead of the other by more than the drift — the single engine at once, the parallel one
+/// as of the chunks its workers finished (after a flush, all of them).
+#[test]
+fn both_engines_say_which_source_partition_runs_ahead() {
+    let decls = motif::syntax::load_str("<test>", PATTERNS).expect("patterns load");
+    let opts = EngineOptions {
+        source_partitions: 2,
+        ..options()
+    };
+    let serial = Serial::new(
+        Engine::new(&decls, opts.clone()).unwrap(),
+        Render::default(),
+    );
+    let (parallel, _) = ParallelEngine::resume(&decls, opts, 2, Render::default(), None).unwrap();
+    let engines: Vec<Box<dyn Run<Line>>> = vec![Box::new(serial), Box::new(parallel)];
+    for mut run in engines {
+        let mut got = Got::default();
+        let push =
+            |run: &mut Box<dyn Run<Line>>, got: &mut Got<Line>, partition: usize, ts: i64| {
+                let json = format!(r#"{{"key":"k","type":"A","ts":{ts},"price":1}}"#);
+                let input = Input {
+                    json: &json,
+                    origin: "<test>",
+                    partition,
+                    ..Input::default()
+                };
+                run.push(&input, got);
+            };
+        push(&mut run, &mut got, 0, 1000);
+        push(&mut run, &mut got, 1, 1000);
+        push(&mut run, &mut got, 0, 1500);
+        run.flush(&mut got);
+        let ahead = |run: &Box<dyn Run<Line>>, drift: i64| {
+            let mut a = vec![false; 2];
+            assert!(run.mark_ahead(drift, &mut a), "both engines can tell");
+            a
+        };
+        assert_eq!(ahead(&run, 100), [true, false], "1500 is 500 past 1000");
+        assert_eq!(ahead(&run, 500), [false, false], "within the drift");
+        push(&mut run, &mut got, 1, 1700);
+        run.flush(&mut got);
+        assert_eq!(ahead(&run, 100), [false, true]);
+        run.finish(&mut got).unwrap();
+        assert!(got.breaches.is_empty(), "{:?}", got.breaches);
+    }
+}

@@ -74,6 +74,9 @@ pub struct ParallelEngine<P: Prepare = AsIs> {
     done: Vec<(u64, u64)>,
     dropped: Vec<u64>,
     watermark_lag: Option<i64>,
+    /// Per source partition, its lead past the slowest as of the last chunk worker 0
+    /// finished (event-time alignment).
+    leads: Vec<i64>,
     finished: usize,
     failed: Option<String>,
     seq: u64,
@@ -154,6 +157,7 @@ impl<P: Prepare> ParallelEngine<P> {
             done: vec![(0, 0); workers],
             dropped: vec![0; workers],
             watermark_lag: None,
+            leads: Vec::new(),
             finished: 0,
             failed: None,
             seq: 0,
@@ -410,6 +414,9 @@ impl<P: Prepare> ParallelEngine<P> {
         if report.watermark_lag.is_some() {
             self.watermark_lag = report.watermark_lag;
         }
+        if !report.leads.is_empty() {
+            self.leads = report.leads;
+        }
         if report.finished {
             self.finished += 1;
         }
@@ -590,6 +597,13 @@ impl<P: Prepare> Run<P::Item> for ParallelEngine<P> {
 
     fn watermark_lag(&self) -> Option<i64> {
         self.watermark_lag
+    }
+
+    fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) -> bool {
+        for (flag, lead) in ahead.iter_mut().zip(&self.leads) {
+            *flag |= *lead > drift.max(0);
+        }
+        true
     }
 }
 

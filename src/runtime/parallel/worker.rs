@@ -38,6 +38,9 @@ pub(super) struct WorkerReport<T> {
     pub(super) progress: Option<(u64, u64)>,
     pub(super) dropped_runs: u64,
     pub(super) watermark_lag: Option<i64>,
+    /// Per source partition, its lead past the slowest ([`Clocks::leads`]; worker 0 only,
+    /// for event-time alignment).
+    pub(super) leads: Vec<i64>,
     pub(super) finished: bool,
     pub(super) failed: Option<String>,
     /// The worker's state, asked for by [`Inbox::Snapshot`].
@@ -58,6 +61,7 @@ impl<T> WorkerReport<T> {
             progress: None,
             dropped_runs: 0,
             watermark_lag: None,
+            leads: Vec::new(),
             finished: false,
             failed: None,
             snapshot: None,
@@ -128,6 +132,11 @@ impl<P: Prepare> Worker<P> {
                     progress: Some((next, last)),
                     dropped_runs: self.shard.dropped_runs(),
                     watermark_lag: self.clocks.watermark_lag(),
+                    leads: if self.id == 0 {
+                        self.clocks.leads()
+                    } else {
+                        Vec::new()
+                    },
                     watermarks: std::mem::take(&mut self.moved),
                     ..WorkerReport::lines(lines)
                 };
