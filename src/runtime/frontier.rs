@@ -90,7 +90,8 @@ impl Frontier {
     /// Event-time alignment (Flink's watermark alignment, as a preference): sets
     /// `ahead[i]` for each partition whose newest event time is more than `drift` ms past
     /// that of the slowest partition still holding the watermark back (neither idle nor
-    /// ended; one that has sent nothing yet is the slowest of all). Reading the others
+    /// ended) among those that have sent an event (one that has sent nothing may have
+    /// nothing to send: a partition another process of the group reads). Reading the others
     /// first keeps the events that must wait for the watermark few. Leaves `ahead` alone
     /// where this frontier says nothing ahead (and for indexes it does not have).
     pub fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) {
@@ -106,12 +107,17 @@ impl Frontier {
     /// partition and for every partition when nothing can be said (one partition, nothing
     /// holding the watermark back, the end of input).
     pub fn leads(&self) -> impl Iterator<Item = Option<i64>> + '_ {
-        let holding = self.parts.iter().filter(|p| !p.idle && !p.ended);
+        let seen = |p: &&SourcePart| p.max_time != i64::MIN;
+        let holding = self
+            .parts
+            .iter()
+            .filter(|p| !p.idle && !p.ended)
+            .filter(seen);
         let slowest = holding.map(|p| p.max_time).min();
         let slowest = slowest.filter(|_| self.parts.len() > 1 && self.watermark != i64::MAX);
         self.parts.iter().map(move |p| {
             let s = slowest?;
-            (!p.ended).then(|| p.max_time.saturating_sub(s))
+            (!p.ended && seen(&p)).then(|| p.max_time.saturating_sub(s))
         })
     }
 
@@ -293,9 +299,9 @@ mod tests {
         assert_eq!(marked(&f, 0), [false; 3], "nothing seen: nothing ahead");
         f.observe(0, 100, 0);
         assert_eq!(
-            marked(&f, 50),
-            [true, false, false],
-            "partitions 1 and 2 have sent nothing: they are the slowest"
+            marked(&f, 0),
+            [false; 3],
+            "partitions 1 and 2 have sent nothing: no lead over them"
         );
         f.observe(1, 130, 0);
         f.observe(2, 180, 0);

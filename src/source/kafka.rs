@@ -375,6 +375,9 @@ pub struct KafkaSource {
     cursor: usize,
     /// Messages taken since the consumer's own queue (rebalances, errors) was served.
     since_served: u32,
+    /// A queue gave something not taken (see [`KafkaSource::poll_partition`]) since the
+    /// last wait: look again instead of waiting.
+    passed_over: bool,
     wakeup: Arc<Wakeup>,
 }
 
@@ -385,6 +388,9 @@ const RUN_LENGTH: u32 = 64;
 /// The consumer's own queue (rebalances, errors, commit results) is served at least once
 /// every this many messages.
 const SERVE_EVERY: u32 = 256;
+
+/// At most this many messages of one partition are passed over in one look at its queue.
+const PASS_OVER_AT_ONCE: usize = 4096;
 
 /// The longest a wait for a message sleeps before it looks at every queue again.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
@@ -534,6 +540,7 @@ impl KafkaSource {
             run: 0,
             cursor: 0,
             since_served: 0,
+            passed_over: false,
             wakeup,
         };
         source.end_reached();
@@ -577,6 +584,10 @@ impl KafkaSource {
             let Some(start) = start else {
                 return Ok(());
             };
+            if std::mem::take(&mut self.passed_over) {
+                // Something came and was passed over: look again before waiting.
+                continue;
+            }
             let left = timeout.saturating_sub(start.elapsed());
             if left.is_zero() {
                 return Ok(());
@@ -661,32 +672,68 @@ impl KafkaSource {
         false
     }
 
-    /// Polls partition `i`'s queue once; whether a message is now held.
+    /// Polls partition `i`'s queue until a message is held or the queue is empty; whether
+    /// a message is held. Messages not to be taken (before a restored position, past the
+    /// end), the partition's end and errors are passed over without waiting: a queue is
+    /// not empty after them, and its callback wakes a waiting source only when it stops
+    /// being empty ([`KafkaSource::passed_over`]).
     fn poll_partition(&mut self, i: usize) -> bool {
-        let Some(polled) = self.queues[i].poll(Duration::ZERO) else {
-            return false;
-        };
-        match polled {
-            Ok(msg) => {
-                self.held = accept(
-                    &msg,
-                    i,
-                    &mut self.parts[i],
-                    &self.consumer,
-                    &self.spec,
-                    &mut self.text,
-                );
+        for _ in 0..PASS_OVER_AT_ONCE {
+            let Some(polled) = self.queues[i].poll(Duration::ZERO) else {
+                return false;
+            };
+            match polled {
+                Ok(msg) => {
+                    self.held = accept(
+                        &msg,
+                        i,
+                        &mut self.parts[i],
+                        &self.consumer,
+                        &self.spec,
+                        &mut self.text,
+                    );
+                    if self.held.is_some() {
+                        return true;
+                    }
+                }
+                Err(KafkaError::PartitionEOF(_)) => self.partition_end(i),
+                Err(e) => self.consumer.context().notices.show(
+                    "consume",
+                    &format!("consuming {} failed (retrying): {e}", self.parts[i].origin),
+                ),
             }
-            Err(KafkaError::PartitionEOF(_)) => {
-                self.parts[i].at_eof = true;
-                self.end_reached();
+            self.passed_over = true;
+            if self.done {
+                return false;
             }
-            Err(e) => self.consumer.context().notices.show(
-                "consume",
-                &format!("consuming {} failed (retrying): {e}", self.parts[i].origin),
-            ),
         }
-        self.held.is_some()
+        false
+    }
+
+    /// The broker says the consumer reached partition `i`'s end: it has ended (`eof`),
+    /// unless the consumer stands past the partition's restored position (the group's
+    /// offset was ahead of the checkpoint's), which sends it back there.
+    fn partition_end(&mut self, i: usize) {
+        let part = &self.parts[i];
+        if let Some(next) = part.next {
+            let at = self.consumer.position().ok().and_then(|tpl| {
+                tpl.find_partition(&part.topic, part.partition)
+                    .map(|e| e.offset())
+            });
+            if let Some(Offset::Offset(at)) = at {
+                if at > next {
+                    let _ = self.consumer.seek(
+                        &part.topic,
+                        part.partition,
+                        Offset::Offset(next),
+                        Duration::from_secs(5),
+                    );
+                    return;
+                }
+            }
+        }
+        self.parts[i].at_eof = true;
+        self.end_reached();
     }
 
     /// Commits `pos` (a position of this source) as the group's offsets, for the partitions

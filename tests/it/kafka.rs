@@ -1303,9 +1303,10 @@ fn partitions_read(source: &mut motif::source::kafka::KafkaSource) -> Vec<usize>
 }
 
 /// Event-time alignment at the source: told that partition 0 runs ahead, the Kafka source
-/// reads partition 1 first and partition 0 only once partition 1 has nothing ready — it
-/// never waits for partition 1 — and every message comes once; told nothing, it takes
-/// turns (at most 64 in a row from one partition).
+/// reads partition 1 first and partition 0 only once partition 1 has nothing ready, and
+/// every message comes once; told nothing, it takes turns (at most 64 in a row from one
+/// partition). It never waits for a partition behind: with partition 1 empty (and not at
+/// its end), partition 0's messages still come.
 #[test]
 fn an_aligned_source_reads_the_partition_behind_first_and_never_waits_for_it() {
     use motif::source::kafka::KafkaSource;
@@ -1332,6 +1333,9 @@ fn an_aligned_source_reads_the_partition_behind_first_and_never_waits_for_it() {
         let from = |p: usize| rest.iter().filter(|&&q| q == p).count() + usize::from(first == p);
         assert_eq!((from(0), from(1)), (300, 300));
         if aligned {
+            // The first of `rest` was fetched before the source was told (it looks one
+            // message ahead).
+            let rest = &rest[1..];
             let last_of_1 = rest.iter().rposition(|&p| p == 1).unwrap();
             let first_of_0 = rest.iter().position(|&p| p == 0).unwrap();
             assert!(
@@ -1347,4 +1351,64 @@ fn an_aligned_source_reads_the_partition_behind_first_and_never_waits_for_it() {
             assert!(longest <= 64, "runs of at most 64, found {longest}");
         }
     }
+    c.create_topic("one_sided", 2);
+    produce_to_partitions(&boot, "one_sided", 1, 100);
+    let url = format!("kafka://{boot}/one_sided?group=one-sided");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut source = KafkaSource::open(&url).unwrap();
+        source.align(&[true, false]);
+        let mut got = 0;
+        while got < 100 {
+            match source.next_record() {
+                Some(Ok(r)) => {
+                    assert_eq!(r.partition, 0);
+                    got += 1;
+                }
+                other => panic!("expected a record, got {:?}", other.map(|r| r.is_ok())),
+            }
+        }
+        let _ = tx.send(got);
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(60)),
+        Ok(100),
+        "partition 0's messages come although partition 1, behind, has none"
+    );
+}
+
+/// A source restored to a position far past the group's offset passes over the messages
+/// before it without stalling (each passed-over message once cost a 100 ms wait: the
+/// queue never became empty, so nothing woke the source), and takes exactly the rest.
+#[test]
+fn a_restored_source_passes_over_the_messages_before_its_position_at_once() {
+    use motif::source::kafka::KafkaSource;
+    use motif::source::Source;
+    let _serial = serial();
+    let c = Broker::Mock(MockCluster::new(1).expect("mock cluster"));
+    c.create_topic("restored", 1);
+    let boot = c.boot();
+    produce_to_partitions(&boot, "restored", 1, 2000);
+    let mut first = KafkaSource::open(&format!("kafka://{boot}/restored?group=first&eof=true"))
+        .expect("source");
+    for _ in 0..1500 {
+        first.next_record().expect("a record").expect("readable");
+    }
+    let position = first.position();
+    drop(first);
+    let url = format!("kafka://{boot}/restored?group=second&eof=true");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut second = KafkaSource::open(&url).expect("source");
+        second.seek(&position).expect("same topic");
+        let mut offsets = Vec::new();
+        while let Some(r) = second.next_record() {
+            offsets.push(r.expect("readable").line);
+        }
+        let _ = tx.send(offsets);
+    });
+    let offsets = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the restored source reads to the end without stalling");
+    assert_eq!(offsets, (1500..2000).collect::<Vec<u64>>());
 }

@@ -281,10 +281,7 @@ fn both_engines_say_which_source_partition_runs_ahead() {
         source_partitions: 2,
         ..options()
     };
-    let serial = Serial::new(
-        Engine::new(&decls, opts.clone()).unwrap(),
-        Render::default(),
-    );
+    let serial = Serial::new(Engine::new(&decls, opts).unwrap(), Render::default());
     let (parallel, _) = ParallelEngine::resume(&decls, opts, 2, Render::default(), None).unwrap();
     let engines: Vec<Box<dyn Run<Line>>> = vec![Box::new(serial), Box::new(parallel)];
     for mut run in engines {
@@ -304,16 +301,16 @@ fn both_engines_say_which_source_partition_runs_ahead() {
         push(&mut run, &mut got, 1, 1000);
         push(&mut run, &mut got, 0, 1500);
         run.flush(&mut got);
-        let ahead = |run: &Box<dyn Run<Line>>, drift: i64| {
+        let ahead = |run: &dyn Run<Line>, drift: i64| {
             let mut a = vec![false; 2];
             assert!(run.mark_ahead(drift, &mut a), "both engines can tell");
             a
         };
-        assert_eq!(ahead(&run, 100), [true, false], "1500 is 500 past 1000");
-        assert_eq!(ahead(&run, 500), [false, false], "within the drift");
+        assert_eq!(ahead(&*run, 100), [true, false], "1500 is 500 past 1000");
+        assert_eq!(ahead(&*run, 500), [false, false], "within the drift");
         push(&mut run, &mut got, 1, 1700);
         run.flush(&mut got);
-        assert_eq!(ahead(&run, 100), [false, true]);
+        assert_eq!(ahead(&*run, 100), [false, true]);
         run.finish(&mut got).unwrap();
         assert!(got.breaches.is_empty(), "{:?}", got.breaches);
     }

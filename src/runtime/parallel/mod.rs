@@ -414,8 +414,8 @@ impl<P: Prepare> ParallelEngine<P> {
         if report.watermark_lag.is_some() {
             self.watermark_lag = report.watermark_lag;
         }
-        if !report.leads.is_empty() {
-            self.leads = report.leads;
+        if let Some(leads) = report.leads {
+            self.leads = leads;
         }
         if report.finished {
             self.finished += 1;

@@ -40,7 +40,7 @@ pub(super) struct WorkerReport<T> {
     pub(super) watermark_lag: Option<i64>,
     /// Per source partition, its lead past the slowest ([`Clocks::leads`]; worker 0 only,
     /// for event-time alignment).
-    pub(super) leads: Vec<i64>,
+    pub(super) leads: Option<Vec<i64>>,
     pub(super) finished: bool,
     pub(super) failed: Option<String>,
     /// The worker's state, asked for by [`Inbox::Snapshot`].
@@ -61,7 +61,7 @@ impl<T> WorkerReport<T> {
             progress: None,
             dropped_runs: 0,
             watermark_lag: None,
-            leads: Vec::new(),
+            leads: None,
             finished: false,
             failed: None,
             snapshot: None,
@@ -132,11 +132,7 @@ impl<P: Prepare> Worker<P> {
                     progress: Some((next, last)),
                     dropped_runs: self.shard.dropped_runs(),
                     watermark_lag: self.clocks.watermark_lag(),
-                    leads: if self.id == 0 {
-                        self.clocks.leads()
-                    } else {
-                        Vec::new()
-                    },
+                    leads: (self.id == 0).then(|| self.clocks.leads()),
                     watermarks: std::mem::take(&mut self.moved),
                     ..WorkerReport::lines(lines)
                 };
