@@ -214,18 +214,29 @@ fn produce(boot: &str, topic: &str, lines: &[String]) {
     for l in lines {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         let key = v["key"].as_str().unwrap().to_string();
-        let mut rec = BaseRecord::to(topic).payload(l.as_str()).key(key.as_str());
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    p.poll(Duration::from_millis(10));
-                    rec = r;
-                }
+        send_retrying(
+            &p,
+            BaseRecord::to(topic).payload(l.as_str()).key(key.as_str()),
+        );
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Sends `rec`, waiting while the producer's queue is full.
+fn send_retrying<K, P>(p: &BaseProducer, mut rec: BaseRecord<'_, K, P>)
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match p.send(rec) {
+            Ok(()) => break,
+            Err((_, r)) => {
+                p.poll(Duration::from_millis(10));
+                rec = r;
             }
         }
     }
-    p.flush(Duration::from_secs(30)).expect("flush");
 }
 
 /// Every message of `topic` (all partitions), waiting until `n` came or 60 s passed.
@@ -967,16 +978,10 @@ fn produce_round_robin(boot: &str, topic: &str, lines: &[String]) {
     let p = test_producer(boot);
     for (i, l) in lines.iter().enumerate() {
         let part = i32::try_from(i % 4).unwrap();
-        let mut rec = BaseRecord::<str, str>::to(topic).payload(l).partition(part);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    p.poll(Duration::from_millis(10));
-                    rec = r;
-                }
-            }
-        }
+        send_retrying(
+            &p,
+            BaseRecord::<str, str>::to(topic).payload(l).partition(part),
+        );
     }
     p.flush(Duration::from_secs(30)).expect("flush");
 }
@@ -1275,18 +1280,10 @@ fn produce_to_partitions(boot: &str, topic: &str, partitions: i32, n: usize) {
     for i in 0..n {
         for part in 0..partitions {
             let payload = format!(r#"{{"p":{part},"i":{i}}}"#);
-            let mut rec = BaseRecord::<(), str>::to(topic)
+            let rec = BaseRecord::<(), str>::to(topic)
                 .payload(payload.as_str())
                 .partition(part);
-            loop {
-                match p.send(rec) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        p.poll(Duration::from_millis(10));
-                        rec = r;
-                    }
-                }
-            }
+            send_retrying(&p, rec);
         }
     }
     p.flush(Duration::from_secs(30)).expect("flush");
