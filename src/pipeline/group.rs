@@ -461,12 +461,7 @@ impl Tasks {
             }
             if offset > next {
                 // The group's offset is ahead of the state: back to the state's.
-                let _ = consumer.seek(
-                    &task.topic,
-                    task.partition,
-                    Offset::Offset(next),
-                    Duration::from_secs(5),
-                );
+                crate::source::kafka::seek_back(consumer, &task.topic, task.partition, next);
                 return;
             }
         }

@@ -722,12 +722,7 @@ impl KafkaSource {
             });
             if let Some(Offset::Offset(at)) = at {
                 if at > next {
-                    let _ = self.consumer.seek(
-                        &part.topic,
-                        part.partition,
-                        Offset::Offset(next),
-                        Duration::from_secs(5),
-                    );
+                    seek_back(&self.consumer, &part.topic, part.partition, next);
                     return;
                 }
             }
@@ -793,12 +788,7 @@ fn accept<C: ConsumerContext>(
         if offset > next {
             // The group's offset is behind or ahead of the checkpoint's: go to the
             // checkpoint's (messages from there on come again).
-            let _ = consumer.seek(
-                &part.topic,
-                part.partition,
-                Offset::Offset(next),
-                Duration::from_secs(5),
-            );
+            seek_back(consumer, &part.topic, part.partition, next);
             return None;
         }
     }
@@ -808,6 +798,23 @@ fn accept<C: ConsumerContext>(
     // Counted in the position when it is taken (`next_record`), not now.
     message_text(msg, spec, text);
     Some((i, offset))
+}
+
+/// Sends the consumer of `topic`/`partition` back (or forward) to offset `next`, a
+/// restored position: the messages from there on come again. A failed seek shows in the
+/// next message's offset, which asks again.
+pub(crate) fn seek_back<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    next: i64,
+) {
+    let _ = consumer.seek(
+        topic,
+        partition,
+        Offset::Offset(next),
+        Duration::from_secs(5),
+    );
 }
 
 /// Which of `candidates` (index, topic, next offset to take) — the topic partitions
