@@ -609,8 +609,8 @@ impl Collect<Staged> for Delivery<'_> {
 }
 
 /// Event-time alignment of a source with several partitions: every [`ALIGN_EVERY`] records
-/// the engine says which partitions run ahead of the slowest, and the source reads the
-/// others first ([`Source::align`]).
+/// the engine says how far each partition runs ahead of the slowest ([`Run::leads`]), and
+/// the source reads those more than the drift ahead last ([`Source::align`]).
 struct Aligner {
     drift: i64,
     ahead: Vec<bool>,
@@ -635,10 +635,13 @@ impl Aligner {
             return;
         }
         self.records = 0;
+        let leads = engine.leads();
         self.ahead.fill(false);
-        if engine.mark_ahead(self.drift, &mut self.ahead) {
-            source.align(&self.ahead);
+        for (ahead, lead) in self.ahead.iter_mut().zip(&leads) {
+            *ahead = *lead > self.drift;
         }
+        // With no leads (nothing to tell) nothing is ahead: the partitions take turns.
+        source.align(&self.ahead);
     }
 }
 

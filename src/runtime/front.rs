@@ -293,16 +293,6 @@ impl Clocks {
         }
     }
 
-    /// Marks the source partitions ahead of the slowest by more than `drift` ms for any
-    /// event-time pattern (see [`Frontier::mark_ahead`]).
-    pub fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) {
-        for (p, timed) in self.patterns.iter().zip(&self.event_time) {
-            if *timed {
-                p.frontier.mark_ahead(drift, ahead);
-            }
-        }
-    }
-
     /// Per source partition, the largest lead past the slowest partition over the
     /// event-time patterns (see [`Frontier::leads`]); empty when no pattern can tell.
     pub fn leads(&self) -> Vec<i64> {
@@ -477,9 +467,9 @@ impl Front {
         }
     }
 
-    /// Marks the source partitions ahead of the slowest (see [`Clocks::mark_ahead`]).
-    pub fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) {
-        self.clocks.mark_ahead(drift, ahead);
+    /// Per source partition, its lead past the slowest (see [`Clocks::leads`]).
+    pub fn leads(&self) -> Vec<i64> {
+        self.clocks.leads()
     }
 
     /// The largest watermark lag over the patterns (see [`Frontier::lag`]).

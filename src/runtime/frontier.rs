@@ -87,25 +87,14 @@ impl Frontier {
         Some(newest.saturating_sub(self.watermark))
     }
 
-    /// Event-time alignment (Flink's watermark alignment, as a preference): sets
-    /// `ahead[i]` for each partition whose newest event time is more than `drift` ms past
-    /// that of the slowest partition still holding the watermark back (neither idle nor
-    /// ended) among those that have sent an event (one that has sent nothing may have
-    /// nothing to send: a partition another process of the group reads). Reading the others
-    /// first keeps the events that must wait for the watermark few. Leaves `ahead` alone
-    /// where this frontier says nothing ahead (and for indexes it does not have).
-    pub fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) {
-        for (flag, lead) in ahead.iter_mut().zip(self.leads()) {
-            if lead.is_some_and(|l| l > drift.max(0)) {
-                *flag = true;
-            }
-        }
-    }
-
-    /// Per partition, how far (ms) its newest event time runs past the slowest partition
-    /// still holding the watermark back (see [`Frontier::mark_ahead`]); `None` for an ended
-    /// partition and for every partition when nothing can be said (one partition, nothing
-    /// holding the watermark back, the end of input).
+    /// Event-time alignment (Flink's watermark alignment, as a preference): per partition,
+    /// how far (ms) its newest event time runs past that of the slowest partition still
+    /// holding the watermark back (neither idle nor ended) among those that have sent an
+    /// event (one that has sent nothing may have nothing to send: a partition another
+    /// process of the group reads). `None` for an ended partition or one that has sent
+    /// nothing, and for every partition when nothing can be said (one partition, nothing
+    /// holding the watermark back, the end of input). A source that reads the partitions
+    /// far ahead last keeps the events that must wait for the watermark few.
     pub fn leads(&self) -> impl Iterator<Item = Option<i64>> + '_ {
         let seen = |p: &&SourcePart| p.max_time != i64::MIN;
         let holding = self
@@ -290,10 +279,8 @@ mod tests {
 
     #[test]
     fn partitions_more_than_the_drift_past_the_slowest_are_ahead() {
-        let marked = |f: &Frontier, drift: i64| {
-            let mut ahead = vec![false; f.partitions()];
-            f.mark_ahead(drift, &mut ahead);
-            ahead
+        let marked = |f: &Frontier, drift: i64| -> Vec<bool> {
+            f.leads().map(|l| l.is_some_and(|l| l > drift)).collect()
         };
         let mut f = Frontier::new(3, 0, Some(1000));
         assert_eq!(marked(&f, 0), [false; 3], "nothing seen: nothing ahead");

@@ -436,12 +436,12 @@ impl Engine {
         self.shards.iter().map(Shard::open_partial_matches).sum()
     }
 
-    /// Event-time alignment: marks in `ahead` the source partitions whose newest event
-    /// time is more than `drift` ms past the slowest partition's, for any event-time
-    /// pattern. A source that reads the others first
-    /// keeps the events waiting for the watermark few.
-    pub fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) {
-        self.front.mark_ahead(drift, ahead);
+    /// Event-time alignment: per source partition, how far (ms) its newest event time
+    /// runs past the slowest partition's, the largest over the event-time patterns; empty
+    /// when nothing can be said. A source that reads the partitions far ahead last keeps
+    /// the events waiting for the watermark few.
+    pub fn leads(&self) -> Vec<i64> {
+        self.front.leads()
     }
 
     /// How far the watermark trails the newest event time (ms), if known.

@@ -144,11 +144,10 @@ pub trait Run<T> {
     /// How far the watermark trails the newest event time (ms), if known.
     fn watermark_lag(&self) -> Option<i64>;
 
-    /// Event-time alignment: marks in `ahead` the source partitions more than `drift` ms
-    /// ahead of the slowest ([`Engine::mark_ahead`]); `false` (nothing marked) when this
-    /// engine cannot tell without stopping its workers.
-    fn mark_ahead(&self, _drift: i64, _ahead: &mut [bool]) -> bool {
-        false
+    /// Event-time alignment: per source partition, how far (ms) it runs past the slowest
+    /// ([`Engine::leads`]); empty when this engine cannot tell.
+    fn leads(&self) -> Vec<i64> {
+        Vec::new()
     }
 }
 
@@ -251,9 +250,8 @@ impl<P: Prepare> Run<P::Item> for Serial<P> {
         self.engine.watermark_lag()
     }
 
-    fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) -> bool {
-        self.engine.mark_ahead(drift, ahead);
-        true
+    fn leads(&self) -> Vec<i64> {
+        self.engine.leads()
     }
 }
 

@@ -558,3 +558,121 @@ fn a_borrowed_state_serialises_as_its_snapshot() {
     let borrowed = motif::checkpoint::format::encode(&e.state_ref()).unwrap();
     assert_eq!(owned, borrowed);
 }
+
+/// A two-partition source whose partition 0 runs 10 s ahead of partition 1, noting what
+/// the pipeline tells it ([`motif::source::Source::align`]).
+struct Skewed {
+    records: Vec<(String, usize)>,
+    next: usize,
+    told: Vec<Vec<bool>>,
+}
+
+impl motif::source::Source for Skewed {
+    fn next_record(
+        &mut self,
+    ) -> Option<Result<motif::source::Record<'_>, motif::source::SourceError>> {
+        let (json, partition) = self.records.get(self.next)?;
+        self.next += 1;
+        Some(Ok(motif::source::Record {
+            json,
+            origin: "<skewed>",
+            line: self.next as u64,
+            partition: *partition,
+        }))
+    }
+    fn ended(&mut self) -> Option<usize> {
+        None
+    }
+    fn may_wait(&self) -> bool {
+        false
+    }
+    fn partitions(&self) -> usize {
+        2
+    }
+    fn position(&self) -> motif::source::SourcePosition {
+        motif::source::SourcePosition {
+            interleaved: true,
+            inputs: Vec::new(),
+            next: 0,
+        }
+    }
+    fn seek(
+        &mut self,
+        _: &motif::source::SourcePosition,
+    ) -> Result<(), motif::source::SourceError> {
+        Ok(())
+    }
+    fn alignment(&self) -> Option<i64> {
+        Some(1000)
+    }
+    fn align(&mut self, ahead: &[bool]) {
+        self.told.push(ahead.to_vec());
+    }
+}
+
+/// The pipeline tells a source that can align which of its partitions run more than the
+/// drift ahead, with either engine (enough records for the parallel engine's workers to
+/// report leads: it learns them from finished chunks of 1,024 records).
+#[test]
+fn the_pipeline_tells_an_aligning_source_which_partition_runs_ahead() {
+    use motif::pipeline::{self, OutputSpec, PipelineOptions};
+    let decls = motif::syntax::load_str("<test>", ABC).expect("pattern");
+    let records: Vec<(String, usize)> = (0..20_000)
+        .map(|i| {
+            let partition = i % 2;
+            let ts = 1_000 * i64::from(partition == 0) * 10 + i as i64;
+            let json = format!(r#"{{"key":"k{}","type":"A","ts":{ts},"price":1}}"#, i % 7);
+            (json, partition)
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("motif-skewed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for workers in [1, 2] {
+        let mut source = Skewed {
+            records: records.clone(),
+            next: 0,
+            told: Vec::new(),
+        };
+        let options = PipelineOptions {
+            engine: EngineOptions {
+                source_partitions: 2,
+                ..EngineOptions::default()
+            },
+            workers,
+            ordered: false,
+            strict: false,
+            format: motif::output::OutputFormat::JsonLines,
+            checkpoint: None,
+            aggregates: Vec::new(),
+            db_errors: motif::sink::table::DbErrorPolicy::Skip,
+            batch_records: pipeline::DEFAULT_BATCH_RECORDS,
+            quiet_advance_ms: None,
+        };
+        let spec = OutputSpec {
+            matches: Some(dir.join(format!("matches-{workers}.jsonl"))),
+            ..OutputSpec::default()
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let summary = pipeline::run(
+            &decls,
+            &options,
+            &mut source,
+            &spec,
+            &stop,
+            &mut |_| {},
+            &mut |_| {},
+        )
+        .expect("run");
+        assert_eq!(summary.stats.records, 20_000);
+        assert!(
+            source.told.iter().any(|t| t == &[true, false]),
+            "{workers} worker(s): partition 0, 10 s ahead, is said to be ahead: {:?}",
+            source.told
+        );
+        assert!(
+            !source.told.iter().any(|t| t[1]),
+            "{workers} worker(s): partition 1 is never ahead"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

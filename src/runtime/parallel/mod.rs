@@ -599,11 +599,8 @@ impl<P: Prepare> Run<P::Item> for ParallelEngine<P> {
         self.watermark_lag
     }
 
-    fn mark_ahead(&self, drift: i64, ahead: &mut [bool]) -> bool {
-        for (flag, lead) in ahead.iter_mut().zip(&self.leads) {
-            *flag |= *lead > drift.max(0);
-        }
-        true
+    fn leads(&self) -> Vec<i64> {
+        self.leads.clone()
     }
 }
 
