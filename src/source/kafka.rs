@@ -603,6 +603,8 @@ impl KafkaSource {
         let Some(polled) = self.consumer.poll(Duration::ZERO) else {
             return;
         };
+        // Whatever it is, the queue may hold more: look again before waiting.
+        self.passed_over = true;
         let msg = match polled {
             Ok(m) => m,
             Err(KafkaError::PartitionEOF(p)) => {
@@ -628,8 +630,8 @@ impl KafkaSource {
         let (topic, partition) = (msg.topic(), msg.partition());
         match self.index.get(&(topic.to_string(), partition)) {
             Some(&i) => {
-                let held = accept(&msg, i, &mut self.parts[i], &self.consumer, &self.spec, &mut self.text);
-                self.held = held;
+                let part = &mut self.parts[i];
+                self.held = accept(&msg, i, part, &self.consumer, &self.spec, &mut self.text);
             }
             None => self.consumer.context().notices.show(
                 "new-partition",
