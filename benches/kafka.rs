@@ -8,7 +8,8 @@
 //! process (`--broker mock` asks for it). Both rates are counted from the first message to
 //! the last (the group join before it is not the pipeline's cost); the end-to-end run's rate
 //! up to its end (the end of every partition found, the last matches acknowledged) is shown
-//! too. Both consumers fetch with `fetch.wait.max.ms` = 10 ([`FETCH_WAIT_MS`]).
+//! too. Both consumers fetch with `fetch.wait.max.ms` = 10 ([`FETCH_WAIT_MS`]) and
+//! `fetch.queue.backoff.ms` = 10 (motif's own setting).
 //!
 //! Each phase also reports the CPU time it took: this process's (user + system, every
 //! thread, librdkafka's included) and the broker's (tansu's, from `/proc`). On a machine
@@ -229,6 +230,13 @@ fn raw(boot: &str, group: &str, n: u64) -> f64 {
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", FETCH_WAIT_MS)
+        // As motif's consumers: with librdkafka's default (1 s) a partition whose local
+        // queue filled up is not fetched again for a second, and some rounds' raw rate fell
+        // to a third.
+        .set(
+            "fetch.queue.backoff.ms",
+            motif::source::kafka::FETCH_QUEUE_BACKOFF_MS,
+        )
         .create()
         .expect("consumer");
     c.subscribe(&["events"]).expect("subscribe");

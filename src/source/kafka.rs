@@ -434,7 +434,7 @@ impl Wakeup {
 /// this long before fetching that partition again; its default, 1,000 ms, stalled a
 /// partition for 0.9 s whenever matching fell behind fetching (the Kafka bench: 170k
 /// events/s with the default, 740k–940k with 10 ms).
-pub(crate) const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
 impl KafkaSource {
     /// Connects, reads the topics' partitions and subscribes to them in the group.
