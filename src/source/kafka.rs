@@ -34,6 +34,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::kafka_batch::BatchQueue;
 use super::{unreadable, InputPosition, Record, Source, SourceError, SourcePosition};
 use crate::value::push_json_str;
 
@@ -351,7 +352,11 @@ struct Part {
 /// for one. Without that, every event of a partition that runs ahead must wait in the
 /// engine for the watermark, which the slowest partition holds back.
 pub struct KafkaSource {
-    /// Declared before the consumer: they go first.
+    /// Each partition's queue, read in batches. Declared before the consumer: they go
+    /// first.
+    batches: Vec<BatchQueue>,
+    /// The same queues as `rdkafka` holds them: their non-empty callbacks wake a waiting
+    /// source.
     queues: Vec<PartitionQueue<SourceContext>>,
     consumer: Arc<BaseConsumer<SourceContext>>,
     spec: KafkaSpec,
@@ -506,13 +511,16 @@ impl KafkaSource {
         // Each partition's messages (and its end) to a queue of its own, before anything
         // is fetched: none of them is left in the consumer's queue.
         let mut queues = Vec::with_capacity(parts.len());
+        let mut batches = Vec::with_capacity(parts.len());
         for p in &parts {
+            let no_queue = || fail(format!("no queue for partition {}", p.origin));
             let mut queue = consumer
                 .split_partition_queue(&p.topic, p.partition)
-                .ok_or_else(|| fail(format!("no queue for partition {}", p.origin)))?;
+                .ok_or_else(no_queue)?;
             let wake = Arc::clone(&wakeup);
             queue.set_nonempty_callback(move || wake.notify());
             queues.push(queue);
+            batches.push(BatchQueue::open(&consumer, &p.topic, p.partition).ok_or_else(no_queue)?);
         }
         let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
         consumer
@@ -525,6 +533,7 @@ impl KafkaSource {
             .collect();
         let n = parts.len();
         let mut source = KafkaSource {
+            batches,
             queues,
             consumer,
             spec,
@@ -631,7 +640,16 @@ impl KafkaSource {
         match self.index.get(&(topic.to_string(), partition)) {
             Some(&i) => {
                 let part = &mut self.parts[i];
-                self.held = accept(&msg, i, part, &self.consumer, &self.spec, &mut self.text);
+                let offset = msg.offset();
+                self.held = accept(
+                    &msg,
+                    offset,
+                    i,
+                    part,
+                    &self.consumer,
+                    &self.spec,
+                    &mut self.text,
+                );
             }
             None => self.consumer.context().notices.show(
                 "new-partition",
@@ -681,28 +699,40 @@ impl KafkaSource {
     /// being empty ([`KafkaSource::passed_over`]).
     fn poll_partition(&mut self, i: usize) -> bool {
         for _ in 0..PASS_OVER_AT_ONCE {
-            let Some(polled) = self.queues[i].poll(Duration::ZERO) else {
+            let Some(msg) = self.batches[i].next_message(RUN_LENGTH as usize) else {
                 return false;
             };
-            match polled {
-                Ok(msg) => {
-                    self.held = accept(
-                        &msg,
-                        i,
-                        &mut self.parts[i],
-                        &self.consumer,
-                        &self.spec,
-                        &mut self.text,
-                    );
-                    if self.held.is_some() {
-                        return true;
-                    }
+            if msg.is_partition_end() {
+                // The notice's offset is where the consumer stands (librdkafka's position
+                // is past it once a batch holds the notice).
+                let at = msg.offset();
+                if self.partition_end(i, at) {
+                    self.batches[i].discard();
                 }
-                Err(KafkaError::PartitionEOF(_)) => self.partition_end(i),
-                Err(e) => self.consumer.context().notices.show(
+            } else if let Some(e) = msg.error() {
+                self.consumer.context().notices.show(
                     "consume",
                     &format!("consuming {} failed (retrying): {e}", self.parts[i].origin),
-                ),
+                );
+            } else {
+                let offset = msg.offset();
+                self.held = accept(
+                    &msg,
+                    offset,
+                    i,
+                    &mut self.parts[i],
+                    &self.consumer,
+                    &self.spec,
+                    &mut self.text,
+                );
+                if self.held.is_some() {
+                    return true;
+                }
+                if self.parts[i].next.is_some_and(|next| offset > next) {
+                    // Sent back to the restored position: what was taken after this
+                    // message comes again.
+                    self.batches[i].discard();
+                }
             }
             self.passed_over = true;
             if self.done {
@@ -714,23 +744,19 @@ impl KafkaSource {
 
     /// The broker says the consumer reached partition `i`'s end: it has ended (`eof`),
     /// unless the consumer stands past the partition's restored position (the group's
-    /// offset was ahead of the checkpoint's), which sends it back there.
-    fn partition_end(&mut self, i: usize) {
+    /// offset was ahead of the checkpoint's), which sends it back there. `at`: where the
+    /// consumer stands (the notice's offset). Whether it sent the consumer back.
+    fn partition_end(&mut self, i: usize, at: i64) -> bool {
         let part = &self.parts[i];
         if let Some(next) = part.next {
-            let at = self.consumer.position().ok().and_then(|tpl| {
-                tpl.find_partition(&part.topic, part.partition)
-                    .map(|e| e.offset())
-            });
-            if let Some(Offset::Offset(at)) = at {
-                if at > next {
-                    seek_back(&self.consumer, &part.topic, part.partition, next);
-                    return;
-                }
+            if at > next {
+                seek_back(&self.consumer, &part.topic, part.partition, next);
+                return true;
             }
         }
         self.parts[i].at_eof = true;
         self.end_reached();
+        false
     }
 
     /// Commits `pos` (a position of this source) as the group's offsets, for the partitions
@@ -774,15 +800,16 @@ impl KafkaSource {
 /// hold, or `None` when it is not to be taken — before a restored position (the checkpoint
 /// holds its results), after it (the consumer is sent back there), or past the end this
 /// run reads to (`eof`).
+#[allow(clippy::too_many_arguments)]
 fn accept<C: ConsumerContext>(
-    msg: &impl Message,
+    msg: &impl MessageParts,
+    offset: i64,
     i: usize,
     part: &mut Part,
     consumer: &BaseConsumer<C>,
     spec: &KafkaSpec,
     text: &mut String,
 ) -> Option<(usize, i64)> {
-    let offset = msg.offset();
     if let Some(next) = part.next {
         if offset < next {
             return None;
@@ -855,7 +882,7 @@ pub(crate) fn eof_of<C: ConsumerContext>(
 /// The record of message `msg` as `spec` reads it: its payload (a JSON object), with the
 /// message key and timestamp spliced in as fields when `spec` asks; a payload that is not
 /// text is marked unreadable (rejected with the reason).
-pub(crate) fn message_text(msg: &impl Message, spec: &KafkaSpec, text: &mut String) {
+pub(crate) fn message_text(msg: &impl MessageParts, spec: &KafkaSpec, text: &mut String) {
     text.clear();
     match msg.payload() {
         None | Some([]) => *text = unreadable("empty message", b"", false),
@@ -888,7 +915,7 @@ pub(crate) fn message_text(msg: &impl Message, spec: &KafkaSpec, text: &mut Stri
             }
             push_json_str(text, f);
             text.push(':');
-            match msg.timestamp().to_millis() {
+            match msg.timestamp_ms() {
                 Some(ms) => {
                     let _ = write!(text, "{ms}");
                 }
@@ -896,6 +923,27 @@ pub(crate) fn message_text(msg: &impl Message, spec: &KafkaSpec, text: &mut Stri
             }
         }
         text.push('}');
+    }
+}
+
+/// What a record is made of, from a message as `rdkafka` gives it or as a
+/// [`BatchQueue`] does.
+pub(crate) trait MessageParts {
+    fn payload(&self) -> Option<&[u8]>;
+    fn key(&self) -> Option<&[u8]>;
+    /// The message's timestamp in milliseconds, if it has one.
+    fn timestamp_ms(&self) -> Option<i64>;
+}
+
+impl<M: Message> MessageParts for M {
+    fn payload(&self) -> Option<&[u8]> {
+        Message::payload(self)
+    }
+    fn key(&self) -> Option<&[u8]> {
+        Message::key(self)
+    }
+    fn timestamp_ms(&self) -> Option<i64> {
+        self.timestamp().to_millis()
     }
 }
 
@@ -1002,6 +1050,9 @@ impl Source for KafkaSource {
             part.taken = input.line;
             part.next = (input.line > 0).then(|| i64::try_from(input.offset).unwrap_or(i64::MAX));
             part.ended = input.ended;
+        }
+        for batch in &mut self.batches {
+            batch.discard();
         }
         self.end_reached();
         Ok(())

@@ -1409,3 +1409,45 @@ fn a_restored_source_passes_over_the_messages_before_its_position_at_once() {
         .expect("the restored source reads to the end without stalling");
     assert_eq!(offsets, (1500..2000).collect::<Vec<u64>>());
 }
+
+/// A restored position behind the group's committed offset: the consumer starts at the
+/// group's offset, here the partition's end, and the end notice (whose offset is past the
+/// restored position) sends it back — every message from the restored position comes once,
+/// and then the input ends.
+#[test]
+fn a_restored_source_behind_the_groups_offset_reads_from_its_position_to_the_end() {
+    use motif::source::kafka::KafkaSource;
+    use motif::source::Source;
+    let _serial = serial();
+    let c = Broker::Mock(MockCluster::new(1).expect("mock cluster"));
+    c.create_topic("behind", 1);
+    let boot = c.boot();
+    produce_to_partitions(&boot, "behind", 1, 2000);
+    // A short session: the second source joins as soon as the first has left.
+    let url = format!("kafka://{boot}/behind?group=ahead&eof=true&{SESSION}");
+    let mut first = KafkaSource::open(&url).expect("source");
+    for _ in 0..1500 {
+        first.next_record().expect("a record").expect("readable");
+    }
+    let position = first.position();
+    while let Some(r) = first.next_record() {
+        r.expect("readable");
+    }
+    // The group's offset: the partition's end.
+    first.commit(&first.position());
+    drop(first);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut second = KafkaSource::open(&url).expect("source");
+        second.seek(&position).expect("same topic");
+        let mut offsets = Vec::new();
+        while let Some(r) = second.next_record() {
+            offsets.push(r.expect("readable").line);
+        }
+        let _ = tx.send(offsets);
+    });
+    let offsets = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the restored source reads to the end");
+    assert_eq!(offsets, (1500..2000).collect::<Vec<u64>>());
+}

@@ -1,0 +1,183 @@
+//! A topic partition's queue read in batches: librdkafka's `rd_kafka_consume_batch_queue`,
+//! which `rdkafka` does not expose.
+//!
+//! Polling a queue one message at a time costs librdkafka three clock reads, a queue lock
+//! and a partition lock per message (and `rdkafka`'s `poll` one more clock read): about
+//! half a microsecond, the whole cost of a raw consumer. A batch pays the clock reads and
+//! the partition's position update once, and leaves each message where librdkafka fetched
+//! it: its payload is read in place, no copy.
+//!
+//! The queue is the partition's own (split from the consumer's queue by
+//! `BaseConsumer::split_partition_queue` first, which also keeps its non-empty callback);
+//! this is a second handle to it.
+
+use std::ffi::CString;
+use std::os::raw::c_int;
+use std::ptr::NonNull;
+
+use rdkafka::bindings as rd;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+/// A partition queue and the messages taken from it and not yet handed out.
+pub(crate) struct BatchQueue {
+    queue: NonNull<rd::rd_kafka_queue_t>,
+    /// Taken from the queue, in order; `taken[next..]` not handed out yet. Each is
+    /// destroyed once handed out (when the next is asked for) or when the queue is dropped.
+    taken: Vec<*mut rd::rd_kafka_message_t>,
+    next: usize,
+    /// The message handed out last, destroyed when the next is asked for.
+    out: Option<NonNull<rd::rd_kafka_message_t>>,
+}
+
+// SAFETY: librdkafka's queues and messages may be used from any thread (one at a time,
+// which `&mut self` ensures); nothing here is tied to the thread that made it.
+unsafe impl Send for BatchQueue {}
+
+impl BatchQueue {
+    /// A handle to the queue of `topic`/`partition` of `consumer`; `None` when librdkafka
+    /// has none (a topic name with a NUL byte, or not a consumer). The consumer must
+    /// outlive the handle: keep it declared (dropped) before the consumer.
+    pub(crate) fn open<C: ConsumerContext>(
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        partition: i32,
+    ) -> Option<BatchQueue> {
+        let topic = CString::new(topic).ok()?;
+        // SAFETY: the client pointer is valid while `consumer` lives; the topic is a
+        // NUL-terminated string that outlives the call.
+        let queue = unsafe {
+            rd::rd_kafka_queue_get_partition(
+                consumer.client().native_ptr(),
+                topic.as_ptr(),
+                partition,
+            )
+        };
+        Some(BatchQueue {
+            queue: NonNull::new(queue)?,
+            taken: Vec::new(),
+            next: 0,
+            out: None,
+        })
+    }
+
+    /// The next message: one taken earlier, else up to `up_to` more taken from the queue
+    /// without waiting; `None` when the queue is empty. The message handed out before is
+    /// destroyed.
+    pub(crate) fn next_message(&mut self, up_to: usize) -> Option<RawMessage<'_>> {
+        self.release_out();
+        if self.next == self.taken.len() {
+            self.fill(up_to.max(1));
+        }
+        let m = NonNull::new(*self.taken.get(self.next)?)?;
+        self.next += 1;
+        self.out = Some(m);
+        // SAFETY: `m` is a live message of this queue until `release_out`, which needs
+        // `&mut self`: the view's borrow of `self` keeps it alive.
+        Some(RawMessage {
+            msg: unsafe { m.as_ref() },
+        })
+    }
+
+    /// Destroys every message taken and not handed out: the consumer is to read from
+    /// another offset (a seek), where they may come again.
+    pub(crate) fn discard(&mut self) {
+        self.release_out();
+        for m in self.taken.drain(self.next..) {
+            // SAFETY: taken from the queue and never handed out or destroyed.
+            unsafe { rd::rd_kafka_message_destroy(m) };
+        }
+        self.taken.clear();
+        self.next = 0;
+    }
+
+    fn release_out(&mut self) {
+        if let Some(m) = self.out.take() {
+            // SAFETY: handed out last and not destroyed since (`out` is taken once).
+            unsafe { rd::rd_kafka_message_destroy(m.as_ptr()) };
+        }
+    }
+
+    fn fill(&mut self, up_to: usize) {
+        self.taken.clear();
+        self.next = 0;
+        self.taken.reserve(up_to);
+        // SAFETY: the queue handle is live; librdkafka writes at most `up_to` message
+        // pointers into the reserved capacity and says how many.
+        let n = unsafe {
+            rd::rd_kafka_consume_batch_queue(
+                self.queue.as_ptr(),
+                0 as c_int,
+                self.taken.as_mut_ptr(),
+                up_to,
+            )
+        };
+        if let Ok(n) = usize::try_from(n) {
+            // SAFETY: librdkafka initialised the first `n` (≤ `up_to`) elements.
+            unsafe { self.taken.set_len(n.min(up_to)) };
+        }
+    }
+}
+
+impl Drop for BatchQueue {
+    fn drop(&mut self) {
+        self.discard();
+        // SAFETY: the handle is live and dropped once.
+        unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) };
+    }
+}
+
+/// A message (or an error, or a partition's end) taken from a [`BatchQueue`], read in place.
+pub(crate) struct RawMessage<'a> {
+    msg: &'a rd::rd_kafka_message_t,
+}
+
+impl RawMessage<'_> {
+    /// The error this message stands for, if it is one (the partition's end is
+    /// [`RDKafkaErrorCode::PartitionEOF`]).
+    pub(crate) fn error(&self) -> Option<KafkaError> {
+        match self.msg.err {
+            rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => None,
+            e => Some(KafkaError::MessageConsumption(RDKafkaErrorCode::from(e))),
+        }
+    }
+
+    /// Whether this is the notice of the partition's end.
+    pub(crate) fn is_partition_end(&self) -> bool {
+        self.msg.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF
+    }
+
+    pub(crate) fn offset(&self) -> i64 {
+        self.msg.offset
+    }
+}
+
+impl super::kafka::MessageParts for RawMessage<'_> {
+    fn payload(&self) -> Option<&[u8]> {
+        bytes(self.msg.payload, self.msg.len)
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        bytes(self.msg.key, self.msg.key_len)
+    }
+
+    fn timestamp_ms(&self) -> Option<i64> {
+        let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        // SAFETY: the message is live; librdkafka writes the timestamp's type to `kind`.
+        let ms = unsafe { rd::rd_kafka_message_timestamp(self.msg, &mut kind) };
+        // As `rdkafka`'s `Timestamp::to_millis`: -1 is none.
+        (kind != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ms != -1)
+            .then_some(ms)
+    }
+}
+
+/// `len` bytes at `ptr` (librdkafka's payload or key), `None` for a null pointer.
+fn bytes<'a>(ptr: *mut std::ffi::c_void, len: usize) -> Option<&'a [u8]> {
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: librdkafka's message holds `len` bytes at `ptr` while it lives, which the
+    // caller's borrow of the message ensures.
+    Some(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
+}
