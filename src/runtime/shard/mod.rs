@@ -7,9 +7,8 @@
 
 mod index;
 mod state;
+mod timers;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
@@ -22,6 +21,7 @@ use crate::runtime::front::KeyedEvent;
 use crate::value::Value;
 use index::{head_mut, Entry, Found, Handle, Head, Partition, Slot};
 pub use state::{PatternShardState, PatternShardsView, StateError};
+use timers::Timers;
 
 /// What a shard produces when the watermark passes: matches and timed-out partial matches.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +62,7 @@ struct PatternShard {
     /// matcher's few hundred bytes.
     #[allow(clippy::vec_box)]
     pool: Vec<Box<Matcher>>,
-    timers: BinaryHeap<Reverse<(i64, Handle)>>,
+    timers: Timers<Handle>,
     watermark: i64,
     dropped_runs: u64,
     /// Partitions in `slots`, idle ones included.
@@ -159,7 +159,7 @@ impl Shard {
                     slots: Vec::new(),
                     free_slots: Vec::new(),
                     pool: Vec::new(),
-                    timers: BinaryHeap::new(),
+                    timers: Timers::default(),
                     watermark: i64::MIN,
                     dropped_runs: 0,
                     live: 0,
@@ -196,7 +196,7 @@ impl Shard {
             return;
         };
         // The usual case, inline: no timer due yet.
-        if wm > p.watermark && p.timers.peek().is_none_or(|Reverse((t, _))| *t > wm) {
+        if wm > p.watermark && p.timers.peek().is_none_or(|(t, _)| t > wm) {
             p.watermark = wm;
             return;
         }
@@ -355,7 +355,7 @@ impl PatternShard {
         head.pending.insert(time, arrival, event);
         if time < head.timer_at {
             head.timer_at = time;
-            self.timers.push(Reverse((time, (slot, s.generation))));
+            self.timers.push(time, (slot, s.generation));
         }
     }
 
@@ -576,7 +576,7 @@ impl PatternShard {
             let n = n.min(i64::MAX - 1).max(self.watermark.saturating_add(1));
             if n < head.timer_at {
                 head.timer_at = n;
-                self.timers.push(Reverse((n, (slot, generation))));
+                self.timers.push(n, (slot, generation));
             }
         }
     }
@@ -586,7 +586,7 @@ impl PatternShard {
             return;
         }
         self.watermark = wm;
-        while let Some(&Reverse((t, (slot, generation)))) = self.timers.peek() {
+        while let Some((t, (slot, generation))) = self.timers.peek() {
             if t > wm {
                 break;
             }
