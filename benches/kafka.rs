@@ -224,10 +224,10 @@ fn produce(boot: &str, n: u64) {
     p.flush(Duration::from_secs(120)).expect("flush");
 }
 
-/// Raw consume: every message of `events` read (payload touched); messages/s from the
-/// first message.
-fn raw(boot: &str, group: &str, n: u64) -> f64 {
-    let c: BaseConsumer = ClientConfig::new()
+/// A raw consumer of `group`: from the earliest offset, nothing committed, fetching as
+/// motif's consumers do.
+fn raw_consumer(boot: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
         .set("bootstrap.servers", boot)
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
@@ -241,7 +241,13 @@ fn raw(boot: &str, group: &str, n: u64) -> f64 {
             motif::source::kafka::FETCH_QUEUE_BACKOFF_MS,
         )
         .create()
-        .expect("consumer");
+        .expect("consumer")
+}
+
+/// Raw consume: every message of `events` read (payload touched); messages/s from the
+/// first message.
+fn raw(boot: &str, group: &str, n: u64) -> f64 {
+    let c = raw_consumer(boot, group);
     c.subscribe(&["events"]).expect("subscribe");
     let (mut got, mut bytes) = (0u64, 0usize);
     let mut first = None;
@@ -263,19 +269,7 @@ fn raw(boot: &str, group: &str, n: u64) -> f64 {
 /// message's payload touched. Messages/s from the first message.
 fn raw_batches(boot: &str, group: &str, n: u64) -> f64 {
     use rdkafka::bindings as rd;
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", boot)
-        .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
-        .set(
-            "fetch.queue.backoff.ms",
-            motif::source::kafka::FETCH_QUEUE_BACKOFF_MS,
-        )
-        .create()
-        .expect("consumer");
-    let c = std::sync::Arc::new(c);
+    let c = std::sync::Arc::new(raw_consumer(boot, group));
     let topic = std::ffi::CString::new("events").expect("topic name");
     let mut split = Vec::new();
     let mut queues = Vec::new();

@@ -640,16 +640,7 @@ impl KafkaSource {
         match self.index.get(&(topic.to_string(), partition)) {
             Some(&i) => {
                 let part = &mut self.parts[i];
-                let offset = msg.offset();
-                self.held = accept(
-                    &msg,
-                    offset,
-                    i,
-                    part,
-                    &self.consumer,
-                    &self.spec,
-                    &mut self.text,
-                );
+                self.held = accept(&msg, i, part, &self.consumer, &self.spec, &mut self.text);
             }
             None => self.consumer.context().notices.show(
                 "new-partition",
@@ -718,7 +709,6 @@ impl KafkaSource {
                 let offset = msg.offset();
                 self.held = accept(
                     &msg,
-                    offset,
                     i,
                     &mut self.parts[i],
                     &self.consumer,
@@ -800,16 +790,15 @@ impl KafkaSource {
 /// hold, or `None` when it is not to be taken — before a restored position (the checkpoint
 /// holds its results), after it (the consumer is sent back there), or past the end this
 /// run reads to (`eof`).
-#[allow(clippy::too_many_arguments)]
 fn accept<C: ConsumerContext>(
     msg: &impl MessageParts,
-    offset: i64,
     i: usize,
     part: &mut Part,
     consumer: &BaseConsumer<C>,
     spec: &KafkaSpec,
     text: &mut String,
 ) -> Option<(usize, i64)> {
+    let offset = msg.offset();
     if let Some(next) = part.next {
         if offset < next {
             return None;
@@ -929,6 +918,7 @@ pub(crate) fn message_text(msg: &impl MessageParts, spec: &KafkaSpec, text: &mut
 /// What a record is made of, from a message as `rdkafka` gives it or as a
 /// [`BatchQueue`] does.
 pub(crate) trait MessageParts {
+    fn offset(&self) -> i64;
     fn payload(&self) -> Option<&[u8]>;
     fn key(&self) -> Option<&[u8]>;
     /// The message's timestamp in milliseconds, if it has one.
@@ -936,6 +926,9 @@ pub(crate) trait MessageParts {
 }
 
 impl<M: Message> MessageParts for M {
+    fn offset(&self) -> i64 {
+        Message::offset(self)
+    }
     fn payload(&self) -> Option<&[u8]> {
         Message::payload(self)
     }

@@ -147,13 +147,13 @@ impl RawMessage<'_> {
     pub(crate) fn is_partition_end(&self) -> bool {
         self.msg.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF
     }
-
-    pub(crate) fn offset(&self) -> i64 {
-        self.msg.offset
-    }
 }
 
 impl super::kafka::MessageParts for RawMessage<'_> {
+    fn offset(&self) -> i64 {
+        self.msg.offset
+    }
+
     fn payload(&self) -> Option<&[u8]> {
         bytes(self.msg.payload, self.msg.len)
     }

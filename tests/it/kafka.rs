@@ -1394,20 +1394,29 @@ fn a_restored_source_passes_over_the_messages_before_its_position_at_once() {
     let position = first.position();
     drop(first);
     let url = format!("kafka://{boot}/restored?group=second&eof=true");
+    assert_eq!(
+        offsets_read_from(url, position),
+        (1500..2000).collect::<Vec<u64>>()
+    );
+}
+
+/// The offsets a source at `url`, restored to `position`, reads to the end (it must get
+/// there within a minute).
+fn offsets_read_from(url: String, position: motif::source::SourcePosition) -> Vec<u64> {
+    use motif::source::kafka::KafkaSource;
+    use motif::source::Source;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut second = KafkaSource::open(&url).expect("source");
-        second.seek(&position).expect("same topic");
+        let mut source = KafkaSource::open(&url).expect("source");
+        source.seek(&position).expect("same topic");
         let mut offsets = Vec::new();
-        while let Some(r) = second.next_record() {
+        while let Some(r) = source.next_record() {
             offsets.push(r.expect("readable").line);
         }
         let _ = tx.send(offsets);
     });
-    let offsets = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the restored source reads to the end without stalling");
-    assert_eq!(offsets, (1500..2000).collect::<Vec<u64>>());
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the restored source reads to the end without stalling")
 }
 
 /// A restored position behind the group's committed offset: the consumer starts at the
@@ -1436,18 +1445,8 @@ fn a_restored_source_behind_the_groups_offset_reads_from_its_position_to_the_end
     // The group's offset: the partition's end.
     first.commit(&first.position());
     drop(first);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut second = KafkaSource::open(&url).expect("source");
-        second.seek(&position).expect("same topic");
-        let mut offsets = Vec::new();
-        while let Some(r) = second.next_record() {
-            offsets.push(r.expect("readable").line);
-        }
-        let _ = tx.send(offsets);
-    });
-    let offsets = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the restored source reads to the end");
-    assert_eq!(offsets, (1500..2000).collect::<Vec<u64>>());
+    assert_eq!(
+        offsets_read_from(url, position),
+        (1500..2000).collect::<Vec<u64>>()
+    );
 }
