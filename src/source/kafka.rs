@@ -639,8 +639,11 @@ impl KafkaSource {
         let (topic, partition) = (msg.topic(), msg.partition());
         match self.index.get(&(topic.to_string(), partition)) {
             Some(&i) => {
-                let part = &mut self.parts[i];
-                self.held = accept(&msg, i, part, &self.consumer, &self.spec, &mut self.text);
+                match accept(&msg, &self.parts[i], &self.spec, &mut self.text) {
+                    Accepted::Taken(offset) => self.held = Some((i, offset)),
+                    Accepted::PassedOver => {}
+                    Accepted::SendBack(next) => self.send_back(i, next),
+                }
             }
             None => self.consumer.context().notices.show(
                 "new-partition",
@@ -697,31 +700,20 @@ impl KafkaSource {
                 // The notice's offset is where the consumer stands (librdkafka's position
                 // is past it once a batch holds the notice).
                 let at = msg.offset();
-                if self.partition_end(i, at) {
-                    self.batches[i].discard();
-                }
+                self.partition_end(i, at);
             } else if let Some(e) = msg.error() {
                 self.consumer.context().notices.show(
                     "consume",
                     &format!("consuming {} failed (retrying): {e}", self.parts[i].origin),
                 );
             } else {
-                let offset = msg.offset();
-                self.held = accept(
-                    &msg,
-                    i,
-                    &mut self.parts[i],
-                    &self.consumer,
-                    &self.spec,
-                    &mut self.text,
-                );
-                if self.held.is_some() {
-                    return true;
-                }
-                if self.parts[i].next.is_some_and(|next| offset > next) {
-                    // Sent back to the restored position: what was taken after this
-                    // message comes again.
-                    self.batches[i].discard();
+                match accept(&msg, &self.parts[i], &self.spec, &mut self.text) {
+                    Accepted::Taken(offset) => {
+                        self.held = Some((i, offset));
+                        return true;
+                    }
+                    Accepted::PassedOver => {}
+                    Accepted::SendBack(next) => self.send_back(i, next),
                 }
             }
             self.passed_over = true;
@@ -735,18 +727,22 @@ impl KafkaSource {
     /// The broker says the consumer reached partition `i`'s end: it has ended (`eof`),
     /// unless the consumer stands past the partition's restored position (the group's
     /// offset was ahead of the checkpoint's), which sends it back there. `at`: where the
-    /// consumer stands (the notice's offset). Whether it sent the consumer back.
-    fn partition_end(&mut self, i: usize, at: i64) -> bool {
-        let part = &self.parts[i];
-        if let Some(next) = part.next {
-            if at > next {
-                seek_back(&self.consumer, &part.topic, part.partition, next);
-                return true;
-            }
+    /// consumer stands (the notice's offset).
+    fn partition_end(&mut self, i: usize, at: i64) {
+        if let Some(next) = self.parts[i].next.filter(|&next| at > next) {
+            self.send_back(i, next);
+            return;
         }
         self.parts[i].at_eof = true;
         self.end_reached();
-        false
+    }
+
+    /// Sends the consumer of partition `i` back to offset `next`, its restored position:
+    /// what was taken from its queue after it comes again.
+    fn send_back(&mut self, i: usize, next: i64) {
+        let part = &self.parts[i];
+        seek_back(&self.consumer, &part.topic, part.partition, next);
+        self.batches[i].discard();
     }
 
     /// Commits `pos` (a position of this source) as the group's offsets, for the partitions
@@ -786,36 +782,37 @@ impl KafkaSource {
     }
 }
 
-/// Message `msg` of partition `i` (`part`): its record's text into `text` and its place to
-/// hold, or `None` when it is not to be taken — before a restored position (the checkpoint
-/// holds its results), after it (the consumer is sent back there), or past the end this
-/// run reads to (`eof`).
-fn accept<C: ConsumerContext>(
-    msg: &impl MessageParts,
-    i: usize,
-    part: &mut Part,
-    consumer: &BaseConsumer<C>,
-    spec: &KafkaSpec,
-    text: &mut String,
-) -> Option<(usize, i64)> {
+/// Message `msg` of partition `part`: taken (its record's text into `text`), or not — before
+/// a restored position (the checkpoint holds its results), after it (the consumer is to be
+/// sent back there), or past the end this run reads to (`eof`).
+fn accept(msg: &impl MessageParts, part: &Part, spec: &KafkaSpec, text: &mut String) -> Accepted {
     let offset = msg.offset();
     if let Some(next) = part.next {
         if offset < next {
-            return None;
+            return Accepted::PassedOver;
         }
         if offset > next {
             // The group's offset is behind or ahead of the checkpoint's: go to the
             // checkpoint's (messages from there on come again).
-            seek_back(consumer, &part.topic, part.partition, next);
-            return None;
+            return Accepted::SendBack(next);
         }
     }
     if part.ended {
-        return None;
+        return Accepted::PassedOver;
     }
     // Counted in the position when it is taken (`next_record`), not now.
     message_text(msg, spec, text);
-    Some((i, offset))
+    Accepted::Taken(offset)
+}
+
+/// What [`accept`] makes of a message.
+enum Accepted {
+    /// To be taken: its offset (its text written).
+    Taken(i64),
+    /// Not to be taken.
+    PassedOver,
+    /// Not to be taken, and the consumer is to go back (or forward) to this offset.
+    SendBack(i64),
 }
 
 /// Sends the consumer of `topic`/`partition` back (or forward) to offset `next`, a

@@ -4,8 +4,8 @@
 //! Polling a queue one message at a time costs librdkafka three clock reads, a queue lock
 //! and a partition lock per message (and `rdkafka`'s `poll` one more clock read): about
 //! half a microsecond, the whole cost of a raw consumer. A batch pays the clock reads and
-//! the partition's position update once, and leaves each message where librdkafka fetched
-//! it: its payload is read in place, no copy.
+//! the partition's position update once; each message is read where librdkafka put it
+//! ([`RawMessage`]) and destroyed once the next is asked for.
 //!
 //! The queue is the partition's own (split from the consumer's queue by
 //! `BaseConsumer::split_partition_queue` first, which also keeps its non-empty callback);
