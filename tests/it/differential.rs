@@ -14,6 +14,12 @@
 //! `motif::output::match_lines` are compared with the reference's as multisets of
 //! event-id lists.
 //!
+//! A second property gives the same patterns an after-match skip strategy
+//! (`skipToNext()`, `skipPastLastEvent()`, `skipToFirst(v)`, `skipToLast(v)`; half of them
+//! with every step skipping till any event, for matches that share their first event) and
+//! checks that motif gives one of the results the reference allows (`reference::skip`:
+//! several only where waiting matches tie on their first event).
+//!
 //! On a mismatch the failure message holds a ready-made case folder (`case.motif`,
 //! `events.jsonl` and the reference's answer as `expected.jsonl`) to run through
 //! `../shared/flinkcheck` when it is unclear which side is right.
@@ -23,13 +29,14 @@
 //! every step is optional (the reference does not model them; conformance cases
 //! `agree__q4a*` hold Flink's answers for some). Outside the generated subset: negations
 //! next to optional steps, after `times(n, m)`, before quantified steps or ending a pattern
-//! after a quantified step; groups, skip
-//! strategies other than `noSkip()`, conditions on other fields or on other variables,
+//! after a quantified step; groups; a skip strategy together with a `PREVIOUS_AND_CURRENT`
+//! window; the order of tied matches under a skip strategy; conditions on other fields or on other variables,
 //! `PREVIOUS_AND_CURRENT` windows other than on a trailing `notFollowedBy`, timed-out matches
 //! (docs/notes/reference-negation-rules.md has the rules for more of the negations).
 
+use crate::reference::skip::reference_outcomes;
 use crate::reference::{
-    Cond, Contiguity, Ev, Inner, NegKind, Negation, PatternSpec, Quantifier, Step,
+    AfterMatch, Cond, Contiguity, Ev, Inner, NegKind, Negation, PatternSpec, Quantifier, Step,
 };
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -172,6 +179,7 @@ fn repair(
         within_ms,
         within_previous: within_previous && trailing,
         negation,
+        skip: AfterMatch::NoSkip,
     };
     if spec.can_match_empty() {
         let first = &mut spec.steps[0];
@@ -286,9 +294,10 @@ fn report(
     source: &str,
     lines: &[String],
     events: &[Ev],
-    reference: &[Vec<usize>],
+    outcomes: &[Vec<Vec<usize>>],
     engine: Result<&[Vec<usize>], &str>,
 ) -> String {
+    let reference: &[Vec<usize>] = outcomes.first().map_or(&[], Vec::as_slice);
     let mut msg = String::from("motif and the reference disagree\n");
     msg.push_str("----- case.motif\n");
     msg.push_str(source);
@@ -299,6 +308,12 @@ fn report(
     }
     msg.push_str("----- expected.jsonl (reference)\n");
     msg.push_str(&expected_lines(reference, events));
+    for (i, other) in outcomes.iter().enumerate().skip(1).take(5) {
+        msg.push_str(&format!(
+            "----- or, with waiting matches tied on their first event reported in another order ({i})\n"
+        ));
+        msg.push_str(&expected_lines(other, events));
+    }
     match engine {
         Err(e) => msg.push_str(&format!("----- motif failed: {e}\n")),
         Ok(got) => {
@@ -327,8 +342,9 @@ fn multiset_difference(a: &[Vec<usize>], b: &[Vec<usize>]) -> (Vec<Vec<usize>>, 
     (only_a, rest_b)
 }
 
-/// Runs one case through both sides; `Err` carries the report.
-fn check(spec: &PatternSpec, events: &[Ev]) -> Result<(), String> {
+/// Runs one case through both sides; `Err` carries the report, `Ok(false)` says the
+/// reference gave up (ties allowing too many orders, see `reference::skip`).
+fn check(spec: &PatternSpec, events: &[Ev]) -> Result<bool, String> {
     spec.validate().map_err(|e| {
         format!(
             "generator produced an invalid pattern ({e}):\n{}",
@@ -338,8 +354,9 @@ fn check(spec: &PatternSpec, events: &[Ev]) -> Result<(), String> {
     let source = spec.to_motif();
     let lines: Vec<String> = events.iter().map(Ev::to_json_line).collect();
     let line_refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let mut expected = crate::reference::reference_matches(spec, events);
-    expected.sort();
+    let Some(outcomes) = reference_outcomes(spec, events) else {
+        return Ok(false);
+    };
     // Both layouts of the runs: the list in Flink's order, and grouped by state from the
     // first run on (where the pattern allows it).
     for group_runs_at in [None, Some(0)] {
@@ -350,10 +367,10 @@ fn check(spec: &PatternSpec, events: &[Ev]) -> Result<(), String> {
         let engine = motif::output::match_lines_with(&source, &line_refs, options)
             .and_then(|out| engine_matches(&out, events));
         match engine {
-            Err(e) => return Err(report(&source, &lines, events, &expected, Err(&e))),
+            Err(e) => return Err(report(&source, &lines, events, &outcomes, Err(&e))),
             Ok(mut got) => {
                 got.sort();
-                if got != expected {
+                if !outcomes.contains(&got) {
                     let layout = if group_runs_at.is_some() {
                         "runs grouped by state"
                     } else {
@@ -361,13 +378,13 @@ fn check(spec: &PatternSpec, events: &[Ev]) -> Result<(), String> {
                     };
                     return Err(format!(
                         "({layout})\n{}",
-                        report(&source, &lines, events, &expected, Ok(&got))
+                        report(&source, &lines, events, &outcomes, Ok(&got))
                     ));
                 }
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 proptest! {
@@ -376,6 +393,41 @@ proptest! {
     fn motif_matches_the_reference(spec in pattern(), events in events()) {
         if let Err(report) = check(&spec, &events) {
             prop_assert!(false, "{}", report);
+        }
+    }
+
+    /// The same with an after-match skip strategy (`reference::skip`): motif reports one
+    /// of the results the reference allows (several only where waiting matches tie).
+    #[test]
+    fn motif_matches_the_reference_with_a_skip_strategy(
+        spec in pattern(),
+        (kind, var) in skip_strategy(),
+        any in prop::bool::weighted(0.5),
+        events in events(),
+    ) {
+        let mut spec = spec;
+        // Half the patterns skip till any event everywhere: more matches that share their
+        // first event, so more ties.
+        if any {
+            for s in &mut spec.steps {
+                s.contiguity = Contiguity::FollowedByAny;
+                if s.inner == Inner::Relaxed && !s.greedy && s.quantifier != Quantifier::One {
+                    s.inner = Inner::Combinations;
+                }
+            }
+        }
+        let var = var % spec.steps.len();
+        spec.skip = match kind {
+            0 => AfterMatch::ToNext,
+            1 => AfterMatch::PastLastEvent,
+            2 => AfterMatch::ToFirst(var),
+            _ => AfterMatch::ToLast(var),
+        };
+        // The reference models skip strategies with first-and-last windows only.
+        spec.within_previous = false;
+        match check(&spec, &events) {
+            Err(report) => prop_assert!(false, "{}", report),
+            Ok(compared) => prop_assume!(compared, "too many tie orders"),
         }
     }
 }
@@ -430,6 +482,12 @@ proptest! {
     }
 }
 
+/// A fixed case's check: compared, not given up.
+fn compared(done: bool) -> Result<(), String> {
+    done.then_some(())
+        .ok_or_else(|| "the reference gave up".to_string())
+}
+
 /// A fixed case, so that a broken harness (no match at all from either side) shows up
 /// even if the random cases happened to produce no match.
 #[test]
@@ -445,12 +503,13 @@ fn smoke_followed_by_loop() {
         within_ms: None,
         within_previous: false,
         negation: None,
+        skip: AfterMatch::NoSkip,
     };
     let events = crate::reference::events_from_names(&["a", "c", "b", "b"]);
     let mut expected = crate::reference::reference_matches(&spec, &events);
     expected.sort();
     assert_eq!(expected, vec![vec![0, 2], vec![0, 2, 3]]);
-    if let Err(report) = check(&spec, &events) {
+    if let Err(report) = check(&spec, &events).and_then(compared) {
         panic!("{report}");
     }
 }
@@ -472,6 +531,7 @@ fn smoke_negations() {
             kind,
             cond: Cond::name(cond),
         }),
+        skip: AfterMatch::NoSkip,
     };
     /// A pattern, event names, the matches (event indices).
     type Case = (PatternSpec, &'static [&'static str], Vec<Vec<usize>>);
@@ -510,6 +570,7 @@ fn smoke_negations() {
             kind: NegKind::NotFollowedBy,
             cond: Cond::name("b"),
         }),
+        skip: AfterMatch::NoSkip,
     };
     /// Event names, their times, the matches.
     type Timed = (&'static [&'static str], &'static [i64], Vec<Vec<usize>>);
@@ -535,7 +596,7 @@ fn smoke_negations() {
         let events = crate::reference::events_at(names, times);
         let got = crate::reference::reference_matches(spec, &events);
         assert_eq!(got, want, "{}{names:?} {times:?}", spec.to_motif());
-        if let Err(report) = check(spec, &events) {
+        if let Err(report) = check(spec, &events).and_then(compared) {
             panic!("{report}");
         }
     }
@@ -544,7 +605,7 @@ fn smoke_negations() {
         let mut got = crate::reference::reference_matches(&spec, &events);
         got.sort();
         assert_eq!(got, want, "{}{names:?}", spec.to_motif());
-        if let Err(report) = check(&spec, &events) {
+        if let Err(report) = check(&spec, &events).and_then(compared) {
             panic!("{report}");
         }
     }

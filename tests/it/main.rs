@@ -15,4 +15,5 @@ mod kafka;
 mod parallel;
 mod records;
 mod reference;
+mod reference_cases;
 mod runtime;

@@ -1,0 +1,250 @@
+//! Reads a motif pattern into the reference's [`PatternSpec`] when it lies in the
+//! reference's subset, so that the reference can be checked against the conformance cases'
+//! answers (Flink's own). Conditions become [`Cond::Ids`]: each is evaluated once per event
+//! of the case here, which is possible for conditions on the event alone — a comparison of
+//! a field with a literal, `in`, `contains`, `and`/`or`/`not`. A condition on other
+//! variables (`start.price`, `count(v)`), a group, a quantifier window, a key or anything
+//! else outside the subset gives `None`.
+
+use std::collections::BTreeSet;
+
+use motif::expr::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
+use motif::pattern::{
+    Condition, Contiguity as MContiguity, InnerContiguity, PatternDecl, Repeat, SkipStrategy,
+    StepNode,
+};
+use motif::Value;
+use serde_json::Value as Json;
+
+use super::{
+    AfterMatch, Cond, Contiguity, Inner, NegKind, Negation, PatternSpec, Quantifier, Step,
+};
+
+/// A value an expression gives on one event.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Num(f64),
+    Str(String),
+    Bool(bool),
+    Null,
+}
+
+/// `decl` as a reference pattern over `events` (each a JSON object with an `id`), or
+/// `None` outside the subset.
+pub fn spec_of(decl: &PatternDecl, events: &[Json]) -> Option<PatternSpec> {
+    if !decl.key.is_empty() {
+        return None;
+    }
+    let pattern = &decl.pattern;
+    let vars: BTreeSet<&str> = pattern.steps.iter().filter_map(|s| s.name()).collect();
+    let mut steps = Vec::new();
+    let mut negation = None;
+    let mut within_ms: Option<i64> = None;
+    let mut within_previous = None;
+    for (i, s) in pattern.steps.iter().enumerate() {
+        let StepNode::Variable(name) = &s.node else {
+            return None;
+        };
+        if s.quantifier.window_ms.is_some() {
+            return None;
+        }
+        if let Some(w) = s.within {
+            let w = i64::try_from(w).ok()?;
+            within_ms = Some(within_ms.map_or(w, |v: i64| v.min(w)));
+        }
+        let cond = match &s.condition {
+            None => Cond::Any,
+            Some(c) => ids_where(c, events, &vars)?,
+        };
+        if s.contiguity.is_negation() {
+            if negation.is_some() || s.until.is_some() || s.quantifier.is_repeated() {
+                return None;
+            }
+            let kind = if s.contiguity == MContiguity::NotNext {
+                NegKind::NotNext
+            } else {
+                NegKind::NotFollowedBy
+            };
+            let trailing = i + 1 == pattern.steps.len();
+            if let Some(w) = s.within_previous {
+                if !trailing {
+                    return None;
+                }
+                within_previous = Some(i64::try_from(w).ok()?);
+            }
+            // A trailing `notFollowedBy` is one the reference models (rule T2) only with a
+            // window of its own: Flink's compiler reads the window of the last step when it
+            // builds the Pending state, and without one it drops the negation.
+            if trailing && s.within.is_none() && s.within_previous.is_none() {
+                return None;
+            }
+            negation = Some(Negation {
+                before: steps.len(),
+                kind,
+                cond,
+            });
+            continue;
+        }
+        if s.within_previous.is_some() {
+            return None;
+        }
+        let q = &s.quantifier;
+        let quantifier = match q.repeat {
+            Repeat::Once => Quantifier::One,
+            Repeat::Times { from, to } => Quantifier::Times { from, to },
+            Repeat::Looping { min: 1 } => Quantifier::OneOrMore,
+            Repeat::Looping { min } => Quantifier::TimesOrMore(min),
+        };
+        let until = match &s.until {
+            None => None,
+            Some(c) => Some(ids_where(c, events, &vars)?),
+        };
+        steps.push(Step {
+            name: name.clone(),
+            contiguity: match s.contiguity {
+                MContiguity::Strict => Contiguity::Next,
+                MContiguity::Relaxed => Contiguity::FollowedBy,
+                _ => Contiguity::FollowedByAny,
+            },
+            cond,
+            quantifier,
+            optional: q.optional,
+            greedy: q.greedy,
+            inner: match q.inner {
+                InnerContiguity::Relaxed => Inner::Relaxed,
+                InnerContiguity::Consecutive => Inner::Consecutive,
+                InnerContiguity::AllowCombinations => Inner::Combinations,
+            },
+            until,
+        });
+    }
+    if let Some(w) = within_previous {
+        if within_ms.is_some() {
+            return None;
+        }
+        within_ms = Some(w);
+    }
+    let index = |v: &str| steps.iter().position(|s: &Step| s.name == v);
+    let skip = match &pattern.skip {
+        SkipStrategy::NoSkip => AfterMatch::NoSkip,
+        SkipStrategy::SkipToNext => AfterMatch::ToNext,
+        SkipStrategy::SkipPastLastEvent => AfterMatch::PastLastEvent,
+        SkipStrategy::SkipToFirst(v) => AfterMatch::ToFirst(index(v)?),
+        SkipStrategy::SkipToLast(v) => AfterMatch::ToLast(index(v)?),
+    };
+    let spec = PatternSpec {
+        steps,
+        within_ms,
+        within_previous: within_previous.is_some(),
+        negation,
+        skip,
+    };
+    (spec.validate().is_ok() && !spec.can_match_empty()).then_some(spec)
+}
+
+/// The events satisfying `c`, as [`Cond::Ids`], or `None` when `c` is outside the subset.
+fn ids_where(c: &Condition, events: &[Json], vars: &BTreeSet<&str>) -> Option<Cond> {
+    let mut ids = Vec::new();
+    for ev in events {
+        if holds(c, ev, vars)? {
+            ids.push(ev.get("id")?.as_str()?.to_string());
+        }
+    }
+    Some(Cond::Ids(ids))
+}
+
+fn holds(c: &Condition, ev: &Json, vars: &BTreeSet<&str>) -> Option<bool> {
+    match c {
+        Condition::Expr(e) => Some(eval(e, ev, vars)? == Val::Bool(true)),
+        Condition::Native(_) => None,
+        Condition::And(a, b) => Some(holds(a, ev, vars)? && holds(b, ev, vars)?),
+        Condition::Or(a, b) => Some(holds(a, ev, vars)? || holds(b, ev, vars)?),
+    }
+}
+
+/// The value of `e` on `ev`, for the forms the subset knows; comparisons of a missing
+/// field or of different types are false, as in motif's language.
+fn eval(e: &Expr, ev: &Json, vars: &BTreeSet<&str>) -> Option<Val> {
+    Some(match &e.kind {
+        ExprKind::Literal(v) => match v {
+            Value::Null => Val::Null,
+            Value::Bool(b) => Val::Bool(*b),
+            Value::Int(i) => Val::Num(*i as f64),
+            Value::Float(f) => Val::Num(*f),
+            Value::Str(s) => Val::Str(s.to_string()),
+        },
+        ExprKind::Path(path) => {
+            let path: &[String] = match path.first().map(String::as_str) {
+                Some("this") => &path[1..],
+                Some(first) if vars.contains(first) => return None,
+                _ => path,
+            };
+            let mut v = ev;
+            for seg in path {
+                match v.get(seg) {
+                    Some(x) => v = x,
+                    None => return Some(Val::Null),
+                }
+            }
+            match v {
+                Json::Null => Val::Null,
+                Json::Bool(b) => Val::Bool(*b),
+                Json::Number(n) => Val::Num(n.as_f64()?),
+                Json::String(s) => Val::Str(s.clone()),
+                _ => return None,
+            }
+        }
+        ExprKind::Call { name, args } if name == "contains" && args.len() == 2 => {
+            match (eval(&args[0], ev, vars)?, eval(&args[1], ev, vars)?) {
+                (Val::Str(a), Val::Str(b)) => Val::Bool(a.contains(&b)),
+                _ => Val::Bool(false),
+            }
+        }
+        ExprKind::Unary(UnaryOp::Not, x) => match eval(x, ev, vars)? {
+            Val::Bool(b) => Val::Bool(!b),
+            _ => return None,
+        },
+        ExprKind::In(x, list) => {
+            let x = eval(x, ev, vars)?;
+            let mut found = false;
+            for item in list {
+                found |= eval(item, ev, vars)? == x;
+            }
+            Val::Bool(found)
+        }
+        ExprKind::Binary(op, a, b) => {
+            let (a, b) = (eval(a, ev, vars)?, eval(b, ev, vars)?);
+            let cmp = |ord: fn(std::cmp::Ordering) -> bool| -> Option<Val> {
+                Some(Val::Bool(match (&a, &b) {
+                    (Val::Num(x), Val::Num(y)) => x.partial_cmp(y).is_some_and(ord),
+                    (Val::Str(x), Val::Str(y)) => ord(x.cmp(y)),
+                    _ => return None,
+                }))
+            };
+            match op {
+                BinaryOp::And | BinaryOp::Or => match (&a, &b) {
+                    (Val::Bool(x), Val::Bool(y)) => Val::Bool(if *op == BinaryOp::And {
+                        *x && *y
+                    } else {
+                        *x || *y
+                    }),
+                    _ => return None,
+                },
+                // Only values of one type, null excluded: the language's rules for the
+                // rest are not restated here.
+                BinaryOp::Eq | BinaryOp::Ne => match (&a, &b) {
+                    (Val::Num(_), Val::Num(_))
+                    | (Val::Str(_), Val::Str(_))
+                    | (Val::Bool(_), Val::Bool(_)) => Val::Bool((a == b) == (*op == BinaryOp::Eq)),
+                    _ => return None,
+                },
+                BinaryOp::Lt => cmp(|o| o.is_lt())?,
+                BinaryOp::Le => cmp(|o| o.is_le())?,
+                BinaryOp::Gt => cmp(|o| o.is_gt())?,
+                BinaryOp::Ge => cmp(|o| o.is_ge())?,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    })
+}

@@ -1,0 +1,363 @@
+//! After-match skip strategies in the reference: which of the candidates (the matches
+//! without a skip strategy, [`super::reference_assignments`]) Flink reports under
+//! `skipToNext()`, `skipPastLastEvent()`, `skipToFirst(v)` and `skipToLast(v)`.
+//!
+//! # Flink's rule
+//!
+//! With a skip strategy, `NFA.processMatchesAccordingToSkipStrategy` does not report a
+//! completed match at once. Completed matches wait in a queue ordered by their first event
+//! (time, then arrival), and after every step of the NFA — `advanceTime` before the events
+//! of a new timestamp, and each event — the earliest waiting match is reported while it
+//! starts no later than the earliest *partial* match (a run still going on); after each
+//! report the strategy prunes every partial and waiting match whose first event is
+//!
+//! * `skipToNext()`: at or before the reported match's first event;
+//! * `skipPastLastEvent()`: at or before its last event;
+//! * `skipToFirst(v)` / `skipToLast(v)`: before the first / last event `v` took in it
+//!   (nothing when `v` took none).
+//!
+//! A pruned run is gone with every run that shares its first event, so the reference keeps
+//! the set of *killed first events*.
+//!
+//! # Partial runs, from the rules
+//!
+//! Which runs are still going on is read off the candidate rules of the module docs, with
+//! a stand-in for the future ([`Ev::magic`]): a run that has taken the prefix `P` (its
+//! events and steps) is alive after the first `upto` events, at time `now`, when `P`
+//! followed by stand-ins at time `now` — one taken by `P`'s last step or a later one,
+//! then the fewest that complete the pattern — is a candidate over the events before
+//! `upto` (the gap after `P`'s last event is then one its run survives: every rule that
+//! could kill it is checked on those events, and none holds on a stand-in; `within` is
+//! checked at `now`, as `advanceTime` prunes). A complete `P` ending in a trailing
+//! `notFollowedBy` is a run too (Flink's Pending state) until its deadline.
+//!
+//! # Ties
+//!
+//! Waiting matches with the same first event leave the queue in the order of Java's binary
+//! heap, which depends on the order the NFA created its runs in — an operational detail
+//! this reference does not model. It follows every order instead and returns every
+//! possible result; motif (which reproduces the heap) must give one of them, and the
+//! conformance cases with Flink's own answers pin the order itself
+//! (`tests/conformance/cases/agree__*`).
+
+use std::collections::BTreeSet;
+
+use super::{reference_assignments, satisfies_rules, AfterMatch, Ev, NegKind, PatternSpec};
+
+/// Most distinct states of the emission followed at once before the reference gives up
+/// (ties in many places).
+const MAX_STATES: usize = 4096;
+
+/// The possible results of `spec` over `events` with its skip strategy: each a multiset of
+/// matches (sorted lists of event indices), sorted. `None` when the ties allow more
+/// orders than the reference follows ([`MAX_STATES`]). Without a skip strategy the one
+/// result is every candidate.
+pub fn reference_outcomes(spec: &PatternSpec, events: &[Ev]) -> Option<Vec<Vec<Vec<usize>>>> {
+    let assignments = reference_assignments(spec, events);
+    let as_events = |a: &[(usize, usize)]| a.iter().map(|&(e, _)| e).collect::<Vec<usize>>();
+    if spec.skip == AfterMatch::NoSkip {
+        let mut all: Vec<Vec<usize>> = assignments.iter().map(|a| as_events(a)).collect();
+        all.sort();
+        return Some(vec![all]);
+    }
+    let points = timeline(spec, events, &assignments);
+    let alive = alive_starts(spec, events, &points);
+    let mut states = vec![Emission::new(events.len())];
+    for (point, alive) in points.iter().zip(&alive) {
+        let mut next = BTreeSet::new();
+        for mut state in states {
+            for &m in &point.completing {
+                if !state.killed[assignments[m][0].0] {
+                    state.waiting.push(m);
+                }
+            }
+            state.waiting.sort_unstable();
+            if !state.report(spec, &assignments, alive, &mut next) {
+                return None;
+            }
+        }
+        states = next.into_iter().collect();
+    }
+    let mut outcomes: Vec<Vec<Vec<usize>>> = states
+        .into_iter()
+        .map(|s| {
+            let mut out: Vec<Vec<usize>> = s
+                .reported
+                .iter()
+                .map(|&m| as_events(&assignments[m]))
+                .collect();
+            out.sort();
+            out
+        })
+        .collect();
+    outcomes.sort();
+    outcomes.dedup();
+    Some(outcomes)
+}
+
+/// One step of the NFA: `advanceTime` before the events of a timestamp, one event, or the
+/// end of the input (the watermark at +infinity).
+struct Point {
+    /// Events processed so far (`events[..upto]`).
+    upto: usize,
+    /// The time of this step.
+    now: i64,
+    /// `advanceTime` (before the events of a timestamp, or the end), not an event.
+    advance: bool,
+    /// Candidates (indices into the assignments) completed by this step.
+    completing: Vec<usize>,
+}
+
+/// The NFA's steps over `events`, each with the candidates it completes: a candidate ends
+/// at its last event, or — ending in a trailing `notFollowedBy` (Flink's Pending state) — at
+/// the first `advanceTime` at or after its deadline, else at the end.
+fn timeline(spec: &PatternSpec, events: &[Ev], assignments: &[Vec<(usize, usize)>]) -> Vec<Point> {
+    let mut points = Vec::new();
+    let mut lo = 0;
+    while lo < events.len() {
+        let now = events[lo].ts;
+        let hi = lo + events[lo..].iter().take_while(|e| e.ts == now).count();
+        points.push(Point {
+            upto: lo,
+            now,
+            advance: true,
+            completing: Vec::new(),
+        });
+        for i in lo..hi {
+            points.push(Point {
+                upto: i + 1,
+                now,
+                advance: false,
+                completing: Vec::new(),
+            });
+        }
+        lo = hi;
+    }
+    points.push(Point {
+        upto: events.len(),
+        now: i64::MAX,
+        advance: true,
+        completing: Vec::new(),
+    });
+    let pending = trailing_negation(spec);
+    for (m, a) in assignments.iter().enumerate() {
+        let first = a[0].0;
+        let last = a[a.len() - 1].0;
+        let at = if pending {
+            let deadline = deadline(spec, events, first);
+            // An advance point (`upto` at the start of its timestamp) at or past the deadline.
+            points
+                .iter()
+                .position(|p| p.advance && p.now >= deadline)
+                .unwrap_or(points.len() - 1)
+        } else {
+            points
+                .iter()
+                .position(|p| !p.advance && p.upto == last + 1)
+                .expect("an event point for every event")
+        };
+        points[at].completing.push(m);
+    }
+    points
+}
+
+fn trailing_negation(spec: &PatternSpec) -> bool {
+    spec.negation
+        .as_ref()
+        .is_some_and(|n| n.before == spec.steps.len() && n.kind == NegKind::NotFollowedBy)
+}
+
+/// The time a Pending run started at `first` is reported (first-and-last window).
+fn deadline(spec: &PatternSpec, events: &[Ev], first: usize) -> i64 {
+    spec.within_ms
+        .map_or(i64::MAX, |w| events[first].ts.saturating_add(w))
+}
+
+/// For each point, the first events of the runs alive after it (see the module docs).
+fn alive_starts(spec: &PatternSpec, events: &[Ev], points: &[Point]) -> Vec<BTreeSet<usize>> {
+    let mut alive = vec![BTreeSet::new(); points.len()];
+    let mut taken = Vec::new();
+    for e in 0..events.len() {
+        for y in 0..spec.steps.len() {
+            if spec.steps[..y].iter().all(|s| s.is_optional()) && spec.steps[y].takes(&events[e]) {
+                taken.push((e, y));
+                extend(spec, events, points, &mut taken, &mut alive);
+                taken.pop();
+            }
+        }
+    }
+    alive
+}
+
+/// Records where the run of prefix `taken` is alive, then tries every longer prefix (a
+/// prefix whose run is dead right after its last event has no longer one).
+fn extend(
+    spec: &PatternSpec,
+    events: &[Ev],
+    points: &[Point],
+    taken: &mut Vec<(usize, usize)>,
+    alive: &mut [BTreeSet<usize>],
+) {
+    let (last, j) = taken[taken.len() - 1];
+    let start = taken[0].0;
+    if !is_alive(spec, events, taken, last + 1, events[last].ts) {
+        return;
+    }
+    for (p, point) in points.iter().enumerate() {
+        if point.upto > last
+            && !alive[p].contains(&start)
+            && is_alive(spec, events, taken, point.upto, point.now)
+        {
+            alive[p].insert(start);
+        }
+    }
+    let count = taken.iter().rev().take_while(|&&(_, s)| s == j).count();
+    for e in last + 1..events.len() {
+        for y in j..spec.steps.len() {
+            if can_take_next(spec, j, count, y) && spec.steps[y].takes(&events[e]) {
+                taken.push((e, y));
+                extend(spec, events, points, taken, alive);
+                taken.pop();
+            }
+        }
+    }
+}
+
+/// Whether, after `count` events of step `j`, step `y` may take the next one.
+fn can_take_next(spec: &PatternSpec, j: usize, count: usize, y: usize) -> bool {
+    let steps = &spec.steps;
+    if y == j {
+        steps[j].max().is_none_or(|m| count < m)
+    } else {
+        count >= steps[j].min() && steps[j + 1..y].iter().all(|s| s.is_optional())
+    }
+}
+
+/// Whether the run of prefix `taken` is alive after `events[..upto]` at time `now`.
+fn is_alive(
+    spec: &PatternSpec,
+    events: &[Ev],
+    taken: &[(usize, usize)],
+    upto: usize,
+    now: i64,
+) -> bool {
+    let steps = &spec.steps;
+    let (_, j) = taken[taken.len() - 1];
+    let count = taken.iter().rev().take_while(|&&(_, s)| s == j).count();
+    let seen = &events[..upto];
+    // Pending: complete, waiting for the trailing `notFollowedBy`'s deadline.
+    if trailing_negation(spec)
+        && count >= steps[j].min()
+        && steps[j + 1..].iter().all(|s| s.is_optional())
+        && deadline(spec, events, taken[0].0) > now
+        && satisfies_rules(spec, seen, taken)
+    {
+        return true;
+    }
+    // Going on: one stand-in taken by step `y`, then the fewest that complete the pattern.
+    (j..steps.len())
+        .filter(|&y| can_take_next(spec, j, count, y))
+        .any(|y| {
+            let mut full = taken.to_vec();
+            let mut ext = seen.to_vec();
+            let mut take = |step: usize, n: usize, full: &mut Vec<(usize, usize)>| {
+                for _ in 0..n {
+                    full.push((ext.len(), step));
+                    ext.push(Ev::magic(now));
+                }
+            };
+            let first_count = if y == j { count + 1 } else { 1 };
+            take(y, 1 + steps[y].min().saturating_sub(first_count), &mut full);
+            for (z, s) in steps.iter().enumerate().skip(y + 1) {
+                if !s.is_optional() {
+                    take(z, s.min(), &mut full);
+                }
+            }
+            satisfies_rules(spec, &ext, &full)
+        })
+}
+
+/// One way the reports can have gone so far.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Emission {
+    /// Completed matches waiting (assignment indices, sorted).
+    waiting: Vec<usize>,
+    /// First events whose runs were pruned.
+    killed: Vec<bool>,
+    /// Matches reported (assignment indices).
+    reported: Vec<usize>,
+}
+
+impl Emission {
+    fn new(events: usize) -> Emission {
+        Emission {
+            waiting: Vec::new(),
+            killed: vec![false; events],
+            reported: Vec::new(),
+        }
+    }
+
+    /// Reports waiting matches as Flink does after one step, following every order of
+    /// ties (states reached by several orders are followed once); each end state goes to
+    /// `out`. `false` when there are more than [`MAX_STATES`].
+    fn report(
+        self,
+        spec: &PatternSpec,
+        assignments: &[Vec<(usize, usize)>],
+        alive: &BTreeSet<usize>,
+        out: &mut BTreeSet<Emission>,
+    ) -> bool {
+        let start = |m: usize| assignments[m][0].0;
+        let mut frontier = BTreeSet::from([self]);
+        while let Some(state) = frontier.pop_first() {
+            if frontier.len() + out.len() > MAX_STATES {
+                return false;
+            }
+            let Some(earliest) = state.waiting.iter().map(|&m| start(m)).min() else {
+                out.insert(state);
+                continue;
+            };
+            let partial = alive.iter().copied().find(|&s| !state.killed[s]);
+            if partial.is_some_and(|s| s < earliest) {
+                out.insert(state);
+                continue;
+            }
+            for (i, &m) in state.waiting.iter().enumerate() {
+                if start(m) != earliest {
+                    continue;
+                }
+                let mut next = state.clone();
+                next.waiting.remove(i);
+                next.reported.push(m);
+                next.reported.sort_unstable();
+                next.prune(spec, &assignments[m]);
+                next.waiting.retain(|&w| !next.killed[start(w)]);
+                frontier.insert(next);
+            }
+        }
+        true
+    }
+
+    /// The strategy's pruning after reporting `matched`.
+    fn prune(&mut self, spec: &PatternSpec, matched: &[(usize, usize)]) {
+        let of = |v: usize| {
+            matched
+                .iter()
+                .filter(move |&&(_, s)| s == v)
+                .map(|&(e, _)| e)
+        };
+        let (id, inclusive) = match spec.skip {
+            AfterMatch::NoSkip => return,
+            AfterMatch::ToNext => (Some(matched[0].0), true),
+            AfterMatch::PastLastEvent => (Some(matched[matched.len() - 1].0), true),
+            AfterMatch::ToFirst(v) => (of(v).next(), false),
+            AfterMatch::ToLast(v) => (of(v).next_back(), false),
+        };
+        let Some(id) = id else { return };
+        for (s, killed) in self.killed.iter_mut().enumerate() {
+            if s < id || (inclusive && s == id) {
+                *killed = true;
+            }
+        }
+    }
+}
