@@ -43,7 +43,7 @@ use std::collections::HashMap;
 
 const VARS: [&str; 4] = ["a", "b", "c", "d"];
 
-fn cond() -> impl Strategy<Value = Cond> {
+pub(crate) fn cond() -> impl Strategy<Value = Cond> {
     prop_oneof![
         1 => Just(Cond::Any),
         4 => prop::sample::select(vec!["a", "b", "c"]).prop_map(Cond::name),
@@ -51,7 +51,7 @@ fn cond() -> impl Strategy<Value = Cond> {
     ]
 }
 
-fn quantifier() -> impl Strategy<Value = Quantifier> {
+pub(crate) fn quantifier() -> impl Strategy<Value = Quantifier> {
     prop_oneof![
         4 => Just(Quantifier::One),
         2 => (1u32..=3).prop_map(|n| Quantifier::Times { from: n, to: n }),
@@ -64,7 +64,7 @@ fn quantifier() -> impl Strategy<Value = Quantifier> {
     ]
 }
 
-fn contiguity() -> impl Strategy<Value = Contiguity> {
+pub(crate) fn contiguity() -> impl Strategy<Value = Contiguity> {
     prop_oneof![
         Just(Contiguity::Next),
         Just(Contiguity::FollowedBy),
@@ -72,7 +72,7 @@ fn contiguity() -> impl Strategy<Value = Contiguity> {
     ]
 }
 
-fn inner() -> impl Strategy<Value = Inner> {
+pub(crate) fn inner() -> impl Strategy<Value = Inner> {
     prop_oneof![
         3 => Just(Inner::Relaxed),
         1 => Just(Inner::Consecutive),
@@ -81,7 +81,7 @@ fn inner() -> impl Strategy<Value = Inner> {
 }
 
 /// An `until` condition (never [`Cond::Any`]: `until` needs an expression).
-fn until() -> impl Strategy<Value = Option<Cond>> {
+pub(crate) fn until() -> impl Strategy<Value = Option<Cond>> {
     prop::option::weighted(
         0.25,
         prop_oneof![
@@ -92,7 +92,7 @@ fn until() -> impl Strategy<Value = Option<Cond>> {
 }
 
 /// A raw step; [`repair`] turns a list of them into a pattern Flink and motif accept.
-fn raw_step() -> impl Strategy<Value = Step> {
+pub(crate) fn raw_step() -> impl Strategy<Value = Step> {
     (
         contiguity(),
         cond(),
@@ -218,7 +218,7 @@ fn pattern() -> impl Strategy<Value = PatternSpec> {
 
 /// 0 to 10 events; a third of the streams have equal timestamps (each event 0, 1 or 2 ms
 /// after the one before), the others one event per millisecond.
-fn events() -> impl Strategy<Value = Vec<Ev>> {
+pub(crate) fn events() -> impl Strategy<Value = Vec<Ev>> {
     (
         prop::collection::vec(
             (prop::sample::select(vec!["a", "b", "c"]), 0i64..=2),
@@ -351,23 +351,32 @@ fn check(spec: &PatternSpec, events: &[Ev]) -> Result<bool, String> {
             spec.to_motif()
         )
     })?;
-    let source = spec.to_motif();
-    let lines: Vec<String> = events.iter().map(Ev::to_json_line).collect();
-    let line_refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     let Some(outcomes) = reference_outcomes(spec, events) else {
         return Ok(false);
     };
-    // Both layouts of the runs: the list in Flink's order, and grouped by state from the
-    // first run on (where the pattern allows it).
+    compare(&spec.to_motif(), events, &outcomes)?;
+    Ok(true)
+}
+
+/// Runs `source` over `events` in motif, in both layouts of the runs (the list in Flink's
+/// order, and grouped by state from the first run on where the pattern allows it), and
+/// checks that each gives one of the reference's `outcomes`; `Err` carries the report.
+pub(crate) fn compare(
+    source: &str,
+    events: &[Ev],
+    outcomes: &[Vec<Vec<usize>>],
+) -> Result<(), String> {
+    let lines: Vec<String> = events.iter().map(Ev::to_json_line).collect();
+    let line_refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     for group_runs_at in [None, Some(0)] {
         let options = motif::runtime::EngineOptions {
             group_runs_at,
             ..Default::default()
         };
-        let engine = motif::output::match_lines_with(&source, &line_refs, options)
+        let engine = motif::output::match_lines_with(source, &line_refs, options)
             .and_then(|out| engine_matches(&out, events));
         match engine {
-            Err(e) => return Err(report(&source, &lines, events, &outcomes, Err(&e))),
+            Err(e) => return Err(report(source, &lines, events, outcomes, Err(&e))),
             Ok(mut got) => {
                 got.sort();
                 if !outcomes.contains(&got) {
@@ -378,13 +387,13 @@ fn check(spec: &PatternSpec, events: &[Ev]) -> Result<bool, String> {
                     };
                     return Err(format!(
                         "({layout})\n{}",
-                        report(&source, &lines, events, &outcomes, Ok(&got))
+                        report(source, &lines, events, outcomes, Ok(&got))
                     ));
                 }
             }
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 proptest! {

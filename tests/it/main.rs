@@ -7,6 +7,7 @@ mod conformance;
 mod crash;
 mod db;
 mod differential;
+mod differential_groups;
 mod embed;
 mod examples;
 mod hostile;

@@ -1,5 +1,6 @@
 //! The reference (`reference/`) against Flink's own answers: every conformance case whose
-//! pattern lies in the reference's subset (`reference::from_motif`) — Flink's test
+//! pattern lies in the reference's subset (`reference::from_motif`: without groups, or
+//! with groups as `reference::groups` reads them) — Flink's test
 //! scenarios (`tests/conformance/cases`) and the random cases Flink 2.3 answered
 //! (`tests/conformance/random`) — gets exactly Flink's matches from the reference, or,
 //! where waiting matches tie under a skip strategy, Flink's matches are one of the results
@@ -10,9 +11,18 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 
-use crate::reference::from_motif::spec_of;
+use crate::reference::from_motif::{spec_of, tree_of};
+use crate::reference::groups::TreeSpec;
 use crate::reference::skip::reference_outcomes;
 use crate::reference::{AfterMatch, Ev};
+
+/// A case's pattern as the reference reads it.
+enum Reference {
+    /// Without groups (negations allowed).
+    Flat(crate::reference::PatternSpec),
+    /// With groups.
+    Groups(TreeSpec),
+}
 
 /// How the cases under one folder went.
 #[derive(Debug, Default)]
@@ -21,6 +31,8 @@ struct Tally {
     compared: usize,
     /// Of those, cases with a skip strategy.
     with_skip: usize,
+    /// Of those, cases with groups.
+    with_groups: usize,
     /// Cases where ties left the reference more than one result (Flink's among them).
     tied: usize,
     /// Cases whose ties allowed more orders than the reference follows.
@@ -71,8 +83,12 @@ fn check_cases(root: &Path) -> Tally {
         if evs.windows(2).any(|w| w[1].ts < w[0].ts) {
             continue;
         }
-        let Some(spec) = spec_of(decl, &events) else {
-            continue;
+        let reference = match spec_of(decl, &events) {
+            Some(spec) => Reference::Flat(spec),
+            None => match tree_of(decl, &events) {
+                Some(tree) => Reference::Groups(tree),
+                None => continue,
+            },
         };
         let index = |id: &str| evs.iter().position(|e| e.id == id);
         let Some(mut want) = read("expected.jsonl")
@@ -96,15 +112,26 @@ fn check_cases(root: &Path) -> Tally {
         };
         want.sort();
         tally.compared += 1;
-        if spec.skip != AfterMatch::NoSkip {
+        let skip = match &reference {
+            Reference::Flat(spec) => spec.skip,
+            Reference::Groups(tree) => tree.skip,
+        };
+        if skip != AfterMatch::NoSkip {
             tally.with_skip += 1;
+        }
+        if matches!(reference, Reference::Groups(_)) {
+            tally.with_groups += 1;
         }
         let name = dir
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        match reference_outcomes(&spec, &evs) {
+        let outcomes = match &reference {
+            Reference::Flat(spec) => reference_outcomes(spec, &evs),
+            Reference::Groups(tree) => tree.outcomes(&evs),
+        };
+        match outcomes {
             None => tally.gave_up += 1,
             Some(outcomes) if outcomes.contains(&want) => {
                 tally.tied += usize::from(outcomes.len() > 1)
@@ -126,9 +153,14 @@ fn check_cases(root: &Path) -> Tally {
 #[test]
 fn the_reference_gives_flinks_answers_on_the_conformance_cases_it_models() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
-    for (folder, at_least, with_skip) in [("cases", 40, 10), ("random", 100, 20)] {
-        let tally = check_cases(&root.join(folder));
+    let tallies: Vec<_> = [("cases", (100, 10, 20)), ("random", (200, 100, 40))]
+        .into_iter()
+        .map(|(folder, least)| (folder, least, check_cases(&root.join(folder))))
+        .collect();
+    for (folder, _, tally) in &tallies {
         eprintln!("{folder}: {tally:?}");
+    }
+    for (folder, (compared, with_skip, with_groups), tally) in tallies {
         assert!(
             tally.failures.is_empty(),
             "{} of {} cases in {folder} disagree:\n{}",
@@ -136,8 +168,9 @@ fn the_reference_gives_flinks_answers_on_the_conformance_cases_it_models() {
             tally.compared,
             tally.failures.join("\n")
         );
+        // The subset must not shrink unnoticed.
         assert!(
-            tally.compared >= at_least,
+            tally.compared >= compared,
             "{folder}: only {} cases in the subset",
             tally.compared
         );
@@ -145,6 +178,11 @@ fn the_reference_gives_flinks_answers_on_the_conformance_cases_it_models() {
             tally.with_skip >= with_skip,
             "{folder}: only {} with a skip strategy",
             tally.with_skip
+        );
+        assert!(
+            tally.with_groups >= with_groups,
+            "{folder}: only {} with groups",
+            tally.with_groups
         );
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 
+use super::groups::{Element, Group, Link, Node, TreeSpec};
 use motif::expr::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
 use motif::pattern::{
     Condition, Contiguity as MContiguity, InnerContiguity, PatternDecl, Repeat, SkipStrategy,
@@ -140,6 +141,127 @@ pub fn spec_of(decl: &PatternDecl, events: &[Json]) -> Option<PatternSpec> {
         skip,
     };
     (spec.validate().is_ok() && !spec.can_match_empty()).then_some(spec)
+}
+
+/// `decl` as a reference pattern with groups (module `groups`), or `None` outside that
+/// subset: no negation, windows only on top-level steps, no quantifier window.
+pub fn tree_of(decl: &PatternDecl, events: &[Json]) -> Option<TreeSpec> {
+    if !decl.key.is_empty() {
+        return None;
+    }
+    let pattern = &decl.pattern;
+    let mut vars = BTreeSet::new();
+    collect_vars(pattern, &mut vars);
+    let mut within_ms: Option<i64> = None;
+    for s in &pattern.steps {
+        if let Some(w) = s.within {
+            let w = i64::try_from(w).ok()?;
+            within_ms = Some(within_ms.map_or(w, |v: i64| v.min(w)));
+        }
+    }
+    let nodes = nodes_of(pattern, events, &vars)?;
+    let tree = TreeSpec {
+        nodes,
+        within_ms,
+        skip: AfterMatch::NoSkip,
+    };
+    let names = tree.variables();
+    let index = |v: &str| names.iter().position(|n| *n == v);
+    let skip = match &pattern.skip {
+        SkipStrategy::NoSkip => AfterMatch::NoSkip,
+        SkipStrategy::SkipToNext => AfterMatch::ToNext,
+        SkipStrategy::SkipPastLastEvent => AfterMatch::PastLastEvent,
+        SkipStrategy::SkipToFirst(v) => AfterMatch::ToFirst(index(v)?),
+        SkipStrategy::SkipToLast(v) => AfterMatch::ToLast(index(v)?),
+    };
+    let tree = TreeSpec { skip, ..tree };
+    tree.validate().is_ok().then_some(tree)
+}
+
+fn collect_vars<'a>(p: &'a motif::pattern::Pattern, out: &mut BTreeSet<&'a str>) {
+    for s in &p.steps {
+        match &s.node {
+            StepNode::Variable(v) => {
+                out.insert(v);
+            }
+            StepNode::Group(g) => collect_vars(g, out),
+        }
+    }
+}
+
+fn nodes_of(
+    p: &motif::pattern::Pattern,
+    events: &[Json],
+    vars: &BTreeSet<&str>,
+) -> Option<Vec<Node>> {
+    let mut nodes = Vec::new();
+    for (i, s) in p.steps.iter().enumerate() {
+        if s.contiguity.is_negation()
+            || s.within_previous.is_some()
+            || s.quantifier.window_ms.is_some()
+        {
+            return None;
+        }
+        let link = if i == 0 {
+            Link::Begin
+        } else {
+            match s.contiguity {
+                MContiguity::Strict => Link::Next,
+                MContiguity::Relaxed => Link::FollowedBy,
+                _ => Link::FollowedByAny,
+            }
+        };
+        let q = &s.quantifier;
+        let quantifier = match q.repeat {
+            Repeat::Once => Quantifier::One,
+            Repeat::Times { from, to } => Quantifier::Times { from, to },
+            Repeat::Looping { min: 1 } => Quantifier::OneOrMore,
+            Repeat::Looping { min } => Quantifier::TimesOrMore(min),
+        };
+        let inner = match q.inner {
+            InnerContiguity::Relaxed => Inner::Relaxed,
+            InnerContiguity::Consecutive => Inner::Consecutive,
+            InnerContiguity::AllowCombinations => Inner::Combinations,
+        };
+        let element = match &s.node {
+            StepNode::Variable(name) => Element::Leaf(Step {
+                name: name.clone(),
+                contiguity: Contiguity::Next,
+                cond: match &s.condition {
+                    None => Cond::Any,
+                    Some(c) => ids_where(c, events, vars)?,
+                },
+                quantifier,
+                optional: q.optional,
+                greedy: q.greedy,
+                inner,
+                until: match &s.until {
+                    None => None,
+                    Some(c) => Some(ids_where(c, events, vars)?),
+                },
+            }),
+            StepNode::Group(g) => {
+                if s.condition.is_some()
+                    || s.until.is_some()
+                    || s.within.is_some()
+                    || q.optional
+                    || q.greedy
+                {
+                    return None;
+                }
+                if g.steps.iter().any(|x| x.within.is_some()) {
+                    return None;
+                }
+                Element::Group(Group {
+                    nodes: nodes_of(g, events, vars)?,
+                    quantifier,
+                    inner,
+                })
+            }
+        };
+        nodes.push(Node { link, element });
+    }
+    Some(nodes)
 }
 
 /// The events satisfying `c`, as [`Cond::Ids`], or `None` when `c` is outside the subset.

@@ -117,6 +117,7 @@
 use std::fmt::Write as _;
 
 pub mod from_motif;
+pub mod groups;
 pub mod skip;
 
 /// How a step's first event relates to the event taken before it.
@@ -283,6 +284,24 @@ impl Step {
             }
     }
 
+    /// Writes the calls after the step's name: `where`, quantifier, modifiers, `until`.
+    pub fn render_calls(&self, out: &mut String) {
+        if let Some(expr) = self.cond.to_motif() {
+            let _ = write!(out, ".where({expr})");
+        }
+        render_quantifier(self.quantifier, out);
+        if self.optional {
+            out.push_str(".optional()");
+        }
+        render_inner(self.inner, out);
+        if self.greedy {
+            out.push_str(".greedy()");
+        }
+        if let Some(expr) = self.until.as_ref().and_then(Cond::to_motif) {
+            let _ = write!(out, ".until({expr})");
+        }
+    }
+
     /// Quantified without optional elements: a loop or `times(n)` (what the reference
     /// models before a `notFollowedBy`, besides a single step).
     pub fn repeats_without_optional_elements(&self) -> bool {
@@ -332,6 +351,46 @@ pub struct PatternSpec {
     pub negation: Option<Negation>,
     /// The after-match skip strategy (module `skip` says how the reference applies it).
     pub skip: AfterMatch,
+}
+
+/// Writes a quantifier's call (nothing for [`Quantifier::One`]).
+pub fn render_quantifier(q: Quantifier, out: &mut String) {
+    match q {
+        Quantifier::One => {}
+        Quantifier::Times { from, to } if from == to => {
+            let _ = write!(out, ".times({from})");
+        }
+        Quantifier::Times { from, to } => {
+            let _ = write!(out, ".times({from}, {to})");
+        }
+        Quantifier::OneOrMore => out.push_str(".oneOrMore()"),
+        Quantifier::TimesOrMore(n) => {
+            let _ = write!(out, ".timesOrMore({n})");
+        }
+    }
+}
+
+/// Writes an inner contiguity's call (nothing for [`Inner::Relaxed`]).
+pub fn render_inner(inner: Inner, out: &mut String) {
+    match inner {
+        Inner::Relaxed => {}
+        Inner::Consecutive => out.push_str(".consecutive()"),
+        Inner::Combinations => out.push_str(".allowCombinations()"),
+    }
+}
+
+impl AfterMatch {
+    /// The strategy as the second argument of `begin` (`, skipToNext()`; empty for
+    /// `noSkip()`), `name_of` giving the name of the variable it names.
+    pub fn render<'a>(self, name_of: impl Fn(usize) -> &'a str) -> String {
+        match self {
+            AfterMatch::NoSkip => String::new(),
+            AfterMatch::ToNext => ", skipToNext()".to_string(),
+            AfterMatch::PastLastEvent => ", skipPastLastEvent()".to_string(),
+            AfterMatch::ToFirst(v) => format!(", skipToFirst({})", json_str(name_of(v))),
+            AfterMatch::ToLast(v) => format!(", skipToLast({})", json_str(name_of(v))),
+        }
+    }
 }
 
 /// The after-match skip strategy, given on the first `begin`.
@@ -593,17 +652,7 @@ impl PatternSpec {
                 n.render(&mut out);
             }
             if i == 0 {
-                let strategy = match self.skip {
-                    AfterMatch::NoSkip => String::new(),
-                    AfterMatch::ToNext => ", skipToNext()".to_string(),
-                    AfterMatch::PastLastEvent => ", skipPastLastEvent()".to_string(),
-                    AfterMatch::ToFirst(v) => {
-                        format!(", skipToFirst({})", json_str(&self.steps[v].name))
-                    }
-                    AfterMatch::ToLast(v) => {
-                        format!(", skipToLast({})", json_str(&self.steps[v].name))
-                    }
-                };
+                let strategy = self.skip.render(|v| &self.steps[v].name);
                 let _ = write!(out, "begin({}{strategy})", json_str(&s.name));
             } else {
                 let call = match s.contiguity {
@@ -613,36 +662,7 @@ impl PatternSpec {
                 };
                 let _ = write!(out, "\n  .{call}({})", json_str(&s.name));
             }
-            if let Some(expr) = s.cond.to_motif() {
-                let _ = write!(out, ".where({expr})");
-            }
-            match s.quantifier {
-                Quantifier::One => {}
-                Quantifier::Times { from, to } if from == to => {
-                    let _ = write!(out, ".times({from})");
-                }
-                Quantifier::Times { from, to } => {
-                    let _ = write!(out, ".times({from}, {to})");
-                }
-                Quantifier::OneOrMore => out.push_str(".oneOrMore()"),
-                Quantifier::TimesOrMore(n) => {
-                    let _ = write!(out, ".timesOrMore({n})");
-                }
-            }
-            if s.optional {
-                out.push_str(".optional()");
-            }
-            match s.inner {
-                Inner::Relaxed => {}
-                Inner::Consecutive => out.push_str(".consecutive()"),
-                Inner::Combinations => out.push_str(".allowCombinations()"),
-            }
-            if s.greedy {
-                out.push_str(".greedy()");
-            }
-            if let Some(expr) = s.until.as_ref().and_then(Cond::to_motif) {
-                let _ = write!(out, ".until({expr})");
-            }
+            s.render_calls(&mut out);
         }
         if let Some(n) = (self.negation.as_ref()).filter(|n| n.before == self.steps.len()) {
             n.render(&mut out);

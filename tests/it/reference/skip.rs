@@ -53,15 +53,55 @@ const MAX_STATES: usize = 4096;
 /// orders than the reference follows ([`MAX_STATES`]). Without a skip strategy the one
 /// result is every candidate.
 pub fn reference_outcomes(spec: &PatternSpec, events: &[Ev]) -> Option<Vec<Vec<Vec<usize>>>> {
-    let assignments = reference_assignments(spec, events);
+    let vars: Vec<&str> = spec.steps.iter().map(|s| s.name.as_str()).collect();
+    outcomes_of_chains(std::slice::from_ref(spec), &vars, spec.skip, events)
+}
+
+/// The variable a step of a chain stands for: module `groups` names the copies of a
+/// variable `v~…`.
+pub fn variable_of(step: &str) -> &str {
+    step.split('~').next().unwrap_or(step)
+}
+
+/// [`reference_outcomes`] for a pattern read as several chains (module `groups`: one per
+/// choice of iteration counts), whose candidates and partial runs together are the
+/// pattern's. `vars` are the pattern's variables; `skip` names one by its index there.
+pub fn outcomes_of_chains(
+    chains: &[PatternSpec],
+    vars: &[&str],
+    skip: AfterMatch,
+    events: &[Ev],
+) -> Option<Vec<Vec<Vec<usize>>>> {
+    let mut points = timeline(events);
+    let mut alive = vec![BTreeSet::new(); points.len()];
+    // Each candidate as (event, variable index) pairs.
+    let mut assignments: Vec<Vec<(usize, usize)>> = Vec::new();
+    for chain in chains {
+        let var_of: Vec<usize> = (chain.steps.iter())
+            .map(|s| {
+                let v = variable_of(&s.name);
+                vars.iter()
+                    .position(|&x| x == v)
+                    .expect("a variable of the pattern")
+            })
+            .collect();
+        for taken in reference_assignments(chain, events) {
+            let at = completion(chain, events, &points, &taken);
+            points[at].completing.push(assignments.len());
+            assignments.push(taken.iter().map(|&(e, s)| (e, var_of[s])).collect());
+        }
+        if skip != AfterMatch::NoSkip {
+            for (all, some) in alive.iter_mut().zip(alive_starts(chain, events, &points)) {
+                all.extend(some);
+            }
+        }
+    }
     let as_events = |a: &[(usize, usize)]| a.iter().map(|&(e, _)| e).collect::<Vec<usize>>();
-    if spec.skip == AfterMatch::NoSkip {
+    if skip == AfterMatch::NoSkip {
         let mut all: Vec<Vec<usize>> = assignments.iter().map(|a| as_events(a)).collect();
         all.sort();
         return Some(vec![all]);
     }
-    let points = timeline(spec, events, &assignments);
-    let alive = alive_starts(spec, events, &points);
     let mut states = vec![Emission::new(events.len())];
     for (point, alive) in points.iter().zip(&alive) {
         let mut next = BTreeSet::new();
@@ -72,7 +112,7 @@ pub fn reference_outcomes(spec: &PatternSpec, events: &[Ev]) -> Option<Vec<Vec<V
                 }
             }
             state.waiting.sort_unstable();
-            if !state.report(spec, &assignments, alive, &mut next) {
+            if !state.report(skip, &assignments, alive, &mut next) {
                 return None;
             }
         }
@@ -108,10 +148,8 @@ struct Point {
     completing: Vec<usize>,
 }
 
-/// The NFA's steps over `events`, each with the candidates it completes: a candidate ends
-/// at its last event, or — ending in a trailing `notFollowedBy` (Flink's Pending state) — at
-/// the first `advanceTime` at or after its deadline, else at the end.
-fn timeline(spec: &PatternSpec, events: &[Ev], assignments: &[Vec<(usize, usize)>]) -> Vec<Point> {
+/// The NFA's steps over `events`, no candidate completed yet.
+fn timeline(events: &[Ev]) -> Vec<Point> {
     let mut points = Vec::new();
     let mut lo = 0;
     while lo < events.len() {
@@ -139,26 +177,32 @@ fn timeline(spec: &PatternSpec, events: &[Ev], assignments: &[Vec<(usize, usize)
         advance: true,
         completing: Vec::new(),
     });
-    let pending = trailing_negation(spec);
-    for (m, a) in assignments.iter().enumerate() {
-        let first = a[0].0;
-        let last = a[a.len() - 1].0;
-        let at = if pending {
-            let deadline = deadline(spec, events, first);
-            // An advance point (`upto` at the start of its timestamp) at or past the deadline.
-            points
-                .iter()
-                .position(|p| p.advance && p.now >= deadline)
-                .unwrap_or(points.len() - 1)
-        } else {
-            points
-                .iter()
-                .position(|p| !p.advance && p.upto == last + 1)
-                .expect("an event point for every event")
-        };
-        points[at].completing.push(m);
-    }
     points
+}
+
+/// The point a candidate completes at: its last event, or — ending in a trailing
+/// `notFollowedBy` (Flink's Pending state) — the first `advanceTime` at or after its
+/// deadline, else the end.
+fn completion(
+    spec: &PatternSpec,
+    events: &[Ev],
+    points: &[Point],
+    taken: &[(usize, usize)],
+) -> usize {
+    let first = taken[0].0;
+    let last = taken[taken.len() - 1].0;
+    if trailing_negation(spec) {
+        let deadline = deadline(spec, events, first);
+        points
+            .iter()
+            .position(|p| p.advance && p.now >= deadline)
+            .unwrap_or(points.len() - 1)
+    } else {
+        points
+            .iter()
+            .position(|p| !p.advance && p.upto == last + 1)
+            .expect("an event point for every event")
+    }
 }
 
 fn trailing_negation(spec: &PatternSpec) -> bool {
@@ -302,7 +346,7 @@ impl Emission {
     /// `out`. `false` when there are more than [`MAX_STATES`].
     fn report(
         self,
-        spec: &PatternSpec,
+        skip: AfterMatch,
         assignments: &[Vec<(usize, usize)>],
         alive: &BTreeSet<usize>,
         out: &mut BTreeSet<Emission>,
@@ -330,7 +374,7 @@ impl Emission {
                 next.waiting.remove(i);
                 next.reported.push(m);
                 next.reported.sort_unstable();
-                next.prune(spec, &assignments[m]);
+                next.prune(skip, &assignments[m]);
                 next.waiting.retain(|&w| !next.killed[start(w)]);
                 frontier.insert(next);
             }
@@ -338,15 +382,15 @@ impl Emission {
         true
     }
 
-    /// The strategy's pruning after reporting `matched`.
-    fn prune(&mut self, spec: &PatternSpec, matched: &[(usize, usize)]) {
+    /// The strategy's pruning after reporting `matched` (events with variable indices).
+    fn prune(&mut self, skip: AfterMatch, matched: &[(usize, usize)]) {
         let of = |v: usize| {
             matched
                 .iter()
                 .filter(move |&&(_, s)| s == v)
                 .map(|&(e, _)| e)
         };
-        let (id, inclusive) = match spec.skip {
+        let (id, inclusive) = match skip {
             AfterMatch::NoSkip => return,
             AfterMatch::ToNext => (Some(matched[0].0), true),
             AfterMatch::PastLastEvent => (Some(matched[matched.len() - 1].0), true),
