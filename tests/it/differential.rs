@@ -5,7 +5,8 @@
 //! `followedBy` or `followedByAny`, with or without a quantifier (`times(n)`,
 //! `times(n, m)`, `oneOrMore()`, `timesOrMore(n)`), `optional()`, `greedy()`,
 //! `consecutive()` / `allowCombinations()`, `until(..)` on loops, a condition on `name`,
-//! maybe a `within`, and in about a third of them a `notNext` or `notFollowedBy` between
+//! maybe a `within`, in a quarter a `within(.., PREVIOUS_AND_CURRENT)` on a step right
+//! after a single step, and in about a third of them a `notNext` or `notFollowedBy` between
 //! two steps that take one event each (before a `notFollowedBy` also a loop or `times(n)`),
 //! or, with a `within` (either kind), a `notFollowedBy` ending the pattern — and event
 //! sequences of 0 to 10 events
@@ -126,6 +127,7 @@ fn repair(
     within_ms: Option<i64>,
     within_previous: bool,
     negation: Option<(usize, NegKind, Cond)>,
+    gap_window: Option<(usize, i64)>,
 ) -> PatternSpec {
     // A negation goes between two steps made single (one event, not optional), or — a
     // `notFollowedBy` with a window — after the last step, made single.
@@ -174,10 +176,30 @@ fn repair(
         }
     }
     let trailing = negation.as_ref().is_some_and(|n| n.before == steps.len());
+    let within_previous = within_previous && trailing;
+    // A PREVIOUS_AND_CURRENT window on a single step right after a single step (rule R6),
+    // no longer than the pattern's window.
+    let single = |s: &Step| s.quantifier == Quantifier::One && !s.is_optional();
+    let not_next_before =
+        |y: usize| (negation.as_ref()).is_some_and(|n| n.before == y && n.kind == NegKind::NotNext);
+    let eligible: Vec<usize> = (1..steps.len())
+        .filter(|&y| single(&steps[y]) && single(&steps[y - 1]) && !not_next_before(y))
+        .collect();
+    let gap_windows = gap_window
+        .filter(|_| !within_previous && !eligible.is_empty())
+        .map(|(seed, w)| {
+            (
+                eligible[seed % eligible.len()],
+                within_ms.map_or(w, |f| w.min(f)),
+            )
+        })
+        .into_iter()
+        .collect();
     let mut spec = PatternSpec {
         steps,
         within_ms,
-        within_previous: within_previous && trailing,
+        within_previous,
+        gap_windows,
         negation,
         skip: AfterMatch::NoSkip,
     };
@@ -212,8 +234,11 @@ fn pattern() -> impl Strategy<Value = PatternSpec> {
         prop::option::weighted(0.3, 1i64..=6),
         prop::bool::weighted(0.5),
         negation(),
+        prop::option::weighted(0.25, (0usize..4, 1i64..=4)),
     )
-        .prop_map(|(steps, within, previous, negation)| repair(steps, within, previous, negation))
+        .prop_map(|(steps, within, previous, negation, gap)| {
+            repair(steps, within, previous, negation, gap)
+        })
 }
 
 /// 0 to 10 events; a third of the streams have equal timestamps (each event 0, 1 or 2 ms
@@ -434,6 +459,7 @@ proptest! {
         };
         // The reference models skip strategies with first-and-last windows only.
         spec.within_previous = false;
+        spec.gap_windows.clear();
         match check(&spec, &events) {
             Err(report) => prop_assert!(false, "{}", report),
             Ok(compared) => prop_assume!(compared, "too many tie orders"),
@@ -491,6 +517,37 @@ proptest! {
     }
 }
 
+/// Rule R6: `within(2ms, PREVIOUS_AND_CURRENT)` on `b` right after `a` bounds the gap
+/// between their events, decided before the first event of a later timestamp.
+#[test]
+fn smoke_gap_window() {
+    let spec = PatternSpec {
+        steps: vec![
+            Step::new("a", Contiguity::Next, Cond::name("a")),
+            Step::new("b", Contiguity::FollowedBy, Cond::name("b")),
+        ],
+        within_ms: None,
+        within_previous: false,
+        gap_windows: vec![(1, 2)],
+        negation: None,
+        skip: AfterMatch::NoSkip,
+    };
+    /// Event names, their times, the matches.
+    type Timed = (&'static [&'static str], &'static [i64], Vec<Vec<usize>>);
+    let cases: [Timed; 3] = [
+        (&["a", "b"], &[1, 2], vec![vec![0, 1]]),
+        (&["a", "b"], &[1, 3], vec![]),
+        (&["a", "c", "b"], &[1, 2, 2], vec![vec![0, 2]]),
+    ];
+    for (names, times, want) in cases {
+        let events = crate::reference::events_at(names, times);
+        assert_eq!(crate::reference::reference_matches(&spec, &events), want);
+        if let Err(report) = check(&spec, &events).and_then(compared) {
+            panic!("{report}");
+        }
+    }
+}
+
 /// A fixed case's check: compared, not given up.
 fn compared(done: bool) -> Result<(), String> {
     done.then_some(())
@@ -511,6 +568,7 @@ fn smoke_followed_by_loop() {
         ],
         within_ms: None,
         within_previous: false,
+        gap_windows: Vec::new(),
         negation: None,
         skip: AfterMatch::NoSkip,
     };
@@ -535,6 +593,7 @@ fn smoke_negations() {
         ],
         within_ms: None,
         within_previous: false,
+        gap_windows: Vec::new(),
         negation: Some(Negation {
             before: 1,
             kind,
@@ -574,6 +633,7 @@ fn smoke_negations() {
         steps: vec![Step::new("a", Contiguity::Next, Cond::name("a"))],
         within_ms: Some(3),
         within_previous: false,
+        gap_windows: Vec::new(),
         negation: Some(Negation {
             before: 1,
             kind: NegKind::NotFollowedBy,
@@ -592,6 +652,7 @@ fn smoke_negations() {
     let previous = PatternSpec {
         within_ms: Some(2),
         within_previous: true,
+        gap_windows: Vec::new(),
         ..trailing.clone()
     };
     let timed_previous: [Timed; 3] = [

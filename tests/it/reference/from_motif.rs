@@ -42,6 +42,7 @@ pub fn spec_of(decl: &PatternDecl, events: &[Json]) -> Option<PatternSpec> {
     let mut negation = None;
     let mut within_ms: Option<i64> = None;
     let mut within_previous = None;
+    let mut gap_windows = Vec::new();
     for (i, s) in pattern.steps.iter().enumerate() {
         let StepNode::Variable(name) = &s.node else {
             return None;
@@ -86,8 +87,9 @@ pub fn spec_of(decl: &PatternDecl, events: &[Json]) -> Option<PatternSpec> {
             });
             continue;
         }
-        if s.within_previous.is_some() {
-            return None;
+        if let Some(w) = s.within_previous {
+            // Rule R6 (validate checks the step takes one event).
+            gap_windows.push((steps.len(), i64::try_from(w).ok()?));
         }
         let q = &s.quantifier;
         let quantifier = match q.repeat {
@@ -137,6 +139,7 @@ pub fn spec_of(decl: &PatternDecl, events: &[Json]) -> Option<PatternSpec> {
         steps,
         within_ms,
         within_previous: within_previous.is_some(),
+        gap_windows,
         negation,
         skip,
     };

@@ -193,6 +193,7 @@ impl TreeSpec {
                     steps,
                     within_ms: self.within_ms,
                     within_previous: false,
+                    gap_windows: Vec::new(),
                     negation: None,
                     skip: AfterMatch::NoSkip,
                 })

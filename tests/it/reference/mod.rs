@@ -87,6 +87,16 @@
 //!   complete, so what is still pending at the end of the input never matters here.
 //! * **(R5) within.** With `within(W ms)`: `ts(last) - ts(first) < W` (Flink prunes a run
 //!   before processing an event whose time is `>= start + W`).
+//! * **(R6) gap windows.** With `within(W ms, PREVIOUS_AND_CURRENT)` on a step `Y` that
+//!   takes one event `f`, right after a step `X` that takes one event `p` (neither
+//!   optional, no `notNext` between them): `ts(f) - ts(p) < W`. Flink prunes a run by the
+//!   window of the state it waits in, before the first event of each new timestamp; after
+//!   `p` the run waits in `Y`'s state (so an event at a time equal to `ts(p) + W - 1` or
+//!   less is in time). Elsewhere the run waits in another state — a loop's, an optional
+//!   step's, `notNext`'s — and reaches `Y`'s only within an event's step, where no window
+//!   is checked (so `begin("a").notNext("n").followedBy("b").within(1ms,
+//!   PREVIOUS_AND_CURRENT)` matches a@1, b@2, as the differential test found); the
+//!   reference leaves those out.
 //!
 //! Why one assignment gives at most one match: in Flink's compiled NFA at most one PROCEED
 //! edge of a state can hold on a given event (a greedy loop with `until` has two, on `U`
@@ -347,6 +357,9 @@ pub struct PatternSpec {
     /// The window is `PREVIOUS_AND_CURRENT` (only on a trailing `notFollowedBy`, rule T2);
     /// else first-and-last.
     pub within_previous: bool,
+    /// `within(N ms, PREVIOUS_AND_CURRENT)` on positive steps: `(step, N)`, each step
+    /// taking one event, not optional and not the first (rule R6).
+    pub gap_windows: Vec<(usize, i64)>,
     /// A negation between two steps (see [`Negation`]).
     pub negation: Option<Negation>,
     /// The after-match skip strategy (module `skip` says how the reference applies it).
@@ -601,6 +614,30 @@ impl PatternSpec {
             }
             _ => {}
         }
+        for &(y, w) in &self.gap_windows {
+            let s = self.steps.get(y).ok_or("a window on no step")?;
+            let single = |s: &Step| s.quantifier == Quantifier::One && !s.is_optional();
+            let not_next_before = (self.negation.as_ref())
+                .is_some_and(|n| n.before == y && n.kind == NegKind::NotNext);
+            if y == 0 || !single(s) || !single(&self.steps[y - 1]) || not_next_before || w <= 0 {
+                return Err("the reference models PREVIOUS_AND_CURRENT windows only on a single step right after a single step".into());
+            }
+            if self
+                .within_ms
+                .is_some_and(|f| !self.within_previous && w > f)
+            {
+                return Err("a PREVIOUS_AND_CURRENT window longer than the pattern's".into());
+            }
+            if self.within_previous {
+                return Err("the reference does not model two PREVIOUS_AND_CURRENT windows".into());
+            }
+        }
+        if !self.gap_windows.is_empty() && self.skip != AfterMatch::NoSkip {
+            return Err(
+                "the reference does not model a skip strategy with a PREVIOUS_AND_CURRENT window"
+                    .into(),
+            );
+        }
         let trailing = (self.negation.as_ref()).is_some_and(|n| n.before == self.steps.len());
         if self.within_previous && (self.within_ms.is_none() || !trailing) {
             return Err("PREVIOUS_AND_CURRENT only on a trailing notFollowedBy".into());
@@ -663,6 +700,9 @@ impl PatternSpec {
                 let _ = write!(out, "\n  .{call}({})", json_str(&s.name));
             }
             s.render_calls(&mut out);
+            for &(_, w) in self.gap_windows.iter().filter(|&&(y, _)| y == i) {
+                let _ = write!(out, ".within({w}ms, PREVIOUS_AND_CURRENT)");
+            }
         }
         if let Some(n) = (self.negation.as_ref()).filter(|n| n.before == self.steps.len()) {
             n.render(&mut out);
@@ -768,6 +808,15 @@ pub(super) fn satisfies_rules(spec: &PatternSpec, events: &[Ev], taken: &[(usize
     if let Some(w) = spec.within_ms.filter(|_| !spec.within_previous) {
         if events[last].ts - events[first].ts >= w {
             return false;
+        }
+    }
+
+    // R6: a PREVIOUS_AND_CURRENT window on a single step: from the event taken before.
+    for &(y, w) in &spec.gap_windows {
+        if let Some(k) = taken.iter().position(|&(_, s)| s == y) {
+            if k > 0 && events[taken[k].0].ts - events[taken[k - 1].0].ts >= w {
+                return false;
+            }
         }
     }
 
