@@ -215,6 +215,7 @@ fn shift_ts(line: &str, by: i64) -> String {
 }
 
 fn main() {
+    motif::process::disable_transparent_huge_pages();
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str| {
         args.iter()

@@ -443,6 +443,7 @@ fn end_to_end(boot: &str, group: &str) -> EndToEnd {
 }
 
 fn main() {
+    motif::process::disable_transparent_huge_pages();
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str| {
         args.iter()

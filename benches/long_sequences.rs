@@ -163,6 +163,7 @@ fn report(family: &str, label: &str, source: &str, input: &[String], setup: Setu
 }
 
 fn main() {
+    motif::process::disable_transparent_huge_pages();
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str| {
         args.iter()

@@ -435,6 +435,7 @@ fn raw_matches(kind: &str, rows: u64, url: &str, schema: &str) -> (f64, f64) {
 }
 
 fn main() {
+    motif::process::disable_transparent_huge_pages();
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str| {
         args.iter()

@@ -181,6 +181,7 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
 }
 
 fn main() {
+    motif::process::disable_transparent_huge_pages();
     let args: Vec<String> = std::env::args().collect();
     let events: u64 = arg(&args, "--events").unwrap_or(1_000_000);
     // Each scenario runs this many times and the median is reported: on a shared machine

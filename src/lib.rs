@@ -92,6 +92,7 @@ pub mod key;
 pub mod output;
 pub mod pattern;
 pub mod pipeline;
+pub mod process;
 pub mod runtime;
 pub mod sink;
 pub mod source;

@@ -9,5 +9,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    motif::process::disable_transparent_huge_pages();
     std::process::exit(motif::cli::main());
 }
