@@ -32,7 +32,8 @@
 //! next to optional steps, after `times(n, m)`, before quantified steps or ending a pattern
 //! after a quantified step; groups; a skip strategy together with a `PREVIOUS_AND_CURRENT`
 //! window; the order of tied matches under a skip strategy; conditions on other fields or on other variables,
-//! `PREVIOUS_AND_CURRENT` windows other than on a trailing `notFollowedBy`, timed-out matches
+//! `PREVIOUS_AND_CURRENT` windows other than on a trailing `notFollowedBy` or on a single step
+//! right after a single step, timed-out matches
 //! (docs/notes/reference-negation-rules.md has the rules for more of the negations).
 
 use crate::reference::skip::reference_outcomes;
@@ -244,11 +245,13 @@ fn pattern() -> impl Strategy<Value = PatternSpec> {
 /// 0 to 10 events; a third of the streams have equal timestamps (each event 0, 1 or 2 ms
 /// after the one before), the others one event per millisecond.
 pub(crate) fn events() -> impl Strategy<Value = Vec<Ev>> {
+    events_of(0..=10)
+}
+
+/// `count` events, a third of the streams with equal timestamps (see [`events`]).
+pub(crate) fn events_of(count: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<Ev>> {
     (
-        prop::collection::vec(
-            (prop::sample::select(vec!["a", "b", "c"]), 0i64..=2),
-            0..=10,
-        ),
+        prop::collection::vec((prop::sample::select(vec!["a", "b", "c"]), 0i64..=2), count),
         prop::bool::weighted(1.0 / 3.0),
     )
         .prop_map(|(evs, equal_times)| {

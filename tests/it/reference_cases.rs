@@ -27,7 +27,7 @@ enum Reference {
 /// How the cases under one folder went.
 #[derive(Debug, Default)]
 struct Tally {
-    /// Cases in the reference's subset, compared.
+    /// Cases in the reference's subset, compared (not given up on).
     compared: usize,
     /// Of those, cases with a skip strategy.
     with_skip: usize,
@@ -111,7 +111,6 @@ fn check_cases(root: &Path) -> Tally {
             continue;
         };
         want.sort();
-        tally.compared += 1;
         let skip = match &reference {
             Reference::Flat(spec) => spec.skip,
             Reference::Groups(tree) => tree.skip,
@@ -131,6 +130,9 @@ fn check_cases(root: &Path) -> Tally {
             Reference::Flat(spec) => reference_outcomes(spec, &evs),
             Reference::Groups(tree) => tree.outcomes(&evs),
         };
+        if outcomes.is_some() {
+            tally.compared += 1;
+        }
         match outcomes {
             None => tally.gave_up += 1,
             Some(outcomes) if outcomes.contains(&want) => {
@@ -153,7 +155,8 @@ fn check_cases(root: &Path) -> Tally {
 #[test]
 fn the_reference_gives_flinks_answers_on_the_conformance_cases_it_models() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
-    let tallies: Vec<_> = [("cases", (100, 10, 20)), ("random", (200, 100, 40))]
+    // Floors a little under today's counts (148 / 18 / 30 and 264 / 191 / 55).
+    let tallies: Vec<_> = [("cases", (140, 15, 25)), ("random", (250, 180, 50))]
         .into_iter()
         .map(|(folder, least)| (folder, least, check_cases(&root.join(folder))))
         .collect();
@@ -168,7 +171,12 @@ fn the_reference_gives_flinks_answers_on_the_conformance_cases_it_models() {
             tally.compared,
             tally.failures.join("\n")
         );
-        // The subset must not shrink unnoticed.
+        // The subset must not shrink unnoticed, nor the reference give up on it.
+        assert!(
+            tally.gave_up <= 3,
+            "{folder}: the reference gave up on {} cases",
+            tally.gave_up
+        );
         assert!(
             tally.compared >= compared,
             "{folder}: only {} cases in the subset",

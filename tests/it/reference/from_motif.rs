@@ -2,9 +2,10 @@
 //! reference's subset, so that the reference can be checked against the conformance cases'
 //! answers (Flink's own). Conditions become [`Cond::Ids`]: each is evaluated once per event
 //! of the case here, which is possible for conditions on the event alone — a comparison of
-//! a field with a literal, `in`, `contains`, `and`/`or`/`not`. A condition on other
-//! variables (`start.price`, `count(v)`), a group, a quantifier window, a key or anything
-//! else outside the subset gives `None`.
+//! a field with a literal, `in`, `contains`, `and`/`or`/`not`. [`spec_of`] reads patterns
+//! without groups, [`tree_of`] patterns with groups (module `groups`). A condition on other
+//! variables (`start.price`, `count(v)`), a quantifier window, a key or anything else
+//! outside the subset gives `None`.
 
 use std::collections::BTreeSet;
 
@@ -287,8 +288,9 @@ fn holds(c: &Condition, ev: &Json, vars: &BTreeSet<&str>) -> Option<bool> {
     }
 }
 
-/// The value of `e` on `ev`, for the forms the subset knows; comparisons of a missing
-/// field or of different types are false, as in motif's language.
+/// The value of `e` on `ev`, for the forms the subset knows; `None` (the case is left out)
+/// for anything else, comparisons involving `null` (a missing field) or values of two
+/// types included, whose rules are not restated here. `contains` on a non-string is false.
 fn eval(e: &Expr, ev: &Json, vars: &BTreeSet<&str>) -> Option<Val> {
     Some(match &e.kind {
         ExprKind::Literal(v) => match v {

@@ -13,10 +13,12 @@
 //! quantifier (`times(n)`, `times(n, m)`, `oneOrMore()`, `timesOrMore(n)`), the modifiers
 //! `optional()`, `greedy()`, `consecutive()`, `allowCombinations()`, `until(..)` on loops,
 //! a condition on the event's `name` (see [`Cond`]) and an optional `within(N ms)`
-//! (first-and-last), one `notNext` / `notFollowedBy` (see [`Negation`]) and an after-match
-//! skip strategy (module [`skip`], which picks from the candidates below what Flink
-//! reports); no groups. See [`PatternSpec::validate`] for the
-//! combinations Flink rejects.
+//! (first-and-last), `within(N ms, PREVIOUS_AND_CURRENT)` on a single step right after a
+//! single step (R6) or on a trailing `notFollowedBy` (T2), one `notNext` / `notFollowedBy`
+//! (see [`Negation`]) and an after-match skip strategy (module [`skip`], which picks from
+//! the candidates below what Flink reports). Groups: module [`groups`] reads a pattern
+//! with groups as chains of this kind. See [`PatternSpec::validate`] for the combinations
+//! Flink rejects and those the reference leaves out.
 //!
 //! # Terms
 //!
@@ -566,7 +568,12 @@ impl PatternSpec {
     /// * `until` on a step that is not a loop, or `until` without a condition;
     /// * `optional()` on a step right after a greedy step ("Optional pattern cannot be
     ///   preceded by greedy pattern" — `times(0, m)` does not go through that check);
-    /// * `within` of 0 ms or less.
+    /// * `within` of 0 ms or less, a `PREVIOUS_AND_CURRENT` window longer than the
+    ///   pattern's;
+    ///
+    /// and what the reference leaves out: a negation other than where [`Negation`] says,
+    /// `PREVIOUS_AND_CURRENT` windows other than R6's and T2's (and both at once), and a
+    /// skip strategy together with a `PREVIOUS_AND_CURRENT` window.
     pub fn validate(&self) -> Result<(), String> {
         if self.steps.is_empty() {
             return Err("no step".into());
@@ -605,15 +612,20 @@ impl PatternSpec {
         if matches!(self.within_ms, Some(w) if w <= 0) {
             return Err("within must be positive".into());
         }
-        match self.skip {
-            AfterMatch::ToFirst(v) | AfterMatch::ToLast(v) if v >= self.steps.len() => {
+        if let AfterMatch::ToFirst(v) | AfterMatch::ToLast(v) = self.skip {
+            if v >= self.steps.len() {
                 return Err("the skip strategy names no step".into());
             }
-            AfterMatch::NoSkip => {}
-            _ if self.within_previous => {
-                return Err("the reference does not model a skip strategy with a PREVIOUS_AND_CURRENT window".into());
-            }
-            _ => {}
+        }
+        let previous_window = self.within_previous || !self.gap_windows.is_empty();
+        if previous_window && self.skip != AfterMatch::NoSkip {
+            return Err(
+                "the reference does not model a skip strategy with a PREVIOUS_AND_CURRENT window"
+                    .into(),
+            );
+        }
+        if self.within_previous && !self.gap_windows.is_empty() {
+            return Err("the reference does not model two PREVIOUS_AND_CURRENT windows".into());
         }
         for &(y, w) in &self.gap_windows {
             let s = self.steps.get(y).ok_or("a window on no step")?;
@@ -623,21 +635,9 @@ impl PatternSpec {
             if y == 0 || !single(s) || !single(&self.steps[y - 1]) || not_next_before || w <= 0 {
                 return Err("the reference models PREVIOUS_AND_CURRENT windows only on a single step right after a single step".into());
             }
-            if self
-                .within_ms
-                .is_some_and(|f| !self.within_previous && w > f)
-            {
+            if self.within_ms.is_some_and(|f| w > f) {
                 return Err("a PREVIOUS_AND_CURRENT window longer than the pattern's".into());
             }
-            if self.within_previous {
-                return Err("the reference does not model two PREVIOUS_AND_CURRENT windows".into());
-            }
-        }
-        if !self.gap_windows.is_empty() && self.skip != AfterMatch::NoSkip {
-            return Err(
-                "the reference does not model a skip strategy with a PREVIOUS_AND_CURRENT window"
-                    .into(),
-            );
         }
         let trailing = (self.negation.as_ref()).is_some_and(|n| n.before == self.steps.len());
         if self.within_previous && (self.within_ms.is_none() || !trailing) {
@@ -794,7 +794,8 @@ fn choose(
     }
 }
 
-/// Rules R1–R5 for one candidate (`taken`: `(event index, step index)` in input order).
+/// Rules R1–R6, T2, N1 and N2 for one candidate (`taken`: `(event index, step index)` in
+/// input order).
 pub(super) fn satisfies_rules(spec: &PatternSpec, events: &[Ev], taken: &[(usize, usize)]) -> bool {
     let steps = &spec.steps;
     // Guard of step z, active at event `at`, holding on event e.
@@ -807,7 +808,7 @@ pub(super) fn satisfies_rules(spec: &PatternSpec, events: &[Ev], taken: &[(usize
     let (first, first_step) = taken[0];
     let (last, last_step) = taken[taken.len() - 1];
     if let Some(w) = spec.within_ms.filter(|_| !spec.within_previous) {
-        if events[last].ts - events[first].ts >= w {
+        if events[last].ts.saturating_sub(events[first].ts) >= w {
             return false;
         }
     }
@@ -904,7 +905,6 @@ pub(super) fn satisfies_rules(spec: &PatternSpec, events: &[Ev], taken: &[(usize
     !(last_step + 1..steps.len()).any(|z| guarded(z, last))
 }
 
-/// Events named by `names`, with ids `e0, e1, ...` and `ts` = index.
 /// Events named `names` at times `times` (non-decreasing; equal times allowed: Flink expires
 /// runs only before the first event of a timestamp, which (R5) already says).
 pub fn events_at(names: &[&str], times: &[i64]) -> Vec<Ev> {
@@ -920,6 +920,7 @@ pub fn events_at(names: &[&str], times: &[i64]) -> Vec<Ev> {
         .collect()
 }
 
+/// Events named by `names`, with ids `e0, e1, ...` and `ts` = index.
 pub fn events_from_names(names: &[&str]) -> Vec<Ev> {
     names
         .iter()

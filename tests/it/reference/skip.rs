@@ -86,8 +86,10 @@ pub fn outcomes_of_chains(
             })
             .collect();
         for taken in reference_assignments(chain, events) {
-            let at = completion(chain, events, &points, &taken);
-            points[at].completing.push(assignments.len());
+            if skip != AfterMatch::NoSkip {
+                let at = completion(chain, events, &points, &taken);
+                points[at].completing.push(assignments.len());
+            }
             assignments.push(taken.iter().map(|&(e, s)| (e, var_of[s])).collect());
         }
         if skip != AfterMatch::NoSkip {
@@ -211,8 +213,10 @@ fn trailing_negation(spec: &PatternSpec) -> bool {
         .is_some_and(|n| n.before == spec.steps.len() && n.kind == NegKind::NotFollowedBy)
 }
 
-/// The time a Pending run started at `first` is reported (first-and-last window).
+/// The time a Pending run started at `first` is reported (first-and-last window: a skip
+/// strategy with a PREVIOUS_AND_CURRENT window is outside the subset).
 fn deadline(spec: &PatternSpec, events: &[Ev], first: usize) -> i64 {
+    debug_assert!(!spec.within_previous);
     spec.within_ms
         .map_or(i64::MAX, |w| events[first].ts.saturating_add(w))
 }
