@@ -157,24 +157,8 @@ fn repair(
         });
     for i in 0..steps.len() {
         let prev_greedy = i > 0 && steps[i - 1].greedy;
-        let s = &mut steps[i];
-        s.name = VARS[i].to_string();
-        if s.quantifier == Quantifier::One {
-            s.greedy = false;
-            s.inner = Inner::Relaxed;
-        }
-        if !matches!(
-            s.quantifier,
-            Quantifier::OneOrMore | Quantifier::TimesOrMore(_)
-        ) {
-            s.until = None;
-        }
-        if s.greedy && s.inner == Inner::Combinations {
-            s.inner = Inner::Relaxed;
-        }
-        if matches!(s.quantifier, Quantifier::Times { from: 0, .. }) || prev_greedy {
-            s.optional = false;
-        }
+        steps[i].name = VARS[i].to_string();
+        drop_impossible_modifiers(&mut steps[i], prev_greedy);
     }
     let trailing = negation.as_ref().is_some_and(|n| n.before == steps.len());
     let within_previous = within_previous && trailing;
@@ -212,6 +196,28 @@ fn repair(
         }
     }
     spec
+}
+
+/// Drops the modifiers a step cannot have: `greedy`/`consecutive`/`allowCombinations`
+/// without quantifier, `allowCombinations` with `greedy`, `until` on a step that is not a
+/// loop, `optional()` on `times(0, m)` or right after a greedy step (`prev_greedy`).
+pub(crate) fn drop_impossible_modifiers(s: &mut Step, prev_greedy: bool) {
+    if s.quantifier == Quantifier::One {
+        s.greedy = false;
+        s.inner = Inner::Relaxed;
+    }
+    if !matches!(
+        s.quantifier,
+        Quantifier::OneOrMore | Quantifier::TimesOrMore(_)
+    ) {
+        s.until = None;
+    }
+    if s.greedy && s.inner == Inner::Combinations {
+        s.inner = Inner::Relaxed;
+    }
+    if matches!(s.quantifier, Quantifier::Times { from: 0, .. }) || prev_greedy {
+        s.optional = false;
+    }
 }
 
 /// A negation: where (a seed for the position), which, and its condition.

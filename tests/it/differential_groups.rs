@@ -9,8 +9,8 @@
 
 use proptest::prelude::*;
 
-use crate::differential::{compare, events_of, raw_step};
-use crate::reference::groups::{Element, Group, Link, Node, TreeSpec};
+use crate::differential::{compare, drop_impossible_modifiers, events_of, raw_step};
+use crate::reference::groups::{has_mandatory_step, Element, Group, Link, Node, TreeSpec};
 use crate::reference::{AfterMatch, Cond, Ev, Inner, Quantifier, Step};
 
 /// A raw tree: steps and groups, before names and repairs.
@@ -70,8 +70,8 @@ fn raw_tree() -> impl Strategy<Value = Raw> {
 }
 
 /// Turns raw elements into nodes a pattern can have: names `v1`, `v2`, ...; the first of
-/// a sequence `begin`; no `greedy()` inside a group; no `optional()` after a greedy step;
-/// the modifiers a step without quantifier cannot take dropped; a group with varying
+/// a sequence `begin`; no `greedy()` inside a group; the modifiers a step cannot have
+/// dropped (`drop_impossible_modifiers`); a group with varying
 /// iterations made a group without quantifier unless nothing follows it (the reference's
 /// subset); a group with no mandatory step given one. `prev_greedy`: the element before
 /// `raw` is a greedy step (so its first step may not be optional).
@@ -92,22 +92,10 @@ fn build(
                 let mut s = s.clone();
                 *names += 1;
                 s.name = format!("v{names}");
-                if s.quantifier == Quantifier::One {
-                    s.greedy = false;
-                    s.inner = Inner::Relaxed;
-                }
-                if !matches!(
-                    s.quantifier,
-                    Quantifier::OneOrMore | Quantifier::TimesOrMore(_)
-                ) {
-                    s.until = None;
-                }
-                if in_group || s.inner == Inner::Combinations {
+                if in_group {
                     s.greedy = false;
                 }
-                if prev_greedy || matches!(s.quantifier, Quantifier::Times { from: 0, .. }) {
-                    s.optional = false;
-                }
+                drop_impossible_modifiers(&mut s, prev_greedy);
                 prev_greedy = s.greedy;
                 Element::Leaf(s)
             }
@@ -149,13 +137,7 @@ fn build(
 
 /// Makes the first step of `nodes` (or of its first group) mandatory when none is.
 fn make_mandatory(nodes: &mut [Node]) {
-    fn mandatory(nodes: &[Node]) -> bool {
-        nodes.iter().any(|n| match &n.element {
-            Element::Leaf(s) => !s.is_optional(),
-            Element::Group(g) => mandatory(&g.nodes),
-        })
-    }
-    if mandatory(nodes) {
+    if has_mandatory_step(nodes) {
         return;
     }
     match &mut nodes[0].element {

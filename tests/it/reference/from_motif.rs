@@ -41,7 +41,7 @@ pub fn spec_of(decl: &PatternDecl, events: &[Json]) -> Option<PatternSpec> {
     let vars: BTreeSet<&str> = pattern.steps.iter().filter_map(|s| s.name()).collect();
     let mut steps = Vec::new();
     let mut negation = None;
-    let mut within_ms: Option<i64> = None;
+    let mut within_ms = pattern_window(pattern)?;
     let mut within_previous = None;
     let mut gap_windows = Vec::new();
     for (i, s) in pattern.steps.iter().enumerate() {
@@ -51,15 +51,11 @@ pub fn spec_of(decl: &PatternDecl, events: &[Json]) -> Option<PatternSpec> {
         if s.quantifier.window_ms.is_some() {
             return None;
         }
-        if let Some(w) = s.within {
-            let w = i64::try_from(w).ok()?;
-            within_ms = Some(within_ms.map_or(w, |v: i64| v.min(w)));
-        }
-        let cond = match &s.condition {
-            None => Cond::Any,
-            Some(c) => ids_where(c, events, &vars)?,
-        };
         if s.contiguity.is_negation() {
+            let cond = match &s.condition {
+                None => Cond::Any,
+                Some(c) => ids_where(c, events, &vars)?,
+            };
             if negation.is_some() || s.until.is_some() || s.quantifier.is_repeated() {
                 return None;
             }
@@ -92,35 +88,7 @@ pub fn spec_of(decl: &PatternDecl, events: &[Json]) -> Option<PatternSpec> {
             // Rule R6 (validate checks the step takes one event).
             gap_windows.push((steps.len(), i64::try_from(w).ok()?));
         }
-        let q = &s.quantifier;
-        let quantifier = match q.repeat {
-            Repeat::Once => Quantifier::One,
-            Repeat::Times { from, to } => Quantifier::Times { from, to },
-            Repeat::Looping { min: 1 } => Quantifier::OneOrMore,
-            Repeat::Looping { min } => Quantifier::TimesOrMore(min),
-        };
-        let until = match &s.until {
-            None => None,
-            Some(c) => Some(ids_where(c, events, &vars)?),
-        };
-        steps.push(Step {
-            name: name.clone(),
-            contiguity: match s.contiguity {
-                MContiguity::Strict => Contiguity::Next,
-                MContiguity::Relaxed => Contiguity::FollowedBy,
-                _ => Contiguity::FollowedByAny,
-            },
-            cond,
-            quantifier,
-            optional: q.optional,
-            greedy: q.greedy,
-            inner: match q.inner {
-                InnerContiguity::Relaxed => Inner::Relaxed,
-                InnerContiguity::Consecutive => Inner::Consecutive,
-                InnerContiguity::AllowCombinations => Inner::Combinations,
-            },
-            until,
-        });
+        steps.push(step_of(name, s, events, &vars)?);
     }
     if let Some(w) = within_previous {
         if within_ms.is_some() {
@@ -128,14 +96,8 @@ pub fn spec_of(decl: &PatternDecl, events: &[Json]) -> Option<PatternSpec> {
         }
         within_ms = Some(w);
     }
-    let index = |v: &str| steps.iter().position(|s: &Step| s.name == v);
-    let skip = match &pattern.skip {
-        SkipStrategy::NoSkip => AfterMatch::NoSkip,
-        SkipStrategy::SkipToNext => AfterMatch::ToNext,
-        SkipStrategy::SkipPastLastEvent => AfterMatch::PastLastEvent,
-        SkipStrategy::SkipToFirst(v) => AfterMatch::ToFirst(index(v)?),
-        SkipStrategy::SkipToLast(v) => AfterMatch::ToLast(index(v)?),
-    };
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    let skip = skip_of(&pattern.skip, &names)?;
     let spec = PatternSpec {
         steps,
         within_ms,
@@ -156,29 +118,12 @@ pub fn tree_of(decl: &PatternDecl, events: &[Json]) -> Option<TreeSpec> {
     let pattern = &decl.pattern;
     let mut vars = BTreeSet::new();
     collect_vars(pattern, &mut vars);
-    let mut within_ms: Option<i64> = None;
-    for s in &pattern.steps {
-        if let Some(w) = s.within {
-            let w = i64::try_from(w).ok()?;
-            within_ms = Some(within_ms.map_or(w, |v: i64| v.min(w)));
-        }
-    }
-    let nodes = nodes_of(pattern, events, &vars)?;
-    let tree = TreeSpec {
-        nodes,
-        within_ms,
+    let mut tree = TreeSpec {
+        nodes: nodes_of(pattern, events, &vars)?,
+        within_ms: pattern_window(pattern)?,
         skip: AfterMatch::NoSkip,
     };
-    let names = tree.variables();
-    let index = |v: &str| names.iter().position(|n| *n == v);
-    let skip = match &pattern.skip {
-        SkipStrategy::NoSkip => AfterMatch::NoSkip,
-        SkipStrategy::SkipToNext => AfterMatch::ToNext,
-        SkipStrategy::SkipPastLastEvent => AfterMatch::PastLastEvent,
-        SkipStrategy::SkipToFirst(v) => AfterMatch::ToFirst(index(v)?),
-        SkipStrategy::SkipToLast(v) => AfterMatch::ToLast(index(v)?),
-    };
-    let tree = TreeSpec { skip, ..tree };
+    tree.skip = skip_of(&pattern.skip, &tree.variables())?;
     tree.validate().is_ok().then_some(tree)
 }
 
@@ -209,41 +154,16 @@ fn nodes_of(
         let link = if i == 0 {
             Link::Begin
         } else {
-            match s.contiguity {
-                MContiguity::Strict => Link::Next,
-                MContiguity::Relaxed => Link::FollowedBy,
-                _ => Link::FollowedByAny,
+            match contiguity_of(s.contiguity) {
+                Contiguity::Next => Link::Next,
+                Contiguity::FollowedBy => Link::FollowedBy,
+                Contiguity::FollowedByAny => Link::FollowedByAny,
             }
         };
         let q = &s.quantifier;
-        let quantifier = match q.repeat {
-            Repeat::Once => Quantifier::One,
-            Repeat::Times { from, to } => Quantifier::Times { from, to },
-            Repeat::Looping { min: 1 } => Quantifier::OneOrMore,
-            Repeat::Looping { min } => Quantifier::TimesOrMore(min),
-        };
-        let inner = match q.inner {
-            InnerContiguity::Relaxed => Inner::Relaxed,
-            InnerContiguity::Consecutive => Inner::Consecutive,
-            InnerContiguity::AllowCombinations => Inner::Combinations,
-        };
         let element = match &s.node {
-            StepNode::Variable(name) => Element::Leaf(Step {
-                name: name.clone(),
-                contiguity: Contiguity::Next,
-                cond: match &s.condition {
-                    None => Cond::Any,
-                    Some(c) => ids_where(c, events, vars)?,
-                },
-                quantifier,
-                optional: q.optional,
-                greedy: q.greedy,
-                inner,
-                until: match &s.until {
-                    None => None,
-                    Some(c) => Some(ids_where(c, events, vars)?),
-                },
-            }),
+            // The node's link, not the step's contiguity, is read (module `groups`).
+            StepNode::Variable(name) => Element::Leaf(step_of(name, s, events, vars)?),
             StepNode::Group(g) => {
                 if s.condition.is_some()
                     || s.until.is_some()
@@ -256,6 +176,7 @@ fn nodes_of(
                 if g.steps.iter().any(|x| x.within.is_some()) {
                     return None;
                 }
+                let (quantifier, inner) = quantifier_of(q);
                 Element::Group(Group {
                     nodes: nodes_of(g, events, vars)?,
                     quantifier,
@@ -266,6 +187,77 @@ fn nodes_of(
         nodes.push(Node { link, element });
     }
     Some(nodes)
+}
+
+/// The smallest first-and-last window of the pattern's top-level steps (Flink's rule).
+fn pattern_window(p: &motif::pattern::Pattern) -> Option<Option<i64>> {
+    let mut within_ms: Option<i64> = None;
+    for s in &p.steps {
+        if let Some(w) = s.within {
+            let w = i64::try_from(w).ok()?;
+            within_ms = Some(within_ms.map_or(w, |v| v.min(w)));
+        }
+    }
+    Some(within_ms)
+}
+
+/// The skip strategy, naming a variable by its index in `names`.
+fn skip_of(skip: &SkipStrategy, names: &[&str]) -> Option<AfterMatch> {
+    let index = |v: &str| names.iter().position(|n| *n == v);
+    Some(match skip {
+        SkipStrategy::NoSkip => AfterMatch::NoSkip,
+        SkipStrategy::SkipToNext => AfterMatch::ToNext,
+        SkipStrategy::SkipPastLastEvent => AfterMatch::PastLastEvent,
+        SkipStrategy::SkipToFirst(v) => AfterMatch::ToFirst(index(v)?),
+        SkipStrategy::SkipToLast(v) => AfterMatch::ToLast(index(v)?),
+    })
+}
+
+fn contiguity_of(c: MContiguity) -> Contiguity {
+    match c {
+        MContiguity::Strict => Contiguity::Next,
+        MContiguity::Relaxed => Contiguity::FollowedBy,
+        _ => Contiguity::FollowedByAny,
+    }
+}
+
+fn quantifier_of(q: &motif::pattern::Quantifier) -> (Quantifier, Inner) {
+    let quantifier = match q.repeat {
+        Repeat::Once => Quantifier::One,
+        Repeat::Times { from, to } => Quantifier::Times { from, to },
+        Repeat::Looping { min: 1 } => Quantifier::OneOrMore,
+        Repeat::Looping { min } => Quantifier::TimesOrMore(min),
+    };
+    let inner = match q.inner {
+        InnerContiguity::Relaxed => Inner::Relaxed,
+        InnerContiguity::Consecutive => Inner::Consecutive,
+        InnerContiguity::AllowCombinations => Inner::Combinations,
+    };
+    (quantifier, inner)
+}
+
+/// Step `s` of the pattern, variable `name`, as a reference step.
+fn step_of(
+    name: &str,
+    s: &motif::pattern::Step,
+    events: &[Json],
+    vars: &BTreeSet<&str>,
+) -> Option<Step> {
+    let (quantifier, inner) = quantifier_of(&s.quantifier);
+    let cond_of = |c: &Option<Condition>| match c {
+        None => Some(None),
+        Some(c) => ids_where(c, events, vars).map(Some),
+    };
+    Some(Step {
+        name: name.to_string(),
+        contiguity: contiguity_of(s.contiguity),
+        cond: cond_of(&s.condition)?.unwrap_or(Cond::Any),
+        quantifier,
+        optional: s.quantifier.optional,
+        greedy: s.quantifier.greedy,
+        inner,
+        until: cond_of(&s.until)?,
+    })
 }
 
 /// The events satisfying `c`, as [`Cond::Ids`], or `None` when `c` is outside the subset.

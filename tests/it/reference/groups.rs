@@ -229,7 +229,8 @@ fn variable_groups_on_tail(nodes: &[Node], tail: bool) -> bool {
     })
 }
 
-fn has_mandatory_step(nodes: &[Node]) -> bool {
+/// Whether some step of `nodes`, in a group or not, is not optional.
+pub fn has_mandatory_step(nodes: &[Node]) -> bool {
     nodes.iter().any(|n| match &n.element {
         Element::Leaf(s) => !s.is_optional(),
         Element::Group(g) => has_mandatory_step(&g.nodes),

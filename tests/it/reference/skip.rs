@@ -200,11 +200,16 @@ fn completion(
             .position(|p| p.advance && p.now >= deadline)
             .unwrap_or(points.len() - 1)
     } else {
-        points
-            .iter()
-            .position(|p| !p.advance && p.upto == last + 1)
-            .expect("an event point for every event")
+        event_point(points, last)
     }
+}
+
+/// The point of event `e`.
+fn event_point(points: &[Point], e: usize) -> usize {
+    points
+        .iter()
+        .position(|p| !p.advance && p.upto == e + 1)
+        .expect("an event point for every event")
 }
 
 fn trailing_negation(spec: &PatternSpec) -> bool {
@@ -248,14 +253,14 @@ fn extend(
 ) {
     let (last, j) = taken[taken.len() - 1];
     let start = taken[0].0;
-    if !is_alive(spec, events, taken, last + 1, events[last].ts) {
+    // The step of `last` itself, then every later one.
+    let own = event_point(points, last);
+    if !is_alive(spec, events, taken, last + 1, points[own].now) {
         return;
     }
-    for (p, point) in points.iter().enumerate() {
-        if point.upto > last
-            && !alive[p].contains(&start)
-            && is_alive(spec, events, taken, point.upto, point.now)
-        {
+    alive[own].insert(start);
+    for (p, point) in points.iter().enumerate().skip(own + 1) {
+        if !alive[p].contains(&start) && is_alive(spec, events, taken, point.upto, point.now) {
             alive[p].insert(start);
         }
     }
