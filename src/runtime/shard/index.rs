@@ -75,9 +75,18 @@ impl Pending {
         self.0.as_ref()?.front().map(|(t, _, _)| *t)
     }
 
-    /// Adds an event in (time, arrival) order; in-order input appends.
-    pub(super) fn insert(&mut self, time: i64, arrival: u64, event: Event) {
-        let q = self.0.get_or_insert_with(Box::default);
+    /// Adds an event in (time, arrival) order; in-order input appends. An empty queue is
+    /// taken from `spare` when it has one.
+    pub(super) fn insert(
+        &mut self,
+        time: i64,
+        arrival: u64,
+        event: Event,
+        spare: &mut SpareQueues,
+    ) {
+        let q = self
+            .0
+            .get_or_insert_with(|| spare.queues.pop().unwrap_or_default());
         let at = match q.back() {
             Some(&(t, _, _)) if t > time => q.partition_point(|(t, _, _)| *t <= time),
             _ => q.len(),
@@ -85,14 +94,43 @@ impl Pending {
         q.insert(at, (time, arrival, event));
     }
 
-    /// Takes the first waiting event if its time is `t`; the queue goes once empty.
-    pub(super) fn pop_at(&mut self, t: i64) -> Option<Event> {
+    /// Takes the first waiting event if its time is `t`; once empty, the queue goes to
+    /// `spare`.
+    pub(super) fn pop_at(&mut self, t: i64, spare: &mut SpareQueues) -> Option<Event> {
         let q = self.0.as_mut()?;
         let ev = q.pop_front_if(|(et, _, _)| *et == t).map(|(_, _, ev)| ev);
         if q.is_empty() {
-            self.0 = None;
+            if let Some(q) = self.0.take() {
+                spare.put(q);
+            }
         }
         ev
+    }
+}
+
+/// A waiting-event queue.
+type Queue = VecDeque<(i64, u64, Event)>;
+
+/// Emptied waiting-event queues kept for the next key that buffers, so that a key whose
+/// events wait for the watermark now and then (every key, when several source partitions
+/// take turns) does not allocate and free a queue each time.
+#[derive(Debug, Default)]
+pub(super) struct SpareQueues {
+    // The box is the point: a queue moves between a partition and here as one pointer.
+    #[allow(clippy::box_collection, clippy::vec_box)]
+    queues: Vec<Box<Queue>>,
+}
+
+impl SpareQueues {
+    /// Queues kept at most.
+    const MOST: usize = 1024;
+    /// A queue that grew beyond this many events is freed, not kept.
+    const LARGEST: usize = 64;
+
+    fn put(&mut self, q: Box<Queue>) {
+        if self.queues.len() < Self::MOST && q.capacity() <= Self::LARGEST {
+            self.queues.push(q);
+        }
     }
 }
 

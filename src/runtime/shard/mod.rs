@@ -19,7 +19,7 @@ use crate::nfa::matcher::{Scratch, StartProbe};
 use crate::nfa::{Match, Matcher, Nfa};
 use crate::runtime::front::KeyedEvent;
 use crate::value::Value;
-use index::{head_mut, Entry, Found, Handle, Head, Partition, Slot};
+use index::{head_mut, Entry, Found, Handle, Head, Partition, Slot, SpareQueues};
 pub use state::{PatternShardState, PatternShardsView, StateError};
 use timers::Timers;
 
@@ -62,6 +62,8 @@ struct PatternShard {
     /// matcher's few hundred bytes.
     #[allow(clippy::vec_box)]
     pool: Vec<Box<Matcher>>,
+    /// Emptied queues of waiting events, for the next key that buffers.
+    spare_queues: SpareQueues,
     timers: Timers<Handle>,
     watermark: i64,
     dropped_runs: u64,
@@ -159,6 +161,7 @@ impl Shard {
                     slots: Vec::new(),
                     free_slots: Vec::new(),
                     pool: Vec::new(),
+                    spare_queues: SpareQueues::default(),
                     timers: Timers::default(),
                     watermark: i64::MIN,
                     dropped_runs: 0,
@@ -352,7 +355,8 @@ impl PatternShard {
             self.settle(slot, index, dropped_before, open_before, out);
             return;
         }
-        head.pending.insert(time, arrival, event);
+        head.pending
+            .insert(time, arrival, event, &mut self.spare_queues);
         if time < head.timer_at {
             head.timer_at = time;
             self.timers.push(time, (slot, s.generation));
@@ -630,7 +634,7 @@ impl PatternShard {
                 // been fed at once, before these were buffered).
                 let (sc, ms, ts) = (&mut self.scratch, &mut self.matches, &mut self.timeouts);
                 matcher.advance_before_event(nfa, sc, t, timeouts, ms, ts);
-                while let Some(ev) = head.pending.pop_at(t) {
+                while let Some(ev) = head.pending.pop_at(t, &mut self.spare_queues) {
                     matcher.process(nfa, &mut self.scratch, ev, &mut self.matches);
                 }
             }
