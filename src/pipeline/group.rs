@@ -39,8 +39,30 @@ use crate::nfa::Nfa;
 use crate::output::{Render, Stream};
 use crate::pattern::PatternDecl;
 use crate::runtime::{Engine, EngineOptions, EngineState, Input, Output, Stats};
-use crate::source::kafka::{eof_of, message_text, KafkaSpec, Notices};
+use crate::source::kafka::{eof_of, message_text, KafkaSpec, MessageParts, Notices};
+use crate::source::kafka_batch::{BatchQueue, RawMessage, Wakeup};
 use crate::source::SourceError;
+
+/// Messages taken from a partition's queue at most before the next partition's turn (and
+/// at a time from librdkafka).
+const RUN_LENGTH: usize = 64;
+
+/// Without `repartition=`: the input partitions' queues, in the order of [`Sources`], and
+/// what their callbacks wake.
+struct SplitQueues {
+    queues: Vec<BatchQueue>,
+    wakeup: Arc<Wakeup>,
+}
+
+/// What became of a message offered to the tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Took {
+    /// Taken, or passed over (see [`Tasks::admit`]).
+    Done,
+    /// Ahead of its task's restored offset: the consumer was sent back there, and what
+    /// else was fetched of the partition before is stale.
+    SentBack,
+}
 
 /// One input partition's state as the state topic holds it. `E`: the engine's state, owned
 /// when read back, borrowed when written.
@@ -432,51 +454,35 @@ impl Tasks {
     }
 
     /// One message from an input topic (or, with `repartition=`, from the repartition
-    /// topic or a source topic to forward).
+    /// topic or a source topic to forward), as the consumer's `poll` gives it.
     fn message<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         msg: &impl Message,
         now_ms: u64,
-    ) {
+    ) -> Took {
         if let Some(f) = self.forwarder.as_mut() {
             if f.forwards_from(msg.topic()) {
                 message_text(msg, &self.spec, &mut self.text);
                 if let Err(e) = f.forward(msg.topic(), msg.partition(), msg.offset(), &self.text) {
                     self.error.get_or_insert(format!("motif: {e}"));
                 }
-                return;
+                return Took::Done;
             }
         }
-        let Some(i) = self.find(msg.topic(), msg.partition()) else {
-            // Fetched before its partition was revoked: its new owner reads it.
-            return;
+        let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+        let i = match self.admit(consumer, topic, partition, offset) {
+            Ok(i) => i,
+            Err(took) => return took,
         };
         let task = &mut self.tasks[i];
-        let offset = msg.offset();
-        if let Some(next) = task.next {
-            if offset < next {
-                // Before the restored offset: the state holds its results.
-                return;
-            }
-            if offset > next {
-                // The group's offset is ahead of the state: back to the state's.
-                crate::source::kafka::seek_back(consumer, &task.topic, task.partition, next);
-                return;
-            }
-        }
-        if task.finished {
-            return;
-        }
-        task.next = Some(offset + 1);
-        task.dirty = true;
         let mut source = 0;
         if let Some(marks) = task.marks.as_mut() {
             match envelope(msg) {
                 Ok(Envelope::Record { source: s, offset }) => {
                     if !marks.admit(s, offset) {
                         task.copies_skipped += 1;
-                        return;
+                        return Took::Done;
                     }
                     source = s;
                 }
@@ -484,7 +490,7 @@ impl Tasks {
                     task.engine
                         .source_progress(source, &times, now_ms, &mut self.out);
                     self.deliver(false);
-                    return;
+                    return Took::Done;
                 }
                 Ok(Envelope::End { source }) => {
                     let all = marks.end(source);
@@ -494,20 +500,89 @@ impl Tasks {
                         task.finished = true;
                     }
                     self.deliver(false);
-                    return;
+                    return Took::Done;
                 }
                 Err(why) => {
                     self.notices.push(format!(
                         "motif: {}: offset {offset}: skipped: {why}",
                         task.origin
                     ));
-                    return;
+                    return Took::Done;
                 }
             }
             payload_text(msg, &mut self.text);
         } else {
             message_text(msg, &self.spec, &mut self.text);
         }
+        self.push(
+            i,
+            source,
+            (topic, partition, offset),
+            now_ms,
+            Instant::now(),
+        );
+        Took::Done
+    }
+
+    /// One message of input partition `topic/partition`, read from its queue (without
+    /// `repartition=`: every message is a record of the input).
+    #[allow(clippy::too_many_arguments)]
+    fn record<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        partition: i32,
+        msg: &RawMessage<'_>,
+        now_ms: u64,
+        now: Instant,
+    ) -> Took {
+        let offset = msg.offset();
+        let i = match self.admit(consumer, topic, partition, offset) {
+            Ok(i) => i,
+            Err(took) => return took,
+        };
+        message_text(msg, &self.spec, &mut self.text);
+        self.push(i, 0, (topic, partition, offset), now_ms, now);
+        Took::Done
+    }
+
+    /// The task that takes the message at `offset` of `topic/partition`, which is its next
+    /// one from now on; `Err` when no task takes it: the partition is not held (fetched
+    /// before it was revoked: its new owner reads it), the message comes before the
+    /// task's restored offset (the state holds its results) or after it (the consumer is
+    /// sent back there), or the task has finished.
+    fn admit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<usize, Took> {
+        let i = self.find(topic, partition).ok_or(Took::Done)?;
+        let task = &mut self.tasks[i];
+        if let Some(next) = task.next {
+            if offset < next {
+                return Err(Took::Done);
+            }
+            if offset > next {
+                // The group's offset is ahead of the state: back to the state's.
+                crate::source::kafka::seek_back(consumer, &task.topic, task.partition, next);
+                return Err(Took::SentBack);
+            }
+        }
+        if task.finished {
+            return Err(Took::Done);
+        }
+        task.next = Some(offset + 1);
+        task.dirty = true;
+        Ok(i)
+    }
+
+    /// Task `i` takes the record in `self.text` (from watermark input `source`; `at`:
+    /// its topic, partition and offset) and its outputs are delivered.
+    fn push(&mut self, i: usize, source: usize, at: (&str, i32, i64), now_ms: u64, now: Instant) {
+        let (topic, partition, offset) = at;
+        let task = &mut self.tasks[i];
         let input = Input {
             json: &self.text,
             origin: &task.origin,
@@ -517,11 +592,11 @@ impl Tasks {
         };
         task.engine.push_input(&input, &mut self.out);
         task.taken += 1;
-        task.last_record = Instant::now();
+        task.last_record = now;
         let replayed = task.replaying;
         if task.marks.is_none() && !self.key_warned {
             if let Some(hash) = task.engine.last_key_hash() {
-                self.check_key_home(hash, msg.topic(), msg.partition(), offset);
+                self.check_key_home(hash, topic, partition, offset);
             }
         }
         self.deliver(replayed);
@@ -561,15 +636,28 @@ impl Tasks {
             .map(|(i, t)| (i, t.topic.as_str(), t.next))
             .collect();
         for i in eof_of(consumer, &self.subscribed, partition, candidates) {
-            let task = &mut self.tasks[i];
-            task.replaying = false;
-            // Over a repartition topic a task ends with its sources' end markers.
-            if self.spec.eof && !task.finished && task.marks.is_none() {
-                task.engine.finish(&mut self.out);
-                task.finished = true;
-                task.dirty = true;
-                self.deliver(false);
-            }
+            self.task_at_end(i);
+        }
+    }
+
+    /// The partition's queue says the consumer reached the end of `topic/partition`.
+    fn end_of_topic_partition(&mut self, topic: &str, partition: i32) {
+        if let Some(i) = self.find(topic, partition) {
+            self.task_at_end(i);
+        }
+    }
+
+    /// Task `i`'s partition was read to its end: a replay is over, and with `eof` the
+    /// partition is done.
+    fn task_at_end(&mut self, i: usize) {
+        let task = &mut self.tasks[i];
+        task.replaying = false;
+        // Over a repartition topic a task ends with its sources' end markers.
+        if self.spec.eof && !task.finished && task.marks.is_none() {
+            task.engine.finish(&mut self.out);
+            task.finished = true;
+            task.dirty = true;
+            self.deliver(false);
         }
     }
 
@@ -596,6 +684,48 @@ impl Tasks {
                 self.error.get_or_insert(format!("motif: {e}"));
             }
         }
+    }
+
+    /// Without `repartition=`: up to [`RUN_LENGTH`] messages from each held partition's
+    /// queue, each to the partition's task; how many messages (and notices) were taken.
+    fn read_partitions<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        split: &mut SplitQueues,
+        now_ms: u64,
+    ) -> usize {
+        let now = Instant::now();
+        let mut taken = 0;
+        let mut i = 0;
+        while i < self.tasks.len() {
+            let (topic, partition) = (self.tasks[i].topic.clone(), self.tasks[i].partition);
+            i += 1;
+            let Some(queue) =
+                (self.sources.index(&topic, partition)).and_then(|at| split.queues.get_mut(at))
+            else {
+                continue;
+            };
+            for _ in 0..RUN_LENGTH {
+                let Some(msg) = queue.next_message(RUN_LENGTH) else {
+                    break;
+                };
+                taken += 1;
+                if msg.is_partition_end() {
+                    self.end_of_topic_partition(&topic, partition);
+                } else if let Some(e) = msg.error() {
+                    self.notices.push(format!(
+                        "motif: consuming {topic}/{partition} failed (retrying): {e}"
+                    ));
+                } else if self.record(consumer, &topic, partition, &msg, now_ms, now)
+                    == Took::SentBack
+                {
+                    // What else was taken from the queue was fetched before the seek.
+                    queue.discard();
+                    break;
+                }
+            }
+        }
+        taken
     }
 
     /// Renders the engine's outputs to the sinks.
@@ -701,7 +831,9 @@ fn forward_some(fc: &BaseConsumer<GroupContext>, tasks: &Mutex<Tasks>) {
         let mut t = lock(tasks);
         match polled {
             None => return,
-            Some(Ok(m)) => t.message(fc, &m, 0),
+            Some(Ok(m)) => {
+                t.message(fc, &m, 0);
+            }
             Some(Err(KafkaError::PartitionEOF(p))) => t.end_of_forwarded(fc, p),
             Some(Err(e)) => fc.context().notices.show(
                 "consume",
@@ -837,6 +969,7 @@ pub fn run(
         most = most.max(i32::try_from(n).unwrap_or(i32::MAX));
         counts.push((topic.clone(), n));
     }
+    let partition_counts = counts.clone();
     let sources = Sources::new(counts);
     if kafka.repartition.is_some()
         && kafka
@@ -924,6 +1057,25 @@ pub fn run(
             forwarding: false,
         })
         .map_err(|e| fail(e.to_string()))?;
+    // Without `repartition=`: each input partition's messages stay in a queue of its own
+    // (split before subscribing, kept over every assignment), read in batches; the
+    // consumer's own queue keeps the rebalances and errors. Declared after the consumer:
+    // they go first.
+    let mut split = match &kafka.repartition {
+        Some(_) => None,
+        None => {
+            let wakeup = Arc::new(Wakeup::default());
+            let mut queues = Vec::new();
+            for (topic, n) in &partition_counts {
+                for p in 0..i32::try_from(*n).unwrap_or(i32::MAX) {
+                    let q = BatchQueue::split(&consumer, topic, p, Arc::clone(&wakeup))
+                        .ok_or_else(|| fail(format!("no queue for partition {topic}/{p}")))?;
+                    queues.push(q);
+                }
+            }
+            Some(SplitQueues { queues, wakeup })
+        }
+    };
     let topics: Vec<&str> = subscribed.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -971,20 +1123,49 @@ pub fn run(
         if let Some(fc) = &forwarding {
             forward_some(fc, &tasks);
         }
-        let polled = consumer.poll(task_poll);
+        // The consumer's own queue (rebalances, errors; the messages too with
+        // `repartition=`, or of a partition the topic did not have at the start) is
+        // served first; then, without `repartition=`, the partitions' queues.
+        if let Some(q) = &split {
+            q.wakeup.clear();
+        }
+        let polled = consumer.poll(if split.is_some() {
+            Duration::ZERO
+        } else {
+            task_poll
+        });
         let mut t = lock(&tasks);
         let now_ms = u64::try_from(t.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut quiet = false;
         match polled {
-            Some(Ok(m)) => t.message(&consumer, &m, now_ms),
+            Some(Ok(m)) => {
+                t.message(&consumer, &m, now_ms);
+            }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 t.end_of_partition(&consumer, p);
-                t.quiet(options.quiet_advance_ms);
+                quiet = true;
             }
-            None => t.quiet(options.quiet_advance_ms),
+            None => quiet = true,
             Some(Err(e)) => consumer
                 .context()
                 .notices
                 .show("consume", &format!("consuming failed (retrying): {e}")),
+        }
+        if let Some(q) = &mut split {
+            if t.read_partitions(&consumer, q, now_ms) > 0 {
+                quiet = false;
+            } else if quiet {
+                // Nothing anywhere: wait for a partition's queue (or, at most `task_poll`
+                // later, look at the consumer's own again).
+                t.quiet(options.quiet_advance_ms);
+                drop(t);
+                q.wakeup.wait(task_poll);
+                t = lock(&tasks);
+                quiet = false;
+            }
+        }
+        if quiet {
+            t.quiet(options.quiet_advance_ms);
         }
         for n in std::mem::take(&mut t.notices) {
             notice(&n);
@@ -1083,6 +1264,7 @@ pub fn run(
         fc.unsubscribe();
     }
     consumer.unsubscribe();
+    drop(split);
     drop(consumer);
     let mut t = lock(&tasks);
     t.outputs.flush();

@@ -23,7 +23,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
@@ -34,7 +34,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::kafka_batch::BatchQueue;
+use super::kafka_batch::{BatchQueue, Wakeup};
 use super::{unreadable, InputPosition, Record, Source, SourceError, SourcePosition};
 use crate::value::push_json_str;
 
@@ -399,40 +399,6 @@ const PASS_OVER_AT_ONCE: usize = 4096;
 
 /// The longest a wait for a message sleeps before it looks at every queue again.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
-
-/// Wakes a waiting source when one of its queues gets something (librdkafka calls a
-/// queue's callback from its own threads when the queue stops being empty).
-#[derive(Default)]
-struct Wakeup {
-    ready: Mutex<bool>,
-    cond: Condvar,
-}
-
-impl Wakeup {
-    fn notify(&self) {
-        if let Ok(mut ready) = self.ready.lock() {
-            *ready = true;
-        }
-        self.cond.notify_one();
-    }
-
-    /// Forgets earlier wake-ups: call before looking at the queues.
-    fn clear(&self) {
-        if let Ok(mut ready) = self.ready.lock() {
-            *ready = false;
-        }
-    }
-
-    /// Sleeps up to `timeout` unless woken since the last [`Wakeup::clear`].
-    fn wait(&self, timeout: Duration) {
-        let Ok(ready) = self.ready.lock() else {
-            return;
-        };
-        if !*ready {
-            let _ = self.cond.wait_timeout(ready, timeout);
-        }
-    }
-}
 
 /// librdkafka's `fetch.queue.backoff.ms` for motif's consumers (a property in the URL
 /// overrides it). Once a partition's local queue is over its thresholds librdkafka waits

@@ -14,6 +14,8 @@
 use std::ffi::CString;
 use std::os::raw::c_int;
 use std::ptr::NonNull;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use rdkafka::bindings as rd;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -29,6 +31,8 @@ pub(crate) struct BatchQueue {
     next: usize,
     /// The message handed out last, destroyed when the next is asked for.
     out: Option<NonNull<rd::rd_kafka_message_t>>,
+    /// Notified by librdkafka when the queue stops being empty ([`BatchQueue::split`]).
+    wakeup: Option<Arc<Wakeup>>,
 }
 
 // SAFETY: librdkafka's queues and messages may be used from any thread (one at a time,
@@ -59,7 +63,37 @@ impl BatchQueue {
             taken: Vec::new(),
             next: 0,
             out: None,
+            wakeup: None,
         })
+    }
+
+    /// The queue of `topic`/`partition` of `consumer`, split from the consumer's queue
+    /// (as `BaseConsumer::split_partition_queue` does: its messages and end notices stay
+    /// in it, over every later assignment of the partition), with `wakeup` notified each
+    /// time it stops being empty; `None` when librdkafka has none. Call it before the
+    /// consumer subscribes. The consumer must outlive the queue, as for
+    /// [`BatchQueue::open`].
+    pub(crate) fn split<C: ConsumerContext>(
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        partition: i32,
+        wakeup: Arc<Wakeup>,
+    ) -> Option<BatchQueue> {
+        let mut q = BatchQueue::open(consumer, topic, partition)?;
+        // SAFETY: a live queue handle; forwarding to nothing keeps the messages here
+        // (librdkafka marks the forward as the application's, which fetching again does
+        // not undo). The callback's opaque pointer is `wakeup`'s, kept alive in the
+        // queue until the callback is turned off (`Drop`).
+        unsafe {
+            rd::rd_kafka_queue_forward(q.queue.as_ptr(), std::ptr::null_mut());
+            rd::rd_kafka_queue_cb_event_enable(
+                q.queue.as_ptr(),
+                Some(wake_up),
+                Arc::as_ptr(&wakeup).cast_mut().cast(),
+            );
+        }
+        q.wakeup = Some(wakeup);
+        Some(q)
     }
 
     /// The next message: one taken earlier, else up to `up_to` more taken from the queue
@@ -122,9 +156,58 @@ impl BatchQueue {
 
 impl Drop for BatchQueue {
     fn drop(&mut self) {
+        if self.wakeup.is_some() {
+            // SAFETY: the handle is live; after this librdkafka calls no callback with
+            // the wakeup's pointer, which is then dropped with `self`.
+            unsafe {
+                rd::rd_kafka_queue_cb_event_enable(self.queue.as_ptr(), None, std::ptr::null_mut())
+            };
+        }
         self.discard();
         // SAFETY: the handle is live and dropped once.
         unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) };
+    }
+}
+
+/// Wakes a reader waiting for its queues when one of them gets something (librdkafka
+/// calls a queue's callback from its own threads when the queue stops being empty).
+#[derive(Default)]
+pub(crate) struct Wakeup {
+    ready: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Wakeup {
+    pub(crate) fn notify(&self) {
+        if let Ok(mut ready) = self.ready.lock() {
+            *ready = true;
+        }
+        self.cond.notify_one();
+    }
+
+    /// Forgets earlier wake-ups: call before looking at the queues.
+    pub(crate) fn clear(&self) {
+        if let Ok(mut ready) = self.ready.lock() {
+            *ready = false;
+        }
+    }
+
+    /// Sleeps up to `timeout` unless woken since the last [`Wakeup::clear`].
+    pub(crate) fn wait(&self, timeout: Duration) {
+        let Ok(ready) = self.ready.lock() else {
+            return;
+        };
+        if !*ready {
+            let _ = self.cond.wait_timeout(ready, timeout);
+        }
+    }
+}
+
+/// librdkafka's queue event callback: `opaque` is the queue's [`Wakeup`].
+unsafe extern "C" fn wake_up(_: *mut rd::rd_kafka_t, opaque: *mut std::ffi::c_void) {
+    // SAFETY: set by `BatchQueue::split` to a `Wakeup` that outlives the callback.
+    if let Some(w) = unsafe { opaque.cast::<Wakeup>().as_ref() } {
+        w.notify();
     }
 }
 

@@ -6,7 +6,7 @@ pub mod gen;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "kafka")]
-mod kafka_batch;
+pub(crate) mod kafka_batch;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
