@@ -182,7 +182,7 @@ fn main() {
         .into_iter()
         .filter(|w| *w <= w_max)
         .collect();
-    let alphabet = ['a', 'b', 'c', 'd', 'e'];
+    let alphabet = ['a', 'b', 'c', 'd', 'e', 'f'];
     if only.contains("any") {
         for n in 3..=n_max {
             for &w in &windows {

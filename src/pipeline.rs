@@ -785,7 +785,12 @@ pub fn run(
     let mut extractor = None;
     let match_table = spec.match_table();
     if !options.aggregates.is_empty() || match_table.is_some() {
-        let compiled = compile_all(decls, !options.aggregates.is_empty(), None)?;
+        let compiled = compile_all(
+            decls,
+            !options.aggregates.is_empty(),
+            None,
+            engine_options.timeouts,
+        )?;
         let nfas: Vec<Arc<crate::nfa::Nfa>> = compiled
             .patterns
             .iter()

@@ -1084,8 +1084,12 @@ fn explain_cmd(path: &Path, dot: bool) -> i32 {
         }
     };
     let mut schema = crate::event::Schema::new();
+    // As `motif run` compiles it without `--timeouts`.
+    let options = crate::nfa::CompileOptions {
+        reports_timeouts: false,
+    };
     for d in &decls {
-        match crate::nfa::compile(d, &mut schema) {
+        match crate::nfa::compile_with(d, &mut schema, options) {
             Ok(nfa) => {
                 if dot {
                     print!("{}", explain::to_dot(&nfa));

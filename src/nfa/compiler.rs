@@ -14,7 +14,8 @@ use crate::expr::compile::Compiler;
 use crate::expr::resolve::resolve;
 use crate::nfa::{Action, CondBody, Condition, Edge, Guard, Nfa, Skip, State, StateId, StateKind};
 use crate::pattern::{
-    self, Contiguity, InnerContiguity, Pattern, PatternDecl, Repeat, Step, StepNode,
+    self, Contiguity, InnerContiguity, Pattern, PatternDecl, Repeat, SkipStrategy, Step,
+    StepNode,
 };
 
 /// Why a pattern could not be compiled (validation reports these with positions first).
@@ -35,6 +36,30 @@ const NAME_DELIM: char = ':';
 
 /// Compiles a validated declaration; field names are registered in `schema`.
 pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileError> {
+    compile_with(
+        decl,
+        schema,
+        CompileOptions {
+            reports_timeouts: true,
+        },
+    )
+}
+
+/// What a run does with a pattern besides reporting its matches, where that changes how the
+/// pattern may be compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Timed-out partial matches are reported (`--timeouts`): then every partial match is
+    /// output, so each `followedByAny` branch is kept (see [`Nfa::any_links_as_next`]).
+    pub reports_timeouts: bool,
+}
+
+/// [`compile`] for a run that does what `options` says.
+pub fn compile_with(
+    decl: &PatternDecl,
+    schema: &mut Schema,
+    options: CompileOptions,
+) -> Result<Nfa, CompileError> {
     if let Err(errors) = crate::validate::validate(decl) {
         return Err(CompileError::Invalid {
             name: decl.name.clone(),
@@ -66,8 +91,11 @@ pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileEr
             idx: decl.pattern.steps.len() - 1,
         },
         following: None,
+        any_as_next: false,
     };
     b.compile_conditions(&decl.pattern)?;
+    b.any_as_next = !options.reports_timeouts
+        && only_earliest_chain_reported(&decl.pattern, &b.conditions);
     let end = b.create_ending_state();
     let sink = b.create_middle_states(end);
     let start = b.convert_pattern(sink);
@@ -95,6 +123,7 @@ pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileEr
         .then_some(super::DEFAULT_GROUP_RUNS_AT);
     Ok(Nfa {
         name: decl.name.clone(),
+        any_links_as_next: b.any_as_next,
         ignore_loops,
         keep_event_fields,
         skip_tests,
@@ -157,6 +186,46 @@ struct Builder<'p, 's> {
     original_states: HashMap<String, StateId>,
     cur: Cursor<'p>,
     following: Option<Cursor<'p>>,
+    /// `followedByAny` links are compiled as `followedBy` ([`only_earliest_chain_reported`]).
+    any_as_next: bool,
+}
+
+/// Whether, of all the partial matches a `followedByAny` link branches into, only the one
+/// that took the earliest event at every step can ever be reported — so that the link can
+/// run as `followedBy`, which keeps only that one: one partial match per first event instead
+/// of one per combination, as many as the window holds instead of their powers.
+///
+/// It holds for a chain of single steps (no quantifier, `optional`, negation or group) linked
+/// by `followedBy` and `followedByAny` only, whose conditions read the current event alone,
+/// with `skipPastLastEvent` and no window between consecutive events, when timed-out partial
+/// matches are not reported:
+/// - a chain from first event `s` exists iff the chain taking the earliest possible event at
+///   each step does (taking a later one never leaves more room), and it is within the window
+///   if any is (the window counts from `s`);
+/// - so when an event completes a chain, every partial match that started earlier completes
+///   too: none waits for an earlier one, and the match reported is one of those that started
+///   first. Flink reports the one first in its priority queue among them, which is the chain
+///   of earliest events (seen in every case compared: `tests/it/differential.rs`,
+///   `any_links_run_as_next_where_only_the_earliest_chain_is_reported`);
+/// - `skipPastLastEvent` then drops every partial match (all started at or before the match's
+///   last event), so the other branches never show;
+/// - without `--timeouts` nothing reports a partial match that ends without completing.
+fn only_earliest_chain_reported(p: &Pattern, conditions: &[Condition]) -> bool {
+    let single = |s: &Step| {
+        matches!(s.node, StepNode::Variable(_))
+            && s.quantifier.repeat == Repeat::Once
+            && !s.quantifier.optional
+            && s.quantifier.window_ms.is_none()
+            && s.until.is_none()
+            && s.within_previous.is_none()
+    };
+    let relaxed = |s: &Step| matches!(s.contiguity, Contiguity::Relaxed | Contiguity::NonDeterministic);
+    p.skip == SkipStrategy::SkipPastLastEvent
+        && p.steps.len() >= 2
+        && p.steps.iter().all(single)
+        && p.steps.iter().skip(1).all(relaxed)
+        && p.steps.iter().any(|s| s.contiguity == Contiguity::NonDeterministic)
+        && conditions.iter().all(|c| !c.iterative)
 }
 
 fn to_ms(v: u64) -> i64 {
@@ -782,6 +851,7 @@ impl<'p> Builder<'p, '_> {
         let from_contiguity = |ct: Contiguity| match ct {
             Contiguity::Strict => Some(S::Strict),
             Contiguity::Relaxed => Some(S::Next),
+            Contiguity::NonDeterministic if self.any_as_next => Some(S::Next),
             Contiguity::NonDeterministic => Some(S::Any),
             Contiguity::NotNext | Contiguity::NotFollowedBy => None,
         };

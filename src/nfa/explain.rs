@@ -36,6 +36,19 @@ fn kind_name(k: StateKind) -> &'static str {
 
 /// Which layout a partition's runs get, and why.
 fn matcher_text(nfa: &Nfa) -> String {
+    let layout = layout_text(nfa);
+    if nfa.any_links_as_next {
+        return format!(
+            "{layout}; followedByAny links run as followedBy: with skipPastLastEvent, single \
+             steps and conditions on the event alone only the chain of earliest events can \
+             be reported, so one partial match per first event is kept (with --timeouts, \
+             which reports every partial match, each branch is kept)"
+        );
+    }
+    layout
+}
+
+fn layout_text(nfa: &Nfa) -> String {
     match (nfa.grouping(), nfa.group_runs_at) {
         (Grouping::ByState, Some(at)) => format!(
             "partial matches grouped by state above {at} per key (an event visits only \

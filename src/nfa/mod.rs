@@ -19,7 +19,7 @@ use crate::event::Event;
 use crate::expr::compile::{AggAcc, AggSpec, CExpr};
 use crate::pattern::{NativeCondition, PartialMatch, SkipStrategy};
 
-pub use compiler::{compile, CompileError};
+pub use compiler::{compile, compile_with, CompileError, CompileOptions};
 pub use matcher::{Match, MatchedEvent, Matcher};
 
 /// Index of a state in [`Nfa::states`].
@@ -148,6 +148,11 @@ impl CondBody {
 pub struct Nfa {
     /// The pattern's name.
     pub(crate) name: String,
+    /// Its `followedByAny` links run as `followedBy`: only the chain of earliest events can
+    /// be reported (`skipPastLastEvent`, single steps, conditions on the event alone, no
+    /// `--timeouts`; see `compiler::only_earliest_chain_reported`), so each first event
+    /// keeps one partial match instead of one per combination of later events.
+    pub(crate) any_links_as_next: bool,
     /// Variables in pattern order (the order of `events` in a match).
     pub(crate) variables: Vec<String>,
     /// All states; the final state is `final_state`.

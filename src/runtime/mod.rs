@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{DecodeError, Schema};
 use crate::key::KeyBytes;
-use crate::nfa::{compile, CompileError};
+use crate::nfa::{compile_with, CompileError, CompileOptions};
 use crate::pattern::PatternDecl;
 use crate::value::Value;
 
@@ -276,13 +276,14 @@ pub(crate) fn compile_all(
     decls: &[PatternDecl],
     match_fields: bool,
     group_runs_at: Option<usize>,
+    reports_timeouts: bool,
 ) -> Result<Compiled, CompileError> {
     let mut schema = Schema::new();
     let mut patterns = Vec::new();
     let mut front = Vec::new();
     let mut fingerprints = Vec::new();
     for d in decls {
-        let mut nfa = compile(d, &mut schema)?;
+        let mut nfa = compile_with(d, &mut schema, CompileOptions { reports_timeouts })?;
         nfa.keep_event_fields |= match_fields;
         if let Some(at) = group_runs_at {
             nfa.set_group_runs_at(at);
@@ -386,7 +387,12 @@ pub struct Engine {
 impl Engine {
     /// Compiles the declarations.
     pub fn new(decls: &[PatternDecl], options: EngineOptions) -> Result<Engine, CompileError> {
-        let c = compile_all(decls, options.match_fields, options.group_runs_at)?;
+        let c = compile_all(
+            decls,
+            options.match_fields,
+            options.group_runs_at,
+            options.timeouts,
+        )?;
         let shards = (0..options.shards.max(1))
             .map(|_| {
                 Shard::new(

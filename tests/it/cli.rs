@@ -213,8 +213,27 @@ fn explain_prints_states_and_dot() {
         .output()
         .unwrap();
     let t = String::from_utf8_lossy(&out.stdout);
+    // Only the chain of earliest events can be reported there: the link runs as followedBy.
     assert!(
-        t.contains("matcher: partial matches in one list in Flink's order (two may share"),
+        t.contains("matcher: partial matches grouped by state above 8 per key")
+            && t.contains("followedByAny links run as followedBy"),
+        "{t}"
+    );
+    // With another skip strategy the choice between matches with one first event stays.
+    let skip_to_next = write(
+        &dir,
+        "skip_to_next.motif",
+        &AB.replacen("begin(\"a\")", "begin(\"a\", skipToNext())", 1)
+            .replacen("followedBy(", "followedByAny(", 1),
+    );
+    let out = motif()
+        .args(["explain", skip_to_next.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        t.contains("matcher: partial matches in one list in Flink's order (two may share")
+            && !t.contains("run as followedBy"),
         "{t}"
     );
     let dot = motif()

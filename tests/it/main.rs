@@ -1,6 +1,7 @@
 //! motif's integration tests: one test binary, one module per area.
 
 mod aggregate;
+mod any_as_next;
 mod checkpoint;
 mod cli;
 mod conformance;

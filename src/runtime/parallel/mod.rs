@@ -115,7 +115,12 @@ impl<P: Prepare> ParallelEngine<P> {
         prepare: P,
         state: Option<(EngineState, bool)>,
     ) -> Result<(ParallelEngine<P>, RestoreReport), ParallelError> {
-        let c = compile_all(decls, options.match_fields, options.group_runs_at)?;
+        let c = compile_all(
+            decls,
+            options.match_fields,
+            options.group_runs_at,
+            options.timeouts,
+        )?;
         let workers = workers.max(1);
         let mut clocks = Clocks::new(
             &c.front,

@@ -688,7 +688,7 @@ mod tests {
     /// `timeouts`), with the schema its events are decoded with.
     fn shard_of_pattern(source: &str, timeouts: bool) -> (Shard, crate::event::Schema) {
         let decls = crate::syntax::load_str("<test>", source).expect("pattern loads");
-        let c = compile_all(&decls, false, None).expect("pattern compiles");
+        let c = compile_all(&decls, false, None, timeouts).expect("pattern compiles");
         (Shard::new(&c.patterns, timeouts, None, None), c.schema)
     }
 
