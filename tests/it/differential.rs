@@ -31,7 +31,7 @@
 //! `agree__q4a*` hold Flink's answers for some). Outside the generated subset: negations
 //! next to optional steps, after `times(n, m)`, before quantified steps or ending a pattern
 //! after a quantified step; groups; a skip strategy together with a `PREVIOUS_AND_CURRENT`
-//! window; the order of tied matches under a skip strategy; conditions on other fields or on other variables,
+//! window; the order of tied matches under a skip strategy (but rule R7's); conditions on other fields or on other variables,
 //! `PREVIOUS_AND_CURRENT` windows other than on a trailing `notFollowedBy` or on a single step
 //! right after a single step, timed-out matches
 //! (docs/notes/reference-negation-rules.md has the rules for more of the negations).

@@ -99,6 +99,11 @@
 //!   is checked (so `begin("a").notNext("n").followedBy("b").within(1ms,
 //!   PREVIOUS_AND_CURRENT)` matches a@1, b@2, as the differential test found); the
 //!   reference leaves those out.
+//! * **(R7) ties under `skipPastLastEvent`.** Where a skip strategy must choose between
+//!   waiting matches with the same first event, the reference follows every order (module
+//!   `skip`), except for `skipPastLastEvent()` over a chain of single steps linked by
+//!   `followedBy`/`followedByAny`: there the match that took the earliest event at every
+//!   step is reported (`skip::earliest_chain_first`).
 //!
 //! Why one assignment gives at most one match: in Flink's compiled NFA at most one PROCEED
 //! edge of a state can hold on a given event (a greedy loop with `until` has two, on `U`
