@@ -107,6 +107,19 @@ impl BatchQueue {
         let m = NonNull::new(*self.taken.get(self.next)?)?;
         self.next += 1;
         self.out = Some(m);
+        // The payload after this one was written by librdkafka's fetch thread: ask for it
+        // now, so that it is in cache when its turn comes (a record later).
+        if let Some(&after) = self.taken.get(self.next) {
+            // SAFETY: a message taken from the queue and not destroyed (`taken[next..]`).
+            let (payload, len) = unsafe { ((*after).payload, (*after).len) };
+            if !payload.is_null() {
+                crate::event::prefetch(payload.cast::<u8>());
+                if len > 64 {
+                    // SAFETY: within the payload's `len` bytes.
+                    crate::event::prefetch(unsafe { payload.cast::<u8>().add(64) });
+                }
+            }
+        }
         // SAFETY: `m` is a live message of this queue until `release_out`, which needs
         // `&mut self`: the view's borrow of `self` keeps it alive.
         Some(RawMessage {
