@@ -205,8 +205,9 @@ struct Builder<'p, 's> {
 /// - so when an event completes a chain, every partial match that started earlier completes
 ///   too: none waits for an earlier one, and the match reported is one of those that started
 ///   first. Flink reports the one first in its priority queue among them, which is the chain
-///   of earliest events (seen in every case compared: `tests/it/differential.rs`,
-///   `any_links_run_as_next_where_only_the_earliest_chain_is_reported`);
+///   of earliest events (seen in every case compared: the property in
+///   `tests/it/any_as_next.rs` against motif's list in Flink's heap order, and 120 cases
+///   answered by Flink, `tests/conformance/random/any_as_next__*`);
 /// - `skipPastLastEvent` then drops every partial match (all started at or before the match's
 ///   last event), so the other branches never show;
 /// - without `--timeouts` nothing reports a partial match that ends without completing.
