@@ -268,6 +268,19 @@ impl Compiled {
     }
 }
 
+/// [`compile_all`] as an engine run with `options` compiles its declarations.
+pub(crate) fn compile_for(
+    decls: &[PatternDecl],
+    options: &EngineOptions,
+) -> Result<Compiled, CompileError> {
+    compile_all(
+        decls,
+        options.match_fields,
+        options.group_runs_at,
+        options.timeouts,
+    )
+}
+
 /// Compiles declarations over one shared schema (which also holds each declaration's
 /// [`PatternDecl::output_fields`]); with `match_fields` (see [`EngineOptions::match_fields`])
 /// matched events keep their decoded fields; `group_runs_at` as
@@ -387,12 +400,7 @@ pub struct Engine {
 impl Engine {
     /// Compiles the declarations.
     pub fn new(decls: &[PatternDecl], options: EngineOptions) -> Result<Engine, CompileError> {
-        let c = compile_all(
-            decls,
-            options.match_fields,
-            options.group_runs_at,
-            options.timeouts,
-        )?;
+        let c = compile_for(decls, &options)?;
         let shards = (0..options.shards.max(1))
             .map(|_| {
                 Shard::new(

@@ -33,7 +33,7 @@ use crate::runtime::front::{Clocks, Decoder};
 use crate::runtime::run::{AsIs, Collect, Prepare, Run, StateOf, END_OF_INPUT};
 use crate::runtime::shard::{PatternShardState, Shard};
 use crate::runtime::state::{self, EngineState, RestoreError, RestoreReport};
-use crate::runtime::{compile_all, Compiled, EngineOptions, Input, Stats};
+use crate::runtime::{compile_for, Compiled, EngineOptions, Input, Stats};
 use chunk::{Chunk, ClockStep, Entry};
 use worker::{Inbox, Worker, WorkerReport, WorkerState};
 
@@ -115,12 +115,7 @@ impl<P: Prepare> ParallelEngine<P> {
         prepare: P,
         state: Option<(EngineState, bool)>,
     ) -> Result<(ParallelEngine<P>, RestoreReport), ParallelError> {
-        let c = compile_all(
-            decls,
-            options.match_fields,
-            options.group_runs_at,
-            options.timeouts,
-        )?;
+        let c = compile_for(decls, &options)?;
         let workers = workers.max(1);
         let mut clocks = Clocks::new(
             &c.front,
