@@ -460,20 +460,19 @@ impl Tasks {
         consumer: &BaseConsumer<C>,
         msg: &impl Message,
         now_ms: u64,
-    ) -> Took {
+    ) {
         if let Some(f) = self.forwarder.as_mut() {
             if f.forwards_from(msg.topic()) {
                 message_text(msg, &self.spec, &mut self.text);
                 if let Err(e) = f.forward(msg.topic(), msg.partition(), msg.offset(), &self.text) {
                     self.error.get_or_insert(format!("motif: {e}"));
                 }
-                return Took::Done;
+                return;
             }
         }
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
-        let i = match self.admit(consumer, topic, partition, offset) {
-            Ok(i) => i,
-            Err(took) => return took,
+        let Ok(i) = self.admit(consumer, topic, partition, offset) else {
+            return;
         };
         let task = &mut self.tasks[i];
         let mut source = 0;
@@ -482,7 +481,7 @@ impl Tasks {
                 Ok(Envelope::Record { source: s, offset }) => {
                     if !marks.admit(s, offset) {
                         task.copies_skipped += 1;
-                        return Took::Done;
+                        return;
                     }
                     source = s;
                 }
@@ -490,7 +489,7 @@ impl Tasks {
                     task.engine
                         .source_progress(source, &times, now_ms, &mut self.out);
                     self.deliver(false);
-                    return Took::Done;
+                    return;
                 }
                 Ok(Envelope::End { source }) => {
                     let all = marks.end(source);
@@ -500,14 +499,14 @@ impl Tasks {
                         task.finished = true;
                     }
                     self.deliver(false);
-                    return Took::Done;
+                    return;
                 }
                 Err(why) => {
                     self.notices.push(format!(
                         "motif: {}: offset {offset}: skipped: {why}",
                         task.origin
                     ));
-                    return Took::Done;
+                    return;
                 }
             }
             payload_text(msg, &mut self.text);
@@ -521,7 +520,6 @@ impl Tasks {
             now_ms,
             Instant::now(),
         );
-        Took::Done
     }
 
     /// One message of input partition `topic/partition`, read from its queue (without
@@ -831,9 +829,7 @@ fn forward_some(fc: &BaseConsumer<GroupContext>, tasks: &Mutex<Tasks>) {
         let mut t = lock(tasks);
         match polled {
             None => return,
-            Some(Ok(m)) => {
-                t.message(fc, &m, 0);
-            }
+            Some(Ok(m)) => t.message(fc, &m, 0),
             Some(Err(KafkaError::PartitionEOF(p))) => t.end_of_forwarded(fc, p),
             Some(Err(e)) => fc.context().notices.show(
                 "consume",
@@ -1138,9 +1134,7 @@ pub fn run(
         let now_ms = u64::try_from(t.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut quiet = false;
         match polled {
-            Some(Ok(m)) => {
-                t.message(&consumer, &m, now_ms);
-            }
+            Some(Ok(m)) => t.message(&consumer, &m, now_ms),
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 t.end_of_partition(&consumer, p);
                 quiet = true;

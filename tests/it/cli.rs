@@ -202,35 +202,27 @@ fn explain_prints_states_and_dot() {
         t.contains("matcher: partial matches grouped by state above 8 per key"),
         "{t}"
     );
-    let skipping = write(
-        &dir,
-        "skip.motif",
-        &AB.replacen("begin(\"a\")", "begin(\"a\", skipPastLastEvent())", 1)
-            .replacen("followedBy(", "followedByAny(", 1),
-    );
-    let out = motif()
-        .args(["explain", skipping.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let t = String::from_utf8_lossy(&out.stdout);
+    // `AB` with a skip strategy and a `followedByAny` link, explained.
+    let explain_with = |file: &str, skip: &str| {
+        let source = AB
+            .replacen("begin(\"a\")", &format!("begin(\"a\", {skip})"), 1)
+            .replacen("followedBy(", "followedByAny(", 1);
+        let path = write(&dir, file, &source);
+        let out = motif()
+            .args(["explain", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
     // Only the chain of earliest events can be reported there: the link runs as followedBy.
+    let t = explain_with("skip.motif", "skipPastLastEvent()");
     assert!(
         t.contains("matcher: partial matches grouped by state above 8 per key")
             && t.contains("followedByAny links run as followedBy"),
         "{t}"
     );
     // With another skip strategy the choice between matches with one first event stays.
-    let skip_to_next = write(
-        &dir,
-        "skip_to_next.motif",
-        &AB.replacen("begin(\"a\")", "begin(\"a\", skipToNext())", 1)
-            .replacen("followedBy(", "followedByAny(", 1),
-    );
-    let out = motif()
-        .args(["explain", skip_to_next.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let t = String::from_utf8_lossy(&out.stdout);
+    let t = explain_with("skip_to_next.motif", "skipToNext()");
     assert!(
         t.contains("matcher: partial matches in one list in Flink's order (two may share")
             && !t.contains("run as followedBy"),
