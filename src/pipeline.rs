@@ -33,7 +33,7 @@ use crate::nfa::CompileError;
 use crate::output::{row_header, Line, OutputFormat, Render, Stream};
 use crate::pattern::PatternDecl;
 use crate::runtime::{
-    compile_all, Collect, Engine, EngineOptions, Input, OutputKind, RestoreError, Run, Serial,
+    compile_for, Collect, Engine, EngineOptions, Input, OutputKind, RestoreError, Run, Serial,
     Stats, END_OF_INPUT,
 };
 use crate::runtime::{ParallelEngine, ParallelError};
@@ -785,12 +785,8 @@ pub fn run(
     let mut extractor = None;
     let match_table = spec.match_table();
     if !options.aggregates.is_empty() || match_table.is_some() {
-        let compiled = compile_all(
-            decls,
-            !options.aggregates.is_empty(),
-            None,
-            engine_options.timeouts,
-        )?;
+        // Compiled as the engine compiles them, for their variables and field slots.
+        let compiled = compile_for(decls, &engine_options)?;
         let nfas: Vec<Arc<crate::nfa::Nfa>> = compiled
             .patterns
             .iter()
