@@ -3,19 +3,23 @@
 //! against decoding the same events alone in the same process, and in microseconds per
 //! output match.
 //!
-//! `cargo bench --bench long_sequences` (options after `--`: `--only any,skip,rare` some
+//! `cargo bench --bench long_sequences` (options after `--`: `--only any,anyrare,skip,rare` some
 //! families, `--n-max N` longest chain (default 4), `--w-max W` largest window (default
 //! 1024), `--repeat N` runs of each point, the median reported (default 1)). One key, one
 //! event per millisecond, so a window of `W` ms holds `W` events.
 //! Families:
 //!   any:  `followedByAny` chains of n variables over the alphabet a..e, no skip strategy,
 //!         every match counted (the output grows as W^(n-1));
+//!   anyrare: the same chains with a last type 1 in 2,000 events (few matches, W^(n-1)
+//!         partial matches for the list matcher);
 //!   skip: the same chains with `skipPastLastEvent()` and a last type 1 in 200 events;
 //!   rare: `begin(a).next(b).followedBy(z)`, z one event in 50,000, W = 100 ms .. 100 s,
 //!         without and with `skipPastLastEvent()`.
 //! Each point runs with the partial matches in one list, as Flink keeps them, and (where the
 //! pattern allows it: no skip strategy, or no two runs sharing a first event) grouped by state, the engine's
-//! default above 8 per key (`--group-runs-at N` sets that threshold), with the speed-up.
+//! default above 8 per key (`--group-runs-at N` sets that threshold), and on the compact
+//! matcher where it runs the pattern (the engine's default then), each with the speed-up
+//! against the list.
 //! No assertion on any figure: this prints, tests assert.
 
 #[global_allocator]
@@ -70,13 +74,19 @@ struct Figures {
     matches: u64,
 }
 
-fn run(source: &str, input: &[String], group_runs_at: Option<usize>) -> Figures {
+fn run(
+    source: &str,
+    input: &[String],
+    group_runs_at: Option<usize>,
+    list_matcher: bool,
+) -> Figures {
     let decls = motif::syntax::load_str("<bench>", source)
         .unwrap_or_else(|e| panic!("bench pattern does not load: {e}"));
     let options = EngineOptions {
         // The families are about the partial matches; no cap may change what they find.
         max_runs_per_key: Some(0),
         group_runs_at,
+        list_matcher,
         ..EngineOptions::default()
     };
     let mut e = Engine::new(&decls, options).expect("bench pattern compiles");
@@ -128,19 +138,20 @@ struct Setup {
 fn report(family: &str, label: &str, source: &str, input: &[String], setup: Setup) {
     let ceiling = decode_only(source, input);
     let decls = motif::syntax::load_str("<bench>", source).expect("loads");
-    let groups = Engine::new(&decls, EngineOptions::default())
-        .expect("compiles")
-        .nfa(0)
-        .grouping()
-        == Grouping::ByState;
-    let mut layouts = vec![("list", Some(usize::MAX))];
+    let engine = Engine::new(&decls, EngineOptions::default()).expect("compiles");
+    let groups = engine.nfa(0).grouping() == Grouping::ByState;
+    let compact = engine.nfa(0).compact_matcher().is_ok();
+    let mut layouts = vec![("list", Some(usize::MAX), true)];
     if groups {
-        layouts.push(("grouped", setup.group_at));
+        layouts.push(("grouped", setup.group_at, true));
+    }
+    if compact {
+        layouts.push(("compact", None, false));
     }
     let mut list_secs = None;
-    for (layout, group_runs_at) in layouts {
+    for (layout, group_runs_at, list_matcher) in layouts {
         let mut runs: Vec<Figures> = (0..setup.repeat.max(1))
-            .map(|_| run(source, input, group_runs_at))
+            .map(|_| run(source, input, group_runs_at, list_matcher))
             .collect();
         runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
         let f = runs.swap_remove(runs.len() / 2);
@@ -156,7 +167,7 @@ fn report(family: &str, label: &str, source: &str, input: &[String], setup: Setu
         };
         list_secs.get_or_insert(f.secs);
         println!(
-            "{family:<5} {label:<12} {layout:<8} {:>9} events {:>10} matches {:>8.3} s {:>12.0} events/s {:>6.3} of decode {:>9} us/match {speedup}",
+            "{family:<7} {label:<12} {layout:<8} {:>9} events {:>10} matches {:>8.3} s {:>12.0} events/s {:>6.3} of decode {:>9} us/match {speedup}",
             f.events, f.matches, f.secs, eps, eps / ceiling, per_match
         );
     }
@@ -171,7 +182,8 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let only = opt("--only").unwrap_or_else(|| "any,skip,rare".to_string());
+    let only = opt("--only").unwrap_or_else(|| "any,anyrare,skip,rare".to_string());
+    let families: Vec<&str> = only.split(',').collect();
     let n_max: usize = opt("--n-max").and_then(|v| v.parse().ok()).unwrap_or(4);
     let setup = Setup {
         group_at: opt("--group-runs-at").and_then(|v| v.parse().ok()),
@@ -183,7 +195,7 @@ fn main() {
         .filter(|w| *w <= w_max)
         .collect();
     let alphabet = ['a', 'b', 'c', 'd', 'e', 'f'];
-    if only.contains("any") {
+    if families.contains(&"any") {
         for n in 3..=n_max {
             for &w in &windows {
                 // Keep each run to a few million matches: the output grows as W^(n-1).
@@ -200,7 +212,36 @@ fn main() {
             }
         }
     }
-    if only.contains("skip") {
+    if families.contains(&"anyrare") {
+        // The `any` chains waiting for a rare last type (1 in 2,000), no skip strategy:
+        // few matches, and W^(n-1) partial matches for the list matcher. Points whose
+        // output would pass 5M matches are left out.
+        for n in 3..=n_max {
+            for &w in &windows {
+                let per_last = (w as f64 / (n - 1) as f64).powi(n as i32 - 1)
+                    / (1..n).map(|k| k as f64).product::<f64>();
+                if per_last * 10.0 > 5e6 {
+                    continue;
+                }
+                let last = alphabet[n - 1];
+                let input = events(20_000, |_, r| {
+                    if r % 2_000 == 0 {
+                        last
+                    } else {
+                        alphabet[((r >> 11) % (n as u64 - 1)) as usize]
+                    }
+                });
+                report(
+                    "anyrare",
+                    &format!("n={n} W={w}"),
+                    &chain(n, w, ""),
+                    &input,
+                    setup,
+                );
+            }
+        }
+    }
+    if families.contains(&"skip") {
         for n in 3..=n_max {
             for &w in &windows {
                 let last = alphabet[n - 1];
@@ -221,7 +262,7 @@ fn main() {
             }
         }
     }
-    if only.contains("rare") {
+    if families.contains(&"rare") {
         let source = |w: u64, skip: &str| {
             format!(
                 "pattern p\n    key k\n    time ts\n= begin(\"a\"{skip}).where(t == \"a\")\n  .next(\"b\").where(t == \"b\")\n  .followedBy(\"z\").where(t == \"z\")\n  .within({w}ms);\n"

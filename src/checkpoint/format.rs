@@ -18,7 +18,7 @@ pub const MAGIC: &[u8; 8] = b"MOTIFCKP";
 
 /// The format version this build writes and reads. Bump it with any change to what a
 /// checkpoint holds.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 const HEADER: usize = 24;
 

@@ -1087,6 +1087,7 @@ fn explain_cmd(path: &Path, dot: bool) -> i32 {
     // As `motif run` compiles it without `--timeouts`.
     let options = crate::nfa::CompileOptions {
         reports_timeouts: false,
+        compact_matcher: true,
     };
     for d in &decls {
         match crate::nfa::compile_with(d, &mut schema, options) {

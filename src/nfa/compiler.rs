@@ -41,6 +41,20 @@ pub fn compile(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileEr
         schema,
         CompileOptions {
             reports_timeouts: true,
+            compact_matcher: true,
+        },
+    )
+}
+
+/// [`compile`] on the list matcher whatever the pattern (tests of that matcher's state).
+#[cfg(test)]
+pub(crate) fn compile_for_list(decl: &PatternDecl, schema: &mut Schema) -> Result<Nfa, CompileError> {
+    compile_with(
+        decl,
+        schema,
+        CompileOptions {
+            reports_timeouts: true,
+            compact_matcher: false,
         },
     )
 }
@@ -52,6 +66,10 @@ pub struct CompileOptions {
     /// Timed-out partial matches are reported (`--timeouts`): then every partial match is
     /// output, so each `followedByAny` branch is kept (see [`Nfa::any_links_as_next`]).
     pub reports_timeouts: bool,
+    /// Patterns the compact matcher can run get it ([`super::compact`]); `false` keeps every
+    /// pattern on the list matcher (for comparing the two, or Flink's order among the
+    /// matches one event completes with the same first event).
+    pub compact_matcher: bool,
 }
 
 /// [`compile`] for a run that does what `options` says.
@@ -118,6 +136,12 @@ pub fn compile_with(
     let skip = Skip::from_model(&decl.pattern.skip, &variables);
     let starts_shared = !super::ties::runs_never_share_a_start(&b.states);
     let proceed_cycles = super::ties::has_proceed_cycle(&b.states);
+    let compact = if options.compact_matcher {
+        let cond_of = |s: &Step| b.step_conds.get(&(s as *const Step)).and_then(|c| c.0);
+        super::compact::plan(&decl.pattern, &b.conditions, cond_of, &variables, step_windows)
+    } else {
+        Err("turned off (CompileOptions::compact_matcher)")
+    };
     let group_runs_at = (super::Grouping::of(skip, starts_shared, step_windows)
         == super::Grouping::ByState)
         .then_some(super::DEFAULT_GROUP_RUNS_AT);
@@ -131,6 +155,7 @@ pub fn compile_with(
         starts_shared,
         proceed_cycles,
         group_runs_at,
+        compact,
         variables,
         start,
         window: b.window.unwrap_or(0),

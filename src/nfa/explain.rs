@@ -36,7 +36,15 @@ fn kind_name(k: StateKind) -> &'static str {
 
 /// Which layout a partition's runs get, and why.
 fn matcher_text(nfa: &Nfa) -> String {
-    let layout = layout_text(nfa);
+    if nfa.compact.is_ok() {
+        return "compact: single steps, conditions on the event alone and no skip strategy, so \
+                the partial matches are kept as the events they share (per step, the events \
+                that end one, each with the range of the step before that can precede it), \
+                not one run each; matches are enumerated when an event completes them"
+            .into();
+    }
+    let why_not = nfa.compact.as_ref().err().copied().unwrap_or_default();
+    let layout = format!("{} (not the compact matcher: {why_not})", layout_text(nfa));
     if nfa.any_links_as_next {
         return format!(
             "{layout}; followedByAny links run as followedBy: with skipPastLastEvent, single \

@@ -16,6 +16,7 @@ use smallvec::SmallVec;
 use crate::event::{field_of_json, Event};
 use crate::expr::compile::{AggAcc, CExpr};
 use crate::nfa::buffer::{Expected, PathStep, SharedBuffer, NIL};
+use crate::nfa::compact::Compact;
 use crate::nfa::heap;
 use crate::nfa::validate::{InvalidState, RunRef, COUNTER_LIMIT};
 use crate::nfa::{Action, CondBody, Guard, Nfa, Skip, StateId, StateKind};
@@ -167,6 +168,10 @@ pub struct Matcher {
     /// The runs grouped by state, when there are many and the pattern allows it (then
     /// `runs` is empty; see [`Groups`]).
     groups: Option<Box<Groups>>,
+    /// The compact matcher's state, for patterns it runs ([`crate::nfa::compact`]); then
+    /// the fields above hold no runs.
+    #[serde(default)]
+    compact: Option<Box<Compact>>,
 }
 
 /// The grouped layout of a partition's runs, for patterns whose results do not depend on
@@ -313,6 +318,22 @@ impl PartialMatch for View<'_> {
 impl Matcher {
     /// A matcher with only the start run.
     pub fn new(nfa: &Nfa) -> Matcher {
+        if let Ok(plan) = &nfa.compact {
+            return Matcher {
+                waiting: UNKNOWN_STATES,
+                next_due: None,
+                due_known: false,
+                next_seq: 0,
+                runs: Vec::new(),
+                completed: Vec::new(),
+                max_runs: DEFAULT_MAX_RUNS,
+                dropped: 0,
+                buffer: SharedBuffer::new(),
+                last_time: i64::MIN,
+                groups: None,
+                compact: Some(Box::new(Compact::new(plan))),
+            };
+        }
         let mut m = Matcher {
             waiting: UNKNOWN_STATES,
             next_due: None,
@@ -325,6 +346,7 @@ impl Matcher {
             buffer: SharedBuffer::new(),
             last_time: i64::MIN,
             groups: None,
+            compact: None,
         };
         m.note_states(nfa);
         m
@@ -333,6 +355,12 @@ impl Matcher {
     /// Returns an idle matcher to its initial state, keeping its allocations (for reuse by
     /// another partition).
     pub fn reset(&mut self, nfa: &Nfa) {
+        if let Some(c) = self.compact.as_deref_mut() {
+            c.reset();
+            self.dropped = 0;
+            self.last_time = i64::MIN;
+            return;
+        }
         if self.is_idle() {
             // Only the start run, as it was made (it takes nothing itself): nothing to redo.
             self.next_seq = 0;
@@ -452,6 +480,9 @@ impl Matcher {
     /// Whether nothing is pending: only the start run, no buffered completed matches. Such a
     /// partition can be dropped and recreated later with no change in results.
     pub fn is_idle(&self) -> bool {
+        if let Some(c) = &self.compact {
+            return c.is_empty();
+        }
         self.completed.is_empty()
             && self.groups.is_none()
             && self.runs.len() == 1
@@ -461,11 +492,18 @@ impl Matcher {
 
     /// Calls `f` on every event the matcher holds.
     pub fn for_each_event_mut(&mut self, f: &mut dyn FnMut(&mut Event)) {
+        if let Some(c) = self.compact.as_deref_mut() {
+            c.for_each_event_mut(f);
+        }
         self.buffer.for_each_event_mut(f);
     }
 
-    /// Number of partial matches (runs that have taken at least one event).
+    /// Number of partial matches (runs that have taken at least one event). The compact
+    /// matcher counts those its chains of events hold (in time linear in its events).
     pub fn partial_matches(&self) -> usize {
+        if let Some(c) = &self.compact {
+            return c.waiting_partial_matches();
+        }
         if let Some(groups) = &self.groups {
             // Exactly one of them is the start run (checked on restore).
             return groups.len().saturating_sub(1);
@@ -477,6 +515,9 @@ impl Matcher {
     /// (Noted after every change of the runs; after runs were dropped it may be earlier
     /// than the truth: a timer set for it finds nothing due and asks again.)
     pub fn next_deadline(&self, nfa: &Nfa) -> Option<i64> {
+        if let Some(c) = &self.compact {
+            return c.next_deadline(nfa.window);
+        }
         if self.due_known {
             return self.next_due;
         }
@@ -496,6 +537,10 @@ impl Matcher {
         matches: &mut Vec<Match>,
         timeouts: &mut Vec<Match>,
     ) {
+        if let (Some(c), Ok(plan)) = (self.compact.as_deref_mut(), &nfa.compact) {
+            c.advance_time(nfa, plan, time, handle_timeouts, timeouts);
+            return;
+        }
         if self.due_known && self.next_due.is_none_or(|due| time < due) {
             // Nothing times out: Flink's rebuilding of its queue in array order would give
             // the same array, and no completed match waits on a run that could go.
@@ -586,9 +631,13 @@ impl Matcher {
         event: Event,
         matches: &mut Vec<Match>,
     ) {
+        self.last_time = event.time;
+        if let (Some(c), Ok(plan)) = (self.compact.as_deref_mut(), &nfa.compact) {
+            c.process(nfa, plan, event, self.max_runs, &mut self.dropped, matches);
+            return;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.last_time = event.time;
         // The event gets a buffer slot only when some run takes it.
         let mut eid: Option<u32> = None;
         let sc = scratch;
@@ -1025,6 +1074,29 @@ impl Matcher {
             if value > COUNTER_LIMIT {
                 return Err(InvalidState::CounterTooLarge { counter, value });
             }
+        }
+        match (&self.compact, &nfa.compact) {
+            (Some(c), Ok(plan)) => {
+                if !(self.runs.is_empty() && self.completed.is_empty() && self.groups.is_none())
+                    || self.buffer.live_nodes() > 0
+                {
+                    return Err(InvalidState::Compact {
+                        what: "it holds runs besides its chains",
+                    });
+                }
+                return c.validate(plan);
+            }
+            (Some(_), Err(_)) => {
+                return Err(InvalidState::Compact {
+                    what: "it is the compact matcher's, and the pattern runs on the list matcher",
+                })
+            }
+            (None, Ok(_)) => {
+                return Err(InvalidState::Compact {
+                    what: "it is the list matcher's, and the pattern runs on the compact matcher",
+                })
+            }
+            (None, Err(_)) => {}
         }
 
         self.validate_groups(nfa)?;
@@ -1835,7 +1907,7 @@ mod tests {
     ) -> (Vec<Vec<usize>>, Vec<Vec<usize>>, usize, usize) {
         let decl = p.declare("p");
         let mut schema = Schema::new();
-        let mut nfa = crate::nfa::compile(&decl, &mut schema).unwrap();
+        let mut nfa = crate::nfa::compiler::compile_for_list(&decl, &mut schema).unwrap();
         if let Some(at) = group_at {
             nfa.set_group_runs_at(at);
         }

@@ -7,6 +7,7 @@
 //! without consuming: an epsilon edge), each guarded by a condition.
 
 pub mod buffer;
+pub(crate) mod compact;
 pub mod compiler;
 pub mod explain;
 mod heap;
@@ -191,6 +192,8 @@ pub struct Nfa {
     /// this many; `None` where the pattern needs runs kept in Flink's exact order (see
     /// [`Nfa::grouping`]).
     pub(crate) group_runs_at: Option<usize>,
+    /// The compact matcher's plan when it runs this pattern ([`compact`]), else why not.
+    pub(crate) compact: Result<compact::CompactPlan, &'static str>,
 }
 
 /// Partitions hold their runs grouped by state once they have more than this many (by
@@ -233,6 +236,13 @@ impl Nfa {
         if self.grouping() == Grouping::ByState {
             self.group_runs_at = Some(at);
         }
+    }
+
+    /// Whether the compact matcher runs this pattern ([`compact`]: single steps, conditions
+    /// on the event alone, no skip strategy), or why not.
+    pub fn compact_matcher(&self) -> Result<(), &'static str> {
+        self.compact.as_ref().map(|_| ())
+            .map_err(|why| *why)
     }
 
     /// The pattern's name.

@@ -84,6 +84,13 @@ pub enum InvalidState {
         value: u64,
     },
 
+    /// The compact matcher's state does not fit the pattern (see [`crate::nfa::compact`]).
+    #[error("the compact matcher's state: {what}")]
+    Compact {
+        /// What is wrong.
+        what: &'static str,
+    },
+
     // ---- runs ------------------------------------------------------------------------
     /// A run is in a state the pattern does not have.
     #[error("{run} is in state {state}, the pattern has {states} states")]
@@ -488,7 +495,7 @@ mod tests {
     fn compiled(source: &str) -> (Nfa, Schema) {
         let decls = crate::syntax::load_str("<test>", source).expect("pattern loads");
         let mut schema = Schema::new();
-        let nfa = crate::nfa::compile(&decls[0], &mut schema).expect("pattern compiles");
+        let nfa = crate::nfa::compiler::compile_for_list(&decls[0], &mut schema).expect("pattern compiles");
         (nfa, schema)
     }
 

@@ -239,6 +239,11 @@ pub struct EngineOptions {
     /// time in the partial matches it concerns, not in all of them. Results do not depend
     /// on it (see [`crate::nfa::Grouping`]).
     pub group_runs_at: Option<usize>,
+    /// Run every pattern on the list matcher, also those the compact matcher would run
+    /// (see [`crate::nfa::CompileOptions::compact_matcher`]). Results are the same as
+    /// multisets; only the order of matches one event completes with the same first event
+    /// differs (the list keeps Flink's).
+    pub list_matcher: bool,
 }
 
 /// The compiled patterns of a run and how the front reads their events.
@@ -277,7 +282,10 @@ pub(crate) fn compile_for(
         decls,
         options.match_fields,
         options.group_runs_at,
-        options.timeouts,
+        CompileOptions {
+            reports_timeouts: options.timeouts,
+            compact_matcher: !options.list_matcher,
+        },
     )
 }
 
@@ -289,14 +297,14 @@ pub(crate) fn compile_all(
     decls: &[PatternDecl],
     match_fields: bool,
     group_runs_at: Option<usize>,
-    reports_timeouts: bool,
+    compile_options: CompileOptions,
 ) -> Result<Compiled, CompileError> {
     let mut schema = Schema::new();
     let mut patterns = Vec::new();
     let mut front = Vec::new();
     let mut fingerprints = Vec::new();
     for d in decls {
-        let mut nfa = compile_with(d, &mut schema, CompileOptions { reports_timeouts })?;
+        let mut nfa = compile_with(d, &mut schema, compile_options)?;
         nfa.keep_event_fields |= match_fields;
         if let Some(at) = group_runs_at {
             nfa.set_group_runs_at(at);

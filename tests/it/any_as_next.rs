@@ -99,6 +99,7 @@ fn explained(source: &str) -> String {
     let decls = motif::syntax::load_str("<test>", source).expect("pattern loads");
     let options = motif::nfa::CompileOptions {
         reports_timeouts: false,
+        compact_matcher: true,
     };
     let nfa = motif::nfa::compile_with(&decls[0], &mut motif::event::Schema::new(), options)
         .expect("pattern compiles");

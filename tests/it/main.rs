@@ -4,6 +4,7 @@ mod aggregate;
 mod any_as_next;
 mod checkpoint;
 mod cli;
+mod compact;
 mod conformance;
 mod crash;
 mod db;

@@ -688,7 +688,16 @@ mod tests {
     /// `timeouts`), with the schema its events are decoded with.
     fn shard_of_pattern(source: &str, timeouts: bool) -> (Shard, crate::event::Schema) {
         let decls = crate::syntax::load_str("<test>", source).expect("pattern loads");
-        let c = compile_all(&decls, false, None, timeouts).expect("pattern compiles");
+        let c = compile_all(
+            &decls,
+            false,
+            None,
+            crate::nfa::CompileOptions {
+                reports_timeouts: timeouts,
+                compact_matcher: true,
+            },
+        )
+        .expect("pattern compiles");
         (Shard::new(&c.patterns, timeouts, None, None), c.schema)
     }
 
