@@ -143,7 +143,8 @@ struct RunArgs {
     #[arg(long)]
     ordered: bool,
     /// Cap on partial matches per key; beyond it the oldest are dropped (counted, and
-    /// warned about once on stderr). 0: no cap.
+    /// warned about once on stderr). 0: no cap. For a pattern on the compact matcher, a cap
+    /// on the events it holds (over all steps), beyond which the oldest first events go.
     #[arg(long, value_name = "N", default_value_t = crate::nfa::matcher::DEFAULT_MAX_RUNS)]
     max_partial_matches: usize,
     /// Cap on partial matches of each pattern over all keys; at the cap, keys without

@@ -206,6 +206,9 @@ pub struct EngineOptions {
     pub timeouts: bool,
     /// Cap on partial matches per partition (`None`: [`DEFAULT_MAX_RUNS`], 100,000;
     /// `Some(0)`: no cap). Beyond it the oldest are dropped, counted in [`Stats::dropped_runs`].
+    /// For a pattern on the compact matcher ([`crate::nfa::Nfa::compact_matcher`]) it caps
+    /// the events the partition holds over all steps; beyond it the oldest first events (and
+    /// every partial match they start) are dropped, each counted.
     pub max_runs_per_key: Option<usize>,
     /// Number of shards keys are spread over (0 or 1: one). Results do not depend on it.
     pub shards: usize,
