@@ -480,14 +480,13 @@ impl Matcher {
     /// Whether nothing is pending: only the start run, no buffered completed matches. Such a
     /// partition can be dropped and recreated later with no change in results.
     pub fn is_idle(&self) -> bool {
-        if let Some(c) = &self.compact {
-            return c.is_empty();
-        }
-        self.completed.is_empty()
+        let list_idle = self.completed.is_empty()
             && self.groups.is_none()
             && self.runs.len() == 1
             && self.runs[0].start_seq == NO_START
-            && self.buffer.live_nodes() == 0
+            && self.buffer.live_nodes() == 0;
+        // The compact matcher holds no runs (not even the start run).
+        list_idle || self.compact.as_ref().is_some_and(|c| c.is_empty())
     }
 
     /// Calls `f` on every event the matcher holds.
@@ -515,11 +514,12 @@ impl Matcher {
     /// (Noted after every change of the runs; after runs were dropped it may be earlier
     /// than the truth: a timer set for it finds nothing due and asks again.)
     pub fn next_deadline(&self, nfa: &Nfa) -> Option<i64> {
+        if self.due_known {
+            // (Never known for the compact matcher.)
+            return self.next_due;
+        }
         if let Some(c) = &self.compact {
             return c.next_deadline(nfa.window);
-        }
-        if self.due_known {
-            return self.next_due;
         }
         self.all_runs().filter_map(|r| deadline(nfa, r)).min()
     }
@@ -537,8 +537,8 @@ impl Matcher {
         matches: &mut Vec<Match>,
         timeouts: &mut Vec<Match>,
     ) {
-        if let (Some(c), Ok(plan)) = (self.compact.as_deref_mut(), &nfa.compact) {
-            c.advance_time(nfa, plan, time, handle_timeouts, timeouts);
+        if self.compact.is_some() {
+            self.advance_compact(nfa, time, handle_timeouts, timeouts);
             return;
         }
         if self.due_known && self.next_due.is_none_or(|due| time < due) {
@@ -632,8 +632,8 @@ impl Matcher {
         matches: &mut Vec<Match>,
     ) {
         self.last_time = event.time;
-        if let (Some(c), Ok(plan)) = (self.compact.as_deref_mut(), &nfa.compact) {
-            c.process(nfa, plan, event, self.max_runs, &mut self.dropped, matches);
+        if self.compact.is_some() {
+            self.process_compact(nfa, event, matches);
             return;
         }
         let seq = self.next_seq;
@@ -692,6 +692,23 @@ impl Matcher {
         }
         self.regroup(nfa);
         self.note_states(nfa);
+    }
+
+    /// [`Matcher::process`] on the compact matcher (out of line: the list's path stays as
+    /// it was).
+    #[inline(never)]
+    fn process_compact(&mut self, nfa: &Nfa, event: Event, matches: &mut Vec<Match>) {
+        if let (Some(c), Ok(plan)) = (self.compact.as_deref_mut(), &nfa.compact) {
+            c.process(nfa, plan, event, self.max_runs, &mut self.dropped, matches);
+        }
+    }
+
+    /// [`Matcher::advance_time`] on the compact matcher.
+    #[inline(never)]
+    fn advance_compact(&mut self, nfa: &Nfa, time: i64, report: bool, timeouts: &mut Vec<Match>) {
+        if let (Some(c), Ok(plan)) = (self.compact.as_deref_mut(), &nfa.compact) {
+            c.advance_time(nfa, plan, time, report, timeouts);
+        }
     }
 
     /// Whether `event` leaves every run exactly as it is: the start run takes nothing (no TAKE
