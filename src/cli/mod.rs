@@ -142,9 +142,9 @@ struct RunArgs {
     /// Deterministic output order: by input record, then by text.
     #[arg(long)]
     ordered: bool,
-    /// Cap on partial matches per key; beyond it the oldest are dropped (counted, and
-    /// warned about once on stderr). 0: no cap. For a pattern on the compact matcher, a cap
-    /// on the events it holds (over all steps), beyond which the oldest first events go.
+    /// Cap on partial matches per key (for a pattern on the compact matcher: on the events
+    /// it holds over all steps); beyond it the oldest are dropped (counted, and warned about
+    /// once on stderr). 0: no cap.
     #[arg(long, value_name = "N", default_value_t = crate::nfa::matcher::DEFAULT_MAX_RUNS)]
     max_partial_matches: usize,
     /// Cap on partial matches of each pattern over all keys; at the cap, keys without

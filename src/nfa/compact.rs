@@ -755,4 +755,31 @@ mod tests {
         assert!(!timeouts.is_empty());
         assert_eq!(dropped, 0);
     }
+
+    #[test]
+    fn a_damaged_state_is_rejected_not_run() {
+        let (nfa, schema) = compiled("pattern p\n    time ts\n= begin(\"v1\").where(t == \"a\")\n  .followedBy(\"v2\").where(t == \"b\")\n  .next(\"v3\").where(t == \"c\")\n  .within(30ms);\n");
+        let Ok(plan) = &nfa.compact else {
+            panic!("not compact: {:?}", nfa.compact.err());
+        };
+        let mut c = Compact::new(plan);
+        let (mut out, mut dropped) = (Vec::new(), 0);
+        for (i, t) in ["a", "x", "b", "a", "b"].into_iter().enumerate() {
+            c.process(&nfa, plan, event(&schema, i as i64, t), 1_000, &mut dropped, &mut out);
+        }
+        assert_eq!(c.validate(plan), Ok(()));
+        assert!(c.nodes() >= 2);
+        let damaged = |f: &dyn Fn(&mut Compact)| {
+            let mut d = c.clone();
+            f(&mut d);
+            d.validate(plan).expect_err("damaged state accepted").to_string()
+        };
+        assert!(damaged(&|d| d.levels.pop().map_or((), drop)).contains("steps are not"));
+        assert!(damaged(&|d| d.links.reverse()).contains("steps are not"));
+        assert!(damaged(&|d| d.events.clear()).contains("does not hold"));
+        assert!(damaged(&|d| d.next_pos = COUNTER_LIMIT + 1).contains("out of range"));
+        assert!(damaged(&|d| d.last_hit[0] = Some(9)).contains("after the last event"));
+        assert!(damaged(&|d| d.levels[1].nodes[0].hi = 99).contains("predecessors"));
+        assert!(damaged(&|d| d.levels[0].nodes[0].start_pos = 7).contains("first event"));
+    }
 }
