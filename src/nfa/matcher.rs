@@ -316,39 +316,31 @@ impl PartialMatch for View<'_> {
 }
 
 impl Matcher {
-    /// A matcher with only the start run.
+    /// A matcher with only the start run (or the compact matcher's empty state).
     pub fn new(nfa: &Nfa) -> Matcher {
-        if let Ok(plan) = &nfa.compact {
-            return Matcher {
-                waiting: UNKNOWN_STATES,
-                next_due: None,
-                due_known: false,
-                next_seq: 0,
-                runs: Vec::new(),
-                completed: Vec::new(),
-                max_runs: DEFAULT_MAX_RUNS,
-                dropped: 0,
-                buffer: SharedBuffer::new(),
-                last_time: i64::MIN,
-                groups: None,
-                compact: Some(Box::new(Compact::new(plan))),
-            };
-        }
+        // The compact matcher keeps its chains instead of runs (not even the start run).
+        let compact = nfa.compact.as_ref().ok().map(|plan| Box::new(Compact::new(plan)));
         let mut m = Matcher {
             waiting: UNKNOWN_STATES,
             next_due: None,
             due_known: false,
             next_seq: 0,
-            runs: vec![Run::start(nfa)],
+            runs: if compact.is_some() {
+                Vec::new()
+            } else {
+                vec![Run::start(nfa)]
+            },
             completed: Vec::new(),
             max_runs: DEFAULT_MAX_RUNS,
             dropped: 0,
             buffer: SharedBuffer::new(),
             last_time: i64::MIN,
             groups: None,
-            compact: None,
+            compact,
         };
-        m.note_states(nfa);
+        if m.compact.is_none() {
+            m.note_states(nfa);
+        }
         m
     }
 

@@ -53,7 +53,7 @@ fn chain() -> impl Strategy<Value = String> {
 /// Up to 60 events over two keys, a quarter of them at the time of the one before, and
 /// some out of order: an event an eighth of the time comes 1 to 5 ms before its time in
 /// the stream (the patterns allow 3 ms of lateness; later than that it is late).
-fn stream() -> impl Strategy<Value = Vec<String>> {
+pub(crate) fn stream() -> impl Strategy<Value = Vec<String>> {
     prop::collection::vec(
         (
             prop::sample::select(vec!["x", "y"]),

@@ -12,6 +12,9 @@
 use motif::runtime::{Engine, EngineOptions, Output};
 use proptest::prelude::*;
 
+// The property's streams are `any_as_next`'s: two keys, equal times, disorder and late events.
+use crate::any_as_next::stream;
+
 /// A condition on the current event alone; several may hold for one event.
 fn condition() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -46,33 +49,6 @@ fn chain() -> impl Strategy<Value = String> {
             s.push_str(";\n");
             s
         })
-}
-
-/// Up to 60 events over two keys, a quarter of them at the time of the one before, and
-/// some out of order: an event an eighth of the time comes 1 to 5 ms before its time in
-/// the stream (the patterns allow 3 ms of lateness; later than that it is late).
-fn stream() -> impl Strategy<Value = Vec<String>> {
-    prop::collection::vec(
-        (
-            prop::sample::select(vec!["x", "y"]),
-            prop::sample::select(vec!["a", "b", "c", "d", "e", "a", "b"]),
-            0i64..10,
-            prop_oneof![1 => Just(0i64), 3 => 1i64..4],
-            prop_oneof![7 => Just(0i64), 1 => 1i64..6],
-        ),
-        0..60,
-    )
-    .prop_map(|evs| {
-        let mut ts = 0;
-        evs.into_iter()
-            .enumerate()
-            .map(|(i, (k, t, v, gap, back))| {
-                ts += gap;
-                let at = (ts - back).max(0);
-                format!(r#"{{"id":{i},"k":"{k}","t":"{t}","v":{v},"ts":{at}}}"#)
-            })
-            .collect()
-    })
 }
 
 /// Every output line of `source` over `lines` (matches, timed-out partial matches with
